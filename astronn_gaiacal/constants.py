@@ -1,0 +1,57 @@
+"""Conventions of Leung & Bovy (2019) and of astroNN: one source of truth.
+
+Every module reads its constants from here.
+"""
+import numpy as np
+
+#: astroNN's magic number for a missing value (astroNN.config.MAGIC_NUMBER default).
+MAGIC_NUMBER = -9999.0
+
+#: Length of a continuum-normalised APOGEE spectrum after astroNN's gap deletion.
+APOGEE_SPECTRUM_LENGTH = 7514
+
+#: Length of a raw apStar spectrum (three detectors, before gap deletion).
+APSTAR_LENGTH = 8575
+
+#: APOGEE_PIXMASK bits set to 1 (flux = 1) before continuum normalisation, as in the paper.
+APOGEE_PIXMASK_BITS = (0, 1, 2, 3, 4, 5, 6, 7, 12)
+
+#: Column of the extinction-corrected Ks magnitude in the paper's 7518-column input.
+PAPER_MAG_COLUMN = APOGEE_SPECTRUM_LENGTH
+
+#: Fixed factor between the luminosity network's Softplus output and normalised fakemag
+#: (ApogeeDR14GaiaDR2BCNN: "such that fakemag std approx. 1 for training set").
+PAPER_FAKEMAG_SCALE = 73.85
+
+#: Published constant zero-point, Leung & Bovy (2019): -52.3 +/- 2.0 micro-arcsec.
+PAPER_ZEROPOINT_UAS = -52.3
+PAPER_ZEROPOINT_ERR_UAS = 2.0
+
+#: Offset-model features of the paper's multivariate model.
+PAPER_OFFSET_FEATURES = ("phot_g_mean_mag", "bp_rp", "teff")
+
+#: Gaia DR3 zero-point inputs (Lindegren et al. 2021).
+DR3_OFFSET_FEATURES = ("nu_eff_used_in_astrometry", "pseudocolour", "ecl_lat", "astrometric_params_solved")
+
+#: Paper's selection thresholds (Section 2).
+PAPER_SNR_SPLIT = 200.0
+PAPER_MAX_PARALLAX_ERROR_MAS = 0.1
+PAPER_MIN_VISIBILITY_PERIODS = 11
+PAPER_MAX_VSCATTER_KMS = 1.0
+
+#: Quadratic summaries of the multivariate offset (micro-arcsec), paper eqs. 7-9 with their
+#: validity ranges.  Eq. 7's linear coefficient is printed as -92 in the paper, which cannot be
+#: right (it gives +330 uas at G = 12); -0.92 matches the text and Fig. 4 and is used here.
+PAPER_QUADRATIC_TRENDS = {
+    "phot_g_mean_mag": {"coeffs": (1.18, -0.92, -55.49), "pivot": 16.0, "range": (11.0, 17.0)},
+    "bp_rp": {"coeffs": (6.90, -34.63, -11.67), "pivot": 0.0, "range": (0.8, 3.0)},
+    "teff": {"coeffs": (6e-6, 0.0348, -53.17), "pivot": 4500.0, "range": (4000.0, 5750.0)},
+}
+
+LN10 = float(np.log(10.0))
+
+
+def is_missing(x):
+    """Boolean mask of entries that are the magic number or NaN."""
+    x = np.asarray(x, dtype=float)
+    return (x == MAGIC_NUMBER) | np.isnan(x)
