@@ -1,35 +1,29 @@
 """The ``astronn-gaiacal`` command line.
 
-Each subcommand is a function ``cmd_<name>(args)`` plus an ``add_<name>``
-parser builder registered in :data:`SUBCOMMANDS`.  TensorFlow is imported only
-inside the commands, so ``--help`` and ``--version`` are instant.
+Each subcommand is one module in this package defining ``NAME``, ``HELP``,
+``add_arguments(parser)`` and ``run(args) -> int``.  Modules are discovered
+automatically and listed in ``--help`` in alphabetical order.  TensorFlow is
+imported only inside ``run``, so parsing is cheap.
 
-Exit codes: 0 success, 2 bad input (one-line reason on stderr).
+Exit codes: 0 success, 2 bad input (one-line reason on stderr, no partial
+output files left behind).
 """
 import argparse
+import importlib
+import pkgutil
 import sys
 
-from ._versions import __version__
+from .._versions import __version__
+from ._common import UsageError
+
+__all__ = ["main", "build_parser", "UsageError"]
 
 
-class UsageError(Exception):
-    """Bad input: reported in one line, exit code 2."""
-
-
-def add_versions(sub):
-    p = sub.add_parser("versions", help="print installed and supported dependency versions")
-    p.set_defaults(func=cmd_versions)
-
-
-def cmd_versions(args):
-    from . import show_versions
-
-    show_versions()
-    return 0
-
-
-#: subcommand builders, in --help order
-SUBCOMMANDS = [add_versions]
+def _command_modules():
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda i: i.name):
+        if info.name.startswith("_"):
+            continue
+        yield importlib.import_module(f"{__name__}.{info.name}")
 
 
 def build_parser():
@@ -42,8 +36,10 @@ def build_parser():
     )
     parser.add_argument("--version", action="version", version=f"astronn-gaiacal {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in SUBCOMMANDS:
-        add(sub)
+    for mod in _command_modules():
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(func=mod.run)
     return parser
 
 

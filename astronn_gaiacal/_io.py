@@ -1,0 +1,82 @@
+"""Atomic file and folder writing: an interrupted run never leaves a half-written output.
+
+Examples
+--------
+>>> import os, tempfile
+>>> from astronn_gaiacal._io import atomic_path
+>>> d = tempfile.mkdtemp()
+>>> with atomic_path(os.path.join(d, "cat.fits")) as tmp:
+...     with open(tmp, "w") as f:
+...         _ = f.write("data")
+>>> os.listdir(d)
+['cat.fits']
+"""
+import contextlib
+import os
+import shutil
+import tempfile
+
+
+def _check_target(path, overwrite):
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")
+
+
+@contextlib.contextmanager
+def atomic_path(path, overwrite=False):
+    """Yield a temporary file name next to ``path``; rename it to ``path`` on success.
+
+    On an exception the temporary file is removed and ``path`` is untouched.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Final file name.
+    overwrite : bool
+        Replace an existing ``path``; otherwise raise ``FileExistsError``.
+    """
+    path = os.fspath(path)
+    _check_target(path, overwrite)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    base = os.path.basename(path)
+    stem, ext = os.path.splitext(base)
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=f".partial{ext}", dir=directory)
+    os.close(fd)
+    os.unlink(tmp)  # writers (astropy, h5py) create the file themselves
+    try:
+        yield tmp
+        _check_target(path, overwrite)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@contextlib.contextmanager
+def atomic_directory(path, overwrite=False):
+    """Yield a temporary directory next to ``path``; rename it to ``path`` on success.
+
+    On an exception the temporary directory is removed and ``path`` is untouched.
+    With ``overwrite=True`` an existing ``path`` is replaced only after the new
+    one is complete.
+    """
+    path = os.path.abspath(os.fspath(path))
+    _check_target(path, overwrite)
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=parent)
+    try:
+        yield tmp
+        _check_target(path, overwrite)
+        if os.path.exists(path):
+            old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".old", dir=parent)
+            os.rmdir(old)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
