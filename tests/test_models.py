@@ -204,5 +204,7 @@ def test_bad_input(trained):
         )
     with pytest.raises(ValueError, match="offset must be one of"):
         ToyApogeeBCNN(offset="linear")
+    with pytest.raises(ValueError, match="fewer than batch_size=64"):
+        ToyApogeeBCNN().fit(data["spectra"][:40], data["parallax"][:40], data["parallax_error"][:40], data["mag"][:40])
     with pytest.raises(ValueError, match="parallax_error must be positive"):
         ToyApogeeBCNN().fit(data["spectra"][:8], data["parallax"][:8], np.zeros(8), data["mag"][:8])

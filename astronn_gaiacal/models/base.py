@@ -202,6 +202,11 @@ class GaiaCalBCNNBase(BayesianCNNBase):
                 raise ValueError(f"offset_features must be distinct non-empty names, got {self.offset_features!r}")
 
     @property
+    def luminosity_hidden(self):
+        """Widths of the luminosity network's dense layers (``num_hidden`` minus the offset network's)."""
+        return list(self.num_hidden[: len(self.num_hidden) - len(self.offset_hidden)])
+
+    @property
     def n_features(self):
         """Number of offset-feature columns in the input layout."""
         return len(self.offset_features) if self.offset == "multivariate" else 0
@@ -284,7 +289,7 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         )(x)
         x = keras.layers.MaxPooling1D(pool_size=self.pool_length)(keras.layers.Activation(self.activation)(x))
         x = self._dropout(keras.layers.Flatten()(x))
-        for units in self.num_hidden[:2]:
+        for units in self.luminosity_hidden:
             x = keras.layers.Dense(units, kernel_initializer=self._initializer(), kernel_regularizer=reg)(x)
             x = self._dropout(keras.layers.Activation(self.activation)(x))
         return self._luminosity_heads(x)
@@ -302,7 +307,7 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         """
         reg = keras.regularizers.l2(self.l2)
         x = features
-        for units in self.offset_hidden:
+        for units in self.num_hidden[len(self.luminosity_hidden) :]:
             x = keras.layers.Dense(
                 units, activation="tanh", kernel_initializer=self._initializer(), kernel_regularizer=reg
             )(x)
@@ -638,7 +643,13 @@ class GaiaCalBCNNBase(BayesianCNNBase):
             if self.pixel_mask is not None:
                 err = err[:, np.asarray(self.pixel_mask, dtype=bool)]
             x_err = np.concatenate([err, np.zeros((n, 1 + feats.shape[1]))], axis=1).astype(np.float32)
-        steps_per_epoch = max(1, int(n * (1 - (self.val_size or 0))) // self.batch_size)
+        n_train = n - int(n * (self.val_size or 0))
+        if n_train < self.batch_size:
+            raise ValueError(
+                f"{n_train} training stars (after the {self.val_size:.0%} validation split) is fewer than "
+                f"batch_size={self.batch_size}: give more stars or lower batch_size"
+            )
+        steps_per_epoch = n_train // self.batch_size
         patience = self.reduce_lr_patience
         self.reduce_lr_patience = max(patience, int(np.ceil(self.reduce_lr_min_patience_steps / steps_per_epoch)))
         try:

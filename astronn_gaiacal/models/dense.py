@@ -31,13 +31,17 @@ class DenseGaiaBNN(GaiaCalBCNNBase):
 
     def __init__(self, hidden=(128, 64), **kwargs):
         super().__init__(**kwargs)
-        self.hidden = [int(h) for h in hidden]
-        self.num_hidden = [*self.hidden, *self.offset_hidden]
+        self.num_hidden = [*(int(h) for h in hidden), *self.offset_hidden]
+
+    @property
+    def hidden(self):
+        """Widths of the dense luminosity layers."""
+        return self.luminosity_hidden
 
     def luminosity_network(self, inputs):
         reg = keras.regularizers.l2(self.l2)
         x = inputs
-        for units in self.num_hidden[: len(self.num_hidden) - len(self.offset_hidden)]:
+        for units in self.luminosity_hidden:
             x = keras.layers.Dense(units, kernel_initializer=self._initializer(), kernel_regularizer=reg)(x)
             x = self._dropout(keras.layers.Activation(self.activation)(x))
         return self._luminosity_heads(x)
