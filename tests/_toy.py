@@ -6,6 +6,18 @@ parallax plus an injected zero-point plus Gaussian noise.
 """
 import numpy as np
 
+from astronn_gaiacal import register
+from astronn_gaiacal.models import ApogeeGaiaBCNN
+
+N_PIX = 256
+
+
+@register
+class ToyApogeeBCNN(ApogeeGaiaBCNN):
+    """The APOGEE model on 256-pixel toy spectra, so tests can train to convergence quickly."""
+
+    spectrum_length = N_PIX
+
 
 def toy_survey(n, seed=0, zeropoint=-0.1, n_pixels=7514, signal=0.05, noise=0.005):
     rng = np.random.default_rng(seed)

@@ -5,22 +5,11 @@ from astropy import units as u
 from astropy.table import Table
 
 import astronn_gaiacal
-from astronn_gaiacal import register
-from astronn_gaiacal._compat import tf
 from astronn_gaiacal.inference import dropout_disabled
-from astronn_gaiacal.models import ApogeeGaiaBCNN, NotTrainedError
+from astronn_gaiacal.models import NotTrainedError
 from astroNN.models import load_folder
 
-from _toy import toy_survey, zeropoint_tolerance
-
-N_PIX = 256
-
-
-@register
-class ToyApogeeBCNN(ApogeeGaiaBCNN):
-    """The APOGEE model on 256-pixel toy spectra, so the tests can train to convergence quickly."""
-
-    spectrum_length = N_PIX
+from _toy import N_PIX, ToyApogeeBCNN, toy_survey, zeropoint_tolerance
 
 
 def _trend(features):
