@@ -23,6 +23,9 @@ PAPER_MAG_COLUMN = APOGEE_SPECTRUM_LENGTH
 #: (ApogeeDR14GaiaDR2BCNN: "such that fakemag std approx. 1 for training set").
 PAPER_FAKEMAG_SCALE = 73.85
 
+#: Absolute magnitude of the Sun in 2MASS Ks (astroNN.gaia's value).
+SOLAR_ABSMAG_KS = 3.27
+
 #: Published constant zero-point, Leung & Bovy (2019): -52.3 +/- 2.0 micro-arcsec.
 PAPER_ZEROPOINT_UAS = -52.3
 PAPER_ZEROPOINT_ERR_UAS = 2.0

@@ -7,6 +7,13 @@ class UsageError(Exception):
     """Bad input: reported in one line on stderr, exit code 2."""
 
 
+def astronn_chatter_to_stderr():
+    """Context manager sending astroNN's progress prints to stderr, keeping stdout for results/JSON."""
+    import contextlib
+
+    return contextlib.redirect_stdout(sys.stderr)
+
+
 def print_json(obj, file=None):
     """Print ``obj`` as JSON (NumPy scalars and arrays converted)."""
     import numpy as np
@@ -41,7 +48,8 @@ def load_model(path):
     from ..models import load
 
     try:
-        return load(path)
+        with astronn_chatter_to_stderr():
+            return load(path)
     except (FileNotFoundError, OSError, KeyError, ValueError, TypeError) as err:
         raise UsageError(f"cannot load model {path}: {err}") from None
 

@@ -27,7 +27,7 @@ def add_arguments(parser):
 def run(args):
     import os
 
-    from ._common import UsageError, load_dataset, print_json, summarise_model
+    from ._common import UsageError, astronn_chatter_to_stderr, load_dataset, print_json, summarise_model
 
     if os.path.exists(args.out) and not args.overwrite:
         raise UsageError(f"output folder {args.out} already exists (use --overwrite to replace it)")
@@ -50,14 +50,15 @@ def run(args):
     features = probe.offset_features if probe.offset == "multivariate" else []
     ds = load_dataset(args.data, require=needed, features=features)
     try:
-        net, excluded = pipeline.train(
-            ds, model=args.model, offset=args.offset, features=args.features, epochs=args.epochs,
-            batch_size=args.batch_size, loss=args.loss, loss_config={"nu": args.nu} if args.nu else None,
-            lr=args.lr, seed=args.seed, ensemble=args.ensemble, verbose=0,
-        )
+        with astronn_chatter_to_stderr():
+            net, excluded = pipeline.train(
+                ds, model=args.model, offset=args.offset, features=args.features, epochs=args.epochs,
+                batch_size=args.batch_size, loss=args.loss, loss_config={"nu": args.nu} if args.nu else None,
+                lr=args.lr, seed=args.seed, ensemble=args.ensemble, verbose=0,
+            )
+            folder = net.save(args.out, overwrite=args.overwrite)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    folder = net.save(args.out, overwrite=args.overwrite)
     summary = summarise_model(net, folder)
     summary.update(n_stars=len(ds), excluded=excluded, data=os.path.abspath(args.data))
     if args.json:
