@@ -309,6 +309,24 @@ def test_http_500_retries_then_names_the_chunk_and_resumes_from_cache(scene, tmp
     assert crossmatch(inputs, cache=tmp_path, chunk_size=3, progress=False).meta["n_matched"] == 4
 
 
+def test_interrupt_keeps_finished_chunks_and_no_partial_files(scene, tmp_path):
+    inputs, sky, expected_id = scene
+    gaia, fake = fake_gaia(sky)
+
+    def interrupt(upload):
+        if 4 in upload["xm_row"]:
+            raise KeyboardInterrupt  # Ctrl-C while chunk 2 of 3 runs
+
+    fake.fail = interrupt
+    with pytest.raises(KeyboardInterrupt):
+        crossmatch(inputs, archive=gaia, cache=tmp_path, chunk_size=4, progress=False)
+    assert [f.endswith(".ecsv") and not f.startswith(".") for f in os.listdir(tmp_path)] == [True]
+    fake.fail = lambda upload: None
+    result = crossmatch(inputs, archive=gaia, cache=tmp_path, chunk_size=4, progress=False)
+    assert len(fake.jobs) == 3  # chunk 1, the interrupted chunk 2, then only chunk 2 again
+    check_matches(result, expected_id, sky)
+
+
 def test_transient_error_is_retried(scene, monkeypatch):
     inputs, sky, expected_id = scene
     monkeypatch.setattr(xmatch, "_sleep", lambda s: None)
