@@ -41,6 +41,7 @@ import json
 import logging
 import os
 import socket
+import tempfile
 import time
 import urllib.parse
 import warnings
@@ -340,8 +341,9 @@ def _epoch_values(epoch, table, n):
         if values.shape != (n,):
             raise ValueError(f"epoch has {values.size} values for {n} rows")
     finite = values[np.isfinite(values)]
-    if np.any((finite < 1900) | (finite > 2200)):
-        raise ValueError(f"{name!r} must be Julian years (e.g. 2014.5); values like {finite[0]:g} look like "
+    bad = finite[(finite < 1900) | (finite > 2200)]
+    if bad.size:
+        raise ValueError(f"{name!r} must be Julian years (e.g. 2014.5); values like {bad[0]:g} look like "
                          "MJD or JD: pass astropy.time.Time(..., format='mjd') instead")
     return np.array(values, dtype=float)
 
@@ -394,18 +396,17 @@ def _prepare_input(table, by, ra, dec, epoch, source_id):
         raise ValueError("epoch only applies to by='position'")
     name = _find_column(table, source_id, "source_id")
     col = table[name]
-    kind = np.asarray(col).dtype.kind
+    data, mask = _data_mask(col)
+    kind = data.dtype.kind
     if kind == "f":
         raise TypeError(f"column {name!r} is floating point: Gaia source_ids need 64-bit integers "
                         "(float64 loses digits); read it as int64 or string")
     if kind in "USO":
-        data, mask = _data_mask(col)
         ids = np.array([0 if m else _parse_id(v) for v, m in zip(data, mask)], dtype=np.int64)
     elif kind in "iu":
-        data, mask = _data_mask(col)
         ids = np.where(mask, 0, data).astype(np.int64)
     else:
-        raise TypeError(f"column {name!r} must hold integer source_ids, got dtype {np.asarray(col).dtype}")
+        raise TypeError(f"column {name!r} must hold integer source_ids, got dtype {data.dtype}")
     valid = ids > 0
     if not np.all(valid):
         warnings.warn(f"{np.sum(~valid)} of {n} rows have no source_id in {name!r} (masked, 0, negative or "
@@ -461,8 +462,9 @@ def _normalize(raw, spec, rows, origin):
     for name, (dtype, unit, description) in spec.items():
         col = raw[name]
         if dtype[0] in "fi":
-            if dtype[0] == "i" and np.asarray(col).dtype.kind in "iu":
-                data, mask = _data_mask(col)
+            data, mask = _data_mask(col)
+            if dtype[0] == "i" and data.dtype.kind in "iu":
+                mask = mask | (data == MAGIC_NUMBER)
                 values = np.where(mask, 0, data).astype(dtype)
             else:
                 values = _float_values(col, f"{name}' of '{origin}", unit)
@@ -747,12 +749,18 @@ def _describe(err):
 
 
 def _run_chunk(archive, query, upload, socket_timeout):
-    with _quiet_network(socket_timeout):
-        try:
-            job = archive.launch_job_async(query, upload_resource=upload, upload_table_name=_UPLOAD_NAME)
-            result = job.get_results()
-        except SystemError as err:  # astroquery: the job ended in phase ERROR
-            raise _JobFailed(str(err)) from err
+    # The upload is written as BINARY2, not astroquery's default TABLEDATA: astropy's C TABLEDATA
+    # writer overruns its buffer by one character when a row is exactly a power of two long.
+    with tempfile.TemporaryDirectory(prefix="astronn_gaiacal_xmatch_") as folder:
+        path = os.path.join(folder, f"{_UPLOAD_NAME}.vot")
+        with atomic_path(path) as tmp:
+            upload.write(tmp, format="votable", tabledata_format="binary2")
+        with _quiet_network(socket_timeout):
+            try:
+                job = archive.launch_job_async(query, upload_resource=path, upload_table_name=_UPLOAD_NAME)
+                result = job.get_results()
+            except SystemError as err:  # astroquery: the job ended in phase ERROR
+                raise _JobFailed(str(err)) from err
     if result is None:
         raise OSError("the archive returned no result table")
     return result
@@ -1026,9 +1034,10 @@ def write_table(table, path, overwrite=False):
     fmt = _format(path)
     if fmt is None:
         raise ValueError(f"cannot tell the format of {path!r}: use .fits, .csv, .ecsv, .vot or .parquet")
+    extra = {"tabledata_format": "binary2"} if fmt == "votable" else {}  # see _run_chunk
     with atomic_path(path, overwrite=overwrite) as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Keyword name .* is greater than 8 characters")
-        table.write(tmp, format=fmt)
+        table.write(tmp, format=fmt, **extra)
 
 
 def crossmatch_local(table, gaia, release="dr3", *, by="position", radius=None, ra="ra", dec="dec", epoch=None,

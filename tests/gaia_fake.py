@@ -155,8 +155,9 @@ class FakeGaiaArchive(DummyConnHandler):
             out[name] = MaskedColumn(data, mask=mask | (sky_idx < 0), unit=col.unit, description=col.description)
         if self.truncate is not None:
             out = out[: self.truncate]
+        self.last_answer = out
         buffer = io.BytesIO()
-        out.write(buffer, format="votable")
+        out.write(buffer, format="votable", tabledata_format="binary2")  # TABLEDATA: astropy C-writer overrun
         return buffer.getvalue().decode()
 
     @staticmethod
