@@ -105,3 +105,28 @@ def test_bad_input_exits_2(files, capsys):
     assert main(args + ["--out", str(path / "c.txt")]) == 2
     assert "cannot tell the format" in capsys.readouterr().err
     assert not (path / "c.txt").exists()
+
+
+def test_hdf5_dataset_gets_gaia_columns(files, rng):
+    dataset = pytest.importorskip("astronn_gaiacal.dataset")
+    path, stars, sky, hit = files
+    spectra = rng.normal(1, 0.01, (len(stars), 9))
+    ds = dataset.Dataset(spectra=spectra, spectra_err=np.full_like(spectra, 0.01),
+                         columns={"apogee_id": np.asarray(stars["APOGEE_ID"]), "ra": np.asarray(stars["RA"]),
+                                  "dec": np.asarray(stars["DEC"]), "mag": np.asarray(stars["K"])},
+                         units={"ra": "deg", "dec": "deg", "mag": "mag"})
+    dataset.write_dataset(path / "in.h5", ds)
+    out = path / "out.h5"
+    assert main(["xmatch", str(path / "in.h5"), "--release", "dr3", "--local", str(path / "gaia.fits"),
+                 "--out", str(out)]) == 0
+    back = dataset.read_dataset(str(out))
+    np.testing.assert_allclose(back["spectra"], spectra)
+    np.testing.assert_array_equal(back["source_id"][hit], sky["source_id"][hit])
+    assert np.all(back["source_id"][~hit] == -9999) and np.all(np.isnan(back["parallax"][~hit]))
+    np.testing.assert_allclose(back["gaia_ra"][hit], sky["ra"][hit])
+    np.testing.assert_allclose(back["ra"], stars["RA"])
+    # a plain table in, the dataset format out
+    assert main(["xmatch", str(path / "stars.csv"), "--release", "dr3", "--local", str(path / "gaia.fits"),
+                 "--out", str(path / "plain.h5")]) == 0
+    plain = dataset.read_dataset(str(path / "plain.h5"))
+    np.testing.assert_allclose(plain["parallax"][hit], sky["parallax"][hit])
