@@ -2,7 +2,7 @@
 import os
 import sys
 
-from ._common import UsageError, print_json
+from ._common import UsageError, load_dataset, print_json
 
 NAME = "xmatch"
 HELP = "cross-match a table with Gaia DR2/EDR3/DR3 (ESA archive or a local Gaia file)"
@@ -52,9 +52,7 @@ def _read(path):
     from ..xmatch import read_table
 
     if path.lower().endswith(_HDF5):
-        from ..dataset import read_dataset
-
-        dataset = read_dataset(path)
+        dataset = load_dataset(path)
         return dataset.to_table(), dataset
     return read_table(path), None
 
