@@ -58,3 +58,9 @@ def is_missing(x):
     """Boolean mask of entries that are the magic number or NaN."""
     x = np.asarray(x, dtype=float)
     return (x == MAGIC_NUMBER) | np.isnan(x)
+
+#: Reference epochs (Julian years, TCB) of the Gaia releases' astrometry.
+GAIA_REF_EPOCH = {"dr2": 2015.5, "edr3": 2016.0, "dr3": 2016.0}
+
+#: Cross-match radius of the paper (APOGEE DR14 to Gaia DR2), arcsec.
+PAPER_XMATCH_RADIUS_ARCSEC = 2.0
