@@ -329,8 +329,8 @@ def _design(teff, logg, fe_h, alpha_fe, c_n):
 
 
 def _dib_profile():
-    lam = _wavelength()
-    return np.exp(-0.5 * ((lam - DIB_WAVELENGTH) / DIB_SIGMA) ** 2).astype(np.float32)
+    x = (_wavelength() - DIB_WAVELENGTH) / DIB_SIGMA
+    return np.where(np.abs(x) < 4.0, np.exp(-0.5 * x**2), 0.0).astype(np.float32)
 
 
 def model_spectra(teff, logg, fe_h, alpha_fe=None, c_n=None, a_ks=None, dib=0.0):
