@@ -56,6 +56,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 from tqdm.auto import tqdm
 
 from ._io import atomic_path
+from .tableio import read_table, write_table
 from .constants import DR3_OFFSET_FEATURES, GAIA_REF_EPOCH, MAGIC_NUMBER, PAPER_XMATCH_RADIUS_ARCSEC
 
 __all__ = [
@@ -981,63 +982,6 @@ def _transient_errors():
 
 # ---------------------------------------------------------------------------------------------
 # Local matching
-
-
-def read_table(path, hdf5_path=None):
-    """Read a table from FITS, CSV, ECSV, VOTable, Parquet or HDF5.
-
-    HDF5 files written by astropy are read with ``Table.read``; other HDF5
-    files are read as one 1-D dataset per column (``hdf5_path`` names the
-    group; default: the root).
-    """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no such table: {path}")
-    lower = path.lower()
-    if lower.endswith((".h5", ".hdf5", ".hdf")):
-        try:
-            return Table.read(path, format="hdf5", path=hdf5_path) if hdf5_path else Table.read(path, format="hdf5")
-        except (ValueError, OSError, TypeError, KeyError):
-            pass
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            group = f[hdf5_path] if hdf5_path else f
-            columns = {name: group[name][()] for name in group if getattr(group[name], "ndim", None) == 1}
-            units = {name: group[name].attrs.get("unit") for name in columns}
-        if not columns:
-            raise ValueError(f"{path}: no 1-D datasets (columns) found")
-        lengths = {len(v) for v in columns.values()}
-        if len(lengths) != 1:
-            raise ValueError(f"{path}: 1-D datasets of different lengths {sorted(lengths)}")
-        table = Table(columns)
-        for name, unit in units.items():
-            if unit is not None:
-                table[name].unit = unit.decode() if isinstance(unit, bytes) else str(unit)
-        return table
-    fmt = _format(path)
-    return Table.read(path, format=fmt) if fmt else Table.read(path)
-
-
-def _format(path):
-    lower = os.fspath(path).lower()
-    for ending, fmt in ((".ecsv", "ascii.ecsv"), (".csv", "ascii.csv"), (".parquet", "parquet"),
-                        (".vot", "votable"), (".xml", "votable"), (".fits", "fits"), (".fit", "fits"),
-                        (".fits.gz", "fits"), (".fz", "fits")):
-        if lower.endswith(ending):
-            return fmt
-    return None
-
-
-def write_table(table, path, overwrite=False):
-    """Write a table (FITS, CSV, ECSV, VOTable or Parquet by extension) atomically."""
-    fmt = _format(path)
-    if fmt is None:
-        raise ValueError(f"cannot tell the format of {path!r}: use .fits, .csv, .ecsv, .vot or .parquet")
-    extra = {"tabledata_format": "binary2"} if fmt == "votable" else {}  # see _run_chunk
-    with atomic_path(path, overwrite=overwrite) as tmp, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Keyword name .* is greater than 8 characters")
-        table.write(tmp, format=fmt, **extra)
 
 
 def crossmatch_local(table, gaia, release="dr3", *, by="position", radius=None, ra="ra", dec="dec", epoch=None,

@@ -49,7 +49,7 @@ def _epoch(text):
 
 def _read(path):
     """(table, dataset or None)."""
-    from ..xmatch import read_table
+    from ..tableio import read_table
 
     if path.lower().endswith(_HDF5):
         dataset = load_dataset(path)
@@ -58,7 +58,8 @@ def _read(path):
 
 
 def _write(table, matched, dataset, path, overwrite):
-    from ..xmatch import add_gaia_columns, dataset_columns, write_table
+    from ..tableio import write_table
+    from ..xmatch import add_gaia_columns, dataset_columns
 
     combined = add_gaia_columns(table, matched)
     if not path.lower().endswith(_HDF5):
@@ -78,14 +79,16 @@ def _write(table, matched, dataset, path, overwrite):
 def run(args):
     from astropy import units as u
 
-    from .. import xmatch
-    from ..xmatch import GaiaArchiveError, crossmatch, crossmatch_local, plot_crossmatch
+    from ..tableio import TableFormatError, table_format
+    from ..xmatch import GaiaArchiveError, crossmatch, crossmatch_local, gaia_archive, plot_crossmatch
 
     for path in (args.out, args.plot):
         if path and os.path.exists(path) and not args.overwrite:
             raise UsageError(f"{path} exists; pass --overwrite to replace it")
-    if not args.out.lower().endswith(_HDF5) and xmatch._format(args.out) is None:
-        raise UsageError(f"cannot tell the format of {args.out!r}: use .fits, .csv, .ecsv, .vot, .parquet or .h5")
+    try:
+        table_format(args.out)
+    except TableFormatError:
+        raise UsageError(f"cannot tell the format of {args.out!r}: use .fits, .csv, .ecsv, .vot, .parquet or .h5") from None
     if not os.path.exists(args.table):
         raise UsageError(f"no such table: {args.table}")
     if args.local and not os.path.exists(args.local):
@@ -99,7 +102,7 @@ def run(args):
         if args.local:
             matched = crossmatch_local(table, args.local, **common)
         else:
-            archive = xmatch.gaia_archive(args.archive_url) if args.archive_url else None
+            archive = gaia_archive(args.archive_url) if args.archive_url else None
             cache = False if args.no_cache else (args.cache_dir or True)
             matched = crossmatch(table, **common, chunk_size=args.chunk_size, retries=args.retries, cache=cache,
                                  archive=archive, progress=sys.stderr.isatty())

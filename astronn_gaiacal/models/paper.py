@@ -98,3 +98,77 @@ def paper_zeropoint(net, features=None, mc_num=100, batch_size=1024):
     if features is None:
         return zp[0].to(u.uas), err[0].to(u.uas)
     return zp.to(u.uas), err.to(u.uas)
+
+
+def _offset_chain(model):
+    """Dense layers of the offset branch, input side first, found by walking back from 'offset_output'."""
+    from astroNN.nn.layers import MCDropout
+
+    chain, layer = [], model.get_layer("offset_output")
+    while isinstance(layer, (keras.layers.Dense, MCDropout)):
+        if isinstance(layer, keras.layers.Dense):
+            chain.append(layer)
+        layer = layer._inbound_nodes[0].inbound_layers
+    return chain[::-1]
+
+
+def transfer_astronn_weights(astronn_net, plugin_net):
+    """Copy the weights of astroNN's ``ApogeeDR14GaiaDR2BCNN`` into a plugin joint model.
+
+    The layers are matched by role (convolutions, luminosity dense layers, the
+    two heads, the offset branch), not by position: astroNN builds the offset
+    branch first, the plugin builds it as a separate sub-model.  For a
+    ``'constant'`` plugin model, astroNN's three-ones offset input (normalised
+    to zeros in training) becomes the plugin's in-graph ones with a zero
+    first-layer kernel, which reproduces the training-time offset exactly.
+
+    Parameters
+    ----------
+    astronn_net : astroNN.models.ApogeeDR14GaiaDR2BCNN
+        Built (trained or loaded) astroNN model.
+    plugin_net : GaiaCalBCNNBase
+        Built plugin model with the same architecture.
+
+    Raises
+    ------
+    ValueError
+        If a layer's weight shapes differ (different architecture).
+    """
+    src, dst = astronn_net.keras_model, plugin_net.keras_model
+    if src is None or dst is None:
+        raise ValueError("both models must be built (trained, loaded or compiled) before transferring weights")
+    heads = ("fakemag_output", "fakemag_variance_output")
+    src_offset = _offset_chain(src) if plugin_net.offset != "none" else []
+    src_conv = [lay for lay in src.layers if isinstance(lay, keras.layers.Conv1D)]
+    src_dense = [lay for lay in src.layers if isinstance(lay, keras.layers.Dense)
+                 and lay not in src_offset and lay.name not in heads and lay.name != "offset_output"]
+    lum = plugin_net.luminosity_model
+    dst_conv = [lay for lay in lum.layers if isinstance(lay, keras.layers.Conv1D)]
+    dst_dense = [lay for lay in lum.layers if isinstance(lay, keras.layers.Dense) and lay.name not in heads]
+    pairs = list(zip(src_conv, dst_conv)) + list(zip(src_dense, dst_dense))
+    pairs += [(src.get_layer(h), lum.get_layer(h)) for h in heads]
+    if len(src_conv) != len(dst_conv) or len(src_dense) != len(dst_dense):
+        raise ValueError(
+            f"architectures differ: astroNN has {len(src_conv)} conv / {len(src_dense)} dense layers, "
+            f"the plugin model {len(dst_conv)} / {len(dst_dense)}"
+        )
+    constant_input_layer = None
+    if plugin_net.offset != "none":
+        dst_offset = [lay for lay in plugin_net.offset_model.layers if isinstance(lay, keras.layers.Dense)]
+        if len(src_offset) != len(dst_offset):
+            raise ValueError(f"offset branches differ: {len(src_offset)} vs {len(dst_offset)} dense layers")
+        pairs += list(zip(src_offset, dst_offset))
+        if plugin_net.offset == "constant":
+            aux_mean = np.asarray(astronn_net.input_mean["input"], dtype=float).ravel()[PAPER_FEATURE_COLUMNS]
+            if not np.allclose(aux_mean, 1.0):
+                raise ValueError("a constant plugin model needs an astroNN model trained on constant (ones) offset inputs")
+            constant_input_layer = dst_offset[0]
+    for a, b in pairs:
+        weights = a.get_weights()
+        if b is constant_input_layer:  # ones minus their mean 1: the branch saw zeros in training
+            weights = [np.zeros_like(b.get_weights()[0]), weights[1]]
+        shapes_a = [w.shape for w in weights]
+        shapes_b = [w.shape for w in b.get_weights()]
+        if shapes_a != shapes_b:
+            raise ValueError(f"layer {a.name} -> {b.name}: weight shapes {shapes_a} vs {shapes_b}")
+        b.set_weights(weights)
