@@ -686,11 +686,19 @@ def _stream(ss, name, *extra):
     return np.random.default_rng(np.random.SeedSequence(ss.entropy, spawn_key=ss.spawn_key + (_STREAMS[name],) + extra))
 
 
-def _validate(n_stars, mag_limits):
+def _validate(n_stars, mag_limits, selection_slope, mag_error):
     if not isinstance(n_stars, numbers.Integral) or isinstance(n_stars, bool) or n_stars < 1:
         raise ValueError(f"n_stars must be a positive integer, got {n_stars!r}")
-    if len(mag_limits) != 2 or not mag_limits[0] < mag_limits[1]:
+    try:
+        lo, hi = (float(v) for v in mag_limits)
+    except (TypeError, ValueError):
+        lo = hi = np.nan
+    if not lo < hi:
         raise ValueError(f"mag_limits must be (bright, faint) with bright < faint; got {mag_limits!r}")
+    for name, value in (("selection_slope", selection_slope), ("mag_error", mag_error)):
+        if not isinstance(value, numbers.Real) or not np.isfinite(value) or value < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return lo, hi
 
 
 _UNITS = {
@@ -714,7 +722,7 @@ def simulate_catalogue(n_stars, seed=0, snr="apogee", zeropoint=None, fractions=
     units : dict
     attrs : dict
     """
-    _validate(n_stars, mag_limits)
+    mag_limits = _validate(n_stars, mag_limits, selection_slope, mag_error)
     ss = _seed_sequence(seed)
     p = _check_fractions(fractions)
     lab = _labels(n_stars, p, _stream(ss, "population"))

@@ -365,6 +365,8 @@ def test_write_is_atomic(tmp_path, monkeypatch):
     [(dict(n_stars=0), ValueError, "n_stars"), (dict(n_stars=2.5), ValueError, "n_stars"),
      (dict(mag_limits=(12.0, 7.0)), ValueError, "mag_limits"),
      (dict(mag_limits=(7.0, 7.01)), ValueError, "mag_limits"),
+     (dict(mag_limits=None), ValueError, "mag_limits"), (dict(mag_error=-0.1), ValueError, "mag_error"),
+     (dict(selection_slope=np.nan), ValueError, "selection_slope"),
      (dict(fractions={"giants": 1.0}), KeyError, "giants"), (dict(fractions={"rgb": -1}), ValueError, "fractions"),
      (dict(snr="high"), ValueError, "snr"), (dict(snr=(300, 100)), ValueError, "snr"),
      (dict(snr=-5.0), ValueError, "snr"), (dict(dib=-1.0), ValueError, "dib"), (dict(seed=1.5), TypeError, "seed")],
