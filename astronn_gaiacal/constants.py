@@ -55,3 +55,22 @@ def is_missing(x):
     """Boolean mask of entries that are the magic number or NaN."""
     x = np.asarray(x, dtype=float)
     return (x == MAGIC_NUMBER) | np.isnan(x)
+
+#: APOGEE data release whose continuum mask and detector gaps are used when none is given
+#: and none can be read from an apStar file name (astroNN's own default).
+APOGEE_DEFAULT_DR = 17
+
+#: Photometric band of ``mag`` (2MASS Ks), written as the dataset attribute ``band``.
+DEFAULT_BAND = "Ks"
+
+#: Solar absolute magnitude in 2MASS Ks used by astroNN (``astroNN.gaia.gaia_shared.solar_absmag_bands``).
+KS_SOLAR_ABSMAG = 3.27
+
+#: Paper's luminosity cut for the training/test sets: log10(L/L_sun) in Ks > 0, or parallax < 0.
+PAPER_MIN_LOG_LUMINOSITY = 0.0
+
+#: Fraction of the training set held out for validation (paper: 90/10 split).
+PAPER_VALIDATION_FRACTION = 0.1
+
+#: sigma_MAD = 1.4826 median|R - median R|, paper eq. 10.
+SIGMA_MAD_SCALE = 1.4826
