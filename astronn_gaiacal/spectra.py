@@ -304,11 +304,36 @@ def load_apstar(path, dr=None, row=0, target_bits=APOGEE_PIXMASK_BITS):
     ApStarSpectrum
         ``spectrum`` and ``spectrum_err`` (7514 pixels, float64) and the header
         metadata as attributes (``apogee_id``, ``mag``, ``mag_ext``, ``ra``, ...).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As :func:`read_apstar`; also ValueError when the continuum fit of a
+        detector fails (a non-finite flux among its continuum pixels), which
+        astroNN would turn silently into a detector of ones.
     """
     raw = read_apstar(path, row=row)
     dr = apstar_dr(raw.path) if dr is None else _check_dr(dr)
     spec, spec_err = continuum_normalise(raw.flux, raw.flux_err, raw.bitmask, dr=dr, target_bits=target_bits)
+    _check_detectors(spec, dr, raw.path)
     return ApStarSpectrum(path=raw.path, dr=dr, spectrum=spec, spectrum_err=spec_err, meta=dict(raw.meta))
+
+
+def _check_detectors(spec, dr, path):
+    """A non-finite flux among a detector's continuum pixels makes astroNN's fit NaN, and then the
+    whole detector silently 1: refuse such a spectrum rather than pass it on."""
+    from astroNN.apogee.chips import chips_pix_info
+
+    info = chips_pix_info(dr=dr)
+    start = 0
+    for name, (lo, hi) in zip(("blue", "green", "red"), ((info[0], info[1]), (info[2], info[3]), (info[4], info[5]))):
+        stop = start + hi - lo
+        if np.all(spec[start:stop] == 1.0):
+            raise ValueError(
+                f"'{path}': the continuum fit of the {name} detector failed (non-finite flux or error among its "
+                f"continuum pixels); every pixel of it would be 1"
+            )
+        start = stop
 
 
 def find_apstar_files(sources):

@@ -168,6 +168,22 @@ def test_header_missing_values(tmp_path, data_path):
     assert star.apogee_id == "2M19485057+5005279"  # from the file name
 
 
+def test_failed_continuum_fit_is_refused(tmp_path, data_path):
+    path = tmp_path / DWARF
+    with fits.open(data_path(DWARF)) as hdul:
+        hdul[1].data[0, 300:400] = np.nan  # inside the blue detector
+        hdul.writeto(path)
+    # astroNN itself sets the whole detector to 1 ...
+    raw = read_apstar(path)
+    spec, _ = continuum_normalise(raw.flux, raw.flux_err, raw.bitmask)
+    assert np.all(spec[:3028] == 1.0)
+    # ... which load_apstar refuses, so that a batch reports and skips the file
+    with pytest.raises(ValueError, match="blue detector failed"):
+        load_apstar(path)
+    batch = load_apstar_batch([path, data_path(DWARF)], progress=False, verbose=False)
+    assert len(batch.dataset) == 1 and "blue detector" in batch.failed[0][1]
+
+
 def test_cli_spectra(tmp_path, data_path, capsys):
     out = tmp_path / "data.h5"
     png = tmp_path / "spectra.png"
