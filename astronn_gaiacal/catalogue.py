@@ -238,8 +238,17 @@ def build_catalogue(fakemag, fakemag_error, fakemag_model_error, mag, *, paralla
         cols[f"nn_parallax_{suffix}"] = np.where(ok, plx_err.to_value(u.mas), MAGIC_NUMBER)
         cols[f"dist_{suffix}"] = np.where(ok, dist_err.to_value(u.pc), MAGIC_NUMBER)
 
+    # the model's zero-point is recorded whether or not Gaia parallaxes are given
+    zp = _mas(zeropoint, "zeropoint", n, scalar_ok=True)
+    zp_err = _mas(zeropoint_error, "zeropoint_error", n, scalar_ok=True)
     meta = {}
     zp_columns = {}
+    if np.ndim(getattr(zeropoint, "value", zeropoint)) == 0 and np.ndim(
+            getattr(zeropoint_error, "value", zeropoint_error)) == 0:
+        meta["ZEROPT"] = (float(zp[0]), "[mas] corrected parallax = parallax - ZEROPT")
+        meta["ZEROPTER"] = (float(zp_err[0]), "[mas] uncertainty of ZEROPT")
+    else:
+        zp_columns = {"parallax_zeropoint": _magic(zp) * u.mas, "parallax_zeropoint_error": _magic(zp_err) * u.mas}
     if parallax is None:
         if parallax_error is not None:
             raise ValueError("parallax_error given without parallax")
@@ -251,15 +260,6 @@ def build_catalogue(fakemag, fakemag_error, fakemag_model_error, mag, *, paralla
             raise ValueError("parallax given without parallax_error; the weighting needs both")
         g = _mas(parallax, "parallax", n)
         g_err = _mas(parallax_error, "parallax_error", n)
-        zp = _mas(zeropoint, "zeropoint", n, scalar_ok=True)
-        zp_err = _mas(zeropoint_error, "zeropoint_error", n, scalar_ok=True)
-        scalar = np.ndim(getattr(zeropoint, "value", zeropoint)) == 0 and np.ndim(
-            getattr(zeropoint_error, "value", zeropoint_error)) == 0
-        if scalar:
-            meta["ZEROPT"] = (float(zp[0]), "[mas] corrected parallax = parallax - ZEROPT")
-            meta["ZEROPTER"] = (float(zp_err[0]), "[mas] uncertainty of ZEROPT")
-        else:
-            zp_columns = {"parallax_zeropoint": _magic(zp) * u.mas, "parallax_zeropoint_error": _magic(zp_err) * u.mas}
         ok = _valid(g, g_err, zp, zp_err)
         with np.errstate(all="ignore"):
             gaia_c = np.where(ok, g - zp, MAGIC_NUMBER)

@@ -48,7 +48,8 @@ def fractional_residuals(predicted, reference):
     Parameters
     ----------
     predicted, reference : array_like or Quantity
-        Same shape (or broadcastable); Quantities must have convertible units.
+        Same shape (or broadcastable); two Quantities must have convertible
+        units; a plain array is taken to be in the other one's unit.
 
     Returns
     -------
