@@ -174,7 +174,7 @@ def _magic(arr):
 
 
 def build_catalogue(fakemag, fakemag_error, fakemag_model_error, mag, *, parallax=None, parallax_error=None,
-                    zeropoint=0.0, zeropoint_error=0.0, apogee_id=None, ra=None, dec=None, gaia_columns=None):
+                    zeropoint=None, zeropoint_error=None, apogee_id=None, ra=None, dec=None, gaia_columns=None):
     r"""Build the Table-1 catalogue from model outputs.
 
     Parameters
@@ -187,11 +187,12 @@ def build_catalogue(fakemag, fakemag_error, fakemag_model_error, mag, *, paralla
         Gaia parallax and uncertainty as published (uncorrected; mas if plain
         numbers).  Copied into the catalogue and used, corrected by the
         zero-point, for ``weighted_parallax``/``weighted_dist``.
-    zeropoint, zeropoint_error : scalar or (N,) array_like or Quantity
+    zeropoint, zeropoint_error : scalar or (N,) array_like or Quantity, optional
         The model's parallax zero-point :math:`\varpi_0` and its uncertainty
         (mas if plain numbers); the corrected parallax is ``parallax - zeropoint``.
         A scalar goes in the header (``ZEROPT``, ``ZEROPTER``); per-star values
-        become columns ``parallax_zeropoint`` and ``parallax_zeropoint_error``.
+        become columns ``zeropoint`` and ``zeropoint_error``.  None (a model
+        without an offset): no correction, nothing recorded; a missing error is 0.
     apogee_id, ra, dec : array_like, optional
         Star identifiers and positions ('' and -9999 where not given).
     gaia_columns : mapping or astropy Table, optional
@@ -239,16 +240,20 @@ def build_catalogue(fakemag, fakemag_error, fakemag_model_error, mag, *, paralla
         cols[f"dist_{suffix}"] = np.where(ok, dist_err.to_value(u.pc), MAGIC_NUMBER)
 
     # the model's zero-point is recorded whether or not Gaia parallaxes are given
-    zp = _mas(zeropoint, "zeropoint", n, scalar_ok=True)
-    zp_err = _mas(zeropoint_error, "zeropoint_error", n, scalar_ok=True)
+    if zeropoint is None and zeropoint_error is not None:
+        raise ValueError("zeropoint_error given without zeropoint")
+    zp = _mas(0.0 if zeropoint is None else zeropoint, "zeropoint", n, scalar_ok=True)
+    zp_err = _mas(0.0 if zeropoint_error is None else zeropoint_error, "zeropoint_error", n, scalar_ok=True)
     meta = {}
     zp_columns = {}
-    if np.ndim(getattr(zeropoint, "value", zeropoint)) == 0 and np.ndim(
+    if zeropoint is None:
+        pass
+    elif np.ndim(getattr(zeropoint, "value", zeropoint)) == 0 and np.ndim(
             getattr(zeropoint_error, "value", zeropoint_error)) == 0:
         meta["ZEROPT"] = (float(zp[0]), "[mas] corrected parallax = parallax - ZEROPT")
         meta["ZEROPTER"] = (float(zp_err[0]), "[mas] uncertainty of ZEROPT")
     else:
-        zp_columns = {"parallax_zeropoint": _magic(zp) * u.mas, "parallax_zeropoint_error": _magic(zp_err) * u.mas}
+        zp_columns = {"zeropoint": _magic(zp) * u.mas, "zeropoint_error": _magic(zp_err) * u.mas}
     if parallax is None:
         if parallax_error is not None:
             raise ValueError("parallax_error given without parallax")
@@ -305,8 +310,8 @@ def build_catalogue(fakemag, fakemag_error, fakemag_model_error, mag, *, paralla
     return table
 
 
-def catalogue_from_dataset(dataset, fakemag, fakemag_error, fakemag_model_error, zeropoint=0.0,
-                           zeropoint_error=0.0, gaia_columns=GAIA_PASSTHROUGH_COLUMNS):
+def catalogue_from_dataset(dataset, fakemag, fakemag_error, fakemag_model_error, zeropoint=None,
+                           zeropoint_error=None, gaia_columns=GAIA_PASSTHROUGH_COLUMNS):
     """Build the catalogue of a :class:`~astronn_gaiacal.dataset.Dataset` and the model's outputs for it.
 
     Takes ``apogee_id``, ``ra``, ``dec``, the extinction-corrected ``mag`` and
@@ -371,7 +376,7 @@ def write_catalogue(table, path, overwrite=False):
     out.meta["comments"] = list(out.meta["comments"]) + [
         "Distance catalogue, data model of Leung & Bovy (2019) Table 1.",
         "weighted_*: inverse-variance mean of NN parallax (model error)",
-        "and Gaia parallax - ZEROPT (or - parallax_zeropoint).",
+        "and Gaia parallax - ZEROPT (or - zeropoint).",
     ]
     with atomic_path(path, overwrite=overwrite) as tmp:
         out.write(tmp, format="fits")
@@ -381,7 +386,7 @@ def plot_catalogue(table, path, overwrite=False):
     """Two-panel PNG: NN vs zero-point-corrected Gaia parallax, and fractional distance uncertainties.
 
     The left panel needs the catalogue's ``parallax`` column (skipped otherwise);
-    the zero-point comes from ``parallax_zeropoint`` or the ``ZEROPT`` header value.
+    the zero-point comes from ``zeropoint`` or the ``ZEROPT`` header value.
     """
     import matplotlib
 
@@ -399,8 +404,8 @@ def plot_catalogue(table, path, overwrite=False):
     axes = axes[0]
     if has_gaia:
         ax = axes[0]
-        if "parallax_zeropoint" in table.colnames:
-            zp = val("parallax_zeropoint", u.mas)
+        if "zeropoint" in table.colnames:
+            zp = val("zeropoint", u.mas)
         else:
             zp = table.meta.get("ZEROPT", 0.0)
             zp = zp[0] if isinstance(zp, tuple) else zp

@@ -23,6 +23,9 @@ PAPER_MAG_COLUMN = APOGEE_SPECTRUM_LENGTH
 #: (ApogeeDR14GaiaDR2BCNN: "such that fakemag std approx. 1 for training set").
 PAPER_FAKEMAG_SCALE = 73.85
 
+#: Absolute magnitude of the Sun in 2MASS Ks (astroNN.gaia's value).
+SOLAR_ABSMAG_KS = 3.27
+
 #: Published constant zero-point, Leung & Bovy (2019): -52.3 +/- 2.0 micro-arcsec.
 PAPER_ZEROPOINT_UAS = -52.3
 PAPER_ZEROPOINT_ERR_UAS = 2.0
@@ -56,15 +59,19 @@ def is_missing(x):
     x = np.asarray(x, dtype=float)
     return (x == MAGIC_NUMBER) | np.isnan(x)
 
+
+#: Reference epochs (Julian years, TCB) of the Gaia releases' astrometry.
+GAIA_REF_EPOCH = {"dr2": 2015.5, "edr3": 2016.0, "dr3": 2016.0}
+
+#: Cross-match radius of the paper (APOGEE DR14 to Gaia DR2), arcsec.
+PAPER_XMATCH_RADIUS_ARCSEC = 2.0
+
 #: APOGEE data release whose continuum mask and detector gaps are used when none is given
 #: and none can be read from an apStar file name (astroNN's own default).
 APOGEE_DEFAULT_DR = 17
 
 #: Photometric band of ``mag`` (2MASS Ks), written as the dataset attribute ``band``.
 DEFAULT_BAND = "Ks"
-
-#: Solar absolute magnitude in 2MASS Ks used by astroNN (``astroNN.gaia.gaia_shared.solar_absmag_bands``).
-KS_SOLAR_ABSMAG = 3.27
 
 #: Paper's luminosity cut for the training/test sets: log10(L/L_sun) in Ks > 0, or parallax < 0.
 PAPER_MIN_LOG_LUMINOSITY = 0.0

@@ -26,6 +26,7 @@ array([0.001 , 0.0005,    nan])
 >>> len(back), back.names, back.attrs["gaia_release"]
 (3, ['mag', 'parallax', 'apogee_id'], 'dr2')
 """
+import json
 import os
 import warnings
 
@@ -37,6 +38,8 @@ from .constants import MAGIC_NUMBER, is_missing
 
 __all__ = [
     "CANONICAL_UNITS",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
     "SPECTRA_NAMES",
     "Dataset",
     "DatasetError",
@@ -77,13 +80,18 @@ CANONICAL_UNITS = {
 #: The two 2-D members of a dataset.
 SPECTRA_NAMES = ("spectra", "spectra_err")
 
-_FORMAT_ATTR = "astronn_gaiacal_format"
-_FORMAT_NAME = "astronn_gaiacal.dataset"
+#: Value of the HDF5 file attribute ``format`` that marks the dataset format.
+FORMAT_NAME = "astronn_gaiacal dataset"
+#: Version of the layout, file attribute ``format_version``.
+FORMAT_VERSION = 1
+#: File endings read and written as the HDF5 dataset format.
+HDF5_EXTENSIONS = (".h5", ".hdf5", ".hdf")
+
+_FORMAT_ATTR = "format"
 _VERSION_ATTR = "format_version"
-_FORMAT_VERSION = 1
 _ORDER_ATTR = "column_order"
-_RESERVED_ATTRS = (_FORMAT_ATTR, _VERSION_ATTR, _ORDER_ATTR)
-_HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
+_JSON_ATTR = "json_attributes"
+_RESERVED_ATTRS = (_FORMAT_ATTR, _VERSION_ATTR, _ORDER_ATTR, _JSON_ATTR)
 
 
 class DatasetError(ValueError):
@@ -157,12 +165,20 @@ def _convert(name, values, unit):
 
 
 def _parse_unit(name, unit):
+    """An astropy unit, or None for no/dimensionless unit.  A unit astropy does not know is
+    kept as it is (UnrecognizedUnit) on columns without a canonical unit, and an error on the others."""
     if unit is None or unit == "":
         return None
+    if isinstance(unit, bytes):
+        unit = unit.decode()
     try:
-        parsed = u.Unit(unit)
+        parsed = u.Unit(unit, parse_strict="silent") if isinstance(unit, str) else u.Unit(unit)
     except (ValueError, TypeError):
         raise DatasetError(f"column '{name}' has an unknown unit {unit!r}") from None
+    if isinstance(parsed, u.UnrecognizedUnit) and canonical_unit(name) is not None:
+        raise DatasetError(
+            f"column '{name}' has an unknown unit {unit!r}; expected one convertible to '{canonical_unit(name)}'"
+        )
     if parsed == u.dimensionless_unscaled:
         return None
     return parsed
@@ -239,9 +255,15 @@ def _check_attrs(attrs):
             value = value.decode()
         elif isinstance(value, np.generic):
             value = value.item()
-        if not isinstance(value, (str, int, float, bool)):
+        if isinstance(value, (list, tuple, dict)):
+            try:  # structured metadata (e.g. a selection report) is kept as JSON
+                value = json.loads(json.dumps(value))
+            except (TypeError, ValueError):
+                raise DatasetError(f"attribute '{key}' is not JSON-serialisable") from None
+        elif not isinstance(value, (str, int, float, bool)):
             raise DatasetError(
-                f"attribute '{key}' must be a string or a number; got {type(value).__name__}"
+                f"attribute '{key}' must be a string, a number, or a JSON-serialisable list/dict; "
+                f"got {type(value).__name__}"
             )
         out[key] = value
     return out
@@ -262,7 +284,8 @@ class Dataset:
     units : mapping of str to str or Unit, optional
         Units of plain-number columns.
     attrs : mapping, optional
-        File-level metadata (strings or numbers), e.g. ``{"band": "Ks", "gaia_release": "dr2"}``.
+        File-level metadata, e.g. ``{"band": "Ks", "gaia_release": "dr2"}``:
+        strings, numbers, or JSON-serialisable lists/dicts.
 
     Raises
     ------
@@ -484,7 +507,7 @@ class Dataset:
         for key, value in (table.meta or {}).items():
             if key.lower() in ("comments", "history", "extname") or not isinstance(key, str):
                 continue
-            if isinstance(value, (str, bytes, int, float, bool, np.generic)):
+            if isinstance(value, (str, bytes, int, float, bool, np.generic, list, dict)):
                 meta[key.lower()] = value
         return cls(spectra=spectra.get("spectra"), spectra_err=spectra.get("spectra_err"),
                    columns=columns, units=units, attrs=meta)
@@ -496,15 +519,16 @@ class Dataset:
 
 # --------------------------------------------------------------------- files
 def _is_hdf5(path):
-    return os.fspath(path).lower().endswith(_HDF5_SUFFIXES)
+    return os.fspath(path).lower().endswith(HDF5_EXTENSIONS)
 
 
 def write_dataset(path, dataset, overwrite=False):
     """Write ``dataset`` to ``path`` atomically.
 
-    ``.h5``/``.hdf5`` gives the HDF5 dataset format; any other suffix
-    astropy can write (``.fits``, ``.ecsv``, ...) gives a table with the same
-    columns (via :meth:`Dataset.to_table`).
+    ``.h5``/``.hdf5`` gives the HDF5 dataset format; a table ending
+    (``.fits``, ``.ecsv``, ``.vot``, ``.parquet``, ...; see
+    :mod:`astronn_gaiacal.tableio`) gives a table with the same columns (via
+    :meth:`Dataset.to_table`).
 
     Raises
     ------
@@ -517,34 +541,40 @@ def write_dataset(path, dataset, overwrite=False):
         raise TypeError(f"dataset must be a Dataset; got {type(dataset).__name__}")
     path = os.fspath(path)
     if not _is_hdf5(path):
+        from .tableio import TableFormatError, table_format, write_table
+
+        try:
+            fmt = table_format(path)
+        except TableFormatError as err:
+            raise DatasetError(str(err)) from None
+        if fmt == "ascii.csv" and "spectra" in dataset:
+            raise DatasetError("a CSV file cannot hold 'spectra'; use .h5, .fits or .ecsv")
         table = dataset.to_table()
-        with atomic_path(path, overwrite=overwrite) as tmp:
-            fmt = None
-            if path.lower().endswith((".fits", ".fit", ".fits.gz")):
-                fmt = "fits"
-            elif path.lower().endswith(".ecsv"):
-                fmt = "ascii.ecsv"
-            elif path.lower().endswith(".csv"):
-                if "spectra" in dataset:
-                    raise DatasetError("a CSV file cannot hold 'spectra'; use .h5, .fits or .ecsv")
-                fmt = "ascii.csv"
-            elif path.lower().endswith(".parquet"):
-                fmt = "parquet"
-            with warnings.catch_warnings():
-                # FITS keeps attribute names longer than 8 characters as HIERARCH cards, as intended
-                warnings.filterwarnings("ignore", message="Keyword name .* is greater than 8 characters")
-                table.write(tmp, format=fmt)
+        if fmt == "fits":  # a FITS header holds no structured value: keep those as JSON text
+            for key, value in table.meta.items():
+                if isinstance(value, (list, dict)):
+                    table.meta[key] = json.dumps(value)
+        elif fmt in ("votable", "ascii.csv") and dataset.attrs:
+            warnings.warn(f"{fmt} files do not keep the dataset attributes {sorted(dataset.attrs)}; "
+                          f"write .h5, .fits, .ecsv or .parquet to keep them", UserWarning, stacklevel=2)
+        write_table(table, path, overwrite=overwrite)
         return
 
     import h5py
 
     with atomic_path(path, overwrite=overwrite) as tmp:
         with h5py.File(tmp, "w", track_order=True) as f:
-            f.attrs[_FORMAT_ATTR] = _FORMAT_NAME
-            f.attrs[_VERSION_ATTR] = _FORMAT_VERSION
+            f.attrs[_FORMAT_ATTR] = FORMAT_NAME
+            f.attrs[_VERSION_ATTR] = FORMAT_VERSION
             f.attrs[_ORDER_ATTR] = np.array(dataset.names, dtype=h5py.string_dtype())
+            json_attrs = []
             for key, value in dataset.attrs.items():
+                if isinstance(value, (list, dict)):
+                    value = json.dumps(value)
+                    json_attrs.append(key)
                 f.attrs[key] = value
+            if json_attrs:
+                f.attrs[_JSON_ATTR] = np.array(json_attrs, dtype=h5py.string_dtype())
             for key in SPECTRA_NAMES:
                 if key in dataset:
                     data = dataset[key]
@@ -570,9 +600,19 @@ def _read_hdf5(path):
     except OSError as err:
         raise DatasetError(f"cannot read '{path}' as HDF5: {err}") from None
     with f:
+        fmt = f.attrs.get(_FORMAT_ATTR)
+        fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
+        if fmt is not None and fmt != FORMAT_NAME:
+            raise DatasetError(f"'{path}' is an HDF5 file of format {fmt!r}, not an {FORMAT_NAME}")
         attrs = {k: v for k, v in f.attrs.items() if k not in _RESERVED_ATTRS}
         attrs = {k: (v.decode() if isinstance(v, bytes) else v.item() if isinstance(v, np.generic) else v)
                  for k, v in attrs.items()}
+        for key in f.attrs.get(_JSON_ATTR, []):
+            key = key.decode() if isinstance(key, bytes) else str(key)
+            try:
+                attrs[key] = json.loads(attrs[key])
+            except (KeyError, TypeError, ValueError):
+                raise DatasetError(f"'{path}': attribute '{key}' is listed as JSON but is not") from None
         if _ORDER_ATTR in f.attrs:
             order = [o.decode() if isinstance(o, bytes) else str(o) for o in f.attrs[_ORDER_ATTR]]
             missing = [n for n in order if n not in f]
@@ -611,14 +651,12 @@ def _read_hdf5(path):
 
 
 def _read_table_file(path):
-    from astropy.table import Table
+    from .tableio import TableFormatError, read_table
 
     try:
-        table = Table.read(path)
-    except FileNotFoundError:
-        raise
-    except Exception as err:  # astropy raises many types for unreadable files
-        raise DatasetError(f"cannot read '{path}' as a table: {type(err).__name__}: {err}") from None
+        table = read_table(path)
+    except TableFormatError as err:
+        raise DatasetError(f"cannot read '{path}' as a table: {err}") from None
     return Dataset.from_table(table)
 
 
@@ -628,8 +666,8 @@ def read_dataset(source, require=(), features=()):
     Parameters
     ----------
     source : str, os.PathLike, astropy Table or Dataset
-        An HDF5 dataset file (``.h5``/``.hdf5``), a FITS/ECSV/CSV/Parquet
-        table file with the same column names, an astropy Table/QTable, or a
+        An HDF5 dataset file (``.h5``/``.hdf5``), a FITS/ECSV/CSV/VOTable/Parquet
+        table file with the same column names (read by :func:`astronn_gaiacal.tableio.read_table`), an astropy Table/QTable, or a
         :class:`Dataset` (validated again).
     require : iterable of str
         Columns that must be present and not all missing (``"spectra"`` included).

@@ -92,9 +92,16 @@ def register(obj=None, *, name=None):
     kind = _kind(obj)
     reg_name = name or obj.__name__
     if kind in ("layers", "losses"):
-        key = f"{KERAS_PACKAGE}>{reg_name}"
-        if keras.utils.get_custom_objects().get(key) is not obj:
-            keras.utils.register_keras_serializable(package=KERAS_PACKAGE, name=reg_name)(obj)
+        custom = keras.utils.get_custom_objects()
+        if inspect.isclass(obj):
+            key = f"{KERAS_PACKAGE}>{reg_name}"
+            if custom.get(key) is not obj:
+                custom.pop(key, None)
+                keras.utils.register_keras_serializable(package=KERAS_PACKAGE, name=reg_name)(obj)
+        else:
+            # plain name: Keras then serialises the function as its name, which is
+            # exactly what astroNN's load_folder looks up in astroNN.nn.losses
+            custom[reg_name] = obj
     _set_once(_namespace(kind), reg_name, obj, kind)
     if kind == "models":
         import astroNN.models as ns

@@ -32,18 +32,19 @@ array([ True, False, False])
 (1, 1, 1)
 """
 import dataclasses
+from collections.abc import Mapping
 
 import numpy as np
 from astropy import units as u
 
 from .constants import (
-    KS_SOLAR_ABSMAG,
     PAPER_MAX_PARALLAX_ERROR_MAS,
     PAPER_MAX_VSCATTER_KMS,
     PAPER_MIN_LOG_LUMINOSITY,
     PAPER_MIN_VISIBILITY_PERIODS,
     PAPER_SNR_SPLIT,
     PAPER_VALIDATION_FRACTION,
+    SOLAR_ABSMAG_KS,
     is_missing,
 )
 from .dataset import Dataset, MissingColumnError
@@ -120,7 +121,7 @@ def log_luminosity(mag, parallax):
     bad = is_missing(mag) | is_missing(plx) | ~(plx > 0)
     with np.errstate(all="ignore"):
         absmag = mag + 5.0 * np.log10(np.where(bad, 1.0, plx)) - 10.0
-        out = 0.4 * (KS_SOLAR_ABSMAG - absmag)
+        out = 0.4 * (SOLAR_ABSMAG_KS - absmag)
     return np.where(bad, np.nan, out)
 
 
@@ -188,7 +189,7 @@ def paper_selection(dataset, sample="train", *, snr_split=PAPER_SNR_SPLIT,
 
     Parameters
     ----------
-    dataset : Dataset or astropy Table
+    dataset : Dataset, astropy Table, or mapping of column name to array
     sample : {"train", "test", "all"}
     snr_split, max_parallax_error, min_visibility_periods, max_vscatter, min_log_luminosity : number, Quantity or None
         Thresholds; None switches the cut off.
@@ -208,7 +209,9 @@ def paper_selection(dataset, sample="train", *, snr_split=PAPER_SNR_SPLIT,
     ValueError
         Unknown ``sample`` or a non-scalar threshold.
     """
-    if not isinstance(dataset, Dataset):
+    if isinstance(dataset, Mapping):
+        dataset = Dataset(columns=dataset)
+    elif not isinstance(dataset, Dataset):
         from .dataset import read_dataset
 
         dataset = read_dataset(dataset)

@@ -36,6 +36,7 @@ from .constants import (
 
 __all__ = [
     "SUPPORTED_DRS",
+    "ApStarError",
     "ApStar",
     "ApStarSpectrum",
     "ApStarBatch",
@@ -68,6 +69,10 @@ _HEADER_INT_COLUMNS = {"starflag": "STARFLAG", "nvisits": "NVISITS"}
 
 #: Units of the header columns (dataset canonical units).
 _UNITS = {"ra": "deg", "dec": "deg", "mag": "mag", "mag_error": "mag", "mag_ext": "mag", "vscatter": "km / s"}
+
+
+class ApStarError(ValueError):
+    """A file is not a usable apStar file (layout, empty spectrum, failed continuum fit)."""
 
 
 def _check_dr(dr):
@@ -223,7 +228,7 @@ def read_apstar(path, row=0):
     ------
     FileNotFoundError
         If ``path`` does not exist.
-    ValueError
+    ApStarError
         Not an apStar file (missing HDUs, wrong number of pixels), a row out of
         range, or an empty (all-zero or all-NaN) spectrum.
     """
@@ -234,40 +239,40 @@ def read_apstar(path, row=0):
         raise FileNotFoundError(f"apStar file '{path}' does not exist")
     with fits.open(path, memmap=False) as hdul:
         if len(hdul) < 4:
-            raise ValueError(f"'{path}' has {len(hdul)} HDUs; an apStar file has flux, error and bitmask in HDUs 1-3")
+            raise ApStarError(f"'{path}' has {len(hdul)} HDUs; an apStar file has flux, error and bitmask in HDUs 1-3")
         header = hdul[0].header
         arrays = []
         for hdu, what in ((1, "flux"), (2, "flux error"), (3, "bitmask")):
             data = hdul[hdu].data
             if data is None:
-                raise ValueError(f"'{path}' HDU {hdu} ({what}) is empty")
+                raise ApStarError(f"'{path}' HDU {hdu} ({what}) is empty")
             data = np.asarray(data)
             if data.ndim not in (1, 2) or data.shape[-1] != APSTAR_LENGTH:
-                raise ValueError(
+                raise ApStarError(
                     f"'{path}' HDU {hdu} ({what}) has shape {data.shape}; expected {APSTAR_LENGTH} pixels per row"
                 )
             arrays.append(data)
         flux, flux_err, bitmask = arrays
         if not (flux.shape == flux_err.shape == bitmask.shape):
-            raise ValueError(
+            raise ApStarError(
                 f"'{path}': flux {flux.shape}, error {flux_err.shape} and bitmask {bitmask.shape} differ in shape"
             )
         nvisits = _header_int(header, "NVISITS")
         if flux.ndim == 2:
             use = 0 if (nvisits == 1 or flux.shape[0] == 1) else int(row)
             if not 0 <= use < flux.shape[0]:
-                raise ValueError(f"row={row} is out of range for '{path}' with {flux.shape[0]} rows")
+                raise ApStarError(f"row={row} is out of range for '{path}' with {flux.shape[0]} rows")
             flux, flux_err, bitmask = flux[use], flux_err[use], bitmask[use]
         else:
             use = 0
         flux = flux.astype(float)
         flux_err = flux_err.astype(float)
         if bitmask.dtype.kind not in "iu":
-            raise ValueError(f"'{path}' HDU 3 (bitmask) holds {bitmask.dtype}, not integers")
+            raise ApStarError(f"'{path}' HDU 3 (bitmask) holds {bitmask.dtype}, not integers")
         bitmask = bitmask.astype(np.int64)
         finite = np.isfinite(flux)
         if not np.any(finite & (flux != 0)):
-            raise ValueError(f"'{path}' row {use} is an empty spectrum (all zero or non-finite)")
+            raise ApStarError(f"'{path}' row {use} is an empty spectrum (all zero or non-finite)")
         meta = {"apogee_id": _apogee_id(header, path)}
         meta.update({col: _header_float(header, key) for col, key in _HEADER_COLUMNS.items()})
         meta.update({col: _header_int(header, key) for col, key in _HEADER_INT_COLUMNS.items()})
@@ -281,7 +286,7 @@ def _apogee_id(header, path):
     m = re.match(r"apStar-[^-]+-(.+?)\.fits", os.path.basename(path))
     if m:
         return m.group(1)
-    raise ValueError(f"'{path}' has no OBJID header keyword and its name does not give the APOGEE ID")
+    raise ApStarError(f"'{path}' has no OBJID header keyword and its name does not give the APOGEE ID")
 
 
 def load_apstar(path, dr=None, row=0, target_bits=APOGEE_PIXMASK_BITS):
@@ -307,8 +312,8 @@ def load_apstar(path, dr=None, row=0, target_bits=APOGEE_PIXMASK_BITS):
 
     Raises
     ------
-    FileNotFoundError, ValueError
-        As :func:`read_apstar`; also ValueError when the continuum fit of a
+    FileNotFoundError, ApStarError
+        As :func:`read_apstar`; also ApStarError when the continuum fit of a
         detector fails (a non-finite flux among its continuum pixels), which
         astroNN would turn silently into a detector of ones.
     """
@@ -329,7 +334,7 @@ def _check_detectors(spec, dr, path):
     for name, (lo, hi) in zip(("blue", "green", "red"), ((info[0], info[1]), (info[2], info[3]), (info[4], info[5]))):
         stop = start + hi - lo
         if np.all(spec[start:stop] == 1.0):
-            raise ValueError(
+            raise ApStarError(
                 f"'{path}': the continuum fit of the {name} detector failed (non-finite flux or error among its "
                 f"continuum pixels); every pixel of it would be 1"
             )

@@ -117,13 +117,21 @@ def test_zeropoint_per_star_and_its_error():
                         parallax_error=[0.1, 0.1, 0.1], zeropoint=[-0.05, np.nan, -0.05],
                         zeropoint_error=[0.0, 0.0, 0.1])
     assert "ZEROPT" not in c.meta
-    np.testing.assert_array_equal(c["parallax_zeropoint"].value, [-0.05, M, -0.05])
+    np.testing.assert_array_equal(c["zeropoint"].value, [-0.05, M, -0.05])
     w = c["weighted_parallax"].value
     assert w[0] == pytest.approx(5.1)
     assert w[1] == pytest.approx(5.0)  # unknown zero-point: NN alone
     s2 = 0.1**2 + 0.1**2  # Gaia and zero-point errors in quadrature
     assert w[2] == pytest.approx((5.0 / 0.01 + 5.2 / s2) / (1 / 0.01 + 1 / s2))
     assert c["weighted_parallax_error"].value[2] == pytest.approx((1 / 0.01 + 1 / s2) ** -0.5)
+
+
+def test_no_zeropoint_means_no_correction():
+    c = build_catalogue([500.0], [25.0], [10.0], [10.0], parallax=[5.2], parallax_error=[0.1])
+    assert c["weighted_parallax"].value[0] == pytest.approx(5.1)
+    assert "ZEROPT" not in c.meta and "zeropoint" not in c.colnames
+    with pytest.raises(ValueError, match="zeropoint_error given without zeropoint"):
+        build_catalogue([500.0], [25.0], [10.0], [10.0], zeropoint_error=0.1)
 
 
 def test_weighted_parallax_function():

@@ -1,4 +1,6 @@
 """The dataset format: round trips with -9999/NaN, units, and every reader error."""
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -224,8 +226,24 @@ def test_error_files(tmp_path):
 def test_attrs_validated():
     with pytest.raises(DatasetError, match="reserved"):
         Dataset(columns={"mag": [1.0]}, attrs={"format_version": 3})
-    with pytest.raises(DatasetError, match="attribute 'bad' must be a string or a number"):
-        Dataset(columns={"mag": [1.0]}, attrs={"bad": {"a": 1}})
+    with pytest.raises(DatasetError, match="attribute 'bad' must be a string, a number"):
+        Dataset(columns={"mag": [1.0]}, attrs={"bad": object()})
+    with pytest.raises(DatasetError, match="attribute 'bad' is not JSON-serialisable"):
+        Dataset(columns={"mag": [1.0]}, attrs={"bad": {"a": object()}})
+
+
+def test_structured_attrs_round_trip(tmp_path):
+    report = {"sample": "train", "removed": {"snr": 3, "starflag": 1}, "n_selected": 6}
+    ds = Dataset(columns={"mag": [1.0]}, attrs={"selection": report, "cuts": ["snr", "starflag"], "note": "[x"})
+    ds.write(tmp_path / "a.h5")
+    back = read_dataset(tmp_path / "a.h5")
+    assert back.attrs == {"selection": report, "cuts": ["snr", "starflag"], "note": "[x"}
+    ds.write(tmp_path / "a.ecsv")
+    assert read_dataset(tmp_path / "a.ecsv").attrs == back.attrs
+    ds.write(tmp_path / "a.fits")  # structured values as JSON text in the header
+    assert json.loads(read_dataset(tmp_path / "a.fits").attrs["selection"]) == report
+    with pytest.warns(UserWarning, match="do not keep the dataset attributes"):
+        ds.write(tmp_path / "a.vot")
 
 
 # ------------------------------------------------------------ dataset methods

@@ -164,8 +164,9 @@ def test_selection_errors():
         paper_selection(ds, max_parallax_error=1 * u.pc)
     with pytest.raises(MissingColumnError, match="require_spectrum=False"):
         paper_selection(Dataset(columns={k: [v] for k, v in GOOD.items()}))
-    # a Table is accepted
+    # a Table, and a mapping of columns, are accepted
     assert paper_selection(ds.to_table()).mask.tolist() == [True]
+    assert paper_selection({k: [v] for k, v in GOOD.items()}, require_spectrum=False).mask.tolist() == [True]
 
 
 def test_train_validation_split():

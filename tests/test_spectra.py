@@ -137,6 +137,7 @@ def test_batch_reports_and_skips(tmp_path, data_path, capsys):
     assert list(ds["apogee_id"]) == ["2M17335483-2753043", "2M19485057+5005279"]
     reasons = dict(batch.failed)
     assert "OSError" in reasons[str(folder / "apStar-dr17-2M00000000+0000000.fits")]
+    assert "ApStarError" in reasons[str(folder / "apStar-dr17-2M11111111+1111111.fits")]
     assert "expected 8575 pixels" in reasons[str(folder / "apStar-dr17-2M11111111+1111111.fits")]
     assert "FileNotFoundError" in reasons[missing]
     assert "no apStar" in reasons[str(tmp_path / "empty")]
@@ -189,17 +190,20 @@ def test_cli_spectra(tmp_path, data_path, capsys):
     png = tmp_path / "spectra.png"
     missing = str(tmp_path / "apStar-dr17-missing.fits")
     rc = main(["spectra", data_path(DWARF), data_path(GIANT), missing, "--out", str(out), "--plot", str(png),
-               "--no-progress"])
+               "--no-progress", "--json"])
     captured = capsys.readouterr()
     assert rc == 0
     summary = json.loads(captured.out)
     assert summary["n_written"] == 2 and summary["n_skipped"] == 1 and summary["skipped"][0]["path"] == missing
+    assert f"skipped {missing}: FileNotFoundError" in captured.err
     ds = read_dataset(out, require=("spectra", "spectra_err", "mag", "mag_ext", "apogee_id", "ra", "dec"))
     assert list(ds["apogee_id"]) == ["2M19485057+5005279", "2M17335483-2753043"]
     assert ds["mag"][0] == pytest.approx(10.522, abs=1e-6)
     np.testing.assert_array_equal(ds["spectra"][0], load_apstar(data_path(DWARF)).spectrum.astype(np.float32))
     assert png.stat().st_size > 10000
     # existing output, bad suffix, nothing readable: exit 2 and no (new) file
+    assert main(["spectra", data_path(DWARF), "--out", str(tmp_path / "one.h5"), "--no-progress"]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote 1 spectra to {tmp_path / 'one.h5'} (0 of 1 input(s) skipped)")
     assert main(["spectra", data_path(DWARF), "--out", str(out), "--no-progress"]) == 2
     assert main(["spectra", data_path(DWARF), "--out", str(tmp_path / "x.fits"), "--no-progress"]) == 2
     assert main(["spectra", missing, "--out", str(tmp_path / "none.h5"), "--no-progress"]) == 2

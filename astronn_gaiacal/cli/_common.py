@@ -7,6 +7,13 @@ class UsageError(Exception):
     """Bad input: reported in one line on stderr, exit code 2."""
 
 
+def astronn_chatter_to_stderr():
+    """Context manager sending astroNN's progress prints to stderr, keeping stdout for results/JSON."""
+    import contextlib
+
+    return contextlib.redirect_stdout(sys.stderr)
+
+
 def print_json(obj, file=None):
     """Print ``obj`` as JSON (NumPy scalars and arrays converted)."""
     import numpy as np
@@ -20,3 +27,59 @@ def print_json(obj, file=None):
 
     json.dump(obj, file or sys.stdout, indent=2, default=default, allow_nan=True)
     print(file=file or sys.stdout)
+
+
+def load_dataset(path, require=(), features=()):
+    """Read a dataset file for a subcommand; any problem becomes a one-line UsageError."""
+    import os
+
+    if not os.path.exists(path):
+        raise UsageError(f"no such file: {path}")
+    from ..dataset import DatasetError, read_dataset
+
+    try:
+        return read_dataset(path, require=require, features=features)
+    except (DatasetError, OSError, KeyError, ValueError) as err:
+        raise UsageError(f"cannot read {path}: {err}") from None
+
+
+def load_model(path):
+    """Open a model or ensemble folder; problems become a UsageError."""
+    from ..models import load
+
+    try:
+        with astronn_chatter_to_stderr():
+            return load(path)
+    except (FileNotFoundError, OSError, KeyError, ValueError, TypeError) as err:
+        raise UsageError(f"cannot load model {path}: {err}") from None
+
+
+def summarise_model(net, folder=None):
+    """JSON-ready description of a trained model (or ensemble), with its zero-point if constant."""
+    import astropy.units as u
+
+    members = getattr(net, "members", None)
+    first = members[0] if members else net
+    summary = {
+        "model_class": type(first).__name__,
+        "folder": str(folder) if folder else None,
+        "offset": first.offset,
+        "offset_features": first.offset_features if first.offset == "multivariate" else [],
+        "ensemble_members": len(members) if members else 1,
+        "loss": first.loss_name,
+        "zeropoint_convention": "parallax_gaia = parallax_true + zeropoint",
+    }
+    history = getattr(first, "history", None)
+    if history is not None and getattr(history, "history", None):
+        summary["final_loss"] = float(history.history["loss"][-1])
+        summary["epochs"] = len(history.history["loss"])
+    if first.offset == "constant":
+        if members:
+            value, error, parts = net.zeropoint(components=True)
+            summary["zeropoint_mc_err_uas"] = float(parts["mc"].to_value(u.uas))
+            summary["zeropoint_ensemble_err_uas"] = float(parts["ensemble"].to_value(u.uas))
+        else:
+            value, error = net.zeropoint()
+        summary["zeropoint_uas"] = float(value.to_value(u.uas))
+        summary["zeropoint_err_uas"] = float(error.to_value(u.uas))
+    return summary

@@ -4,8 +4,8 @@ Continuum-normalises apStar files as in the paper and writes the dataset
 format with ``spectra``, ``spectra_err``, ``mag`` (K), ``mag_ext`` (AKTARG),
 ``apogee_id``, ``ra``, ``dec`` (and ``mag_error``, ``snr``, ``starflag``,
 ``vscatter``, ``nvisits``, ``apstar_file``).  Files that cannot be read are
-reported one by one on stderr and skipped; a JSON summary goes to stdout.
-Exit 2 (no output written) if no file at all could be read.
+reported one by one on stderr and skipped; a summary goes to stdout (JSON with
+``--json``).  Exit 2 (no output written) if no file at all could be read.
 """
 import os
 
@@ -27,6 +27,7 @@ def add_arguments(parser):
     parser.add_argument("--plot", metavar="PNG", default=None, help="also plot the first spectra into this PNG")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def run(args):
@@ -53,12 +54,16 @@ def run(args):
     if args.plot:
         plot_spectra(batch.dataset, args.plot, dr=batch.dataset.attrs.get("continuum_dr", APOGEE_DEFAULT_DR),
                      overwrite=args.overwrite)
-    print_json({
-        "out": out,
-        "plot": args.plot,
+    summary = {
+        "out": os.path.abspath(out),
+        "plot": os.path.abspath(args.plot) if args.plot else None,
         "n_input": batch.n_input,
         "n_written": batch.n_read,
         "n_skipped": len(batch.failed),
         "skipped": [{"path": p, "reason": r} for p, r in batch.failed],
-    })
+    }
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"wrote {batch.n_read} spectra to {out} ({len(batch.failed)} of {batch.n_input} input(s) skipped)")
     return 0

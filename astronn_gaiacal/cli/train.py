@@ -1,0 +1,72 @@
+"""``astronn-gaiacal train``: train a joint model on a dataset file."""
+NAME = "train"
+HELP = "train a joint distance + zero-point model on a dataset (HDF5 dataset format or a table)"
+
+
+def add_arguments(parser):
+    parser.add_argument("data", metavar="DATA", help="training set: HDF5 dataset format, or FITS/ECSV/CSV/Parquet table")
+    parser.add_argument("--offset", choices=["none", "constant", "multivariate"], default=None,
+                        help="zero-point model (default: the model class's, 'constant' for ApogeeGaiaBCNN)")
+    parser.add_argument("--features", nargs="+", metavar="NAME",
+                        help="offset features (multivariate only; default phot_g_mean_mag bp_rp teff)")
+    parser.add_argument("--model", default="ApogeeGaiaBCNN", help="registered model class (see `astronn-gaiacal models`)")
+    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the model's, 40)")
+    parser.add_argument("--batch-size", type=int, default=None, help="batch size (default 64)")
+    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3)")
+    parser.add_argument("--loss", default="gaia_gaussian_nll",
+                        help="registered likelihood: gaia_gaussian_nll (paper, default), gaia_student_t_nll (robust), gaussian_nll")
+    parser.add_argument("--nu", type=float, default=None, help="degrees of freedom of gaia_student_t_nll (default 4)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (weights, dropout, shuffling)")
+    parser.add_argument("--ensemble", type=int, default=1, metavar="K",
+                        help="train a deep ensemble of K members (calibrated zero-point uncertainty)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output model folder (astroNN format)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+
+def run(args):
+    import os
+
+    from ._common import UsageError, astronn_chatter_to_stderr, load_dataset, print_json, summarise_model
+
+    if os.path.exists(args.out) and not args.overwrite:
+        raise UsageError(f"output folder {args.out} already exists (use --overwrite to replace it)")
+    if args.features and args.offset not in (None, "multivariate"):
+        raise UsageError(f"--features only applies to --offset multivariate, not --offset {args.offset}")
+    if args.ensemble < 1:
+        raise UsageError("--ensemble must be >= 1")
+    from .. import pipeline
+    from ..nn.losses import LOSS_CLASSES
+    from ..registry import registered
+
+    if args.model not in registered("models"):
+        raise UsageError(f"unknown model {args.model!r}; registered: {', '.join(registered('models'))}")
+    if args.loss not in LOSS_CLASSES:
+        raise UsageError(f"unknown loss {args.loss!r}; choose one of {', '.join(sorted(LOSS_CLASSES))}")
+    if args.nu is not None and args.loss != "gaia_student_t_nll":
+        raise UsageError("--nu only applies to --loss gaia_student_t_nll")
+    probe = pipeline.build_model(args.model, args.offset, args.features)
+    needed = ["spectra", "mag", "parallax", "parallax_error"]
+    features = probe.offset_features if probe.offset == "multivariate" else []
+    ds = load_dataset(args.data, require=needed, features=features)
+    try:
+        with astronn_chatter_to_stderr():
+            net, excluded = pipeline.train(
+                ds, model=args.model, offset=args.offset, features=args.features, epochs=args.epochs,
+                batch_size=args.batch_size, loss=args.loss, loss_config={"nu": args.nu} if args.nu else None,
+                lr=args.lr, seed=args.seed, ensemble=args.ensemble, verbose=0,
+            )
+            folder = net.save(args.out, overwrite=args.overwrite)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    summary = summarise_model(net, folder)
+    summary.update(n_stars=len(ds), excluded=excluded, data=os.path.abspath(args.data))
+    if args.json:
+        print_json(summary)
+    else:
+        print(f"trained {summary['model_class']} (offset={summary['offset']}) on {len(ds) - sum(excluded.values())} stars -> {folder}")
+        for reason, count in excluded.items():
+            print(f"  excluded {count} star(s): {reason}")
+        if "zeropoint_uas" in summary:
+            print(f"  zero-point: {summary['zeropoint_uas']:.2f} +- {summary['zeropoint_err_uas']:.2f} uas")
+    return 0

@@ -1,0 +1,119 @@
+"""``astronn-gaiacal xmatch``: add Gaia columns to a table (archive or local extract)."""
+import os
+import sys
+
+from ._common import UsageError, load_dataset, print_json
+
+NAME = "xmatch"
+HELP = "cross-match a table with Gaia DR2/EDR3/DR3 (ESA archive or a local Gaia file)"
+
+_HDF5 = (".h5", ".hdf5")
+
+
+def add_arguments(parser):
+    parser.add_argument("table", metavar="TABLE",
+                        help="input: FITS, CSV, ECSV, VOTable, Parquet, or the HDF5 dataset format")
+    parser.add_argument("--release", required=True, choices=("dr2", "edr3", "dr3"), help="Gaia release")
+    parser.add_argument("--by", choices=("position", "source_id"), default="position",
+                        help="match by position (default) or by Gaia source_id")
+    parser.add_argument("--radius", type=float, default=None, metavar="ARCSEC",
+                        help="match radius in arcsec (default 2, the paper's)")
+    parser.add_argument("--with-2mass", action="store_true",
+                        help="add 2MASS Ks, its error and quality flag (archive best-neighbour tables)")
+    parser.add_argument("--local", metavar="GAIA_FILE",
+                        help="match against this Gaia table (FITS/HDF5/Parquet/...) instead of the archive")
+    parser.add_argument("--out", required=True, metavar="FILE",
+                        help="output: FITS, CSV, ECSV, VOTable, Parquet, or HDF5 dataset (input + Gaia columns)")
+    parser.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+    parser.add_argument("--ra", default="ra", help="RA column (deg; case-insensitive; default ra)")
+    parser.add_argument("--dec", default="dec", help="Dec column (deg; default dec)")
+    parser.add_argument("--epoch", default=None,
+                        help="epoch of the positions: a column name or a Julian year (e.g. 2000.0)")
+    parser.add_argument("--source-id-column", default="source_id", help="Gaia id column for --by source_id")
+    parser.add_argument("--chunk-size", type=int, default=5000, help="rows per archive job (default 5000)")
+    parser.add_argument("--retries", type=int, default=3, help="retries per chunk on transient errors")
+    parser.add_argument("--cache-dir", default=None, help="cache folder for finished chunks")
+    parser.add_argument("--no-cache", action="store_true", help="do not cache archive results")
+    parser.add_argument("--archive-url", default=None, help="Gaia archive root (default the ESA archive)")
+    parser.add_argument("--plot", metavar="PNG", help="also write a diagnostic plot")
+
+
+def _epoch(text):
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _read(path):
+    """(table, dataset or None)."""
+    from ..tableio import read_table
+
+    if path.lower().endswith(_HDF5):
+        dataset = load_dataset(path)
+        return dataset.to_table(), dataset
+    return read_table(path), None
+
+
+def _write(table, matched, dataset, path, overwrite):
+    from ..tableio import write_table
+    from ..xmatch import add_gaia_columns, dataset_columns
+
+    combined = add_gaia_columns(table, matched)
+    if not path.lower().endswith(_HDF5):
+        write_table(combined, path, overwrite=overwrite)
+        return
+    from ..dataset import Dataset, write_dataset
+
+    if dataset is not None:  # keep spectra and attributes, add the Gaia columns
+        values, units = dataset_columns(combined[[n for n in combined.colnames if n not in table.colnames]])
+        out = dataset.with_columns(units=units, **values)
+    else:
+        values, units = dataset_columns(combined[[n for n in combined.colnames if combined[n].ndim == 1]])
+        out = Dataset(columns=values, units=units, attrs={"gaia_release": matched.meta["gaia_release"]})
+    write_dataset(path, out, overwrite=overwrite)
+
+
+def run(args):
+    from astropy import units as u
+
+    from ..tableio import TableFormatError, table_format
+    from ..xmatch import GaiaArchiveError, crossmatch, crossmatch_local, gaia_archive, plot_crossmatch
+
+    for path in (args.out, args.plot):
+        if path and os.path.exists(path) and not args.overwrite:
+            raise UsageError(f"{path} exists; pass --overwrite to replace it")
+    try:
+        table_format(args.out)
+    except TableFormatError:
+        raise UsageError(f"cannot tell the format of {args.out!r}: use .fits, .csv, .ecsv, .vot, .parquet or .h5") from None
+    if not os.path.exists(args.table):
+        raise UsageError(f"no such table: {args.table}")
+    if args.local and not os.path.exists(args.local):
+        raise UsageError(f"no such Gaia file: {args.local}")
+    radius = None if args.radius is None else args.radius * u.arcsec
+    common = dict(release=args.release, by=args.by, radius=radius, ra=args.ra, dec=args.dec,
+                  epoch=_epoch(args.epoch) if args.by == "position" else None,
+                  source_id=args.source_id_column, with_2mass=args.with_2mass)
+    try:
+        table, dataset = _read(args.table)
+        if args.local:
+            matched = crossmatch_local(table, args.local, **common)
+        else:
+            archive = gaia_archive(args.archive_url) if args.archive_url else None
+            cache = False if args.no_cache else (args.cache_dir or True)
+            matched = crossmatch(table, **common, chunk_size=args.chunk_size, retries=args.retries, cache=cache,
+                                 archive=archive, progress=sys.stderr.isatty())
+        _write(table, matched, dataset, args.out, args.overwrite)
+        if args.plot:
+            plot_crossmatch(matched, args.plot, overwrite=args.overwrite)
+    except GaiaArchiveError as err:
+        raise UsageError(str(err)) from None
+    except (KeyError, ValueError, TypeError, OSError) as err:
+        text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        raise UsageError(" ".join(str(text).split())) from None
+    print_json({"rows": len(matched), "matched": int(matched.meta["n_matched"]), "release": args.release,
+                "by": args.by, "out": args.out, **({"plot": args.plot} if args.plot else {})})
+    return 0

@@ -1,0 +1,92 @@
+"""``astronn-gaiacal zeropoint``: the model's Gaia parallax zero-point."""
+NAME = "zeropoint"
+HELP = ("the zero-point of a trained model: one value for a constant model, per-star values and "
+        "quadratic summaries (paper eqs. 7-9) for a Gaia table")
+
+
+def add_arguments(parser):
+    parser.add_argument("model", metavar="MODEL", help="model folder (single model or ensemble)")
+    parser.add_argument("table", metavar="GAIA_TABLE", nargs="?",
+                        help="stars to evaluate (FITS/CSV/ECSV/Parquet/HDF5) with the model's feature columns")
+    parser.add_argument("--out", metavar="FILE", help="output table with zeropoint/zeropoint_error columns (mas); "
+                        "default: GAIA_TABLE with suffix _zeropoint")
+    parser.add_argument("--mc-num", type=int, default=100, help="MC-dropout passes (default 100)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _summary_text(summary):
+    lines = [f"zero-point model: {summary['model_class']} (offset={summary['offset']})"]
+    if "zeropoint_uas" in summary:
+        lines.append(f"zero-point = {summary['zeropoint_uas']:.2f} +- {summary['zeropoint_err_uas']:.2f} uas "
+                     f"({summary['zeropoint_convention']})")
+    if "n_stars" in summary:
+        lines.append(f"{summary['n_stars']} stars ({summary['n_missing_features']} without features): "
+                     f"mean {summary['mean_uas']:.2f} uas, median {summary['median_uas']:.2f} uas")
+        for trend in summary.get("quadratic_trends", {}).values():
+            lines.append(f"  {trend['feature']}: {trend['a']:.4g}(x-{trend['pivot']:g})^2 + {trend['b']:.4g}"
+                         f"(x-{trend['pivot']:g}) + {trend['c']:.4g} uas, valid {trend['valid_range'][0]:.4g}.."
+                         f"{trend['valid_range'][1]:.4g}")
+    return "\n".join(lines)
+
+
+def run(args):
+    import os
+
+    import numpy as np
+    from astropy import units as u
+
+    from ._common import UsageError, load_model, print_json, summarise_model
+
+    net = load_model(args.model)
+    net.mc_num = args.mc_num
+    if net.offset == "none":
+        raise UsageError(f"{args.model} was trained with offset 'none': it has no zero-point")
+    summary = summarise_model(net, args.model)
+    if args.table is None:
+        if net.offset != "constant":
+            raise UsageError("a multivariate model needs GAIA_TABLE with its feature columns "
+                             f"{', '.join(net.offset_features)}")
+        print_json(summary) if args.json else print(_summary_text(summary))
+        return 0
+
+    from ..tableio import TableFormatError, read_table, write_table
+    from ..trends import fit_quadratic_trend
+
+    if not os.path.exists(args.table):
+        raise UsageError(f"no such file: {args.table}")
+    try:
+        table = read_table(args.table)
+    except (TableFormatError, OSError, ValueError) as err:
+        raise UsageError(f"cannot read {args.table}: {err}") from None
+    out = args.out or "{0}_zeropoint{1}".format(*os.path.splitext(args.table))
+    if os.path.exists(out) and not args.overwrite:
+        raise UsageError(f"output file {out} already exists (use --overwrite to replace it)")
+    n = len(table)
+    if net.offset == "constant":
+        value, error = net.predict_zeropoint()
+        zp, zp_err = np.full(n, value.to_value(u.mas)) * u.mas, np.full(n, error.to_value(u.mas)) * u.mas
+    else:
+        missing = [c for c in net.offset_features if c not in table.colnames]
+        if missing:
+            raise UsageError(f"{args.table} lacks feature column(s) {', '.join(missing)} "
+                             f"(the model needs {', '.join(net.offset_features)})")
+        zp, zp_err = net.predict_zeropoint(table)
+    table["zeropoint"] = zp.to(u.mas)
+    table["zeropoint_error"] = zp_err.to(u.mas)
+    good = np.isfinite(zp.value)
+    summary.update(
+        n_stars=int(n), n_missing_features=int((~good).sum()), out=os.path.abspath(out),
+        mean_uas=float(np.mean(zp[good].to_value(u.uas))) if good.any() else float("nan"),
+        median_uas=float(np.median(zp[good].to_value(u.uas))) if good.any() else float("nan"),
+    )
+    if net.offset == "multivariate" and good.sum() >= 4:
+        trends = {}
+        for name in net.offset_features:
+            x = np.asarray(table[name], dtype=float)
+            if np.unique(x[good]).size >= 4:
+                trends[name] = fit_quadratic_trend(x[good], zp[good], zp_err[good], feature=name).to_dict()
+        summary["quadratic_trends"] = trends
+    write_table(table, out, overwrite=args.overwrite)
+    print_json(summary) if args.json else print(_summary_text(summary))
+    return 0

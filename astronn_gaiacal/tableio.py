@@ -1,0 +1,123 @@
+"""Reading and writing the table formats the package accepts.
+
+FITS, ECSV, CSV, VOTable and Parquet go through ``astropy.table``.  An
+``.h5``/``.hdf5`` file is read as the HDF5 dataset format
+(:mod:`astronn_gaiacal.dataset`, spectra dropped) when it is one, else as an
+astropy HDF5 table, else as one 1-D dataset per column.  Writing is atomic.
+"""
+import os
+import warnings
+
+from astropy.table import Table
+
+from ._io import atomic_path
+
+#: file ending -> astropy format name ('hdf5' = any HDF5 file)
+FORMATS = {
+    ".fits": "fits",
+    ".fit": "fits",
+    ".fits.gz": "fits",
+    ".fz": "fits",
+    ".ecsv": "ascii.ecsv",
+    ".csv": "ascii.csv",
+    ".vot": "votable",
+    ".xml": "votable",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".h5": "hdf5",
+    ".hdf5": "hdf5",
+    ".hdf": "hdf5",
+}
+
+
+class TableFormatError(ValueError):
+    """The file is not a readable table, or its extension is not a supported format."""
+
+
+def table_format(path):
+    """The astropy format name for ``path``, from its extension."""
+    name = os.fspath(path).lower()
+    for ending in sorted(FORMATS, key=len, reverse=True):
+        if name.endswith(ending):
+            return FORMATS[ending]
+    raise TableFormatError(
+        f"unsupported table format for {os.fspath(path)!r}; use one of {', '.join(sorted(FORMATS))}"
+    )
+
+
+def _read_hdf5(path, hdf5_path=None):
+    import h5py
+
+    from .dataset import FORMAT_NAME, read_dataset
+
+    with h5py.File(path, "r") as f:
+        is_dataset = f.attrs.get("format") == FORMAT_NAME
+    if is_dataset:
+        table = Table(read_dataset(path).to_table())
+        for name in ("spectra", "spectra_err"):
+            if name in table.colnames:
+                del table[name]
+        return table
+    try:
+        return Table.read(path, format="hdf5", path=hdf5_path) if hdf5_path else Table.read(path, format="hdf5")
+    except (ValueError, OSError, TypeError, KeyError):
+        pass
+    with h5py.File(path, "r") as f:
+        group = f[hdf5_path] if hdf5_path else f
+        columns = {name: group[name][()] for name in group if getattr(group[name], "ndim", None) == 1}
+        units = {name: group[name].attrs.get("unit") for name in columns}
+    if not columns:
+        raise TableFormatError(f"{path}: no 1-D datasets (columns) found")
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) != 1:
+        raise TableFormatError(f"{path}: 1-D datasets of different lengths {sorted(lengths)}")
+    table = Table(columns)
+    for name, unit in units.items():
+        if unit is not None:
+            table[name].unit = unit.decode() if isinstance(unit, bytes) else str(unit)
+    return table
+
+
+def read_table(path, hdf5_path=None):
+    """Read a FITS/ECSV/CSV/VOTable/Parquet/HDF5 table.
+
+    Parameters
+    ----------
+    path : str
+    hdf5_path : str, optional
+        Group of a generic HDF5 file holding the columns (default: the root).
+
+    Raises
+    ------
+    FileNotFoundError
+    TableFormatError
+        Unsupported extension, or a file that cannot be read in its format.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such table: {path}")
+    fmt = table_format(path)
+    try:
+        if fmt == "hdf5":
+            return _read_hdf5(path, hdf5_path)
+        return Table.read(path, format=fmt)
+    except (TableFormatError, FileNotFoundError):
+        raise
+    except Exception as err:  # astropy raises many types for corrupt files
+        raise TableFormatError(f"cannot read {path} as {fmt}: {err}") from err
+
+
+def write_table(table, path, overwrite=False):
+    """Write ``table`` atomically, in the format given by the extension of ``path``.
+
+    VOTables are written in BINARY2 serialisation: astropy's C TABLEDATA
+    writer can overrun its buffer on rows whose length is a power of two.
+    """
+    fmt = table_format(path)
+    if fmt == "hdf5":
+        raise TableFormatError("write HDF5 files with astronn_gaiacal.dataset.write_dataset")
+    extra = {"tabledata_format": "binary2"} if fmt == "votable" else {}
+    with atomic_path(path, overwrite=overwrite) as tmp, warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Keyword name .* is greater than 8 characters")
+        table.write(tmp, format=fmt, **extra)
+    return os.fspath(path)

@@ -1,0 +1,94 @@
+"""train / predict / zeropoint / models subcommands end to end on tiny data."""
+import json
+
+import numpy as np
+import pytest
+from astropy.table import QTable, Table
+
+from astronn_gaiacal.cli import main
+from astronn_gaiacal.dataset import Dataset
+
+from _toy import N_PIX, toy_survey
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory):
+    d = toy_survey(160, seed=2, n_pixels=N_PIX, zeropoint=-0.1)
+    ds = Dataset(
+        spectra=d["spectra"],
+        columns={"mag": d["mag"], "mag_ext": np.zeros(160), "parallax": d["parallax"],
+                 "parallax_error": d["parallax_error"], **d["features"],
+                 "apogee_id": np.array([f"toy{i}" for i in range(160)]), "ra": np.linspace(0, 10, 160),
+                 "dec": np.linspace(-5, 5, 160)},
+        units={"parallax": "mas", "parallax_error": "mas", "mag": "mag", "teff": "K"},
+        attrs={"band": "Ks", "gaia_release": "dr2"},
+    )
+    path = tmp_path_factory.mktemp("data") / "toy.h5"
+    ds.write(str(path))
+    return str(path)
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_models_lists_registered(capsys):
+    code, out, _ = _run(capsys, "models", "--json")
+    names = [m["name"] for m in json.loads(out)["models"]]
+    assert code == 0 and {"ApogeeGaiaBCNN", "ApogeeDR17GaiaDR3BCNN", "DenseGaiaBNN", "ToyApogeeBCNN"} <= set(names)
+
+
+def test_train_predict_zeropoint_constant(tmp_path, data_file, capsys):
+    out = tmp_path / "model"
+    code, stdout, _ = _run(capsys, "train", data_file, "--model", "ToyApogeeBCNN", "--offset", "constant",
+                           "--epochs", "3", "--out", str(out), "--json")
+    assert code == 0
+    summary = json.loads(stdout)
+    assert summary["offset"] == "constant" and summary["epochs"] == 3 and np.isfinite(summary["zeropoint_uas"])
+    code, stdout, _ = _run(capsys, "zeropoint", str(out), "--json", "--mc-num", "20")
+    zp = json.loads(stdout)
+    assert code == 0 and {"zeropoint_uas", "zeropoint_err_uas"} <= set(zp) and zp["zeropoint_err_uas"] >= 0
+    cat = tmp_path / "cat.fits"
+    code, stdout, _ = _run(capsys, "predict", str(out), data_file, "--out", str(cat), "--mc-num", "5", "--json")
+    assert code == 0 and json.loads(stdout)["n_stars"] == 160
+    t = QTable.read(cat)
+    for col in ("apogee_id", "fakemag", "nn_parallax_error", "dist", "weighted_dist", "zeropoint", "parallax"):
+        assert col in t.colnames
+    np.testing.assert_allclose(t["zeropoint"].value, zp["zeropoint_uas"] / 1000, rtol=0.5, atol=0.02)
+
+
+def test_train_multivariate_and_zeropoint_table(tmp_path, data_file, capsys):
+    out = tmp_path / "mv"
+    code, _, _ = _run(capsys, "train", data_file, "--model", "ToyApogeeBCNN", "--offset", "multivariate",
+                      "--epochs", "2", "--out", str(out))
+    assert code == 0
+    table = Table({"phot_g_mean_mag": np.linspace(11, 17, 30), "bp_rp": np.full(30, 1.5), "teff": np.linspace(4200, 5000, 30)})
+    tpath = tmp_path / "gaia.ecsv"
+    table.write(tpath)
+    code, stdout, _ = _run(capsys, "zeropoint", str(out), str(tpath), "--json", "--mc-num", "5")
+    summary = json.loads(stdout)
+    assert code == 0 and summary["n_stars"] == 30
+    back = Table.read(summary["out"])
+    assert back["zeropoint"].unit == "mas" and len(back) == 30
+    assert "phot_g_mean_mag" in summary["quadratic_trends"]
+
+
+def test_bad_cli_input(tmp_path, data_file, capsys):
+    cases = [
+        (["train", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "a")], "no such file"),
+        (["train", data_file, "--model", "NoSuchModel", "--out", str(tmp_path / "b")], "unknown model"),
+        (["train", data_file, "--offset", "constant", "--features", "bp_rp", "--out", str(tmp_path / "c")],
+         "--features only applies"),
+        (["train", data_file, "--model", "ToyApogeeBCNN", "--offset", "multivariate", "--features", "ruwe",
+          "--out", str(tmp_path / "d")], "ruwe"),
+    ]
+    bad = tmp_path / "bad.txt"
+    bad.write_text("not a table")
+    cases.append((["train", str(bad), "--out", str(tmp_path / "e")], "cannot read"))
+    for argv, message in cases:
+        code, _, err = _run(capsys, *argv)
+        assert code == 2, argv
+        assert message in err and len(err.strip().splitlines()) == 1
+        assert not any(p.name in ("a", "b", "c", "d", "e") for p in tmp_path.iterdir())

@@ -1,0 +1,73 @@
+"""Deep ensembles: training, combination rule, save/load."""
+import numpy as np
+import pytest
+from astropy import units as u
+
+import astronn_gaiacal  # noqa: F401
+from astronn_gaiacal.models import DeepEnsemble, load
+from astronn_gaiacal.models.ensemble import _combine
+
+from _toy import N_PIX, ToyApogeeBCNN, toy_survey
+
+
+def test_combination_rule():
+    means = np.array([[1.0], [2.0], [3.0]])
+    mc_var = np.array([[0.1], [0.2], [0.3]])
+    mean, mc, between = _combine(means, mc_var)
+    assert mean[0] == 2.0 and np.isclose(mc[0], 0.2) and np.isclose(between[0], 1.0)
+
+
+@pytest.fixture(scope="module")
+def ensemble(tmp_path_factory):
+    data = toy_survey(200, seed=5, n_pixels=N_PIX, zeropoint=-0.1)
+
+    def factory():
+        net = ToyApogeeBCNN(offset="constant", lr=2e-3)
+        net.max_epochs, net.verbose = 5, 0
+        return net
+
+    ens = DeepEnsemble.train(
+        factory, n_members=3, seed=10, progress=False,
+        spectra=data["spectra"], parallax=data["parallax"], parallax_error=data["parallax_error"], magnitude=data["mag"],
+    )
+    folder = ens.save(str(tmp_path_factory.mktemp("ens") / "ensemble"))
+    return ens, folder, data
+
+
+def test_members_differ_and_reload(ensemble):
+    ens, folder, data = ensemble
+    assert len(ens) == 3 and ens.offset == "constant"
+    w = [m.keras_model.get_weights()[0] for m in ens.members]
+    assert not np.array_equal(w[0], w[1])  # different seeds
+    loaded = load(folder)
+    assert isinstance(loaded, DeepEnsemble) and len(loaded) == 3
+    for a, b in zip(ens.members, loaded.members):
+        for wa, wb in zip(a.keras_model.get_weights(), b.keras_model.get_weights()):
+            np.testing.assert_array_equal(wa, wb)
+
+
+def test_zeropoint_error_components(ensemble):
+    ens, _, _ = ensemble
+    value, error, parts = ens.zeropoint(mc_num=50, components=True)
+    member_values = np.array([m.zeropoint(mc_num=50)[0].to_value(u.uas) for m in ens.members])
+    # the between-member part is the sample std of the member values (MC noise aside)
+    assert parts["ensemble"].to_value(u.uas) == pytest.approx(member_values.std(ddof=1), rel=0.3, abs=0.5)
+    assert error.to_value(u.uas) == pytest.approx(np.hypot(parts["mc"].value, parts["ensemble"].value), rel=1e-10)
+    assert value.unit == u.uas
+
+
+def test_predict_adds_between_member_spread(ensemble):
+    ens, _, data = ensemble
+    ens.mc_num = 20
+    fakemag, err = ens.predict(data["spectra"][:10])
+    assert fakemag.shape == (10, 1)
+    member_means = np.array([m.predict(data["spectra"][:10])[0] for m in ens.members])
+    assert np.all(err["model"][:, 0] >= 0.5 * member_means.std(axis=0, ddof=1)[:, 0])
+    np.testing.assert_allclose(err["total"] ** 2, err["model"] ** 2 + err["predictive"] ** 2, rtol=1e-10)
+
+
+def test_load_rejects_non_model_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="neither"):
+        load(tmp_path)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load(tmp_path / "nope")
