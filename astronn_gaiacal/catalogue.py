@@ -1,188 +1,437 @@
-r"""The distance catalogue, in the data model of the paper's Table 1.
+r"""The distance catalogue: the data model of Leung & Bovy (2019, Table 1) as a FITS writer.
 
-=========================  ======  ==========================================================
-column                     unit    meaning
-=========================  ======  ==========================================================
-apogee_id, ra, dec                 identifiers and position (when given)
-fakemag, fakemag_error             NN pseudo-luminosity and its total uncertainty
-nn_parallax                mas     :math:`L\,10^{-m/5}` (a true parallax, no zero-point)
-nn_parallax_model_error    mas     from the MC-dropout model uncertainty only
-nn_parallax_error          mas     total (model and predictive)
-dist, dist_model_error,    pc      :math:`1000\,10^{m/5}/L` and its uncertainties
-dist_error
-weighted_dist,             pc      inverse-variance combination of the NN parallax (with its
-weighted_dist_error                *model* error, as the paper) and the Gaia parallax corrected
-                                   for the zero-point, :math:`\varpi_{\rm Gaia}-\varpi_0`, with
-                                   error :math:`\sigma_{\rm Gaia}\oplus\sigma_{\varpi_0}`
-=========================  ======  ==========================================================
+:func:`build_catalogue` turns the model's outputs (fakemag and its total and
+model uncertainties) and the extinction-corrected :math:`K_s` into NN
+parallaxes and distances, and combines the NN parallax with the Gaia parallax
+corrected by the model's zero-point:
 
-plus the Gaia columns that were given (``parallax``, ``parallax_error``, ...)
-and ``zeropoint``/``zeropoint_error`` when a zero-point is applied.  When only
-one parallax is available, ``weighted_dist`` uses it alone; -9999 marks a
-value that cannot be computed (no parallax, or a non-positive combined
-parallax).  The published code's fallback tested ``x == np.nan``, which is
-never true; here each fallback is explicit and tested.
+.. math::
+
+    \varpi_{\rm c} = \varpi_{\rm Gaia} - \varpi_0, \qquad
+    \sigma_{\rm c}^2 = \sigma_{\rm Gaia}^2 + \sigma_{\varpi_0}^2,
+
+    \varpi_{\rm w} = \frac{\varpi_{\rm NN}/\sigma_{\rm NN,model}^2 + \varpi_{\rm c}/\sigma_{\rm c}^2}
+                          {1/\sigma_{\rm NN,model}^2 + 1/\sigma_{\rm c}^2}, \qquad
+    \sigma_{\rm w} = \left(1/\sigma_{\rm NN,model}^2 + 1/\sigma_{\rm c}^2\right)^{-1/2},
+
+with the NN parallax's *model* uncertainty, as in the paper (the zero-point sign
+convention is :math:`\varpi_{\rm Gaia} = \varpi_{\rm true} + \varpi_0`).  When
+one source is missing the other is used alone; when both are missing the
+weighted columns are -9999.  ``weighted_dist`` is :math:`1000/\varpi_{\rm w}`
+pc (-9999 where :math:`\varpi_{\rm w} \le 0`).  Every missing value is -9999,
+as in the paper.  (The published code's fallback tested ``x == np.nan``,
+which is never true; here missing means -9999 or NaN, tested properly.)
+
+Examples
+--------
+>>> import astropy.units as u
+>>> from astronn_gaiacal.catalogue import build_catalogue
+>>> cat = build_catalogue(fakemag=[500.0, 500.0], fakemag_error=[25.0, 25.0], fakemag_model_error=[10.0, 10.0],
+...                       mag=[10.0, 10.0], parallax=[5.2, -9999.0] * u.mas, parallax_error=[0.1, 0.1] * u.mas,
+...                       zeropoint=-0.05 * u.mas)
+>>> cat["nn_parallax"]
+<Quantity [5., 5.] mas>
+>>> cat["weighted_dist"].round(2)       # star 0: NN and Gaia; star 1: NN only
+<Quantity [195.12, 200.  ] pc>
 """
 import numpy as np
 from astropy import units as u
-from astropy.table import QTable
 
 from ._io import atomic_path
-from .constants import MAGIC_NUMBER
+from .constants import MAGIC_NUMBER, is_missing
 
-TABLE1_COLUMNS = (
-    "apogee_id",
-    "ra",
-    "dec",
-    "fakemag",
-    "fakemag_error",
-    "nn_parallax",
-    "nn_parallax_model_error",
-    "nn_parallax_error",
-    "dist",
-    "dist_model_error",
-    "dist_error",
-    "weighted_dist",
-    "weighted_dist_error",
+__all__ = ["CATALOGUE_COLUMNS", "GAIA_PASSTHROUGH_COLUMNS", "weighted_parallax", "build_catalogue",
+           "catalogue_from_dataset", "write_catalogue", "plot_catalogue"]
+
+#: The catalogue's own columns, in order (Table 1 of the paper, plus the weighted parallax).
+CATALOGUE_COLUMNS = (
+    "apogee_id", "ra", "dec",
+    "fakemag", "fakemag_error",
+    "nn_parallax", "nn_parallax_model_error", "nn_parallax_error",
+    "dist", "dist_model_error", "dist_error",
+    "weighted_parallax", "weighted_parallax_error",
+    "weighted_dist", "weighted_dist_error",
 )
 
+#: Dataset columns that :func:`catalogue_from_dataset` copies into the catalogue when present.
+GAIA_PASSTHROUGH_COLUMNS = ("source_id", "parallax", "parallax_error", "pmra", "pmra_error", "pmdec",
+                            "pmdec_error", "phot_g_mean_mag", "bp_rp", "visibility_periods_used")
 
-def _arr(x, unit=None, n=None):
-    if x is None:
-        return None
+
+def _mas(x, name, n=None, scalar_ok=False):
+    """Float array in mas (plain numbers are mas); broadcast to n."""
     if isinstance(x, u.Quantity):
-        x = x.to_value(unit) if unit is not None else x.value
-    x = np.asarray(x, dtype=float)
-    if n is not None and x.ndim == 0:
-        x = np.full(n, float(x))
-    return np.where(x == MAGIC_NUMBER, np.nan, x)
+        try:
+            converted = x.to_value(u.mas)
+        except u.UnitConversionError:
+            raise u.UnitTypeError(f"{name} must be a parallax-like Quantity (mas); got unit '{x.unit}'") from None
+        raw = np.asarray(x.value, dtype=float)
+        arr = np.where(is_missing(raw), raw, converted)  # -9999 stays -9999 in any unit
+    else:
+        arr = _plain(x, name)
+    return _shape(arr, name, n, scalar_ok)
 
 
-def weighted_parallax(parallax_a, error_a, parallax_b, error_b):
-    """Inverse-variance mean of two parallax estimates, using whichever exist.
+def _plain(x, name):
+    if isinstance(x, u.Quantity):
+        if x.unit.physical_type != "dimensionless" and x.unit != u.mag:
+            raise u.UnitTypeError(f"{name} must be dimensionless or in mag; got unit '{x.unit}'")
+        x = x.value
+    if np.ma.isMaskedArray(x) or hasattr(x, "mask"):
+        x = np.ma.filled(np.ma.asarray(x, dtype=float), np.nan)
+    try:
+        return np.array(x, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be numeric") from None
+
+
+def _shape(arr, name, n, scalar_ok):
+    if arr.ndim == 0 and scalar_ok and n is not None:
+        return np.full(n, float(arr))
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one value per star){' or a scalar' if scalar_ok else ''}; "
+                         f"got shape {arr.shape}")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"{name} has {arr.shape[0]} values; expected {n} (one per star)")
+    return arr
+
+
+def _valid(*arrays):
+    ok = np.ones(arrays[0].shape, dtype=bool)
+    for a in arrays:
+        ok &= ~is_missing(a) & np.isfinite(a)
+    return ok
+
+
+def weighted_parallax(nn_parallax, nn_parallax_error, gaia_parallax, gaia_parallax_error):
+    """Inverse-variance combination of two parallaxes, falling back on whichever is available.
+
+    Parameters
+    ----------
+    nn_parallax, nn_parallax_error : array_like or Quantity
+        NN parallax and the uncertainty to weight it with (the paper uses the model uncertainty).
+    gaia_parallax, gaia_parallax_error : array_like or Quantity
+        Zero-point-corrected Gaia parallax and its uncertainty.
 
     Returns
     -------
-    parallax, error : ndarray
-        NaN where neither estimate is usable (missing value or non-positive error).
+    parallax, parallax_error : Quantity [mas]
+        -9999 mas where neither source is valid.  A source is valid where its
+        value and uncertainty are not missing (-9999/NaN) and the uncertainty is > 0.
+
+    Examples
+    --------
+    >>> p, e = weighted_parallax([1.0, 1.0, -9999.0, -9999.0], [0.1, 0.1, 0.1, 0.1],
+    ...                          [2.0, -9999.0, 2.0, np.nan], [0.1, 0.1, 0.2, 0.1])
+    >>> p.to_value("mas").tolist()
+    [1.5, 1.0, 2.0, -9999.0]
     """
-    ok_a = np.isfinite(parallax_a) & np.isfinite(error_a) & (error_a > 0)
-    ok_b = np.isfinite(parallax_b) & np.isfinite(error_b) & (error_b > 0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w_a = np.where(ok_a, 1.0 / np.where(ok_a, error_a, 1.0) ** 2, 0.0)
-        w_b = np.where(ok_b, 1.0 / np.where(ok_b, error_b, 1.0) ** 2, 0.0)
-        total = w_a + w_b
-        mean = (w_a * np.where(ok_a, parallax_a, 0.0) + w_b * np.where(ok_b, parallax_b, 0.0)) / total
-        err = 1.0 / np.sqrt(total)
-    none = ~(ok_a | ok_b)
-    return np.where(none, np.nan, mean), np.where(none, np.nan, err)
+    nn = _mas(nn_parallax, "nn_parallax")
+    n = nn.shape[0]
+    nn_err = _mas(nn_parallax_error, "nn_parallax_error", n)
+    g = _mas(gaia_parallax, "gaia_parallax", n)
+    g_err = _mas(gaia_parallax_error, "gaia_parallax_error", n)
+    nn_ok = _valid(nn, nn_err) & (nn_err > 0)
+    g_ok = _valid(g, g_err) & (g_err > 0)
+    with np.errstate(all="ignore"):
+        w_nn = np.where(nn_ok, 1.0 / nn_err**2, 0.0)
+        w_g = np.where(g_ok, 1.0 / g_err**2, 0.0)
+        wsum = w_nn + w_g
+        plx = (np.where(nn_ok, nn, 0.0) * w_nn + np.where(g_ok, g, 0.0) * w_g) / wsum
+        err = 1.0 / np.sqrt(wsum)
+    none = ~(nn_ok | g_ok)
+    plx[none] = MAGIC_NUMBER
+    err[none] = MAGIC_NUMBER
+    return plx * u.mas, err * u.mas
 
 
-def build_catalogue(
-    fakemag,
-    fakemag_error,
-    fakemag_model_error,
-    mag,
-    apogee_id=None,
-    ra=None,
-    dec=None,
-    gaia_parallax=None,
-    gaia_parallax_error=None,
-    zeropoint=None,
-    zeropoint_error=None,
-    extra_columns=None,
-):
-    """Build the Table-1 catalogue from model outputs.
+def _ids(values, n, name):
+    if values is None:
+        return np.full(n, "", dtype="U1")
+    arr = np.asarray(values)
+    if arr.dtype.kind == "S":
+        arr = np.char.decode(arr, "utf-8")
+    arr = arr.astype(str)
+    return _shape(arr, name, n, False)
+
+
+def _deg(values, n, name):
+    if values is None:
+        return np.full(n, MAGIC_NUMBER) * u.deg
+    if isinstance(values, u.Quantity):
+        try:
+            out = values.to(u.deg)
+        except u.UnitConversionError:
+            raise u.UnitTypeError(f"{name} must be an angle; got unit '{values.unit}'") from None
+        return _shape(_magic(out.value), name, n, False) * u.deg
+    return _shape(_magic(_plain(values, name)), name, n, False) * u.deg
+
+
+def _magic(arr):
+    arr = np.array(arr, dtype=float)
+    arr[is_missing(arr) | ~np.isfinite(arr)] = MAGIC_NUMBER
+    return arr
+
+
+def build_catalogue(fakemag, fakemag_error, fakemag_model_error, mag, *, parallax=None, parallax_error=None,
+                    zeropoint=None, zeropoint_error=None, apogee_id=None, ra=None, dec=None, gaia_columns=None):
+    r"""Build the Table-1 catalogue from model outputs.
 
     Parameters
     ----------
     fakemag, fakemag_error, fakemag_model_error : array_like, shape (N,)
-        NN fakemag with its total and model (MC-dropout) uncertainties;
-        -9999/NaN or non-positive fakemag mark stars without a prediction.
-    mag : array_like
-        Extinction-corrected apparent magnitude used with the fakemag.
+        The model's fakemag and its total and model (epistemic) uncertainties.
+    mag : array_like or Quantity, shape (N,)
+        Extinction-corrected :math:`K_s` (e.g. :meth:`Dataset.corrected_mag`).
+    parallax, parallax_error : array_like or Quantity, optional
+        Gaia parallax and uncertainty as published (uncorrected; mas if plain
+        numbers).  Copied into the catalogue and used, corrected by the
+        zero-point, for ``weighted_parallax``/``weighted_dist``.
+    zeropoint, zeropoint_error : scalar or (N,) array_like or Quantity, optional
+        The model's parallax zero-point :math:`\varpi_0` and its uncertainty
+        (mas if plain numbers); the corrected parallax is ``parallax - zeropoint``.
+        A scalar goes in the header (``ZEROPT``, ``ZEROPTER``); per-star values
+        become columns ``zeropoint`` and ``zeropoint_error``.  None (a model
+        without an offset): no correction, nothing recorded; a missing error is 0.
     apogee_id, ra, dec : array_like, optional
-    gaia_parallax, gaia_parallax_error : Quantity or array_like (mas), optional
-        Gaia catalogue parallax, not corrected.
-    zeropoint, zeropoint_error : Quantity or array_like (mas), optional
-        Scalar or per star; subtracted from the Gaia parallax for ``weighted_dist``.
-    extra_columns : mapping, optional
-        More columns to carry (e.g. Gaia ``source_id``, ``phot_g_mean_mag``).
+        Star identifiers and positions ('' and -9999 where not given).
+    gaia_columns : mapping or astropy Table, optional
+        More Gaia columns (``source_id``, ``pmra``, ``phot_g_mean_mag``, ...)
+        copied as they are, after the catalogue's own columns.
 
     Returns
     -------
-    QTable
-        Missing values are NaN here; :func:`write_catalogue` writes them as -9999.
+    astropy.table.QTable
+        Columns :data:`CATALOGUE_COLUMNS`, then ``parallax``, ``parallax_error``
+        (if given), the zero-point columns (if per-star) and ``gaia_columns``.
+        NN columns are -9999 where fakemag is missing or not positive, or
+        ``mag`` is missing; the weighted columns follow :func:`weighted_parallax`.
+
+    Raises
+    ------
+    ValueError
+        Lengths that differ, or a ``gaia_columns`` name that clashes with a
+        catalogue column.
+    astropy.units.UnitTypeError
+        A Quantity in the wrong unit.
     """
-    L = _arr(fakemag)
-    n = L.shape[0]
-    L_err, L_merr, m = _arr(fakemag_error, n=n), _arr(fakemag_model_error, n=n), _arr(mag, n=n)
-    for name, arr in (("fakemag_error", L_err), ("fakemag_model_error", L_merr), ("mag", m)):
-        if arr.shape != (n,):
-            raise ValueError(f"{name} has shape {arr.shape}; fakemag has ({n},)")
-    valid = np.isfinite(L) & (L > 0) & np.isfinite(m)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        factor = np.where(valid, 10.0 ** (-0.2 * m), np.nan)
-        nn_plx = np.where(valid, L * factor, np.nan)
-        nn_plx_err = L_err * factor
-        nn_plx_merr = L_merr * factor
-        dist = 1000.0 / nn_plx
-        dist_err = dist * L_err / L
-        dist_merr = dist * L_merr / L
+    from astropy.table import QTable
 
-    t = QTable()
-    for name, values in (("apogee_id", apogee_id), ("ra", ra), ("dec", dec)):
-        if values is not None:
-            unit = u.deg if name in ("ra", "dec") else None
-            t[name] = _arr(values, unit, n) * u.deg if unit else np.asarray(values)
-    t["fakemag"] = L
-    t["fakemag_error"] = L_err
-    t["nn_parallax"] = nn_plx * u.mas
-    t["nn_parallax_model_error"] = nn_plx_merr * u.mas
-    t["nn_parallax_error"] = nn_plx_err * u.mas
-    t["dist"] = dist * u.pc
-    t["dist_model_error"] = dist_merr * u.pc
-    t["dist_error"] = dist_err * u.pc
+    from .conversions import fakemag_to_distance, fakemag_to_parallax
 
-    if gaia_parallax is not None:
-        g = _arr(gaia_parallax, u.mas, n)
-        g_err = _arr(gaia_parallax_error, u.mas, n) if gaia_parallax_error is not None else np.full(n, np.nan)
-        zp = _arr(zeropoint, u.mas, n) if zeropoint is not None else np.zeros(n)
-        zp_err = _arr(zeropoint_error, u.mas, n) if zeropoint_error is not None else np.zeros(n)
-        corrected = g - np.where(np.isfinite(zp), zp, np.nan)
-        corrected_err = np.hypot(g_err, np.where(np.isfinite(zp_err), zp_err, 0.0))
+    fm = _shape(_plain(fakemag, "fakemag"), "fakemag", None, False)
+    n = fm.shape[0]
+    fm_err = _shape(_plain(fakemag_error, "fakemag_error"), "fakemag_error", n, False)
+    fm_merr = _shape(_plain(fakemag_model_error, "fakemag_model_error"), "fakemag_model_error", n, False)
+    m = _shape(_plain(mag, "mag"), "mag", n, False)
+
+    # NN quantities: defined where fakemag > 0 and mag are valid; each error also needs its own input
+    nn_ok = _valid(fm, m) & (fm > 0)
+    safe_fm = np.where(nn_ok, fm, 1.0)
+    safe_m = np.where(nn_ok, m, 0.0)
+    cols = {}
+    for suffix, err in (("error", fm_err), ("model_error", fm_merr)):
+        ok = nn_ok & _valid(err)
+        plx, plx_err = fakemag_to_parallax(safe_fm, safe_m, np.where(ok, err, 0.0))
+        dist, dist_err = fakemag_to_distance(safe_fm, safe_m, np.where(ok, err, 0.0))
+        cols["nn_parallax"] = np.where(nn_ok, plx.to_value(u.mas), MAGIC_NUMBER)
+        cols["dist"] = np.where(nn_ok, dist.to_value(u.pc), MAGIC_NUMBER)
+        cols[f"nn_parallax_{suffix}"] = np.where(ok, plx_err.to_value(u.mas), MAGIC_NUMBER)
+        cols[f"dist_{suffix}"] = np.where(ok, dist_err.to_value(u.pc), MAGIC_NUMBER)
+
+    # the model's zero-point is recorded whether or not Gaia parallaxes are given
+    if zeropoint is None and zeropoint_error is not None:
+        raise ValueError("zeropoint_error given without zeropoint")
+    zp = _mas(0.0 if zeropoint is None else zeropoint, "zeropoint", n, scalar_ok=True)
+    zp_err = _mas(0.0 if zeropoint_error is None else zeropoint_error, "zeropoint_error", n, scalar_ok=True)
+    meta = {}
+    zp_columns = {}
+    if zeropoint is None:
+        pass
+    elif np.ndim(getattr(zeropoint, "value", zeropoint)) == 0 and np.ndim(
+            getattr(zeropoint_error, "value", zeropoint_error)) == 0:
+        meta["ZEROPT"] = (float(zp[0]), "[mas] corrected parallax = parallax - ZEROPT")
+        meta["ZEROPTER"] = (float(zp_err[0]), "[mas] uncertainty of ZEROPT")
     else:
-        corrected = corrected_err = np.full(n, np.nan)
-    w_plx, w_err = weighted_parallax(nn_plx, nn_plx_merr, corrected, corrected_err)
-    positive = np.isfinite(w_plx) & (w_plx > 0)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t["weighted_dist"] = np.where(positive, 1000.0 / w_plx, np.nan) * u.pc
-        t["weighted_dist_error"] = np.where(positive, 1000.0 * w_err / w_plx**2, np.nan) * u.pc
-    if gaia_parallax is not None:
-        t["parallax"] = _arr(gaia_parallax, u.mas, n) * u.mas
-        if gaia_parallax_error is not None:
-            t["parallax_error"] = _arr(gaia_parallax_error, u.mas, n) * u.mas
-    if zeropoint is not None:
-        t["zeropoint"] = _arr(zeropoint, u.mas, n) * u.mas
-        if zeropoint_error is not None:
-            t["zeropoint_error"] = _arr(zeropoint_error, u.mas, n) * u.mas
-    for name, values in (extra_columns or {}).items():
-        if name not in t.colnames:
-            t[name] = values
-    t.meta["ZP_CONV"] = "parallax_gaia = parallax_true + zeropoint"
-    t.meta["MISSING"] = MAGIC_NUMBER
-    return t
+        zp_columns = {"zeropoint": _magic(zp) * u.mas, "zeropoint_error": _magic(zp_err) * u.mas}
+    if parallax is None:
+        if parallax_error is not None:
+            raise ValueError("parallax_error given without parallax")
+        g = g_err = None
+        gaia_c = np.full(n, MAGIC_NUMBER)
+        gaia_c_err = np.full(n, MAGIC_NUMBER)
+    else:
+        if parallax_error is None:
+            raise ValueError("parallax given without parallax_error; the weighting needs both")
+        g = _mas(parallax, "parallax", n)
+        g_err = _mas(parallax_error, "parallax_error", n)
+        ok = _valid(g, g_err, zp, zp_err)
+        with np.errstate(all="ignore"):
+            gaia_c = np.where(ok, g - zp, MAGIC_NUMBER)
+            gaia_c_err = np.where(ok, np.sqrt(g_err**2 + zp_err**2), MAGIC_NUMBER)
+
+    w_plx, w_err = weighted_parallax(cols["nn_parallax"], cols["nn_parallax_model_error"], gaia_c, gaia_c_err)
+    w_plx, w_err = w_plx.to_value(u.mas), w_err.to_value(u.mas)
+    pos = w_plx > 0  # -9999 is negative
+    with np.errstate(all="ignore"):
+        w_dist = np.where(pos, 1000.0 / w_plx, MAGIC_NUMBER)
+        w_dist_err = np.where(pos, w_dist * w_err / w_plx, MAGIC_NUMBER)
+
+    table = QTable()
+    table["apogee_id"] = _ids(apogee_id, n, "apogee_id")
+    table["ra"] = _deg(ra, n, "ra")
+    table["dec"] = _deg(dec, n, "dec")
+    table["fakemag"] = _magic(fm)
+    table["fakemag_error"] = _magic(fm_err)
+    for name in ("nn_parallax", "nn_parallax_model_error", "nn_parallax_error"):
+        table[name] = cols[name] * u.mas
+    for name in ("dist", "dist_model_error", "dist_error"):
+        table[name] = cols[name] * u.pc
+    table["weighted_parallax"] = w_plx * u.mas
+    table["weighted_parallax_error"] = w_err * u.mas
+    table["weighted_dist"] = w_dist * u.pc
+    table["weighted_dist_error"] = w_dist_err * u.pc
+    if g is not None:
+        table["parallax"] = _magic(g) * u.mas
+        table["parallax_error"] = _magic(g_err) * u.mas
+    for name, values in zp_columns.items():
+        table[name] = values
+    if gaia_columns is not None:
+        names = gaia_columns.colnames if hasattr(gaia_columns, "colnames") else list(gaia_columns)
+        for name in names:
+            if name in table.colnames:
+                raise ValueError(f"gaia_columns has '{name}', which is already a catalogue column; rename it "
+                                 f"(e.g. 'gaia_{name}')")
+            values = gaia_columns[name]
+            if len(values) != n:
+                raise ValueError(f"gaia column '{name}' has {len(values)} values; expected {n}")
+            table[name] = values
+    table.meta.update(meta)
+    return table
+
+
+def catalogue_from_dataset(dataset, fakemag, fakemag_error, fakemag_model_error, zeropoint=None,
+                           zeropoint_error=None, gaia_columns=GAIA_PASSTHROUGH_COLUMNS):
+    """Build the catalogue of a :class:`~astronn_gaiacal.dataset.Dataset` and the model's outputs for it.
+
+    Takes ``apogee_id``, ``ra``, ``dec``, the extinction-corrected ``mag`` and
+    (if present) ``parallax``/``parallax_error`` from the dataset, and copies
+    the other ``gaia_columns`` it has.  See :func:`build_catalogue`.
+    """
+    from .dataset import read_dataset
+
+    dataset = read_dataset(dataset, require=("mag",))
+    has_plx = "parallax" in dataset and "parallax_error" in dataset
+    extra = {name: dataset.quantity(name) if dataset.unit(name) is not None else dataset[name]
+             for name in gaia_columns if name in dataset and name not in ("parallax", "parallax_error")}
+    return build_catalogue(
+        fakemag, fakemag_error, fakemag_model_error, dataset.corrected_mag(),
+        parallax=dataset.quantity("parallax") if has_plx else None,
+        parallax_error=dataset.quantity("parallax_error") if has_plx else None,
+        zeropoint=zeropoint, zeropoint_error=zeropoint_error,
+        apogee_id=dataset["apogee_id"] if "apogee_id" in dataset else None,
+        ra=dataset.quantity("ra") if "ra" in dataset else None,
+        dec=dataset.quantity("dec") if "dec" in dataset else None,
+        gaia_columns=extra or None,
+    )
 
 
 def write_catalogue(table, path, overwrite=False):
-    """Write the catalogue as FITS (units in the header, -9999 for missing), atomically."""
-    out = QTable(table, copy=True)
-    for name in out.colnames:
-        col = out[name]
+    """Write the catalogue as FITS, atomically, with units in the header and -9999 for missing values.
+
+    Float NaN and masked entries become -9999 (integers: -9999; strings: '').
+
+    Raises
+    ------
+    KeyError
+        If a column of :data:`CATALOGUE_COLUMNS` is absent.
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is False.
+    """
+    from astropy.table import Column, Table
+
+    from ._versions import __version__
+
+    missing = [c for c in CATALOGUE_COLUMNS if c not in table.colnames]
+    if missing:
+        raise KeyError(f"the catalogue lacks column(s) {missing}; build it with build_catalogue")
+    out = Table()  # plain columns with units: TUNITn only, no serialised-Quantity comments
+    for name in table.colnames:
+        col = table[name]
+        unit = getattr(col, "unit", None)
         values = col.value if isinstance(col, u.Quantity) else np.asarray(col)
+        mask = np.ma.getmaskarray(col) if hasattr(col, "mask") else np.zeros(len(col), bool)
+        values = np.ma.getdata(values)
         if values.dtype.kind == "f":
-            filled = np.where(np.isfinite(values), values, MAGIC_NUMBER)
-            out[name] = filled * col.unit if isinstance(col, u.Quantity) else filled
+            values = np.where(mask | ~np.isfinite(values), MAGIC_NUMBER, values)
+        elif values.dtype.kind in "iu" and mask.any():
+            values = np.where(mask, int(MAGIC_NUMBER), values.astype(np.int64))
+        elif values.dtype.kind in "US" and mask.any():
+            values = np.where(mask, "", values)
+        out[name] = Column(values, unit=unit if unit != u.dimensionless_unscaled else None)
+    out.meta.update(table.meta)
+    out.meta["MISSING"] = (MAGIC_NUMBER, "value of a missing entry")
+    out.meta["CREATOR"] = f"astronn_gaiacal {__version__}"
+    out.meta.setdefault("comments", [])
+    out.meta["comments"] = list(out.meta["comments"]) + [
+        "Distance catalogue, data model of Leung & Bovy (2019) Table 1.",
+        "weighted_*: inverse-variance mean of NN parallax (model error)",
+        "and Gaia parallax - ZEROPT (or - zeropoint).",
+    ]
     with atomic_path(path, overwrite=overwrite) as tmp:
         out.write(tmp, format="fits")
-    return str(path)
+
+
+def plot_catalogue(table, path, overwrite=False):
+    """Two-panel PNG: NN vs zero-point-corrected Gaia parallax, and fractional distance uncertainties.
+
+    The left panel needs the catalogue's ``parallax`` column (skipped otherwise);
+    the zero-point comes from ``zeropoint`` or the ``ZEROPT`` header value.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def val(name, unit):
+        col = table[name]
+        arr = np.array(col.to_value(unit) if isinstance(col, u.Quantity) else col, dtype=float)
+        arr[is_missing(arr)] = np.nan
+        return arr
+
+    has_gaia = "parallax" in table.colnames
+    fig, axes = plt.subplots(1, 2 if has_gaia else 1, figsize=(11 if has_gaia else 5.5, 4.5), squeeze=False)
+    axes = axes[0]
+    if has_gaia:
+        ax = axes[0]
+        if "zeropoint" in table.colnames:
+            zp = val("zeropoint", u.mas)
+        else:
+            zp = table.meta.get("ZEROPT", 0.0)
+            zp = zp[0] if isinstance(zp, tuple) else zp
+        gaia = val("parallax", u.mas) - zp
+        nn = val("nn_parallax", u.mas)
+        ok = np.isfinite(gaia) & np.isfinite(nn)
+        ax.scatter(gaia[ok], nn[ok], s=4, alpha=0.5, lw=0)
+        if ok.any():
+            lim = [np.nanmin([gaia[ok].min(), nn[ok].min()]), np.nanmax([gaia[ok].max(), nn[ok].max()])]
+            ax.plot(lim, lim, "k-", lw=0.8)
+        ax.set_xlabel("Gaia parallax - zero-point (mas)")
+        ax.set_ylabel("NN parallax (mas)")
+        ax.set_title(f"{int(ok.sum())} stars with both")
+    ax = axes[-1]
+    for name, label in (("dist", "NN"), ("weighted_dist", "NN + Gaia")):
+        d = val(name, u.pc)
+        e = val(f"{name}_error", u.pc)
+        frac = e / d
+        frac = frac[np.isfinite(frac) & (frac > 0)]
+        if frac.size:
+            ax.hist(frac, bins=np.logspace(-3, 1, 60), histtype="step", label=f"{label} (median {np.median(frac):.3f})")
+    ax.set_xscale("log")
+    ax.set_xlabel("fractional distance uncertainty")
+    ax.set_ylabel("stars")
+    ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

@@ -59,8 +59,25 @@ def is_missing(x):
     x = np.asarray(x, dtype=float)
     return (x == MAGIC_NUMBER) | np.isnan(x)
 
+
 #: Reference epochs (Julian years, TCB) of the Gaia releases' astrometry.
 GAIA_REF_EPOCH = {"dr2": 2015.5, "edr3": 2016.0, "dr3": 2016.0}
 
 #: Cross-match radius of the paper (APOGEE DR14 to Gaia DR2), arcsec.
 PAPER_XMATCH_RADIUS_ARCSEC = 2.0
+
+#: APOGEE data release whose continuum mask and detector gaps are used when none is given
+#: and none can be read from an apStar file name (astroNN's own default).
+APOGEE_DEFAULT_DR = 17
+
+#: Photometric band of ``mag`` (2MASS Ks), written as the dataset attribute ``band``.
+DEFAULT_BAND = "Ks"
+
+#: Paper's luminosity cut for the training/test sets: log10(L/L_sun) in Ks > 0, or parallax < 0.
+PAPER_MIN_LOG_LUMINOSITY = 0.0
+
+#: Fraction of the training set held out for validation (paper: 90/10 split).
+PAPER_VALIDATION_FRACTION = 0.1
+
+#: sigma_MAD = 1.4826 median|R - median R|, paper eq. 10.
+SIGMA_MAD_SCALE = 1.4826

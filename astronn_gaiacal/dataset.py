@@ -1,164 +1,342 @@
-"""The dataset format: one HDF5 file per training or test set.
+"""The dataset format: one file per training or test set, with a validating reader.
 
-Layout (see ``docs/dataset_format.rst``):
+A :class:`Dataset` holds N stars: optional continuum-normalised spectra
+(``spectra``, ``spectra_err``, N x P) and named 1-D columns following Gaia and
+APOGEE names (``mag``, ``mag_ext``, ``parallax``, ``parallax_error``,
+``phot_g_mean_mag``, ``bp_rp``, ``teff``, ``apogee_id``, ``source_id``, ...).
+Columns with a physical unit are held in the unit of :data:`CANONICAL_UNITS`.
+Missing values are -9999 or NaN and are kept as they are.
 
-* ``/spectra`` ``(N, P)`` float32, continuum-normalised; ``/spectra_err`` optional;
-* one 1-D dataset of length ``N`` per column, named as in Gaia/APOGEE:
-  ``mag`` (2MASS Ks, not extinction corrected), ``mag_ext`` (A_Ks, e.g. AKTARG),
-  ``parallax``, ``parallax_error`` (Gaia catalogue values in mas, not corrected
-  for any zero-point), offset features (``phot_g_mean_mag``, ``bp_rp``,
-  ``teff``, ...), ids (``apogee_id``, ``source_id``) and positions (``ra``,
-  ``dec``); each dataset's ``unit`` attribute gives its unit;
-* file attributes ``format = "astronn_gaiacal dataset"``, ``format_version``,
-  ``band`` and ``gaia_release`` (plus any others).
-
-Missing values are -9999 or NaN.  FITS/ECSV/CSV/Parquet tables with the same
-column names (spectra as a 2-D column) are read the same way.
+On disk the format is HDF5 (see ``docs/dataset_format.rst``); an astropy
+Table, or a FITS/ECSV/CSV/Parquet table file with the same column names, is
+accepted too.
 
 Examples
 --------
 >>> import numpy as np, os, tempfile
 >>> from astronn_gaiacal.dataset import Dataset, read_dataset
->>> ds = Dataset(spectra=np.ones((2, 5)), columns={"mag": [9.0, 10.0], "parallax": [1.0, -9999.0]},
-...              units={"mag": "mag", "parallax": "mas"}, attrs={"band": "Ks"})
+>>> ds = Dataset(spectra=np.ones((3, 5)), columns={"mag": [10.5, 11.0, -9999.0],
+...              "parallax": [1.0, 0.5, np.nan], "apogee_id": ["a", "b", "c"]},
+...              units={"parallax": "uas"}, attrs={"band": "Ks", "gaia_release": "dr2"})
+>>> ds["parallax"]                      # converted to the canonical unit, mas
+array([0.001 , 0.0005,    nan])
 >>> path = os.path.join(tempfile.mkdtemp(), "train.h5")
 >>> ds.write(path)
->>> read_dataset(path, require=["spectra", "mag"]).quantity("parallax")
-<Quantity [    1., -9999.] mas>
+>>> back = read_dataset(path, require=("spectra", "mag"))
+>>> len(back), back.names, back.attrs["gaia_release"]
+(3, ['mag', 'parallax', 'apogee_id'], 'dr2')
 """
 import json
 import os
+import warnings
 
 import numpy as np
 from astropy import units as u
-from astropy.table import QTable, Table
 
 from ._io import atomic_path
-from .constants import MAGIC_NUMBER
-from .conversions import extinction_correction
+from .constants import MAGIC_NUMBER, is_missing
 
-FORMAT_NAME = "astronn_gaiacal dataset"
-FORMAT_VERSION = 1
-SPECTRA_NAMES = ("spectra", "spectra_err")
-HDF5_EXTENSIONS = (".h5", ".hdf5", ".hdf")
+__all__ = [
+    "CANONICAL_UNITS",
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "SPECTRA_NAMES",
+    "Dataset",
+    "DatasetError",
+    "MissingColumnError",
+    "canonical_unit",
+    "read_dataset",
+    "write_dataset",
+]
 
-#: Units every reader converts known columns to.
+#: Canonical unit of every column with a physical unit.  ``true_<name>`` (simulator
+#: truth) has the unit of ``<name>``.  Columns not listed keep the unit they come with.
 CANONICAL_UNITS = {
     "mag": "mag",
+    "mag_error": "mag",
     "mag_ext": "mag",
     "parallax": "mas",
     "parallax_error": "mas",
+    "zeropoint": "mas",
     "ra": "deg",
     "dec": "deg",
-    "teff": "K",
-    "phot_g_mean_mag": "mag",
-    "bp_rp": "mag",
     "ecl_lat": "deg",
-    "nu_eff_used_in_astrometry": "1/um",
-    "pseudocolour": "1/um",
-    "vscatter": "km/s",
-    "true_parallax": "mas",
-    "true_zeropoint": "mas",
-    "true_distance": "pc",
-    "zeropoint": "mas",
-    "zeropoint_error": "mas",
+    "pmra": "mas / yr",
+    "pmra_error": "mas / yr",
+    "pmdec": "mas / yr",
+    "pmdec_error": "mas / yr",
+    "phot_g_mean_mag": "mag",
+    "phot_bp_mean_mag": "mag",
+    "phot_rp_mean_mag": "mag",
+    "bp_rp": "mag",
+    "teff": "K",
+    "vscatter": "km / s",
+    "nu_eff_used_in_astrometry": "1 / um",
+    "pseudocolour": "1 / um",
+    "distance": "pc",
+    "mass": "solMass",
 }
+
+#: The two 2-D members of a dataset.
+SPECTRA_NAMES = ("spectra", "spectra_err")
+
+#: Value of the HDF5 file attribute ``format`` that marks the dataset format.
+FORMAT_NAME = "astronn_gaiacal dataset"
+#: Version of the layout, file attribute ``format_version``.
+FORMAT_VERSION = 1
+#: File endings read and written as the HDF5 dataset format.
+HDF5_EXTENSIONS = (".h5", ".hdf5", ".hdf")
+
+_FORMAT_ATTR = "format"
+_VERSION_ATTR = "format_version"
+_ORDER_ATTR = "column_order"
+_JSON_ATTR = "json_attributes"
+_RESERVED_ATTRS = (_FORMAT_ATTR, _VERSION_ATTR, _ORDER_ATTR, _JSON_ATTR)
 
 
 class DatasetError(ValueError):
-    """A dataset is missing a column, has a wrong shape or unit, or an unusable column."""
+    """Invalid dataset content; the message names the offending column or argument."""
 
 
-def _unit_string(unit):
-    return None if unit is None else u.Unit(unit).to_string()
+class MissingColumnError(DatasetError, KeyError):
+    """A required column is absent (both a :class:`DatasetError` and a ``KeyError``)."""
+
+    def __str__(self):
+        return str(self.args[0]) if self.args else ""
 
 
-def _convert(values, unit, name):
-    """Values in the canonical unit of ``name`` (plain numbers are taken to be in it already)."""
-    canonical = CANONICAL_UNITS.get(name)
-    if unit is None:
-        return values, canonical
-    if canonical is None:
-        return values, _unit_string(unit)
-    unit, target = u.Unit(unit), u.Unit(canonical)
-    if unit == target:
-        return values, canonical
+def canonical_unit(name):
+    """Canonical unit of column ``name`` as an astropy unit, or None if it has none.
+
+    >>> canonical_unit("parallax"), canonical_unit("true_parallax"), canonical_unit("snr")
+    (Unit("mas"), Unit("mas"), None)
+    """
+    if name not in CANONICAL_UNITS and name.startswith("true_"):
+        name = name[len("true_"):]
+    if name not in CANONICAL_UNITS:
+        return None
+    return u.Unit(CANONICAL_UNITS[name])
+
+
+def _fill_masked(name, values):
+    """Masked entries become NaN (floats), -9999 (integers) or '' (strings)."""
+    mask = np.ma.getmaskarray(values)
+    data = np.ma.getdata(values)
+    if not mask.any():
+        return np.asarray(data)
+    kind = data.dtype.kind
+    if kind == "f":
+        fill = np.nan
+    elif kind in "iu":
+        if kind == "u" or np.iinfo(data.dtype).min > MAGIC_NUMBER:
+            data = data.astype(np.int64)
+        fill = int(MAGIC_NUMBER)
+    elif kind in "US":
+        fill = ""
+    elif kind == "b":
+        raise DatasetError(f"column '{name}' is boolean with masked entries; a boolean cannot be missing")
+    else:
+        data = data.astype(float)
+        fill = np.nan
+    out = np.array(data, copy=True)
+    out[mask] = fill
+    return out
+
+
+def _convert(name, values, unit):
+    """Values in ``unit`` to the canonical unit of ``name``; missing entries untouched."""
+    target = canonical_unit(name)
+    if unit is None or target is None:
+        return values, (None if unit is None else unit)
     try:
-        factor = unit.to(target)
+        scale = unit.to(target)
     except u.UnitConversionError:
         raise DatasetError(
-            f"column '{name}' has unit '{unit}', which cannot be converted to '{canonical}'"
+            f"column '{name}' has unit '{unit}', which cannot be converted to its canonical unit '{target}'"
         ) from None
-    values = np.asarray(values, dtype=float)
-    missing = (values == MAGIC_NUMBER) | np.isnan(values)
-    return np.where(missing, values, values * factor), canonical
+    if scale == 1.0:
+        return values, target
+    if values.dtype.kind not in "fiu":
+        raise DatasetError(f"column '{name}' has a unit but is not numeric (dtype {values.dtype})")
+    out = values.astype(float)
+    keep = is_missing(out)
+    out = np.where(keep, out, out * scale)
+    return out, target
+
+
+def _parse_unit(name, unit):
+    """An astropy unit, or None for no/dimensionless unit.  A unit astropy does not know is
+    kept as it is (UnrecognizedUnit) on columns without a canonical unit, and an error on the others."""
+    if unit is None or unit == "":
+        return None
+    if isinstance(unit, bytes):
+        unit = unit.decode()
+    try:
+        parsed = u.Unit(unit, parse_strict="silent") if isinstance(unit, str) else u.Unit(unit)
+    except (ValueError, TypeError):
+        raise DatasetError(f"column '{name}' has an unknown unit {unit!r}") from None
+    if isinstance(parsed, u.UnrecognizedUnit) and canonical_unit(name) is not None:
+        raise DatasetError(
+            f"column '{name}' has an unknown unit {unit!r}; expected one convertible to '{canonical_unit(name)}'"
+        )
+    if parsed == u.dimensionless_unscaled:
+        return None
+    return parsed
+
+
+def _as_column(name, values, unit, n=None):
+    """Validate one column: 1-D, length n, numbers or strings; convert to canonical unit."""
+    if isinstance(values, u.Quantity):
+        if unit is not None and _parse_unit(name, unit) != _parse_unit(name, values.unit):
+            raise DatasetError(f"column '{name}' is a Quantity in '{values.unit}' but units gives '{unit}'")
+        unit = values.unit
+        values = values.value
+    unit = _parse_unit(name, unit)
+    if isinstance(values, np.ma.MaskedArray) or hasattr(values, "mask"):
+        values = _fill_masked(name, np.ma.asarray(values))
+    arr = np.asarray(values)
+    if arr.dtype.kind == "O":
+        try:
+            arr = np.array([v.decode() if isinstance(v, bytes) else v for v in arr.ravel()]).reshape(arr.shape)
+        except (AttributeError, UnicodeDecodeError):
+            pass
+        if arr.dtype.kind == "O":
+            raise DatasetError(f"column '{name}' must hold numbers or strings, not Python objects")
+    if arr.ndim != 1:
+        raise DatasetError(f"column '{name}' must be 1-D (one value per star); got shape {arr.shape}")
+    if n is not None and arr.shape[0] != n:
+        raise DatasetError(f"column '{name}' has {arr.shape[0]} values but the dataset has {n} stars")
+    kind = arr.dtype.kind
+    if kind == "S":
+        arr = np.char.decode(arr, "utf-8")
+        kind = "U"
+    if kind == "U":
+        if unit is not None:
+            raise DatasetError(f"column '{name}' holds strings but has unit '{unit}'")
+        return np.array(arr, copy=True), None
+    if kind == "f":
+        arr = arr.astype(np.float64)
+    elif kind in "iu":
+        arr = arr.astype(np.int64)
+    elif kind != "b":
+        raise DatasetError(f"column '{name}' must hold numbers or strings; got dtype {arr.dtype}")
+    arr, unit = _convert(name, np.array(arr, copy=True), unit)
+    if unit is None and canonical_unit(name) is not None:
+        unit = canonical_unit(name)
+    return arr, unit
+
+
+def _as_spectra(name, values):
+    if isinstance(values, u.Quantity):
+        values = values.value
+    if hasattr(values, "mask"):
+        values = np.ma.filled(np.ma.asarray(values, dtype=np.float32), np.nan)
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "fiu":
+        raise DatasetError(f"'{name}' must be a numeric (N, P) array; got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise DatasetError(f"'{name}' must be 2-D (N stars, P pixels); got shape {arr.shape}")
+    return np.array(arr, dtype=np.float32, copy=True)
+
+
+def _readonly(arr):
+    arr.setflags(write=False)
+    return arr
+
+
+def _check_attrs(attrs):
+    out = {}
+    for key, value in dict(attrs or {}).items():
+        if not isinstance(key, str):
+            raise DatasetError(f"attribute names must be strings; got {key!r}")
+        if key in _RESERVED_ATTRS:
+            raise DatasetError(f"attribute '{key}' is reserved by the file format")
+        if isinstance(value, bytes):
+            value = value.decode()
+        elif isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, (list, tuple, dict)):
+            try:  # structured metadata (e.g. a selection report) is kept as JSON
+                value = json.loads(json.dumps(value))
+            except (TypeError, ValueError):
+                raise DatasetError(f"attribute '{key}' is not JSON-serialisable") from None
+        elif not isinstance(value, (str, int, float, bool)):
+            raise DatasetError(
+                f"attribute '{key}' must be a string, a number, or a JSON-serialisable list/dict; "
+                f"got {type(value).__name__}"
+            )
+        out[key] = value
+    return out
 
 
 class Dataset:
-    """Spectra plus named per-star columns, in memory.
+    """N stars: optional spectra and named per-star columns, with units and file attributes.
 
     Parameters
     ----------
-    spectra, spectra_err : array_like, shape (N, P), optional
-    columns : mapping
-        ``name -> 1-D array of length N``.
-    units : mapping, optional
-        ``name -> unit string`` for columns with units.
+    spectra, spectra_err : (N, P) array_like, optional
+        Continuum-normalised spectra and their uncertainties; stored as float32.
+    columns : mapping of str to 1-D array_like, optional
+        Per-star values (numbers, or strings for ids).  A Quantity, or a name
+        listed in ``units``, is converted to the canonical unit of
+        :data:`CANONICAL_UNITS`; plain numbers are taken to be in it already.
+        Masked entries become NaN (floats), -9999 (integers) or '' (strings).
+    units : mapping of str to str or Unit, optional
+        Units of plain-number columns.
     attrs : mapping, optional
-        File-level metadata, e.g. ``{"band": "Ks", "gaia_release": "dr2"}``.
+        File-level metadata, e.g. ``{"band": "Ks", "gaia_release": "dr2"}``:
+        strings, numbers, or JSON-serialisable lists/dicts.
 
     Raises
     ------
     DatasetError
-        If lengths or shapes disagree.
+        Wrong shapes or lengths, non-numeric spectra, a unit that does not
+        convert to the canonical one, or a column name that is not a string.
+
+    Notes
+    -----
+    The arrays are read-only; copy one to modify it and use
+    :meth:`with_columns` to make a new dataset.
     """
 
     def __init__(self, spectra=None, spectra_err=None, columns=None, units=None, attrs=None):
-        self._spectra = None if spectra is None else np.asarray(spectra, dtype=np.float32)
-        self._spectra_err = None if spectra_err is None else np.asarray(spectra_err, dtype=np.float32)
-        self._columns = {}
-        self.units = {}
-        self.attrs = dict(attrs or {})
-        n = None
-        if self._spectra is not None:
-            if self._spectra.ndim != 2:
-                raise DatasetError(f"spectra must be 2-D (N, P), got shape {self._spectra.shape}")
-            n = self._spectra.shape[0]
-            if self._spectra_err is not None and self._spectra_err.shape != self._spectra.shape:
+        columns = dict(columns or {})
+        units = dict(units or {})
+        for key in units:
+            if key not in columns:
+                raise DatasetError(f"units given for '{key}', which is not a column")
+        if spectra_err is not None and spectra is None:
+            raise DatasetError("'spectra_err' given without 'spectra'")
+        self._spectra = None if spectra is None else _readonly(_as_spectra("spectra", spectra))
+        self._spectra_err = None
+        if spectra_err is not None:
+            err = _as_spectra("spectra_err", spectra_err)
+            if err.shape != self._spectra.shape:
                 raise DatasetError(
-                    f"spectra_err has shape {self._spectra_err.shape}; spectra has {self._spectra.shape}"
+                    f"'spectra_err' has shape {err.shape} but 'spectra' has shape {self._spectra.shape}"
                 )
-        elif self._spectra_err is not None:
-            raise DatasetError("spectra_err given without spectra")
-        for name, values in (columns or {}).items():
+            self._spectra_err = _readonly(err)
+        n = None if self._spectra is None else self._spectra.shape[0]
+        self._columns = {}
+        self._units = {}
+        for name, values in columns.items():
+            if not isinstance(name, str) or not name:
+                raise DatasetError(f"column names must be non-empty strings; got {name!r}")
             if name in SPECTRA_NAMES:
-                raise DatasetError(f"'{name}' is not a column; pass it as the spectra argument")
-            arr = np.asarray(values)
-            if arr.ndim != 1:
-                raise DatasetError(f"column '{name}' must be 1-D, got shape {arr.shape}")
-            if n is None:
-                n = arr.shape[0]
-            if arr.shape[0] != n:
-                raise DatasetError(f"column '{name}' has {arr.shape[0]} rows; the dataset has {n}")
-            unit = (units or {}).get(name)
-            if arr.dtype.kind in "fiu":
-                arr, unit = _convert(arr, unit, name)
-            self._columns[name] = arr
+                raise DatasetError(f"'{name}' is passed as its own argument, not as a column")
+            arr, unit = _as_column(name, values, units.get(name), n)
+            n = arr.shape[0] if n is None else n
+            self._columns[name] = _readonly(arr)
             if unit is not None:
-                self.units[name] = unit
-        self._n = 0 if n is None else int(n)
+                self._units[name] = unit
+        if n is None:
+            raise DatasetError("a dataset needs spectra or at least one column")
+        self._n = n
+        self.attrs = _check_attrs(attrs)
 
+    # ----------------------------------------------------------------- access
     def __len__(self):
         return self._n
-
-    def __repr__(self):
-        p = "no spectra" if self._spectra is None else f"{self._spectra.shape[1]}-pixel spectra"
-        return f"<Dataset: {self._n} stars, {p}, columns {self.names}>"
-
-    @property
-    def names(self):
-        """Column names (spectra excluded)."""
-        return list(self._columns)
 
     def __contains__(self, name):
         if name == "spectra":
@@ -168,177 +346,318 @@ class Dataset:
         return name in self._columns
 
     def __getitem__(self, name):
-        if name == "spectra":
-            if self._spectra is None:
-                raise KeyError("the dataset has no spectra")
+        if name == "spectra" and self._spectra is not None:
             return self._spectra
-        if name == "spectra_err":
-            if self._spectra_err is None:
-                raise KeyError("the dataset has no spectra_err")
+        if name == "spectra_err" and self._spectra_err is not None:
             return self._spectra_err
-        if name not in self._columns:
-            raise KeyError(f"column '{name}' not in the dataset (columns: {', '.join(self.names)})")
-        return self._columns[name]
+        if name in self._columns:
+            return self._columns[name]
+        raise MissingColumnError(f"the dataset has no column '{name}' (columns: {', '.join(self.names) or 'none'})")
+
+    def __repr__(self):
+        parts = [f"N={self._n}"]
+        if self._spectra is not None:
+            parts.append(f"spectra {self._spectra.shape}" + (" with errors" if self._spectra_err is not None else ""))
+        parts.append(f"columns {self.names}")
+        if self.attrs:
+            parts.append(f"attrs {self.attrs}")
+        return f"<Dataset {'; '.join(parts)}>"
+
+    @property
+    def names(self):
+        """Column names in order (without ``spectra``/``spectra_err``)."""
+        return list(self._columns)
+
+    @property
+    def units(self):
+        """Units of the columns that have one, ``{name: astropy Unit}``."""
+        return dict(self._units)
+
+    def unit(self, name):
+        """Unit of column ``name`` (None if it has none)."""
+        self[name]
+        return self._units.get(name)
 
     def quantity(self, name):
-        """Column ``name`` as a Quantity (dimensionless if it has no unit)."""
-        return u.Quantity(self[name], self.units.get(name, u.dimensionless_unscaled))
+        """Column ``name`` as a Quantity in its unit (dimensionless if it has none).
+
+        Missing values (-9999, NaN) are kept as they are.
+        """
+        values = self[name]
+        if values.ndim != 1 or values.dtype.kind not in "fiub":
+            raise TypeError(f"column '{name}' is not numeric (dtype {values.dtype}); it has no Quantity")
+        return u.Quantity(values, self._units.get(name, u.dimensionless_unscaled), dtype=float)
 
     def corrected_mag(self):
-        """Extinction-corrected magnitude ``mag - mag_ext`` (mag_ext < -1 or absent: no correction)."""
-        if "mag_ext" not in self:
-            return np.asarray(self["mag"], dtype=float)
-        return extinction_correction(self["mag"], self["mag_ext"])
+        """Extinction-corrected magnitude ``mag - mag_ext`` (``mag_ext`` optional).
+
+        Uses :func:`astronn_gaiacal.conversions.extinction_correction`: an
+        extinction below -1 (e.g. -9999) means no correction; a missing
+        ``mag`` stays -9999/NaN.
+        """
+        from .conversions import extinction_correction
+
+        mag = self["mag"]
+        ext = self._columns.get("mag_ext", np.zeros(self._n))
+        return np.asarray(extinction_correction(mag, ext), dtype=float)
+
+    def feature_matrix(self, names):
+        """Columns ``names`` stacked as an (N, len(names)) float array, in canonical units."""
+        names = list(names)
+        if not names:
+            return np.zeros((self._n, 0))
+        cols = []
+        for name in names:
+            values = self[name]
+            if values.dtype.kind not in "fiub":
+                raise DatasetError(f"feature '{name}' is not numeric (dtype {values.dtype})")
+            cols.append(values.astype(float))
+        return np.column_stack(cols)
+
+    # --------------------------------------------------------------- new sets
+    def _parts(self):
+        return dict(spectra=self._spectra, spectra_err=self._spectra_err, columns=dict(self._columns),
+                    units=dict(self._units), attrs=dict(self.attrs))
 
     def subset(self, index):
-        """A new dataset with the rows selected by a boolean mask or integer index (order kept)."""
+        """New dataset of the stars selected by a boolean mask or an integer index array.
+
+        A boolean mask keeps the stars' order; an integer index gives them in its order.
+        """
         index = np.asarray(index)
-        if index.dtype == bool and index.shape != (self._n,):
-            raise DatasetError(f"boolean index has shape {index.shape}; the dataset has {self._n} rows")
-        return Dataset(
-            spectra=None if self._spectra is None else self._spectra[index],
-            spectra_err=None if self._spectra_err is None else self._spectra_err[index],
-            columns={k: v[index] for k, v in self._columns.items()},
-            units=self.units,
-            attrs=self.attrs,
-        )
+        if index.dtype.kind == "b":
+            if index.shape != (self._n,):
+                raise DatasetError(f"boolean index has shape {index.shape}; the dataset has {self._n} stars")
+        elif index.dtype.kind in "iu" or index.size == 0:
+            index = index.astype(np.intp)
+            if index.ndim != 1:
+                raise DatasetError(f"integer index must be 1-D; got shape {index.shape}")
+            if index.size and (index.max() >= self._n or index.min() < -self._n):
+                raise DatasetError(f"index out of range for a dataset of {self._n} stars")
+        else:
+            raise DatasetError(f"index must be boolean or integer; got dtype {index.dtype}")
+        parts = self._parts()
+        for key in SPECTRA_NAMES:
+            if parts[key] is not None:
+                parts[key] = parts[key][index]
+        parts["columns"] = {k: v[index] for k, v in parts["columns"].items()}
+        if not parts["columns"] and parts["spectra"] is None:
+            raise DatasetError("cannot subset an empty dataset")
+        return Dataset(**parts)
 
     def with_columns(self, units=None, **columns):
-        """A new dataset with columns added or replaced (Quantities keep their units)."""
-        new_cols = dict(self._columns)
-        new_units = dict(self.units)
-        for name, values in columns.items():
-            if isinstance(values, u.Quantity):
-                new_units[name] = values.unit.to_string()
-                values = values.value
-            new_cols[name] = values
-        new_units.update(units or {})
-        return Dataset(self._spectra, self._spectra_err, new_cols, new_units, self.attrs)
+        """New dataset with ``columns`` added or replaced (``spectra``/``spectra_err`` too).
 
+        >>> ds = Dataset(columns={"mag": [10.0, 11.0]})
+        >>> ds.with_columns(parallax=[1.0, 2.0], units={"parallax": "mas"}).names
+        ['mag', 'parallax']
+        """
+        parts = self._parts()
+        units = dict(units or {})
+        for key in SPECTRA_NAMES:
+            if key in columns:
+                parts[key] = columns.pop(key)
+        for name, values in columns.items():
+            parts["columns"][name] = values
+            parts["units"].pop(name, None)
+            if name in units:
+                parts["units"][name] = units.pop(name)
+        if units:
+            raise DatasetError(f"units given for {sorted(units)}, which are not among the new columns")
+        if parts["spectra"] is None and parts["spectra_err"] is not None:
+            raise DatasetError("'spectra_err' given without 'spectra'")
+        return Dataset(**parts)
+
+    # ------------------------------------------------------------ conversion
     def to_table(self):
-        """An astropy QTable (spectra as a 2-D column)."""
-        t = QTable()
-        if self._spectra is not None:
-            t["spectra"] = self._spectra
-        if self._spectra_err is not None:
-            t["spectra_err"] = self._spectra_err
-        for name, values in self._columns.items():
-            t[name] = self.quantity(name) if name in self.units else values
-        t.meta.update(self.attrs)
-        return t
+        """The dataset as an astropy QTable (spectra as 2-D columns, attrs in ``meta``)."""
+        from astropy.table import QTable
+
+        table = QTable(meta=dict(self.attrs))
+        for key in SPECTRA_NAMES:
+            if key in self:
+                table[key] = self[key]
+        for name in self.names:
+            unit = self._units.get(name)
+            table[name] = self[name] * unit if unit is not None else self[name]
+        return table
+
+    @classmethod
+    def from_table(cls, table):
+        """Dataset from an astropy Table/QTable with the dataset's column names."""
+        spectra = {}
+        columns = {}
+        units = {}
+        for name in table.colnames:
+            col = table[name]
+            if name in SPECTRA_NAMES:
+                spectra[name] = col
+                continue
+            unit = getattr(col, "unit", None)
+            if isinstance(col, u.Quantity):
+                columns[name] = col
+                continue
+            values = col.data if hasattr(col, "data") else np.asarray(col)
+            if hasattr(col, "mask") and np.any(col.mask):
+                values = np.ma.MaskedArray(np.asarray(values), mask=np.asarray(col.mask))
+            columns[name] = values
+            if unit is not None:
+                units[name] = unit
+        meta = {}
+        for key, value in (table.meta or {}).items():
+            if key.lower() in ("comments", "history", "extname") or not isinstance(key, str):
+                continue
+            if isinstance(value, (str, bytes, int, float, bool, np.generic, list, dict)):
+                meta[key.lower()] = value
+        return cls(spectra=spectra.get("spectra"), spectra_err=spectra.get("spectra_err"),
+                   columns=columns, units=units, attrs=meta)
 
     def write(self, path, overwrite=False):
-        """Write the HDF5 dataset format atomically."""
+        """Write atomically; see :func:`write_dataset`."""
         write_dataset(path, self, overwrite=overwrite)
 
 
-def write_dataset(path, dataset, overwrite=False):
-    """Write ``dataset`` to ``path`` in the HDF5 dataset format (atomically).
+# --------------------------------------------------------------------- files
+def _is_hdf5(path):
+    return os.fspath(path).lower().endswith(HDF5_EXTENSIONS)
 
-    Parameters
-    ----------
-    path : str
-    dataset : Dataset
-    overwrite : bool
-        Replace an existing file; otherwise ``FileExistsError``.
+
+def write_dataset(path, dataset, overwrite=False):
+    """Write ``dataset`` to ``path`` atomically.
+
+    ``.h5``/``.hdf5`` gives the HDF5 dataset format; a table ending
+    (``.fits``, ``.ecsv``, ``.vot``, ``.parquet``, ...; see
+    :mod:`astronn_gaiacal.tableio`) gives a table with the same columns (via
+    :meth:`Dataset.to_table`).
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and ``overwrite`` is False.
+    TypeError
+        If ``dataset`` is not a :class:`Dataset`.
     """
+    if not isinstance(dataset, Dataset):
+        raise TypeError(f"dataset must be a Dataset; got {type(dataset).__name__}")
+    path = os.fspath(path)
+    if not _is_hdf5(path):
+        from .tableio import TableFormatError, table_format, write_table
+
+        try:
+            fmt = table_format(path)
+        except TableFormatError as err:
+            raise DatasetError(str(err)) from None
+        if fmt == "ascii.csv" and "spectra" in dataset:
+            raise DatasetError("a CSV file cannot hold 'spectra'; use .h5, .fits or .ecsv")
+        table = dataset.to_table()
+        if fmt == "fits":  # a FITS header holds no structured value: keep those as JSON text
+            for key, value in table.meta.items():
+                if isinstance(value, (list, dict)):
+                    table.meta[key] = json.dumps(value)
+        elif fmt in ("votable", "ascii.csv") and dataset.attrs:
+            warnings.warn(f"{fmt} files do not keep the dataset attributes {sorted(dataset.attrs)}; "
+                          f"write .h5, .fits, .ecsv or .parquet to keep them", UserWarning, stacklevel=2)
+        write_table(table, path, overwrite=overwrite)
+        return
+
     import h5py
 
     with atomic_path(path, overwrite=overwrite) as tmp:
         with h5py.File(tmp, "w", track_order=True) as f:
-            f.attrs["format"] = FORMAT_NAME
-            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs[_FORMAT_ATTR] = FORMAT_NAME
+            f.attrs[_VERSION_ATTR] = FORMAT_VERSION
+            f.attrs[_ORDER_ATTR] = np.array(dataset.names, dtype=h5py.string_dtype())
+            json_attrs = []
             for key, value in dataset.attrs.items():
-                f.attrs[key] = value if isinstance(value, (str, int, float, np.number)) else json.dumps(value)
-            for name in SPECTRA_NAMES:
-                if name in dataset:
-                    arr = dataset[name]
-                    f.create_dataset(name, data=arr, chunks=(max(1, min(len(arr), 256)), arr.shape[1]))
+                if isinstance(value, (list, dict)):
+                    value = json.dumps(value)
+                    json_attrs.append(key)
+                f.attrs[key] = value
+            if json_attrs:
+                f.attrs[_JSON_ATTR] = np.array(json_attrs, dtype=h5py.string_dtype())
+            for key in SPECTRA_NAMES:
+                if key in dataset:
+                    data = dataset[key]
+                    f.create_dataset(key, data=data, chunks=(min(len(data), 256), data.shape[1]) if data.size else None)
             for name in dataset.names:
                 values = dataset[name]
                 if values.dtype.kind == "U":
-                    values = np.char.encode(values, "utf-8")
-                elif values.dtype.kind == "O":
-                    values = np.array([str(v).encode("utf-8") for v in values])
-                ds = f.create_dataset(name, data=values)
-                if name in dataset.units:
-                    ds.attrs["unit"] = dataset.units[name]
+                    ds = f.create_dataset(name, data=values.astype(object), dtype=h5py.string_dtype())
+                else:
+                    ds = f.create_dataset(name, data=values)
+                unit = dataset.unit(name)
+                if unit is not None:
+                    ds.attrs["unit"] = unit.to_string()
 
 
 def _read_hdf5(path):
     import h5py
 
-    with h5py.File(path, "r") as f:
-        if f.attrs.get("format") not in (FORMAT_NAME, None):
-            raise DatasetError(f"{path} is an HDF5 file but not an astronn_gaiacal dataset")
-        attrs = {}
-        for key, value in f.attrs.items():
-            if key in ("format", "format_version"):
+    try:
+        f = h5py.File(path, "r")
+    except FileNotFoundError:
+        raise
+    except OSError as err:
+        raise DatasetError(f"cannot read '{path}' as HDF5: {err}") from None
+    with f:
+        fmt = f.attrs.get(_FORMAT_ATTR)
+        fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
+        if fmt is not None and fmt != FORMAT_NAME:
+            raise DatasetError(f"'{path}' is an HDF5 file of format {fmt!r}, not an {FORMAT_NAME}")
+        attrs = {k: v for k, v in f.attrs.items() if k not in _RESERVED_ATTRS}
+        attrs = {k: (v.decode() if isinstance(v, bytes) else v.item() if isinstance(v, np.generic) else v)
+                 for k, v in attrs.items()}
+        for key in f.attrs.get(_JSON_ATTR, []):
+            key = key.decode() if isinstance(key, bytes) else str(key)
+            try:
+                attrs[key] = json.loads(attrs[key])
+            except (KeyError, TypeError, ValueError):
+                raise DatasetError(f"'{path}': attribute '{key}' is listed as JSON but is not") from None
+        if _ORDER_ATTR in f.attrs:
+            order = [o.decode() if isinstance(o, bytes) else str(o) for o in f.attrs[_ORDER_ATTR]]
+            missing = [n for n in order if n not in f]
+            if missing:
+                raise DatasetError(f"'{path}' lists column(s) {missing} that it does not contain")
+        else:
+            order = [k for k in f.keys() if k not in SPECTRA_NAMES]
+        arrays = {}
+        units = {}
+        for name in list(SPECTRA_NAMES) + order:
+            if name not in f:
                 continue
-            if isinstance(value, bytes):
-                value = value.decode()
-            if isinstance(value, str) and value[:1] in "[{":
-                try:
-                    value = json.loads(value)
-                except ValueError:
-                    pass
-            attrs[key] = value.item() if isinstance(value, np.generic) else value
-        spectra = f["spectra"][...] if "spectra" in f else None
-        spectra_err = f["spectra_err"][...] if "spectra_err" in f else None
-        columns, units = {}, {}
-        for name, obj in f.items():
-            if name in SPECTRA_NAMES or not isinstance(obj, h5py.Dataset):
-                continue
-            values = obj[...]
-            if values.ndim != 1:
-                raise DatasetError(f"{path}: dataset '{name}' must be 1-D, has shape {values.shape}")
-            if values.dtype.kind == "S":
-                values = np.char.decode(values, "utf-8")
-            columns[name] = values
-            unit = obj.attrs.get("unit")
-            if unit is not None:
-                units[name] = unit.decode() if isinstance(unit, bytes) else str(unit)
-    return Dataset(spectra, spectra_err, columns, units, attrs)
-
-
-def _from_table(table):
-    spectra = spectra_err = None
-    columns, units = {}, {}
-    for name in table.colnames:
-        col = table[name]
-        values = col.value if isinstance(col, u.Quantity) else np.asarray(col)
-        if hasattr(col, "mask") and np.any(getattr(col, "mask", False)):
-            if values.dtype.kind in "fiu":
-                values = np.where(np.asarray(col.mask), np.nan, np.asarray(col.filled(0), dtype=float))
+            node = f[name]
+            if not isinstance(node, h5py.Dataset):
+                raise DatasetError(f"'{name}' in '{path}' is a group, not a dataset")
+            if name not in SPECTRA_NAMES and node.ndim != 1:
+                raise DatasetError(
+                    f"column '{name}' in '{path}' must be 1-D; got shape {node.shape} "
+                    f"(only {SPECTRA_NAMES} are 2-D)"
+                )
+            if h5py.check_string_dtype(node.dtype) is not None:
+                arrays[name] = np.array(node.asstr()[()], dtype=str)
             else:
-                values = np.asarray(col.filled(""))
-        if name == "spectra":
-            spectra = values
-            continue
-        if name == "spectra_err":
-            spectra_err = values
-            continue
-        if values.ndim != 1:
-            raise DatasetError(f"table column '{name}' must be 1-D, has shape {values.shape}")
-        columns[name] = values
-        if col.unit is not None and str(col.unit) != "":
-            units[name] = col.unit.to_string()
-    attrs = {k: v for k, v in table.meta.items() if isinstance(v, (str, int, float))}
-    return Dataset(spectra, spectra_err, columns, units, attrs)
+                arrays[name] = node[()]
+            if "unit" in node.attrs:
+                unit = node.attrs["unit"]
+                units[name] = unit.decode() if isinstance(unit, bytes) else str(unit)
+        extra = [k for k in f.keys() if k not in arrays]
+        if extra:
+            raise DatasetError(f"'{path}' has member(s) {extra} missing from its column order")
+    spectra = arrays.pop("spectra", None)
+    spectra_err = arrays.pop("spectra_err", None)
+    for key in SPECTRA_NAMES:
+        units.pop(key, None)
+    return Dataset(spectra=spectra, spectra_err=spectra_err, columns=arrays, units=units, attrs=attrs)
 
 
-def _check(ds, require, features, source):
-    missing = [c for c in list(require) + list(features) if c not in ds]
-    if missing:
-        raise DatasetError(
-            f"{source}: missing column(s) {missing}; it has {(['spectra'] if 'spectra' in ds else []) + ds.names}"
-        )
-    for name in list(require) + list(features):
-        values = ds[name]
-        if values.dtype.kind in "fiu":
-            arr = np.asarray(values, dtype=float)
-            if np.all((arr == MAGIC_NUMBER) | np.isnan(arr)):
-                raise DatasetError(f"{source}: column '{name}' has no valid value (all -9999/NaN)")
+def _read_table_file(path):
+    from .tableio import TableFormatError, read_table
+
+    try:
+        table = read_table(path)
+    except TableFormatError as err:
+        raise DatasetError(f"cannot read '{path}' as a table: {err}") from None
+    return Dataset.from_table(table)
 
 
 def read_dataset(source, require=(), features=()):
@@ -346,40 +665,64 @@ def read_dataset(source, require=(), features=()):
 
     Parameters
     ----------
-    source : str, astropy Table or Dataset
-        An HDF5 dataset file (.h5/.hdf5), a FITS/ECSV/CSV/Parquet table with
-        the same column names, or a Table.
-    require : sequence of str
-        Columns (or ``'spectra'``) that must be present and not all missing.
-    features : sequence of str
-        Offset-feature columns that must be present and not all missing.
+    source : str, os.PathLike, astropy Table or Dataset
+        An HDF5 dataset file (``.h5``/``.hdf5``), a FITS/ECSV/CSV/VOTable/Parquet
+        table file with the same column names (read by :func:`astronn_gaiacal.tableio.read_table`), an astropy Table/QTable, or a
+        :class:`Dataset` (validated again).
+    require : iterable of str
+        Columns that must be present and not all missing (``"spectra"`` included).
+    features : iterable of str
+        Offset-model features: required as well, and numeric.
 
     Returns
     -------
     Dataset
-        Known columns converted to :data:`CANONICAL_UNITS`.
+        Columns with units converted to :data:`CANONICAL_UNITS`; missing
+        values (-9999, NaN) kept.
 
     Raises
     ------
-    DatasetError
-        Naming the missing/bad column, a shape mismatch or an unconvertible unit.
     FileNotFoundError
         If ``source`` is a path that does not exist.
+    MissingColumnError
+        A required column or feature is absent.
+    DatasetError
+        Shape mismatch, unconvertible unit, a required column with no valid
+        value, or an unreadable file; the message names the column or file.
     """
-    if isinstance(source, Dataset):
-        ds, label = source, "dataset"
-    elif isinstance(source, Table):
-        ds, label = _from_table(source), "table"
-    else:
-        path = os.fspath(source)
-        label = path
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"no such file: {path}")
-        if path.lower().endswith(HDF5_EXTENSIONS):
-            ds = _read_hdf5(path)
-        else:
-            from .tableio import read_table
+    from astropy.table import Table
 
-            ds = _from_table(read_table(path))
-    _check(ds, require, features, label)
-    return ds
+    if isinstance(source, Dataset):
+        dataset = source
+    elif isinstance(source, Table):
+        dataset = Dataset.from_table(source)
+    elif isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"dataset file '{path}' does not exist")
+        dataset = _read_hdf5(path) if _is_hdf5(path) else _read_table_file(path)
+    else:
+        raise TypeError(f"source must be a path, an astropy Table or a Dataset; got {type(source).__name__}")
+    if isinstance(require, str) or isinstance(features, str):
+        raise TypeError("require and features must be sequences of column names, not a single string")
+    for role, names in (("required column", require), ("offset feature", features)):
+        for name in names:
+            if name not in dataset:
+                raise MissingColumnError(
+                    f"{role} '{name}' is missing (columns: {', '.join(dataset.names) or 'none'}"
+                    f"{'; no spectra' if 'spectra' not in dataset else ''})"
+                )
+            values = dataset[name]
+            if role == "offset feature" and values.dtype.kind not in "fiub":
+                raise DatasetError(f"offset feature '{name}' is not numeric (dtype {values.dtype})")
+            if len(dataset) == 0:
+                continue
+            if values.dtype.kind == "U":
+                all_missing = bool(np.all(values == ""))
+            elif values.ndim == 2:
+                all_missing = not np.any(np.isfinite(values))
+            else:
+                all_missing = bool(np.all(is_missing(values)))
+            if all_missing:
+                raise DatasetError(f"{role} '{name}' has no valid value: every entry is missing (-9999 or NaN)")
+    return dataset

@@ -1,62 +1,165 @@
-r"""Accuracy metrics used for every figure the project reports.
+r"""Accuracy metrics of the paper: fractional residuals, :math:`\sigma_{\rm MAD}` and median bias.
 
-The paper (eq. 10) quotes the robust scatter of fractional residuals
-:math:`R = (x_{\rm NN} - x_{\rm ref}) / x_{\rm ref}`,
+Leung & Bovy (2019, eq. 10) summarise a comparison by the robust scatter
 
-.. math:: \sigma_{\rm MAD} = 1.4826\,{\rm median}(|R - {\rm median}(R)|),
+.. math:: \sigma_{\rm MAD} = 1.4826\ {\rm median}\left(|R - {\rm median}(R)|\right)
 
-and the median bias :math:`{\rm median}(R)`.  All functions ignore -9999 and NaN.
+of the fractional residuals :math:`R = (x_{\rm pred} - x_{\rm ref}) / x_{\rm ref}`,
+and by the median bias :math:`{\rm median}(R)`.  Every function ignores missing
+entries: -9999, NaN, masked, and (for residuals) a zero reference.
 
 Examples
 --------
->>> from astronn_gaiacal.metrics import sigma_mad
->>> round(sigma_mad([0.9, 1.0, 1.1, 1.0, -9999.0]), 4)
-0.0741
+>>> import numpy as np
+>>> from astronn_gaiacal.metrics import accuracy
+>>> ref = np.array([1.0, 2.0, 4.0, -9999.0, 5.0])
+>>> pred = np.array([1.1, 1.8, 4.0, 3.0, np.nan])
+>>> acc = accuracy(pred, ref)
+>>> acc["n"], round(acc["median_bias"], 3), round(acc["sigma_mad"], 4)
+(3, 0.0, 0.1483)
 """
 import numpy as np
 from astropy import units as u
+from astropy.stats import median_absolute_deviation
 
-from .constants import MAGIC_NUMBER
+from ._io import atomic_path
+from .constants import SIGMA_MAD_SCALE, is_missing
 
-MAD_TO_SIGMA = 1.4826
+__all__ = ["fractional_residuals", "sigma_mad", "median_bias", "accuracy", "plot_fractional_residuals"]
 
 
-def _clean(x):
+def _values(x, name):
+    """Float array with NaN for masked and -9999 entries."""
     if isinstance(x, u.Quantity):
         x = x.value
-    x = np.asarray(x, dtype=float)
-    return np.where(x == MAGIC_NUMBER, np.nan, x)
+    if np.ma.isMaskedArray(x) or hasattr(x, "mask"):
+        x = np.ma.filled(np.ma.asarray(x, dtype=float), np.nan)
+    try:
+        arr = np.array(x, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be numeric") from None
+    arr[is_missing(arr)] = np.nan
+    return arr
 
 
-def fractional_residual(predicted, reference):
-    """``(predicted - reference) / reference``; NaN where either is missing or the reference is 0.
+def fractional_residuals(predicted, reference):
+    """Fractional residuals ``(predicted - reference) / reference``.
 
-    Quantities are converted to the reference's unit first.
+    Parameters
+    ----------
+    predicted, reference : array_like or Quantity
+        Same shape (or broadcastable); two Quantities must have convertible
+        units; a plain array is taken to be in the other one's unit.
+
+    Returns
+    -------
+    ndarray
+        NaN where either input is missing (-9999, NaN, masked) or the reference is 0.
+
+    Raises
+    ------
+    astropy.units.UnitTypeError
+        If the two Quantities' units do not convert.
     """
-    p, r = _clean(predicted), _clean(reference)
     if isinstance(predicted, u.Quantity) and isinstance(reference, u.Quantity):
-        p = p * predicted.unit.to(reference.unit)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(r != 0, (p - r) / r, np.nan)
+        try:
+            predicted = predicted.to(reference.unit)
+        except u.UnitConversionError:
+            raise u.UnitTypeError(
+                f"predicted ('{predicted.unit}') and reference ('{reference.unit}') are not in convertible units"
+            ) from None
+    pred = _values(predicted, "predicted")
+    ref = _values(reference, "reference")
+    try:
+        np.broadcast_shapes(pred.shape, ref.shape)
+    except ValueError:
+        raise ValueError(f"predicted {pred.shape} and reference {ref.shape} do not have matching shapes") from None
+    with np.errstate(all="ignore"):
+        out = (pred - ref) / ref
+    out[~np.isfinite(out)] = np.nan
+    return out
 
 
-def sigma_mad(x):
-    """Robust scatter 1.4826 * median |x - median(x)| of the valid entries (NaN if none)."""
-    x = _clean(x).ravel()
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return float("nan")
-    return float(MAD_TO_SIGMA * np.median(np.abs(x - np.median(x))))
+def _valid(residuals, name="residuals"):
+    r = _values(residuals, name).ravel()
+    r = r[np.isfinite(r)]
+    if r.size == 0:
+        raise ValueError(f"{name} has no valid (finite, non-missing) value")
+    return r
 
 
-def median_bias(x):
-    """Median of the valid entries (NaN if none)."""
-    x = _clean(x).ravel()
-    x = x[np.isfinite(x)]
-    return float(np.median(x)) if x.size else float("nan")
+def sigma_mad(residuals):
+    """:math:`1.4826\\,{\\rm median}|R - {\\rm median}R|`, ignoring missing values.
+
+    >>> round(sigma_mad([0.1, -0.1, 0.0, -9999.0]), 4)
+    0.1483
+
+    Raises
+    ------
+    ValueError
+        If no residual is valid.
+    """
+    return float(SIGMA_MAD_SCALE * median_absolute_deviation(_valid(residuals)))
+
+
+def median_bias(residuals):
+    """Median of the residuals, ignoring missing values.
+
+    Raises
+    ------
+    ValueError
+        If no residual is valid.
+    """
+    return float(np.median(_valid(residuals)))
 
 
 def accuracy(predicted, reference):
-    """Fractional-residual summary: ``{'n', 'sigma_mad', 'bias'}``."""
-    r = fractional_residual(predicted, reference)
-    return {"n": int(np.isfinite(r).sum()), "sigma_mad": sigma_mad(r), "bias": median_bias(r)}
+    """``{"n", "median_bias", "sigma_mad"}`` of the fractional residuals of ``predicted`` against ``reference``."""
+    r = _valid(fractional_residuals(predicted, reference), "fractional residuals")
+    return {"n": int(r.size), "median_bias": median_bias(r), "sigma_mad": sigma_mad(r)}
+
+
+def plot_fractional_residuals(x, predicted, reference, path, xlabel="x", ylabel=None, title=None,
+                              overwrite=False):
+    """Scatter of fractional residuals against ``x``, with median bias and sigma_MAD, into a PNG.
+
+    Parameters
+    ----------
+    x : array_like or Quantity
+        Abscissa per star (e.g. SNR, G, distance).
+    predicted, reference : array_like or Quantity
+    path : str
+        PNG file, written atomically.
+
+    Returns
+    -------
+    dict
+        :func:`accuracy` of the plotted residuals.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    resid = fractional_residuals(predicted, reference)
+    xv = _values(x, "x")
+    if xv.shape != resid.shape:
+        raise ValueError(f"x has shape {xv.shape} but the residuals have shape {resid.shape}")
+    acc = accuracy(predicted, reference)
+    ok = np.isfinite(resid) & np.isfinite(xv)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter(xv[ok], resid[ok], s=4, alpha=0.5, lw=0)
+    ax.axhline(0.0, color="k", lw=0.8)
+    ax.axhline(acc["median_bias"], color="C3", lw=1.0, label=f"median bias {acc['median_bias']:+.4f}")
+    for sign in (-1, 1):
+        ax.axhline(acc["median_bias"] + sign * acc["sigma_mad"], color="C3", ls="--", lw=0.8,
+                   label=r"$\pm\sigma_{\rm MAD}$" + f" = {acc['sigma_mad']:.4f}" if sign > 0 else None)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel or "fractional residual (pred - ref) / ref")
+    ax.set_title(title or f"{acc['n']} stars")
+    ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return acc

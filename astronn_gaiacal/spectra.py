@@ -1,215 +1,521 @@
-"""APOGEE apStar files to continuum-normalised spectra, as in the paper's Appendix A.
+"""APOGEE apStar spectra: reading, continuum normalisation and batch conversion to a dataset.
 
-An apStar file holds the flux (HDU 1), its error (HDU 2) and the
-APOGEE_PIXMASK bitmask (HDU 3), each ``(rows, 8575)``: row 0 of a multi-visit
-file is the combined spectrum, a single-visit file has one row.  The spectrum
-is continuum-normalised with astroNN's own ``apogee_continuum`` (chip-wise
-Chebyshev fit on the DR's continuum pixels, gap deletion 8575 -> 7514 pixels),
-with the pixels flagged by APOGEE_PIXMASK bits 0-7 and 12 set to 1.  The
-primary header gives 2MASS ``K`` and the targeting extinction ``AKTARG``.
+Follows Leung & Bovy (2019) and their data-reduction notebook: the spectrum of
+a star is the combined spectrum of its apStar file (row 0 of a multi-visit
+file; the only row of a single visit), continuum-normalised with astroNN's
+:func:`astroNN.apogee.apogee_continuum` (Chebyshev fit per detector on the
+DR's continuum mask, gaps between the detectors deleted: 8575 -> 7514 pixels),
+with pixels flagged by APOGEE_PIXMASK bits 0-7 and 12 set to 1.  The 2MASS Ks
+magnitude (``K``) and its targeting extinction (``AKTARG``) come from the
+primary header.
 
 Examples
 --------
->>> from astronn_gaiacal.spectra import read_apstar
->>> star = read_apstar("apStar-dr17-2M19485057+5005279.fits")   # doctest: +SKIP
->>> star["spectrum"].shape, star["k"], star["aktarg"]            # doctest: +SKIP
+>>> from astronn_gaiacal.spectra import load_apstar
+>>> star = load_apstar("tests/data/apStar-dr17-2M19485057+5005279.fits")  # doctest: +SKIP
+>>> star.spectrum.shape, round(star.mag, 3), round(star.mag_ext, 4)        # doctest: +SKIP
 ((7514,), 10.522, 0.0321)
 """
+import dataclasses
+import glob
 import os
 import re
-from collections import OrderedDict
+import sys
 
 import numpy as np
-from astropy.io import fits
-from tqdm.auto import tqdm
 
-from .constants import APOGEE_PIXMASK_BITS, APOGEE_SPECTRUM_LENGTH, APSTAR_LENGTH, MAGIC_NUMBER
+from ._io import atomic_path
+from .constants import (
+    APOGEE_DEFAULT_DR,
+    APOGEE_PIXMASK_BITS,
+    APOGEE_SPECTRUM_LENGTH,
+    APSTAR_LENGTH,
+    DEFAULT_BAND,
+    MAGIC_NUMBER,
+)
 
-DEFAULT_DR = 17
+__all__ = [
+    "SUPPORTED_DRS",
+    "ApStarError",
+    "ApStar",
+    "ApStarSpectrum",
+    "ApStarBatch",
+    "apstar_dr",
+    "continuum_normalise",
+    "read_apstar",
+    "load_apstar",
+    "load_apstar_batch",
+    "find_apstar_files",
+    "plot_spectra",
+]
+
+#: APOGEE data releases whose apStar spectra have 8575 pixels and 7514 after gap deletion.
+SUPPORTED_DRS = (13, 14, 16, 17)
+
+#: apStar file-name tags of the data releases: apStar-<tag>-<APOGEE_ID>.fits.
+_FILENAME_TAGS = {"r6": 13, "r8": 14, "r12": 16, "dr17": 17}
+
+#: Header keywords of the per-star metadata (astroNN/apStar names) and their dataset column.
+_HEADER_COLUMNS = {
+    "ra": "RA",
+    "dec": "DEC",
+    "mag": "K",
+    "mag_error": "K_ERR",
+    "mag_ext": "AKTARG",
+    "snr": "SNR",
+    "vscatter": "VSCATTER",
+}
+_HEADER_INT_COLUMNS = {"starflag": "STARFLAG", "nvisits": "NVISITS"}
+
+#: Units of the header columns (dataset canonical units).
+_UNITS = {"ra": "deg", "dec": "deg", "mag": "mag", "mag_error": "mag", "mag_ext": "mag", "vscatter": "km / s"}
 
 
 class ApStarError(ValueError):
-    """An apStar file is missing, unreadable or not in the apStar layout."""
+    """A file is not a usable apStar file (layout, empty spectrum, failed continuum fit)."""
 
 
-def _dr_from_name(path, dr):
-    if dr is not None:
-        return int(dr)
-    match = re.search(r"dr(\d+)", os.path.basename(os.fspath(path)).lower())
-    return int(match.group(1)) if match else DEFAULT_DR
+def _check_dr(dr):
+    if isinstance(dr, bool) or not isinstance(dr, (int, np.integer)):
+        raise TypeError(f"dr must be an integer APOGEE data release; got {dr!r}")
+    dr = int(dr)
+    if dr == 15:
+        raise ValueError("dr=15: APOGEE DR15 has the same spectra as DR14; use dr=14")
+    if dr not in SUPPORTED_DRS:
+        raise ValueError(f"dr={dr} is not supported; use one of {SUPPORTED_DRS}")
+    return dr
 
 
-def _row0(hdu, path, what):
-    data = hdu.data
-    if data is None:
-        raise ApStarError(f"{path}: HDU '{what}' is empty")
-    data = np.asarray(data)
-    if data.ndim == 1:
-        data = data[None, :]
-    if data.ndim != 2 or data.shape[1] != APSTAR_LENGTH:
-        raise ApStarError(f"{path}: {what} has shape {data.shape}; an apStar row has {APSTAR_LENGTH} pixels")
-    return data[0]
+def apstar_dr(path, default=APOGEE_DEFAULT_DR):
+    """Data release of an apStar file from its name (``apStar-dr17-...``, ``apStar-r8-...``).
 
-
-def _header_float(header, key):
-    value = header.get(key)
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return MAGIC_NUMBER
-    return value if np.isfinite(value) else MAGIC_NUMBER
-
-
-def read_apstar_raw(path):
-    """Row 0 (the combined spectrum) of an apStar file, before normalisation.
-
-    Returns
-    -------
-    flux, flux_err, bitmask : ndarray, shape (8575,)
-    header : astropy.io.fits.Header
-        The primary header.
-
-    Raises
-    ------
-    ApStarError
-        Missing or unreadable file, or not the apStar layout.
+    >>> apstar_dr("apStar-dr17-2M19485057+5005279.fits"), apstar_dr("apStar-r8-2M00000002+7417074.fits")
+    (17, 14)
+    >>> apstar_dr("spectrum.fits")   # no tag: the default
+    17
     """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ApStarError(f"{path}: no such file")
-    try:
-        with fits.open(path, memmap=False) as hdul:
-            if len(hdul) < 4:
-                raise ApStarError(f"{path}: {len(hdul)} HDUs; an apStar file has flux, error and bitmask HDUs 1-3")
-            flux = _row0(hdul[1], path, "flux").astype(np.float64)
-            err = _row0(hdul[2], path, "error").astype(np.float64)
-            mask = _row0(hdul[3], path, "bitmask").astype(np.int64)
-            header = hdul[0].header.copy()
-    except ApStarError:
-        raise
-    except Exception as exc:  # astropy raises OSError, TypeError, ... for corrupt files
-        raise ApStarError(f"{path}: cannot read as FITS ({exc})") from exc
-    return flux, err, mask, header
+    m = re.match(r"apStar-([a-z]+\d+)-", os.path.basename(os.fspath(path)))
+    if m and m.group(1) in _FILENAME_TAGS:
+        return _FILENAME_TAGS[m.group(1)]
+    return _check_dr(default)
 
 
-def continuum_normalise(flux, flux_err, bitmask, dr=DEFAULT_DR):
-    """astroNN's ``apogee_continuum`` with the paper's masked bits set to 1.
+def continuum_normalise(flux, flux_err, bitmask=None, dr=APOGEE_DEFAULT_DR, target_bits=APOGEE_PIXMASK_BITS,
+                        mask_value=1.0):
+    """Continuum-normalise APOGEE spectra with astroNN's :func:`~astroNN.apogee.apogee_continuum`.
 
     Parameters
     ----------
-    flux, flux_err, bitmask : ndarray, shape (8575,) or (N, 8575)
+    flux, flux_err : array_like, shape (8575,) or (N, 8575)
+        apStar flux and its uncertainty (or spectra with the gaps already
+        deleted, 7514 pixels).
+    bitmask : array_like of int, optional
+        APOGEE_PIXMASK of the same shape; pixels with any of ``target_bits``
+        set get ``mask_value`` (flux and error), as in the paper.
     dr : int
-        APOGEE data release (gap positions and continuum mask).
+        APOGEE data release of the continuum mask and detector gaps.
+    target_bits : sequence of int
+        APOGEE_PIXMASK bits to mask (default: bits 0-7 and 12, the paper's).
 
     Returns
     -------
     spectrum, spectrum_err : ndarray, shape (7514,) or (N, 7514)
+        Same leading shape as ``flux``.  astroNN sets non-finite normalised
+        fluxes to ``mask_value`` and negative ones to 0.
+
+    Raises
+    ------
+    ValueError
+        Wrong number of pixels, or shapes that differ.
     """
-    from astroNN.apogee import apogee_continuum
+    from astroNN.apogee.chips import apogee_continuum
 
-    squeeze = np.ndim(flux) == 1
-    spec, spec_err = apogee_continuum(
-        np.atleast_2d(flux), np.atleast_2d(flux_err), dr=dr, bitmask=np.atleast_2d(bitmask),
-        target_bit=list(APOGEE_PIXMASK_BITS), mask_value=1.0,
-    )
-    if spec.shape[-1] != APOGEE_SPECTRUM_LENGTH:  # pragma: no cover - astroNN contract
-        raise ApStarError(f"continuum normalisation gave {spec.shape[-1]} pixels, not {APOGEE_SPECTRUM_LENGTH}")
-    return (spec[0], spec_err[0]) if squeeze else (spec, spec_err)
+    dr = _check_dr(dr)
+    flux = np.asarray(flux, dtype=float)
+    flux_err = np.asarray(flux_err, dtype=float)
+    if flux.ndim not in (1, 2) or flux.shape[-1] not in (APSTAR_LENGTH, APOGEE_SPECTRUM_LENGTH):
+        raise ValueError(
+            f"flux must have {APSTAR_LENGTH} (apStar) or {APOGEE_SPECTRUM_LENGTH} pixels per spectrum, "
+            f"shape (P,) or (N, P); got shape {flux.shape}"
+        )
+    if flux_err.shape != flux.shape:
+        raise ValueError(f"flux_err has shape {flux_err.shape} but flux has shape {flux.shape}")
+    if bitmask is not None:
+        bitmask = np.asarray(bitmask)
+        if bitmask.shape != flux.shape:
+            raise ValueError(f"bitmask has shape {bitmask.shape} but flux has shape {flux.shape}")
+        if bitmask.dtype.kind not in "iu":
+            raise TypeError(f"bitmask must hold integers (APOGEE_PIXMASK); got dtype {bitmask.dtype}")
+        bitmask = bitmask.astype(np.int64)
+    spec, spec_err = apogee_continuum(flux, flux_err, dr=dr, bitmask=bitmask, target_bit=list(target_bits),
+                                      mask_value=mask_value)
+    if flux.ndim == 1:
+        return spec[0], spec_err[0]
+    return spec, spec_err
 
 
-def read_apstar(path, dr=None):
-    """Read one apStar file and continuum-normalise its combined spectrum.
+def _header_float(header, key):
+    value = header.get(key, MAGIC_NUMBER)
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return MAGIC_NUMBER
+    # apStar headers write missing values as -9999.99
+    return MAGIC_NUMBER if (value <= MAGIC_NUMBER + 0.5 or not np.isfinite(value)) else value
+
+
+def _header_int(header, key):
+    value = header.get(key, None)
+    if value is None or isinstance(value, bool):
+        return int(MAGIC_NUMBER)
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return int(MAGIC_NUMBER)
+
+
+@dataclasses.dataclass(frozen=True)
+class ApStar:
+    """The raw combined spectrum of one apStar file and its header metadata.
+
+    ``flux``, ``flux_err`` and ``bitmask`` have 8575 pixels; ``meta`` maps the
+    dataset columns (``apogee_id``, ``ra``, ``dec``, ``mag`` = K,
+    ``mag_error`` = K_ERR, ``mag_ext`` = AKTARG, ``snr``, ``vscatter``,
+    ``starflag``, ``nvisits``) to header values, -9999 where missing.
+    """
+
+    path: str
+    row: int
+    flux: np.ndarray
+    flux_err: np.ndarray
+    bitmask: np.ndarray
+    meta: dict
+
+
+@dataclasses.dataclass(frozen=True)
+class ApStarSpectrum:
+    """A continuum-normalised apStar spectrum (7514 pixels) with its metadata."""
+
+    path: str
+    dr: int
+    spectrum: np.ndarray
+    spectrum_err: np.ndarray
+    meta: dict
+
+    def __getattr__(self, name):
+        meta = self.__dict__.get("meta", {})
+        if name in meta:
+            return meta[name]
+        raise AttributeError(f"{type(self).__name__} has no attribute '{name}'")
+
+
+def read_apstar(path, row=0):
+    """Read the combined spectrum, uncertainty and APOGEE_PIXMASK of an apStar file.
 
     Parameters
     ----------
-    path : str
-    dr : int, optional
-        Data release; taken from the file name (``apStar-dr17-...``) if omitted, else 17.
+    path : str or os.PathLike
+    row : int
+        Row of a multi-visit file (HDUs 1-3 have NVISITS+2 rows: the combined
+        spectra, then the visits).  Row 0, the default, is the combined
+        spectrum.  A single-visit file has one spectrum, used whatever ``row``.
 
     Returns
     -------
-    dict
-        ``spectrum``, ``spectrum_err`` (7514,), ``apogee_id``, ``ra``, ``dec``
-        (deg), ``k`` (2MASS Ks), ``aktarg`` (targeting A_Ks), ``snr``, ``nvisits``, ``dr``.
-        Missing header values are -9999.
+    ApStar
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ApStarError
+        Not an apStar file (missing HDUs, wrong number of pixels), a row out of
+        range, or an empty (all-zero or all-NaN) spectrum.
     """
-    flux, err, mask, header = read_apstar_raw(path)
-    dr = _dr_from_name(path, dr)
-    spec, spec_err = continuum_normalise(flux, err, mask, dr=dr)
-    apogee_id = header.get("OBJID") or header.get("APOGEE_ID") or os.path.basename(os.fspath(path))
-    return {
-        "spectrum": spec.astype(np.float32),
-        "spectrum_err": spec_err.astype(np.float32),
-        "apogee_id": str(apogee_id).strip(),
-        "ra": _header_float(header, "RA"),
-        "dec": _header_float(header, "DEC"),
-        "k": _header_float(header, "K"),
-        "aktarg": _header_float(header, "AKTARG"),
-        "snr": _header_float(header, "SNR"),
-        "nvisits": int(header.get("NVISITS", 0) or 0),
-        "dr": dr,
-    }
+    from astropy.io import fits
 
-
-def _expand(paths):
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    files = []
-    for p in paths:
-        p = os.fspath(p)
-        if os.path.isdir(p):
-            files.extend(sorted(os.path.join(p, f) for f in os.listdir(p) if f.lower().endswith((".fits", ".fits.gz"))))
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"apStar file '{path}' does not exist")
+    with fits.open(path, memmap=False) as hdul:
+        if len(hdul) < 4:
+            raise ApStarError(f"'{path}' has {len(hdul)} HDUs; an apStar file has flux, error and bitmask in HDUs 1-3")
+        header = hdul[0].header
+        arrays = []
+        for hdu, what in ((1, "flux"), (2, "flux error"), (3, "bitmask")):
+            data = hdul[hdu].data
+            if data is None:
+                raise ApStarError(f"'{path}' HDU {hdu} ({what}) is empty")
+            data = np.asarray(data)
+            if data.ndim not in (1, 2) or data.shape[-1] != APSTAR_LENGTH:
+                raise ApStarError(
+                    f"'{path}' HDU {hdu} ({what}) has shape {data.shape}; expected {APSTAR_LENGTH} pixels per row"
+                )
+            arrays.append(data)
+        flux, flux_err, bitmask = arrays
+        if not (flux.shape == flux_err.shape == bitmask.shape):
+            raise ApStarError(
+                f"'{path}': flux {flux.shape}, error {flux_err.shape} and bitmask {bitmask.shape} differ in shape"
+            )
+        nvisits = _header_int(header, "NVISITS")
+        if flux.ndim == 2:
+            use = 0 if (nvisits == 1 or flux.shape[0] == 1) else int(row)
+            if not 0 <= use < flux.shape[0]:
+                raise ApStarError(f"row={row} is out of range for '{path}' with {flux.shape[0]} rows")
+            flux, flux_err, bitmask = flux[use], flux_err[use], bitmask[use]
         else:
-            files.append(p)
-    return files
+            use = 0
+        flux = flux.astype(float)
+        flux_err = flux_err.astype(float)
+        if bitmask.dtype.kind not in "iu":
+            raise ApStarError(f"'{path}' HDU 3 (bitmask) holds {bitmask.dtype}, not integers")
+        bitmask = bitmask.astype(np.int64)
+        finite = np.isfinite(flux)
+        if not np.any(finite & (flux != 0)):
+            raise ApStarError(f"'{path}' row {use} is an empty spectrum (all zero or non-finite)")
+        meta = {"apogee_id": _apogee_id(header, path)}
+        meta.update({col: _header_float(header, key) for col, key in _HEADER_COLUMNS.items()})
+        meta.update({col: _header_int(header, key) for col, key in _HEADER_INT_COLUMNS.items()})
+    return ApStar(path=path, row=use, flux=flux, flux_err=flux_err, bitmask=bitmask, meta=meta)
 
 
-def read_apstar_files(paths, dr=None, progress=True):
-    """Read many apStar files (or every ``*.fits`` in folders) into a dataset.
+def _apogee_id(header, path):
+    objid = header.get("OBJID")
+    if isinstance(objid, str) and objid.strip():
+        return objid.strip()
+    m = re.match(r"apStar-[^-]+-(.+?)\.fits", os.path.basename(path))
+    if m:
+        return m.group(1)
+    raise ApStarError(f"'{path}' has no OBJID header keyword and its name does not give the APOGEE ID")
 
-    A missing or corrupt file is reported and skipped; it never aborts the batch.
+
+def load_apstar(path, dr=None, row=0, target_bits=APOGEE_PIXMASK_BITS):
+    """Read an apStar file and continuum-normalise its combined spectrum as in the paper.
 
     Parameters
     ----------
-    paths : str or sequence of str
-        Files and/or folders.
+    path : str or os.PathLike
     dr : int, optional
-    progress : bool
+        Data release of the continuum mask; default from the file name
+        (:func:`apstar_dr`), else ``APOGEE_DEFAULT_DR``.  The paper used DR14
+        spectra with ``dr=14``.
+    row : int
+        See :func:`read_apstar`.
+    target_bits : sequence of int
+        APOGEE_PIXMASK bits set to 1 (default: the paper's, bits 0-7 and 12).
 
     Returns
     -------
-    dataset : astronn_gaiacal.dataset.Dataset or None
-        ``spectra``, ``spectra_err``, ``mag`` (K), ``mag_ext`` (AKTARG),
-        ``snr``, ``apogee_id``, ``ra``, ``dec``, in input order; ``None`` if no
-        file could be read.
-    report : OrderedDict
-        ``{'read': n, 'failed': {path: reason}}``.
+    ApStarSpectrum
+        ``spectrum`` and ``spectrum_err`` (7514 pixels, float64) and the header
+        metadata as attributes (``apogee_id``, ``mag``, ``mag_ext``, ``ra``, ...).
+
+    Raises
+    ------
+    FileNotFoundError, ApStarError
+        As :func:`read_apstar`; also ApStarError when the continuum fit of a
+        detector fails (a non-finite flux among its continuum pixels), which
+        astroNN would turn silently into a detector of ones.
     """
+    raw = read_apstar(path, row=row)
+    dr = apstar_dr(raw.path) if dr is None else _check_dr(dr)
+    spec, spec_err = continuum_normalise(raw.flux, raw.flux_err, raw.bitmask, dr=dr, target_bits=target_bits)
+    _check_detectors(spec, dr, raw.path)
+    return ApStarSpectrum(path=raw.path, dr=dr, spectrum=spec, spectrum_err=spec_err, meta=dict(raw.meta))
+
+
+def _check_detectors(spec, dr, path):
+    """A non-finite flux among a detector's continuum pixels makes astroNN's fit NaN, and then the
+    whole detector silently 1: refuse such a spectrum rather than pass it on."""
+    from astroNN.apogee.chips import chips_pix_info
+
+    info = chips_pix_info(dr=dr)
+    start = 0
+    for name, (lo, hi) in zip(("blue", "green", "red"), ((info[0], info[1]), (info[2], info[3]), (info[4], info[5]))):
+        stop = start + hi - lo
+        if np.all(spec[start:stop] == 1.0):
+            raise ApStarError(
+                f"'{path}': the continuum fit of the {name} detector failed (non-finite flux or error among its "
+                f"continuum pixels); every pixel of it would be 1"
+            )
+        start = stop
+
+
+def find_apstar_files(sources):
+    """Expand files and folders into a list of apStar paths, in the order given.
+
+    A folder contributes its ``apStar*.fits`` and ``apStar*.fits.gz`` files,
+    sorted by name.  Files are kept whether or not they exist (a missing one is
+    reported when read).
+
+    Returns
+    -------
+    paths : list of str
+    empty_folders : list of str
+        Folders with no apStar file.
+    """
+    if isinstance(sources, (str, os.PathLike)):
+        sources = [sources]
+    paths, empty = [], []
+    for src in sources:
+        src = os.fspath(src)
+        if os.path.isdir(src):
+            found = sorted(glob.glob(os.path.join(src, "apStar*.fits")) + glob.glob(os.path.join(src, "apStar*.fits.gz")))
+            if not found:
+                empty.append(src)
+            paths.extend(found)
+        else:
+            paths.append(src)
+    return paths, empty
+
+
+@dataclasses.dataclass
+class ApStarBatch:
+    """Result of :func:`load_apstar_batch`.
+
+    Attributes
+    ----------
+    dataset : Dataset or None
+        One row per file read, in input order (None if none could be read).
+    failed : list of (str, str)
+        ``(path, reason)`` of each file or folder that was skipped.
+    n_input : int
+        Number of files (and empty folders) considered.
+    """
+
+    dataset: object
+    failed: list
+    n_input: int
+
+    @property
+    def n_read(self):
+        return 0 if self.dataset is None else len(self.dataset)
+
+    def summary(self):
+        """One-line summary."""
+        text = f"read {self.n_read} of {self.n_input} apStar input(s)"
+        if self.failed:
+            text += f"; skipped {len(self.failed)} (see .failed, or the 'skipped' lines above)"
+        return text
+
+
+def load_apstar_batch(sources, dr=None, row=0, target_bits=APOGEE_PIXMASK_BITS, progress=True, verbose=True):
+    """Continuum-normalise many apStar files into one :class:`~astronn_gaiacal.dataset.Dataset`.
+
+    Parameters
+    ----------
+    sources : path, or sequence of paths
+        apStar files and/or folders of them (see :func:`find_apstar_files`).
+    dr, row, target_bits
+        As in :func:`load_apstar` (``dr=None``: from each file name).
+    progress : bool
+        Show a tqdm progress bar.
+    verbose : bool
+        Print each skipped file as it happens and a summary at the end (stderr).
+
+    Returns
+    -------
+    ApStarBatch
+        Its dataset has ``spectra``, ``spectra_err``, ``mag`` (K), ``mag_ext``
+        (AKTARG), ``apogee_id``, ``ra``, ``dec`` and also ``mag_error``, ``snr``,
+        ``starflag``, ``vscatter``, ``nvisits`` and ``apstar_file`` (file name);
+        attributes ``band`` and ``continuum_dr``.  A missing or unreadable file
+        is reported and skipped, never silently dropped.
+
+    Raises
+    ------
+    ValueError
+        If ``sources`` is empty.
+    """
+    from tqdm.auto import tqdm
+
     from .dataset import Dataset
 
-    files = _expand(paths)
-    stars, failed = [], OrderedDict()
-    for path in tqdm(files, desc="apStar files", unit="file", disable=not progress):
+    paths, empty = find_apstar_files(sources)
+    if not paths and not empty:
+        raise ValueError("sources is empty: give apStar files or folders")
+    failed = [(d, "folder has no apStar*.fits file") for d in empty]
+    if verbose:
+        for d, reason in failed:
+            print(f"skipped {d}: {reason}", file=sys.stderr)
+    stars = []
+    for path in tqdm(paths, desc="apStar", unit="file", disable=not progress):
         try:
-            stars.append(read_apstar(path, dr=dr))
-        except ApStarError as err:
-            failed[path] = str(err)
-    report = OrderedDict(read=len(stars), failed=failed)
-    if not stars:
-        return None, report
-    columns = {
-        "mag": np.array([s["k"] for s in stars]),
-        "mag_ext": np.array([s["aktarg"] for s in stars]),
-        "snr": np.array([s["snr"] for s in stars]),
-        "apogee_id": np.array([s["apogee_id"] for s in stars]),
-        "ra": np.array([s["ra"] for s in stars]),
-        "dec": np.array([s["dec"] for s in stars]),
-    }
-    ds = Dataset(
-        spectra=np.stack([s["spectrum"] for s in stars]),
-        spectra_err=np.stack([s["spectrum_err"] for s in stars]),
-        columns=columns,
-        units={"mag": "mag", "mag_ext": "mag", "ra": "deg", "dec": "deg"},
-        attrs={"band": "Ks", "source": "apStar", "apogee_dr": stars[0]["dr"]},
-    )
-    return ds, report
+            stars.append(load_apstar(path, dr=dr, row=row, target_bits=target_bits))
+        except Exception as err:  # per-file: report and go on
+            reason = f"{type(err).__name__}: {err}"
+            failed.append((path, reason))
+            if verbose:
+                tqdm.write(f"skipped {path}: {reason}", file=sys.stderr)
+    n_input = len(paths) + len(empty)
+    dataset = None
+    if stars:
+        columns = {"apogee_id": [s.meta["apogee_id"] for s in stars]}
+        for col in ("ra", "dec", "mag", "mag_error", "mag_ext", "snr", "starflag", "vscatter", "nvisits"):
+            columns[col] = np.array([s.meta[col] for s in stars])
+        columns["apstar_file"] = [os.path.basename(s.path) for s in stars]
+        drs = sorted({s.dr for s in stars})
+        attrs = {"band": DEFAULT_BAND}
+        if len(drs) == 1:
+            attrs["continuum_dr"] = drs[0]
+        else:
+            columns["continuum_dr"] = np.array([s.dr for s in stars])
+        dataset = Dataset(
+            spectra=np.stack([s.spectrum for s in stars]),
+            spectra_err=np.stack([s.spectrum_err for s in stars]),
+            columns=columns,
+            units=_UNITS,
+            attrs=attrs,
+        )
+    batch = ApStarBatch(dataset=dataset, failed=failed, n_input=n_input)
+    if verbose:
+        print(batch.summary(), file=sys.stderr)
+    return batch
+
+
+def plot_spectra(spectra, path, labels=None, dr=APOGEE_DEFAULT_DR, max_spectra=5, overwrite=False):
+    """Plot continuum-normalised spectra against wavelength into a PNG (atomically).
+
+    Parameters
+    ----------
+    spectra : (N, 7514) or (7514,) array_like, or Dataset
+        A Dataset contributes its ``spectra`` and ``apogee_id`` labels.
+    path : str
+        PNG file to write.
+    labels : sequence of str, optional
+    dr : int
+        Data release of the wavelength grid's detector gaps.
+    max_spectra : int
+        Plot at most this many (offset vertically by 1 each).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from astroNN.apogee.chips import wavelength_solution
+
+    from .dataset import Dataset
+
+    if isinstance(spectra, Dataset):
+        if labels is None and "apogee_id" in spectra:
+            labels = list(spectra["apogee_id"])
+        spectra = spectra["spectra"]
+    spectra = np.atleast_2d(np.asarray(spectra, dtype=float))
+    if spectra.shape[1] != APOGEE_SPECTRUM_LENGTH:
+        raise ValueError(f"spectra must have {APOGEE_SPECTRUM_LENGTH} pixels; got shape {spectra.shape}")
+    chips = wavelength_solution(dr=_check_dr(dr))
+    edges = np.cumsum([0] + [len(c) for c in chips])
+    fig, ax = plt.subplots(figsize=(12, 2 + 1.2 * min(len(spectra), max_spectra)))
+    for i, spec in enumerate(spectra[:max_spectra]):
+        label = labels[i] if labels is not None else f"spectrum {i}"
+        color = f"C{i % 10}"
+        for j, wave in enumerate(chips):  # one line per detector: no line across the gaps
+            ax.plot(wave, spec[edges[j]:edges[j + 1]] + i, lw=0.4, color=color, label=label if j == 0 else None)
+    ax.set_xlabel("wavelength (Angstrom, vacuum)")
+    ax.set_ylabel("normalised flux (+ offset)")
+    ax.set_title(f"continuum-normalised APOGEE spectra ({min(len(spectra), max_spectra)} of {len(spectra)})")
+    ax.legend(loc="lower right", fontsize="small")
+    fig.tight_layout()
+    with atomic_path(path, overwrite=overwrite) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)

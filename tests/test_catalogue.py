@@ -1,74 +1,205 @@
-"""The Table-1 catalogue: hand-computed weighted distances and every fallback."""
+"""The Table-1 catalogue: hand-computed weighted distances, every fallback, FITS with units."""
+import os
+
 import numpy as np
 import pytest
 from astropy import units as u
 from astropy.io import fits
 from astropy.table import QTable
 
-from astronn_gaiacal.catalogue import TABLE1_COLUMNS, build_catalogue, write_catalogue
-from astronn_gaiacal.constants import MAGIC_NUMBER
-from astronn_gaiacal.metrics import accuracy, fractional_residual, median_bias, sigma_mad
+import astronn_gaiacal  # noqa: F401
+from astronn_gaiacal.catalogue import (
+    CATALOGUE_COLUMNS,
+    build_catalogue,
+    catalogue_from_dataset,
+    plot_catalogue,
+    weighted_parallax,
+    write_catalogue,
+)
+from astronn_gaiacal.constants import MAGIC_NUMBER as M
+from astronn_gaiacal.dataset import Dataset
+
+# All stars have corrected K = 10, so parallax [mas] = fakemag / 100 and distance [pc] = 1e5 / fakemag.
+# fakemag 500 +- 25 (total) +- 10 (model): NN parallax 5 +- 0.25 (total) +- 0.1 (model) mas, 200 +- 10 +- 4 pc.
+# Zero-point -0.05 mas: corrected Gaia parallax = Gaia + 0.05.
+STARS = {
+    #        fakemag  total model   K     Gaia    Gaia err   expected weighted parallax, error (mas)
+    "both":  (500.0, 25.0, 10.0, 10.0, 5.15, 0.1, 5.1, 1 / np.sqrt(200.0)),
+    "nn":    (500.0, 25.0, 10.0, 10.0, M, 0.1, 5.0, 0.1),
+    "gaia":  (M, 25.0, 10.0, 10.0, 2.95, 0.2, 3.0, 0.2),
+    "none":  (np.nan, 25.0, 10.0, 10.0, np.nan, 0.1, M, M),
+    "neg":   (-50.0, 25.0, 10.0, 10.0, -0.15, 0.1, -0.1, 0.1),
+    "noerr": (500.0, 25.0, 10.0, 10.0, 5.15, M, 5.0, 0.1),
+    "nomag": (500.0, 25.0, 10.0, M, 2.95, 0.2, 3.0, 0.2),
+    "nomod": (500.0, 25.0, np.nan, 10.0, 2.95, 0.2, 3.0, 0.2),
+    "unequal": (500.0, 25.0, 10.0, 10.0, 5.55, 0.2, 5.12, 1 / np.sqrt(125.0)),
+}
+NAMES = list(STARS)
+ROWS = np.array([STARS[k] for k in NAMES])
 
 
-def _cat():
-    # star 0: both; 1: no Gaia parallax; 2: no NN (fakemag missing); 3: neither; 4: negative combination
-    fakemag = np.array([100.0, 100.0, MAGIC_NUMBER, np.nan, 1.0])
-    mag = np.array([10.0, 10.0, 10.0, 10.0, 10.0])
-    return build_catalogue(
-        fakemag=fakemag, fakemag_error=0.2 * np.abs(fakemag), fakemag_model_error=np.r_[0.1 * np.abs(fakemag[:4]), 5.0],
-        mag=mag,
-        apogee_id=np.array(["a", "b", "c", "d", "e"]), ra=np.arange(5.0), dec=np.arange(5.0),
-        gaia_parallax=[1.2, np.nan, 0.8, MAGIC_NUMBER, -0.5] * u.mas, gaia_parallax_error=[0.05, 0.05, 0.04, 0.1, 0.01] * u.mas,
-        zeropoint=-0.05 * u.mas, zeropoint_error=0.002 * u.mas,
-    )
+@pytest.fixture
+def cat():
+    return build_catalogue(ROWS[:, 0], ROWS[:, 1], ROWS[:, 2], ROWS[:, 3] * u.mag,
+                           parallax=ROWS[:, 4] * u.mas, parallax_error=ROWS[:, 5] * u.mas,
+                           zeropoint=-50 * u.uas, apogee_id=NAMES, ra=np.arange(len(NAMES)) * u.deg,
+                           dec=np.full(len(NAMES), -30.0),
+                           gaia_columns={"phot_g_mean_mag": np.linspace(12, 16, len(NAMES)) * u.mag})
 
 
-def test_hand_computed_weighted_distance():
-    t = _cat()
-    # star 0: NN plx = 100 * 10**-2 = 1.0 mas, model error 0.1; Gaia corrected 1.25 +- hypot(0.05, 0.002)
-    g_err = np.hypot(0.05, 0.002)
-    w1, w2 = 1 / 0.1**2, 1 / g_err**2
-    plx = (w1 * 1.0 + w2 * 1.25) / (w1 + w2)
-    err = 1 / np.sqrt(w1 + w2)
-    assert t["nn_parallax"][0].to_value(u.mas) == pytest.approx(1.0)
-    assert t["nn_parallax_model_error"][0].to_value(u.mas) == pytest.approx(0.1)
-    assert t["nn_parallax_error"][0].to_value(u.mas) == pytest.approx(0.2)
-    assert t["dist"][0].to_value(u.pc) == pytest.approx(1000.0)
-    assert t["dist_error"][0].to_value(u.pc) == pytest.approx(200.0)
-    assert t["weighted_dist"][0].to_value(u.pc) == pytest.approx(1000 / plx)
-    assert t["weighted_dist_error"][0].to_value(u.pc) == pytest.approx(1000 * err / plx**2)
-    # star 1: Gaia missing -> NN alone; star 2: NN missing -> corrected Gaia alone
-    assert t["weighted_dist"][1].to_value(u.pc) == pytest.approx(1000.0)
-    assert t["weighted_dist_error"][1].to_value(u.pc) == pytest.approx(100.0)
-    assert t["weighted_dist"][2].to_value(u.pc) == pytest.approx(1000 / 0.85)
-    assert t["weighted_dist_error"][2].to_value(u.pc) == pytest.approx(1000 * np.hypot(0.04, 0.002) / 0.85**2)
-    # star 3: neither; star 4: combination <= 0 has no distance
-    assert np.isnan(t["weighted_dist"][3]) and np.isnan(t["dist"][3])
-    w1, w2 = 1 / 0.05**2, 1 / np.hypot(0.01, 0.002) ** 2
-    assert (w1 * 0.01 + w2 * (-0.45)) < 0 and np.isnan(t["weighted_dist"][4])
+def _row(cat, name):
+    return cat[NAMES.index(name)]
 
 
-def test_fits_file_units_and_missing(tmp_path):
+def test_columns_units_and_nn_values(cat):
+    assert cat.colnames[:len(CATALOGUE_COLUMNS)] == list(CATALOGUE_COLUMNS)
+    assert cat.colnames[len(CATALOGUE_COLUMNS):] == ["parallax", "parallax_error", "phot_g_mean_mag"]
+    both = _row(cat, "both")
+    assert both["nn_parallax"].to_value(u.mas) == pytest.approx(5.0)
+    assert both["nn_parallax_error"].to_value(u.mas) == pytest.approx(0.25)
+    assert both["nn_parallax_model_error"].to_value(u.mas) == pytest.approx(0.1)
+    assert both["dist"].to_value(u.pc) == pytest.approx(200.0)
+    assert both["dist_error"].to_value(u.pc) == pytest.approx(10.0)
+    assert both["dist_model_error"].to_value(u.pc) == pytest.approx(4.0)
+    assert cat["ra"].unit == u.deg and cat["dist"].unit == u.pc and cat["nn_parallax"].unit == u.mas
+    assert cat.meta["ZEROPT"][0] == pytest.approx(-0.05) and cat.meta["ZEROPTER"][0] == 0.0
+
+
+def test_nn_values_against_astronn():
+    from astroNN.gaia import fakemag_to_parallax, fakemag_to_pc
+
+    rng = np.random.default_rng(3)
+    fm, mag = rng.uniform(50, 5000, 20), rng.uniform(7, 13, 20)
+    err = fm * 0.05
+    c = build_catalogue(fm, err, err / 2, mag)
+    plx, plx_err = fakemag_to_parallax(fm, mag, err)
+    pc, pc_err = fakemag_to_pc(fm, mag, err)
+    np.testing.assert_allclose(c["nn_parallax"].to_value(u.mas), plx.to_value(u.mas), rtol=1e-12)
+    np.testing.assert_allclose(c["nn_parallax_error"].to_value(u.mas), plx_err.to_value(u.mas), rtol=1e-12)
+    np.testing.assert_allclose(c["dist_error"].to_value(u.pc), pc_err.to_value(u.pc), rtol=1e-12)
+    np.testing.assert_allclose(c["dist"].to_value(u.pc), pc.to_value(u.pc), rtol=1e-12)
+    # no Gaia: the weighted columns are the NN parallax with its model error
+    np.testing.assert_allclose(c["weighted_parallax"], c["nn_parallax"], rtol=1e-12)
+    np.testing.assert_allclose(c["weighted_parallax_error"], c["nn_parallax_model_error"], rtol=1e-12)
+    assert np.all(c["apogee_id"] == "") and np.all(c["ra"].value == M)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_weighted_hand_computed_and_fallbacks(cat, name):
+    row = _row(cat, name)
+    exp_plx, exp_err = STARS[name][6], STARS[name][7]
+    assert row["weighted_parallax"].to_value(u.mas) == pytest.approx(exp_plx, rel=1e-12)
+    assert row["weighted_parallax_error"].to_value(u.mas) == pytest.approx(exp_err, rel=1e-12)
+    if exp_plx > 0:
+        d = 1000.0 / exp_plx
+        assert row["weighted_dist"].to_value(u.pc) == pytest.approx(d, rel=1e-12)
+        assert row["weighted_dist_error"].to_value(u.pc) == pytest.approx(d * exp_err / exp_plx, rel=1e-12)
+    else:  # both missing, or a non-positive weighted parallax: no distance
+        assert row["weighted_dist"].value == M and row["weighted_dist_error"].value == M
+
+
+def test_missing_nn_columns(cat):
+    for name in ("gaia", "none", "neg", "nomag"):
+        row = _row(cat, name)
+        for col in ("nn_parallax", "nn_parallax_error", "nn_parallax_model_error", "dist", "dist_error",
+                    "dist_model_error"):
+            assert row[col].value == M, (name, col)
+    nomod = _row(cat, "nomod")  # NN parallax and total error exist; no model error, so Gaia alone is weighted
+    assert nomod["nn_parallax"].value == pytest.approx(5.0) and nomod["nn_parallax_error"].value == pytest.approx(0.25)
+    assert nomod["nn_parallax_model_error"].value == M and nomod["dist_model_error"].value == M
+    assert _row(cat, "none")["fakemag"] == M  # NaN written as -9999
+    assert _row(cat, "neg")["fakemag"] == -50.0  # the model's output is kept as it is
+
+
+def test_zeropoint_per_star_and_its_error():
+    ones = np.ones(3)
+    c = build_catalogue(500 * ones, 25 * ones, 10 * ones, 10 * ones, parallax=[5.15, 5.15, 5.15],
+                        parallax_error=[0.1, 0.1, 0.1], zeropoint=[-0.05, np.nan, -0.05],
+                        zeropoint_error=[0.0, 0.0, 0.1])
+    assert "ZEROPT" not in c.meta
+    np.testing.assert_array_equal(c["zeropoint"].value, [-0.05, M, -0.05])
+    w = c["weighted_parallax"].value
+    assert w[0] == pytest.approx(5.1)
+    assert w[1] == pytest.approx(5.0)  # unknown zero-point: NN alone
+    s2 = 0.1**2 + 0.1**2  # Gaia and zero-point errors in quadrature
+    assert w[2] == pytest.approx((5.0 / 0.01 + 5.2 / s2) / (1 / 0.01 + 1 / s2))
+    assert c["weighted_parallax_error"].value[2] == pytest.approx((1 / 0.01 + 1 / s2) ** -0.5)
+
+
+def test_no_zeropoint_means_no_correction():
+    c = build_catalogue([500.0], [25.0], [10.0], [10.0], parallax=[5.2], parallax_error=[0.1])
+    assert c["weighted_parallax"].value[0] == pytest.approx(5.1)
+    assert "ZEROPT" not in c.meta and "zeropoint" not in c.colnames
+    with pytest.raises(ValueError, match="zeropoint_error given without zeropoint"):
+        build_catalogue([500.0], [25.0], [10.0], [10.0], zeropoint_error=0.1)
+
+
+def test_weighted_parallax_function():
+    p, e = weighted_parallax([1.0, 1.0, M, 1.0] * u.mas, [0.1, 0.1, 0.1, 0.0] * u.mas,
+                             [1000.0, M, np.nan, 2000.0] * u.uas, [100.0, 100.0, 100.0, 200.0] * u.uas)
+    np.testing.assert_allclose(p.to_value(u.mas), [1.0, 1.0, M, 2.0])
+    np.testing.assert_allclose(e.to_value(u.mas), [0.1 / np.sqrt(2), 0.1, M, 0.2])
+
+
+def test_fits_file(cat, tmp_path):
     path = tmp_path / "cat.fits"
-    write_catalogue(_cat(), str(path))
-    t = QTable.read(path)
-    for name in TABLE1_COLUMNS:
-        assert name in t.colnames
-    assert t["dist"].unit == u.pc and t["nn_parallax"].unit == u.mas and t["ra"].unit == u.deg
-    assert t["weighted_dist"][3].value == MAGIC_NUMBER and t["fakemag"][2] == MAGIC_NUMBER
-    header = fits.getheader(path, 1)
-    assert "ZP_CONV" in header
+    write_catalogue(cat, path)
+    back = QTable.read(path)
+    assert back.colnames == cat.colnames
+    for name in ("nn_parallax", "weighted_parallax", "parallax"):
+        assert back[name].unit == u.mas
+    for name in ("dist", "dist_error", "weighted_dist", "weighted_dist_error"):
+        assert back[name].unit == u.pc
+    assert back["ra"].unit == u.deg and back["phot_g_mean_mag"].unit == u.mag
+    for name in back.colnames[1:]:
+        assert np.all(np.isfinite(back[name].value)), name
+    np.testing.assert_allclose(back["weighted_dist"].value, cat["weighted_dist"].value, rtol=1e-15)
+    assert list(back["apogee_id"]) == NAMES
+    assert back["fakemag"][NAMES.index("none")] == M
+    hdr = fits.getheader(path, 1)
+    assert hdr["ZEROPT"] == pytest.approx(-0.05) and hdr["MISSING"] == M and hdr["TUNIT9"] == "pc"
     with pytest.raises(FileExistsError):
-        write_catalogue(_cat(), str(path))
+        write_catalogue(cat, path)
+    png = tmp_path / "cat.png"
+    plot_catalogue(cat, str(png))
+    assert png.stat().st_size > 10000
 
 
-def test_metrics():
-    pred = np.array([1.1, 0.9, 1.0, MAGIC_NUMBER, 2.0])
-    ref = np.array([1.0, 1.0, 1.0, 1.0, 0.0])
-    r = fractional_residual(pred, ref)
-    np.testing.assert_allclose(r[:3], [0.1, -0.1, 0.0])
-    assert np.isnan(r[3]) and np.isnan(r[4])
-    assert sigma_mad(r) == pytest.approx(1.4826 * 0.1)
-    assert median_bias(r) == pytest.approx(0.0)
-    acc = accuracy(pred * u.kpc, ref * 1000 * u.pc)
-    assert acc["n"] == 3 and acc["sigma_mad"] == pytest.approx(1.4826 * 0.1)
+def test_write_is_atomic(cat, tmp_path):
+    path = tmp_path / "cat.fits"
+    write_catalogue(cat, path)
+    before = path.read_bytes()
+    bad = cat.copy()
+    bad["oops"] = [object()] * len(bad)  # FITS cannot hold this column
+    with pytest.raises(Exception):
+        write_catalogue(bad, path, overwrite=True)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["cat.fits"]
+    with pytest.raises(KeyError, match="weighted_dist"):
+        write_catalogue(cat[["apogee_id", "ra"]], tmp_path / "x.fits")
+
+
+def test_from_dataset():
+    ds = Dataset(columns={
+        "apogee_id": ["a", "b"], "ra": [10.0, 20.0], "dec": [1.0, 2.0], "mag": [10.2, 10.0], "mag_ext": [0.2, -9999.0],
+        "parallax": [5150.0, M], "parallax_error": [100.0, 100.0], "phot_g_mean_mag": [12.0, 13.0],
+        "source_id": np.array([7, 8]), "teff": [4500.0, 4600.0]}, units={"parallax": "uas", "parallax_error": "uas"})
+    c = catalogue_from_dataset(ds, [500.0, 500.0], [25.0, 25.0], [10.0, 10.0], zeropoint=-0.05)
+    np.testing.assert_allclose(c["weighted_parallax"].value, [5.1, 5.0])
+    assert list(c["source_id"]) == [7, 8] and "teff" not in c.colnames
+    assert c["parallax"].unit == u.mas and c["parallax"].value[0] == pytest.approx(5.15)
+    assert list(c["apogee_id"]) == ["a", "b"] and c["ra"].value[1] == 20.0
+
+
+def test_errors():
+    with pytest.raises(ValueError, match="fakemag_error has 1 values; expected 2"):
+        build_catalogue([1.0, 2.0], [1.0], [1.0, 1.0], [10.0, 10.0])
+    with pytest.raises(u.UnitTypeError, match="parallax must be a parallax-like"):
+        build_catalogue([1.0], [1.0], [1.0], [10.0], parallax=[1.0] * u.pc, parallax_error=[1.0] * u.mas)
+    with pytest.raises(ValueError, match="without parallax_error"):
+        build_catalogue([1.0], [1.0], [1.0], [10.0], parallax=[1.0])
+    with pytest.raises(ValueError, match="'dist', which is already a catalogue column"):
+        build_catalogue([1.0], [1.0], [1.0], [10.0], gaia_columns={"dist": [3.0]})
+    with pytest.raises(u.UnitTypeError, match="ra must be an angle"):
+        build_catalogue([1.0], [1.0], [1.0], [10.0], ra=[1.0] * u.pc)
+    with pytest.raises(ValueError, match="zeropoint has 2 values; expected 1"):
+        build_catalogue([1.0], [1.0], [1.0], [10.0], parallax=[1.0], parallax_error=[0.1], zeropoint=[0.0, 0.0])

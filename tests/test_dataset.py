@@ -1,111 +1,269 @@
-"""The HDF5 dataset format: round trips, validation, tables."""
-import os
+"""The dataset format: round trips with -9999/NaN, units, and every reader error."""
+import json
 
+import h5py
 import numpy as np
 import pytest
 from astropy import units as u
-from astropy.table import QTable, Table
+from astropy.table import MaskedColumn, QTable, Table
 
-from astronn_gaiacal.constants import MAGIC_NUMBER
-from astronn_gaiacal.dataset import Dataset, DatasetError, read_dataset
+import astronn_gaiacal  # noqa: F401
+from astronn_gaiacal.constants import MAGIC_NUMBER, PAPER_OFFSET_FEATURES
+from astronn_gaiacal.conversions import extinction_correction
+from astronn_gaiacal.dataset import (
+    CANONICAL_UNITS,
+    Dataset,
+    DatasetError,
+    MissingColumnError,
+    canonical_unit,
+    read_dataset,
+    write_dataset,
+)
+
+N, P = 7, 40
 
 
 @pytest.fixture
-def ds(rng):
-    n = 7
-    plx = rng.normal(1, 0.5, n)
-    plx[2] = MAGIC_NUMBER
-    plx[4] = np.nan
-    g = rng.uniform(11, 16, n)
-    g[5] = np.nan
-    return Dataset(
-        spectra=rng.normal(1, 0.01, (n, 12)),
-        spectra_err=np.full((n, 12), 0.01),
-        columns={
-            "mag": rng.uniform(8, 12, n), "mag_ext": np.r_[rng.uniform(0, 0.3, n - 1), MAGIC_NUMBER],
-            "parallax": plx, "parallax_error": np.full(n, 0.05), "phot_g_mean_mag": g,
-            "apogee_id": np.array([f"2M{i:08d}" for i in range(n)]),
-        },
-        units={"mag": "mag", "mag_ext": "mag", "parallax": "mas", "parallax_error": "mas", "phot_g_mean_mag": "mag"},
-        attrs={"band": "Ks", "gaia_release": "dr2", "note": {"injected": -52.3}},
-    )
+def dataset(rng):
+    spectra = rng.normal(1.0, 0.05, (N, P))
+    spectra[2, 5] = np.nan
+    columns = {
+        "apogee_id": [f"2M{i:08d}+0000000" for i in range(N)],
+        "source_id": np.array([11, 12, -9999, 14, 15, 16, 2**62], dtype=np.int64),
+        "mag": [9.0, 10.0, MAGIC_NUMBER, 11.0, 12.0, np.nan, 8.5],
+        "mag_ext": [0.1, MAGIC_NUMBER, 0.2, np.nan, 0.0, 0.1, -0.05],
+        "parallax": [1.0, -0.2, MAGIC_NUMBER, np.nan, 0.3, 0.5, 2.0],
+        "parallax_error": [0.05, 0.04, 0.03, 0.02, MAGIC_NUMBER, 0.01, 0.02],
+        "phot_g_mean_mag": [12.0, 13.0, 14.0, np.nan, 15.0, 16.0, 11.5],
+        "bp_rp": [1.2, 1.3, MAGIC_NUMBER, 1.5, 1.6, 1.7, 1.1],
+        "teff": [4500.0, 4600.0, 4700.0, 4800.0, np.nan, 5000.0, 4300.0],
+        "starflag": np.array([0, 1, 0, 0, 4, 0, 0]),
+        "ra": np.linspace(0, 300, N),
+    }
+    return Dataset(spectra=spectra, spectra_err=np.full((N, P), 0.01), columns=columns,
+                   attrs={"band": "Ks", "gaia_release": "dr2"})
 
 
-def test_roundtrip_keeps_every_star_in_order(ds, tmp_path):
-    path = str(tmp_path / "d.h5")
-    ds.write(path)
-    back = read_dataset(path, require=["spectra", "mag", "parallax", "parallax_error"], features=["phot_g_mean_mag"])
-    assert len(back) == len(ds) and back.names == ds.names
-    np.testing.assert_array_equal(back["spectra"], ds["spectra"])
-    for name in ds.names:
-        a, b = ds[name], back[name]
-        if a.dtype.kind == "f":
-            np.testing.assert_array_equal(np.isnan(a), np.isnan(b))
-            np.testing.assert_array_equal(a[~np.isnan(a)], b[~np.isnan(b)])
-        else:
-            assert list(a) == list(b)
-    assert back["parallax"][2] == MAGIC_NUMBER and np.isnan(back["parallax"][4])
-    assert back.attrs["band"] == "Ks" and back.attrs["note"] == {"injected": -52.3}
-    assert back.quantity("parallax").unit == u.mas
-    # into the model input: extinction correction keeps -9999 extinction as no correction
+def _model_input(ds):
+    """The joint model's input row: spectrum | extinction-corrected mag | offset features."""
+    return np.column_stack([ds["spectra"], ds.corrected_mag(), ds.feature_matrix(PAPER_OFFSET_FEATURES)])
+
+
+def _assert_same(a, b):
+    assert len(a) == len(b) and a.names == b.names
+    for key in ("spectra", "spectra_err", *a.names):
+        x, y = a[key], b[key]
+        assert x.dtype.kind == y.dtype.kind, key
+        np.testing.assert_array_equal(x, y, err_msg=key)  # NaN == NaN here
+        assert a.unit(key) == b.unit(key) if key in a.names else True
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".fits", ".ecsv"])
+def test_round_trip_keeps_missing_values_and_order(dataset, tmp_path, suffix):
+    path = tmp_path / f"set{suffix}"
+    write_dataset(path, dataset)
+    back = read_dataset(path, require=("spectra", "mag", "parallax", "parallax_error"),
+                        features=PAPER_OFFSET_FEATURES)
+    _assert_same(dataset, back)
+    assert back.attrs["band"] == "Ks" and back.attrs["gaia_release"] == "dr2"
+    assert back["source_id"][-1] == 2**62 and back["source_id"].dtype == np.int64
+    assert list(back["apogee_id"]) == list(dataset["apogee_id"])
+    x, y = _model_input(dataset), _model_input(back)
+    assert x.shape == (N, P + 1 + 3)
+    np.testing.assert_array_equal(x, y)
+    # -9999 and NaN are where they were: the magic K stays magic after correction, a magic AK is no correction
     corr = back.corrected_mag()
-    assert corr[-1] == back["mag"][-1] and np.allclose(corr[:-1], back["mag"][:-1] - back["mag_ext"][:-1])
+    assert corr[2] == MAGIC_NUMBER and np.isnan(corr[5]) and corr[1] == 10.0 and np.isnan(corr[3])
+    np.testing.assert_array_equal(corr, extinction_correction(dataset["mag"], dataset["mag_ext"]))
 
 
-def test_units_converted_and_checked(tmp_path):
-    t = QTable({"spectra": np.ones((3, 4)), "mag": [9.0, 10.0, 11.0] * u.mag,
-                "parallax": [0.001, 0.002, MAGIC_NUMBER] * u.arcsec, "parallax_error": [50, 50, 50] * u.uas})
-    ds = read_dataset(t, require=["parallax"])
-    np.testing.assert_allclose(ds["parallax"][:2], [1.0, 2.0])
-    assert ds["parallax"][2] == MAGIC_NUMBER and np.allclose(ds["parallax_error"], 0.05)
-    t["parallax"] = [100, 200, 300] * u.pc
-    with pytest.raises(DatasetError, match="'parallax' has unit 'pc'"):
-        read_dataset(t)
+def test_table_round_trip(dataset):
+    table = dataset.to_table()
+    assert isinstance(table, QTable) and table["spectra"].shape == (N, P)
+    assert table["parallax"].unit == u.mas and table.meta["gaia_release"] == "dr2"
+    _assert_same(dataset, read_dataset(table))
 
 
-def test_reader_errors(ds, tmp_path):
-    path = str(tmp_path / "d.h5")
-    ds.write(path)
-    with pytest.raises(DatasetError, match=r"missing column\(s\) \['teff'\]"):
-        read_dataset(path, features=["teff"])
-    allnan = ds.with_columns(parallax=np.full(len(ds), np.nan))
-    with pytest.raises(DatasetError, match="'parallax' has no valid value"):
-        read_dataset(allnan, require=["parallax"])
-    with pytest.raises(DatasetError, match="'mag' has 3 rows"):
-        Dataset(spectra=np.ones((4, 2)), columns={"mag": [1.0, 2.0, 3.0]})
-    with pytest.raises(DatasetError, match="spectra_err has shape"):
-        Dataset(spectra=np.ones((4, 2)), spectra_err=np.ones((4, 3)))
-    with pytest.raises(FileNotFoundError):
-        read_dataset(str(tmp_path / "none.h5"))
+def test_hdf5_layout(dataset, tmp_path):
+    path = tmp_path / "set.h5"
+    dataset.write(path)
+    with h5py.File(path, "r") as f:
+        assert f["spectra"].dtype == np.float32 and f["spectra"].shape == (N, P)
+        assert f["parallax"].attrs["unit"] == "mas" and "unit" not in f["starflag"].attrs
+        assert f.attrs["band"] == "Ks" and f.attrs["format_version"] == 1
     with pytest.raises(FileExistsError):
-        ds.write(path)
+        dataset.write(path)
+    dataset.write(path, overwrite=True)
 
 
-def test_fits_table_accepted(ds, tmp_path):
-    t = Table(ds.to_table())
-    path = str(tmp_path / "d.fits")
-    t.write(path)
-    back = read_dataset(path, require=["spectra", "parallax"])
-    assert back["spectra"].shape == ds["spectra"].shape and len(back) == len(ds)
-    np.testing.assert_allclose(back["mag"], ds["mag"])
+def test_foreign_hdf5_without_order_attribute(tmp_path):
+    path = tmp_path / "paper.h5"
+    with h5py.File(path, "w") as f:
+        f["spectra"] = np.ones((3, 4))
+        f["parallax"] = [1.0, 2.0, 3.0]
+        f["mag"] = [9.0, 9.5, 10.0]
+    ds = read_dataset(path, require=("spectra", "mag"))
+    assert ds.names == ["mag", "parallax"] and ds.unit("parallax") == u.mas
 
 
-def test_subset_and_with_columns(ds):
-    sub = ds.subset(np.array([True, False, True, False, False, False, True]))
-    assert len(sub) == 3 and list(sub["apogee_id"]) == ["2M00000000", "2M00000002", "2M00000006"]
-    more = ds.with_columns(zeropoint=np.full(len(ds), -0.05) * u.mas)
-    assert more.units["zeropoint"] == "mas" and "zeropoint" not in ds
+def test_units_are_converted_and_magic_preserved():
+    ds = Dataset(columns={"parallax": [500.0, MAGIC_NUMBER, np.nan], "ra": [1.0, 2.0, 3.0] * u.hourangle,
+                          "teff": [4500, 4600, 4700]},
+                 units={"parallax": "uas"})
+    np.testing.assert_array_equal(ds["parallax"], [0.5, MAGIC_NUMBER, np.nan])
+    np.testing.assert_allclose(ds["ra"], [15.0, 30.0, 45.0])
+    assert ds.quantity("parallax").unit == u.mas and ds.quantity("teff").unit == u.K
+    t = Table({"parallax": [0.001, MAGIC_NUMBER], "vscatter": [1000.0, 2000.0]})
+    t["parallax"].unit = "arcsec"
+    t["vscatter"].unit = "m / s"
+    back = read_dataset(t)
+    np.testing.assert_allclose(back["parallax"], [1.0, MAGIC_NUMBER])
+    np.testing.assert_allclose(back["vscatter"], [1.0, 2.0])
+    assert canonical_unit("true_parallax") == u.mas and canonical_unit("logg") is None
+    assert all(u.Unit(v) is not None for v in CANONICAL_UNITS.values())
 
 
-def test_atomic_write_leaves_nothing_on_failure(ds, tmp_path, monkeypatch):
-    import h5py
+def test_masked_table_entries_become_missing():
+    t = Table()
+    t["mag"] = MaskedColumn([9.0, 10.0, 11.0], mask=[False, True, False], unit="mag")
+    t["source_id"] = MaskedColumn(np.array([1, 2, 3], dtype=np.int64), mask=[True, False, False])
+    t["apogee_id"] = MaskedColumn(["a", "b", "c"], mask=[False, False, True])
+    ds = read_dataset(t)
+    assert np.isnan(ds["mag"][1]) and ds["source_id"][0] == MAGIC_NUMBER and ds["apogee_id"][2] == ""
 
-    path = tmp_path / "d.h5"
 
-    def boom(*args, **kwargs):
-        raise RuntimeError("disk full")
+# ------------------------------------------------------------------ reader errors
+def test_error_missing_column(dataset):
+    with pytest.raises(MissingColumnError, match="required column 'snr' is missing"):
+        read_dataset(dataset, require=("snr",))
+    with pytest.raises(KeyError):
+        read_dataset(dataset, features=("nu_eff_used_in_astrometry",))
+    with pytest.raises(DatasetError, match="offset feature 'ecl_lat'"):
+        read_dataset(dataset, features=("ecl_lat",))
+    no_spec = Dataset(columns={"mag": [1.0]})
+    with pytest.raises(MissingColumnError, match="'spectra' is missing"):
+        read_dataset(no_spec, require=("spectra",))
+    with pytest.raises(MissingColumnError, match="no column 'bogus'"):
+        dataset["bogus"]
 
-    monkeypatch.setattr(h5py.File, "create_dataset", boom)
-    with pytest.raises(RuntimeError):
-        ds.write(str(path))
-    assert os.listdir(tmp_path) == []
+
+def test_error_all_missing(dataset):
+    bad = dataset.with_columns(teff=np.full(N, np.nan), bp_rp=np.full(N, MAGIC_NUMBER))
+    read_dataset(bad)  # not required: kept
+    with pytest.raises(DatasetError, match="offset feature 'teff' has no valid value"):
+        read_dataset(bad, features=("teff",))
+    with pytest.raises(DatasetError, match="'bp_rp' has no valid value"):
+        read_dataset(bad, require=("bp_rp",))
+    nan_spec = bad.with_columns(spectra=np.full((N, P), np.nan), spectra_err=None)
+    with pytest.raises(DatasetError, match="'spectra' has no valid value"):
+        read_dataset(nan_spec, require=("spectra",))
+    ids = Dataset(columns={"apogee_id": ["", ""]})
+    with pytest.raises(DatasetError, match="'apogee_id' has no valid value"):
+        read_dataset(ids, require=("apogee_id",))
+
+
+def test_error_shapes():
+    with pytest.raises(DatasetError, match="'spectra_err' has shape"):
+        Dataset(spectra=np.ones((3, 4)), spectra_err=np.ones((3, 5)))
+    with pytest.raises(DatasetError, match="column 'mag' has 2 values but the dataset has 3 stars"):
+        Dataset(spectra=np.ones((3, 4)), columns={"mag": [1.0, 2.0]})
+    with pytest.raises(DatasetError, match="'spectra' must be 2-D"):
+        Dataset(spectra=np.ones(4))
+    with pytest.raises(DatasetError, match="column 'mag' must be 1-D"):
+        Dataset(columns={"mag": np.ones((2, 2))})
+    with pytest.raises(DatasetError, match="without 'spectra'"):
+        Dataset(spectra_err=np.ones((2, 2)))
+    with pytest.raises(DatasetError, match="needs spectra or at least one column"):
+        Dataset()
+    with pytest.raises(DatasetError, match="'spectra' must be a numeric"):
+        Dataset(spectra=np.array([["a", "b"]]))
+
+
+def test_error_units():
+    with pytest.raises(DatasetError, match="column 'parallax' has unit 'pc'"):
+        Dataset(columns={"parallax": [1.0]}, units={"parallax": "pc"})
+    t = Table({"teff": [4500.0]})
+    t["teff"].unit = "mag"
+    with pytest.raises(DatasetError, match="column 'teff'.*canonical unit 'K'"):
+        read_dataset(t)
+    with pytest.raises(DatasetError, match="unknown unit"):
+        Dataset(columns={"mag": [1.0]}, units={"mag": "furlongs per bogus"})
+    with pytest.raises(DatasetError, match="holds strings but has unit"):
+        Dataset(columns={"apogee_id": ["a"]}, units={"apogee_id": "deg"})
+    with pytest.raises(DatasetError, match="units given for 'snr'"):
+        Dataset(columns={"mag": [1.0]}, units={"snr": ""})
+    with pytest.raises(DatasetError, match="Quantity in 'mas' but units gives 'deg'"):
+        Dataset(columns={"parallax": [1.0] * u.mas}, units={"parallax": "deg"})
+
+
+def test_error_files(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        read_dataset(tmp_path / "nope.h5")
+    bad = tmp_path / "corrupt.h5"
+    bad.write_bytes(b"not hdf5" * 10)
+    with pytest.raises(DatasetError, match="cannot read .* as HDF5"):
+        read_dataset(bad)
+    bad_fits = tmp_path / "corrupt.fits"
+    bad_fits.write_bytes(b"not fits" * 10)
+    with pytest.raises(DatasetError, match="cannot read .* as a table"):
+        read_dataset(bad_fits)
+    two_d = tmp_path / "twod.h5"
+    with h5py.File(two_d, "w") as f:
+        f["mag"] = np.ones((3, 2))
+    with pytest.raises(DatasetError, match="column 'mag' .* must be 1-D"):
+        read_dataset(two_d)
+    group = tmp_path / "group.h5"
+    with h5py.File(group, "w") as f:
+        f.create_group("gaia")
+    with pytest.raises(DatasetError, match="'gaia' .* is a group"):
+        read_dataset(group)
+    with pytest.raises(TypeError, match="source must be"):
+        read_dataset(42)
+    with pytest.raises(TypeError, match="not a single string"):
+        read_dataset(Dataset(columns={"mag": [1.0]}), require="mag")
+
+
+def test_attrs_validated():
+    with pytest.raises(DatasetError, match="reserved"):
+        Dataset(columns={"mag": [1.0]}, attrs={"format_version": 3})
+    with pytest.raises(DatasetError, match="attribute 'bad' must be a string, a number"):
+        Dataset(columns={"mag": [1.0]}, attrs={"bad": object()})
+    with pytest.raises(DatasetError, match="attribute 'bad' is not JSON-serialisable"):
+        Dataset(columns={"mag": [1.0]}, attrs={"bad": {"a": object()}})
+
+
+def test_structured_attrs_round_trip(tmp_path):
+    report = {"sample": "train", "removed": {"snr": 3, "starflag": 1}, "n_selected": 6}
+    ds = Dataset(columns={"mag": [1.0]}, attrs={"selection": report, "cuts": ["snr", "starflag"], "note": "[x"})
+    ds.write(tmp_path / "a.h5")
+    back = read_dataset(tmp_path / "a.h5")
+    assert back.attrs == {"selection": report, "cuts": ["snr", "starflag"], "note": "[x"}
+    ds.write(tmp_path / "a.ecsv")
+    assert read_dataset(tmp_path / "a.ecsv").attrs == back.attrs
+    ds.write(tmp_path / "a.fits")  # structured values as JSON text in the header
+    assert json.loads(read_dataset(tmp_path / "a.fits").attrs["selection"]) == report
+    with pytest.warns(UserWarning, match="do not keep the dataset attributes"):
+        ds.write(tmp_path / "a.vot")
+
+
+# ------------------------------------------------------------ dataset methods
+def test_subset_with_columns_and_read_only(dataset):
+    sub = dataset.subset(dataset["starflag"] == 0)
+    assert len(sub) == 5 and list(sub["source_id"][:2]) == [11, -9999]
+    np.testing.assert_array_equal(sub["spectra"], dataset["spectra"][dataset["starflag"] == 0])
+    rev = dataset.subset([6, 0])
+    assert list(rev["apogee_id"]) == [dataset["apogee_id"][6], dataset["apogee_id"][0]]
+    with pytest.raises(DatasetError, match="boolean index has shape"):
+        dataset.subset(np.ones(3, bool))
+    with pytest.raises(DatasetError, match="out of range"):
+        dataset.subset([7])
+    new = dataset.with_columns(snr=np.arange(N) * 50.0, parallax=np.arange(N) * 1000.0, units={"parallax": "uas"})
+    assert new.names[-1] == "snr" and new["parallax"][3] == 3.0 and "snr" not in dataset
+    with pytest.raises(ValueError, match="read-only"):
+        dataset["mag"][0] = 1.0
+    with pytest.raises(ValueError, match="read-only"):
+        dataset["spectra"][0, 0] = 1.0
+    with pytest.raises(TypeError, match="not numeric"):
+        dataset.quantity("apogee_id")
+    assert "spectra" in dataset and "spectra_err" in dataset and "mag" in dataset
+    assert "N=7" in repr(dataset)

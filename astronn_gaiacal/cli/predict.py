@@ -3,7 +3,7 @@ NAME = "predict"
 HELP = "NN distances and parallaxes (with uncertainties) for a dataset, written as a Table-1 FITS catalogue"
 
 GAIA_PASSTHROUGH = ("source_id", "phot_g_mean_mag", "bp_rp", "teff", "logg", "fe_h", "snr", "ruwe",
-                    "visibility_periods_used")
+                    "visibility_periods_used", "pmra", "pmra_error", "pmdec", "pmdec_error")
 
 
 def add_arguments(parser):
@@ -19,19 +19,13 @@ def add_arguments(parser):
 def catalogue_for(net, ds, mc_num=100, batch_size=None):
     """Table-1 catalogue (QTable) of a dataset under a model."""
     from .. import pipeline
-    from ..catalogue import build_catalogue
+    from ..catalogue import catalogue_from_dataset
 
     stars = pipeline.predict_stars(net, ds, mc_num=mc_num, batch_size=batch_size)
-    extra = {name: ds[name] for name in GAIA_PASSTHROUGH if name in ds}
-    return build_catalogue(
-        fakemag=stars["fakemag"], fakemag_error=stars["fakemag_error"],
-        fakemag_model_error=stars["fakemag_model_error"], mag=ds.corrected_mag(),
-        apogee_id=ds["apogee_id"] if "apogee_id" in ds else None,
-        ra=ds["ra"] if "ra" in ds else None, dec=ds["dec"] if "dec" in ds else None,
-        gaia_parallax=ds.quantity("parallax") if "parallax" in ds else None,
-        gaia_parallax_error=ds.quantity("parallax_error") if "parallax_error" in ds else None,
+    return catalogue_from_dataset(
+        ds, stars["fakemag"], stars["fakemag_error"], stars["fakemag_model_error"],
         zeropoint=stars.get("zeropoint"), zeropoint_error=stars.get("zeropoint_error"),
-        extra_columns=extra,
+        gaia_columns=GAIA_PASSTHROUGH,
     )
 
 
@@ -41,6 +35,7 @@ def run(args):
     import numpy as np
 
     from ..catalogue import write_catalogue
+    from ..constants import is_missing
     from ._common import UsageError, load_dataset, load_model, print_json
 
     if os.path.exists(args.out) and not args.overwrite:
@@ -56,11 +51,12 @@ def run(args):
     except ValueError as err:
         raise UsageError(str(err)) from None
     write_catalogue(table, args.out, overwrite=args.overwrite)
-    dist = table["dist"].value
+    dist, dist_err = table["dist"].value, table["dist_error"].value
+    ok = ~is_missing(dist) & ~is_missing(dist_err)  # the catalogue marks missing values with -9999
     summary = {
         "out": os.path.abspath(args.out), "n_stars": len(table),
-        "n_with_distance": int(np.isfinite(dist).sum()),
-        "median_fractional_dist_error": float(np.nanmedian(table["dist_error"].value / dist)),
+        "n_with_distance": int((~is_missing(dist)).sum()),
+        "median_fractional_dist_error": float(np.median(dist_err[ok] / dist[ok])) if ok.any() else float("nan"),
     }
     if args.json:
         print_json(summary)

@@ -1,36 +1,69 @@
-"""``astronn-gaiacal spectra``: apStar files to a dataset file."""
+"""``astronn-gaiacal spectra FILES_OR_DIR... --out DATA.h5``.
+
+Continuum-normalises apStar files as in the paper and writes the dataset
+format with ``spectra``, ``spectra_err``, ``mag`` (K), ``mag_ext`` (AKTARG),
+``apogee_id``, ``ra``, ``dec`` (and ``mag_error``, ``snr``, ``starflag``,
+``vscatter``, ``nvisits``, ``apstar_file``).  Files that cannot be read are
+reported one by one on stderr and skipped; a summary goes to stdout (JSON with
+``--json``).  Exit 2 (no output written) if no file at all could be read.
+"""
+import os
+
+from ._common import UsageError, print_json
+
 NAME = "spectra"
-HELP = "continuum-normalise APOGEE apStar files (or folders of them) into an HDF5 dataset"
+HELP = "continuum-normalise APOGEE apStar files into a dataset file (HDF5)"
 
 
 def add_arguments(parser):
-    parser.add_argument("inputs", nargs="+", metavar="FILES_OR_DIR", help="apStar FITS files and/or folders")
-    parser.add_argument("--out", required=True, metavar="DATA.h5", help="output dataset file")
-    parser.add_argument("--dr", type=int, default=None, help="APOGEE data release (default: from file names, else 17)")
-    parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
+    parser.add_argument("sources", nargs="+", metavar="FILES_OR_DIR",
+                        help="apStar files and/or folders of apStar*.fits files")
+    parser.add_argument("--out", required=True, metavar="DATA.h5", help="dataset file to write (.h5 or .hdf5)")
+    parser.add_argument("--dr", type=int, default=None,
+                        help="APOGEE data release of the continuum mask (default: from each file name, else 17; "
+                             "the paper used 14)")
+    parser.add_argument("--row", type=int, default=0,
+                        help="row of multi-visit files to use (default 0, the combined spectrum)")
+    parser.add_argument("--plot", metavar="PNG", default=None, help="also plot the first spectra into this PNG")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 def run(args):
-    import os
+    from ..constants import APOGEE_DEFAULT_DR
+    from ..dataset import write_dataset
+    from ..spectra import SUPPORTED_DRS, load_apstar_batch, plot_spectra
 
-    from ..spectra import read_apstar_files
-    from ._common import UsageError, print_json
-
-    if os.path.exists(args.out) and not args.overwrite:
-        raise UsageError(f"output file {args.out} already exists (use --overwrite to replace it)")
-    ds, report = read_apstar_files(args.inputs, dr=args.dr, progress=not args.json)
-    summary = {"read": report["read"], "failed": dict(report["failed"]), "out": None}
-    if ds is None:
-        for path, reason in report["failed"].items():
-            print(f"skipped {reason}")
-        raise UsageError(f"none of the {len(report['failed'])} input file(s) could be read")
-    ds.write(args.out, overwrite=args.overwrite)
-    summary["out"] = os.path.abspath(args.out)
+    out = args.out
+    if not out.lower().endswith((".h5", ".hdf5")):
+        raise UsageError(f"--out must be an HDF5 file (.h5 or .hdf5); got '{out}'")
+    for target in (out, args.plot):
+        if target and os.path.exists(target) and not args.overwrite:
+            raise UsageError(f"'{target}' already exists; pass --overwrite to replace it")
+    if args.plot and not args.plot.lower().endswith(".png"):
+        raise UsageError(f"--plot must be a .png file; got '{args.plot}'")
+    if args.dr is not None and args.dr not in SUPPORTED_DRS:
+        raise UsageError(f"--dr {args.dr} is not supported; use one of {SUPPORTED_DRS}")
+    if args.row < 0:
+        raise UsageError(f"--row must be >= 0; got {args.row}")
+    batch = load_apstar_batch(args.sources, dr=args.dr, row=args.row, progress=not args.no_progress)
+    if batch.dataset is None:
+        raise UsageError(f"none of the {batch.n_input} input(s) could be read; nothing written")
+    write_dataset(out, batch.dataset, overwrite=args.overwrite)
+    if args.plot:
+        plot_spectra(batch.dataset, args.plot, dr=batch.dataset.attrs.get("continuum_dr", APOGEE_DEFAULT_DR),
+                     overwrite=args.overwrite)
+    summary = {
+        "out": os.path.abspath(out),
+        "plot": os.path.abspath(args.plot) if args.plot else None,
+        "n_input": batch.n_input,
+        "n_written": batch.n_read,
+        "n_skipped": len(batch.failed),
+        "skipped": [{"path": p, "reason": r} for p, r in batch.failed],
+    }
     if args.json:
         print_json(summary)
     else:
-        for reason in report["failed"].values():
-            print(f"skipped {reason}")
-        print(f"wrote {report['read']} spectra to {args.out} ({len(report['failed'])} file(s) skipped)")
+        print(f"wrote {batch.n_read} spectra to {out} ({len(batch.failed)} of {batch.n_input} input(s) skipped)")
     return 0
