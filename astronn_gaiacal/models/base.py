@@ -272,8 +272,10 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         """Spectrum ``(batch, n_pixels)`` -> ``(fakemag, log_variance)``, each ``(batch, 1)``.
 
         The paper's architecture: Conv1D(2, 8) -> Conv1D(4, 8) -> MaxPool(4) ->
-        Dense(164) -> Dense(64), ReLU, MC dropout after every layer, L2
-        regularisation; a Softplus fakemag head and a linear log-variance head.
+        Dense(164) -> Dense(64), ReLU, MC dropout after every layer but the
+        last hidden one (as in astroNN's ``ApogeeDR14GaiaDR2BCNN``; dropout there
+        slows the joint fit badly), L2 regularisation; a Softplus fakemag head
+        and a linear log-variance head.
         Override in a subclass for another survey.
         """
         reg = keras.regularizers.l2(self.l2)
@@ -289,9 +291,11 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         )(x)
         x = keras.layers.MaxPooling1D(pool_size=self.pool_length)(keras.layers.Activation(self.activation)(x))
         x = self._dropout(keras.layers.Flatten()(x))
-        for units in self.luminosity_hidden:
+        for i, units in enumerate(self.luminosity_hidden):
             x = keras.layers.Dense(units, kernel_initializer=self._initializer(), kernel_regularizer=reg)(x)
-            x = self._dropout(keras.layers.Activation(self.activation)(x))
+            x = keras.layers.Activation(self.activation)(x)
+            if i < len(self.luminosity_hidden) - 1:  # none before the heads, as in astroNN
+                x = self._dropout(x)
         return self._luminosity_heads(x)
 
     def _luminosity_heads(self, x):

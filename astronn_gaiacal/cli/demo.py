@@ -1,0 +1,39 @@
+"""``astronn-gaiacal demo``: the whole method on a built-in mock survey (no network, no data)."""
+NAME = "demo"
+HELP = ("simulate a mock APOGEE x Gaia survey with an injected zero-point, train the no-offset, constant and "
+        "multivariate models, and report (JSON, text, FITS catalogue, PNG plots)")
+
+
+def add_arguments(parser):
+    parser.add_argument("--out", default="demo_out", metavar="DIR", help="output folder (default: demo_out)")
+    parser.add_argument("--full", action="store_true",
+                        help="the paper's scale: 35,112 training / 33,468 test stars, 40 epochs (hours on a CPU)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the mock survey and training")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    sizes = parser.add_argument_group("sizes (override the defaults of the default or --full demo)")
+    for name, kind, text in (("n-train", int, "training stars (S/N > 200)"), ("n-test", int, "test stars (S/N < 200)"),
+                             ("epochs", int, "training epochs"), ("ensemble", int, "members of the constant model's "
+                             "deep ensemble"), ("mc-num", int, "MC-dropout passes at inference")):
+        sizes.add_argument(f"--{name}", type=kind, default=None, help=text)
+
+
+def run(args):
+    import sys
+
+    from ..demo import run_demo
+    from ._common import UsageError, astronn_chatter_to_stderr, print_json
+
+    config = {k: getattr(args, k) for k in ("n_train", "n_test", "epochs", "ensemble", "mc_num")
+              if getattr(args, k) is not None}
+    for key, value in config.items():
+        if value < 1:
+            raise UsageError(f"--{key.replace('_', '-')} must be positive, got {value}")
+    with astronn_chatter_to_stderr():
+        report = run_demo(args.out, full=args.full, seed=args.seed, progress=True, config=config,
+                          log=lambda line: print(f"[demo] {line}", file=sys.stderr, flush=True))
+    text = report.pop("text")
+    if args.json:
+        print_json(report)
+    else:
+        print(text)
+    return 0

@@ -1,0 +1,98 @@
+"""``astronn-gaiacal simulate``: write a mock APOGEE x Gaia DR2 dataset."""
+NAME = "simulate"
+HELP = ("write a mock APOGEE x Gaia DR2 survey (HDF5 dataset format) with an injected parallax zero-point; "
+        "with --test-out, split it at S/N 200 into a training and a test set as in the paper")
+
+ZEROPOINT_CHOICES = ("constant", "paper-g", "paper-bp-rp", "paper-teff", "paper-all")
+_PAPER_FEATURES = {
+    "paper-g": ("phot_g_mean_mag",),
+    "paper-bp-rp": ("bp_rp",),
+    "paper-teff": ("teff",),
+    "paper-all": ("phot_g_mean_mag", "bp_rp", "teff"),
+}
+
+
+def add_arguments(parser):
+    parser.add_argument("out", metavar="OUT", help="output .h5 file (the training set with --test-out)")
+    parser.add_argument("-n", "--n-stars", type=int, default=5000,
+                        help="number of stars (training stars with --test-out; default 5000)")
+    parser.add_argument("--test-out", metavar="FILE", help="also write a test set (S/N < 200) to FILE")
+    parser.add_argument("--n-test", type=int, default=None, help="test stars with --test-out (default: --n-stars)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--zeropoint", choices=ZEROPOINT_CHOICES, default="constant",
+                        help="injected zero-point: constant (--zeropoint-uas) or the paper's quadratic trends "
+                             "(eqs. 7-9) in G, BP-RP, Teff or their average (default constant)")
+    parser.add_argument("--zeropoint-uas", type=float, default=None,
+                        help="the constant zero-point in uas (default -52.3, the paper's value)")
+    parser.add_argument("--dib", action="store_true", help="add the weak diffuse-interstellar-band feature")
+    parser.add_argument("--plot", metavar="PNG", help="also write an overview figure of the (training) set")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--json", action="store_true", help="print a JSON summary")
+
+
+def _zeropoint(args):
+    from astropy import units as u
+
+    from ..constants import PAPER_ZEROPOINT_UAS
+    from ..simulate import paper_quadratic_zeropoint
+    from ._common import UsageError
+
+    if args.zeropoint == "constant":
+        value = PAPER_ZEROPOINT_UAS if args.zeropoint_uas is None else args.zeropoint_uas
+        return value * u.uas
+    if args.zeropoint_uas is not None:
+        raise UsageError(f"--zeropoint-uas applies to --zeropoint constant, not {args.zeropoint}")
+    return paper_quadratic_zeropoint(*_PAPER_FEATURES[args.zeropoint])
+
+
+def run(args):
+    import os
+
+    import numpy as np
+
+    from ._common import UsageError, print_json
+
+    if args.n_stars < 1 or (args.n_test is not None and args.n_test < 1):
+        raise UsageError("--n-stars and --n-test must be positive")
+    outs = [args.out] + ([args.test_out] if args.test_out else [])
+    if args.plot and not args.plot.endswith(".png"):
+        raise UsageError(f"--plot {args.plot} must be a .png file")
+    for path in outs + ([args.plot] if args.plot else []):
+        if path in outs and not path.endswith((".h5", ".hdf5")):
+            raise UsageError(f"output {path} must be an HDF5 file (.h5 or .hdf5)")
+        if os.path.exists(path) and not args.overwrite:
+            raise UsageError(f"{path} exists; pass --overwrite to replace it")
+    if args.n_test is not None and not args.test_out:
+        raise UsageError("--n-test needs --test-out")
+    zeropoint = _zeropoint(args)
+
+    from ..dataset import read_dataset
+    from ..simulate import plot_survey, write_survey, write_train_test
+
+    if args.test_out:
+        write_train_test(args.out, args.test_out, args.n_stars, args.n_test or args.n_stars, seed=args.seed,
+                         dib=args.dib, overwrite=args.overwrite, zeropoint=zeropoint, progress=True)
+    else:
+        write_survey(args.out, args.n_stars, seed=args.seed, zeropoint=zeropoint, dib=args.dib,
+                     overwrite=args.overwrite, progress=True)
+    summary = {"files": []}
+    for path in outs:
+        ds = read_dataset(path)
+        summary["files"].append({
+            "path": os.path.abspath(path),
+            "n_stars": len(ds),
+            "snr_median": float(np.median(ds["snr"])),
+            "zeropoint_mean_uas": float(ds["true_zeropoint"].mean() * 1000.0),
+            "zeropoint_model": ds.attrs.get("zeropoint_model", ""),
+        })
+    if args.plot:
+        summary["plot"] = plot_survey(read_dataset(args.out), args.plot)
+    if args.json:
+        print_json(summary)
+    else:
+        for f in summary["files"]:
+            print(f"{f['path']}: {f['n_stars']} stars, median S/N {f['snr_median']:.0f}, "
+                  f"mean injected zero-point {f['zeropoint_mean_uas']:.2f} uas ({f['zeropoint_model']})")
+        if args.plot:
+            print(f"overview figure: {summary['plot']}")
+    return 0

@@ -1,0 +1,251 @@
+"""The main job on built-in data: simulate, train the three offset variants, calibrate, infer, report.
+
+A mock APOGEE x Gaia DR2 survey (:mod:`astronn_gaiacal.simulate`) is split as
+in the paper into a high-S/N training set and a low-S/N test set.  Two Gaia
+catalogues are drawn for the same stars: one with a constant zero-point
+(-52.3 uas, the paper's value) and one with a zero-point that varies with G
+(the paper's eq. 7 shape).  The no-offset and constant models are trained on
+the first, the multivariate model on the second; then everything is evaluated
+on the test set and written to ``out``:
+
+* ``report.json`` / ``report.txt``: recovered vs injected zero-point, distance
+  accuracy (sigma_MAD and median bias of fractional residuals, paper eq. 10);
+* ``catalogue.fits``: the Table-1 catalogue of the test set (constant model);
+* ``fig3_parallax_residuals.png``, ``fig4_zeropoint_trends.png``,
+  ``fig7_sigma_mad.png``, ``distance_comparison.png``;
+* ``models/``: the trained model folders.
+"""
+import json
+import os
+import time
+
+import numpy as np
+from astropy import units as u
+
+from . import pipeline, plots
+from ._io import atomic_path
+from .catalogue import catalogue_from_dataset, write_catalogue
+from .constants import PAPER_ZEROPOINT_UAS
+from .metrics import accuracy
+from .trends import fit_quadratic_trend
+
+#: Demo sizes: the default fits in ~10 minutes on 2 CPU cores; 'full' is the paper's scale.
+CONFIGS = {
+    "default": dict(n_train=3000, n_test=2000, epochs=20, ensemble=3, mc_num=50, lr=1e-3),
+    "full": dict(n_train=35112, n_test=33468, epochs=40, ensemble=5, mc_num=100, lr=1e-3),
+}
+
+#: Injected trend for the multivariate demonstration (mas): the paper's eq. 7 shape in G.
+def injected_trend(columns):
+    """Zero-point injected in the multivariate demo: ``1.18(G-16)^2 - 0.92(G-16) - 55.49`` uas, G clipped to 11-17."""
+    from .simulate import paper_quadratic_zeropoint
+
+    return paper_quadratic_zeropoint("phot_g_mean_mag")(columns)
+
+
+def _with_zeropoint(ds, zeropoint_mas, seed):
+    """Same stars and spectra, a new Gaia catalogue parallax with another injected zero-point."""
+    rng = np.random.default_rng(seed)
+    plx = ds["true_parallax"] + zeropoint_mas + ds["parallax_error"] * rng.standard_normal(len(ds))
+    return ds.with_columns(parallax=plx * u.mas, true_zeropoint=zeropoint_mas * u.mas)
+
+
+def _accuracy_block(fakemag, ds, select):
+    block = {}
+    giants = ds["logg"] < 3.5
+    good_gaia = ds["parallax_error"] / np.abs(ds["parallax"]) < 0.05
+    for name, sel in (("all", select), ("giants", select & giants), ("giants_gaia_err_lt_5pct", select & giants & good_gaia)):
+        if sel.sum() == 0:
+            continue
+        acc = accuracy(fakemag[sel], ds["true_fakemag"][sel])
+        block[name] = {"n": acc["n"], "sigma_mad": acc["sigma_mad"], "median_bias": acc["median_bias"]}
+        if name == "giants_gaia_err_lt_5pct":
+            vs_gaia = accuracy(1.0 / ds["parallax"][sel], 1.0 / (fakemag[sel] * 10 ** (-0.2 * ds.corrected_mag()[sel])))
+            block[name]["vs_gaia_sigma_mad"] = vs_gaia["sigma_mad"]
+            block[name]["vs_gaia_median_bias"] = vs_gaia["median_bias"]
+    return block
+
+
+def _text_report(r):
+    zc = r["zeropoint"]["constant"]
+    lines = [
+        "astronn-gaiacal demo: joint spectro-photometric distances and Gaia parallax zero-point",
+        f"  mock survey: {r['settings']['n_train']} training stars (S/N > 200), {r['settings']['n_test']} test stars (S/N < 200)",
+        "",
+        "Zero-point (convention: parallax_gaia = parallax_true + zero-point)",
+        f"  injected constant        {zc['injected_uas']:8.2f} uas",
+        f"  recovered (constant)     {zc['value_uas']:8.2f} +- {zc['error_uas']:.2f} uas  "
+        f"(MC dropout {zc['mc_error_uas']:.2f}, ensemble {zc['ensemble_error_uas']:.2f}; pull {zc['pull']:+.2f})",
+    ]
+    mv = r["zeropoint"]["multivariate"]
+    lines.append(
+        f"  multivariate vs injected trend in G: slope {mv['slope_uas_per_mag']:+.2f} uas/mag (injected "
+        f"{mv['injected_slope_uas_per_mag']:+.2f}); rms difference {mv['rms_difference_uas']:.2f} uas"
+    )
+    for name, trend in mv.get("quadratic_trends", {}).items():
+        lines.append(f"    {name}: {trend['a']:.3g}(x-{trend['pivot']:g})^2 + {trend['b']:.3g}(x-{trend['pivot']:g}) "
+                     f"+ {trend['c']:.3g} uas, valid {trend['valid_range'][0]:.3g}..{trend['valid_range'][1]:.3g}")
+    no = r["no_offset"]
+    lines += [
+        f"  no-offset model: median NN - true parallax for parallax < 0.5 mas {no['median_residual_small_parallax_uas']:+.1f} uas "
+        f"(constant model {r['zeropoint']['constant']['median_residual_small_parallax_uas']:+.1f} uas)",
+        "",
+        "Distances on the test set (fractional residuals vs truth: sigma_MAD, median bias)",
+    ]
+    for model, block in r["distances"].items():
+        for sample, acc in block.items():
+            extra = ""
+            if "vs_gaia_sigma_mad" in acc:
+                extra = f"; vs Gaia {100 * acc['vs_gaia_sigma_mad']:.1f}%"
+            lines.append(f"  {model:<13} {sample:<24} n={acc['n']:<6} sigma_MAD {100 * acc['sigma_mad']:5.1f}%  "
+                         f"bias {100 * acc['median_bias']:+5.1f}%{extra}")
+    lines += ["", f"Wall time {r['timing_s']['total']:.0f} s; files in {r['out']}"]
+    return "\n".join(lines)
+
+
+def run_demo(out, full=False, seed=0, progress=True, log=print, config=None):
+    """Run the demo and write its outputs into the folder ``out``.
+
+    Parameters
+    ----------
+    out : str
+        Output folder (created; existing files with the same names are replaced).
+    full : bool
+        The paper's scale (35,112 / 33,468 stars, 40 epochs); hours on a CPU.
+    seed : int
+    progress : bool
+    log : callable
+        Receives one line per step.
+    config : dict, optional
+        Override entries of :data:`CONFIGS` (e.g. for tests).
+
+    Returns
+    -------
+    dict
+        The report (also written to ``report.json``).
+    """
+    from .simulate import simulate_train_test
+
+    cfg = dict(CONFIGS["full" if full else "default"], **(config or {}))
+    os.makedirs(out, exist_ok=True)
+    t0 = time.time()
+    timing = {}
+
+    log(f"simulating {cfg['n_train']} training + {cfg['n_test']} test stars")
+    train, test = simulate_train_test(cfg["n_train"], cfg["n_test"], seed=seed, zeropoint=PAPER_ZEROPOINT_UAS * u.uas,
+                                      progress=progress)
+    train_mv = _with_zeropoint(train, injected_trend(train).to_value(u.mas), seed + 101)
+    test_mv = _with_zeropoint(test, injected_trend(test).to_value(u.mas), seed + 102)
+    timing["simulate"] = time.time() - t0
+
+    models, fits = {}, {}
+    common = dict(epochs=cfg["epochs"], lr=cfg["lr"], progress=progress, seed=seed)
+    for name, offset, ds, ensemble in (
+        ("no_offset", "none", train, 1),
+        ("constant", "constant", train, cfg["ensemble"]),
+        ("multivariate", "multivariate", train_mv, 1),
+    ):
+        t = time.time()
+        log(f"training the {name} model" + (f" ({ensemble}-member ensemble)" if ensemble > 1 else ""))
+        models[name], _ = pipeline.train(ds, offset=offset, ensemble=ensemble, **common)
+        models[name].save(os.path.join(out, "models", name), overwrite=True)
+        timing[f"train_{name}"] = time.time() - t
+
+    t = time.time()
+    log("inferring the test set with MC dropout")
+    for name, model in models.items():
+        fits[name] = pipeline.predict_stars(model, test_mv if name == "multivariate" else test, mc_num=cfg["mc_num"])
+    timing["predict"] = time.time() - t
+
+    # ---- zero-point
+    injected = PAPER_ZEROPOINT_UAS
+    value, error, parts = models["constant"].zeropoint(mc_num=cfg["mc_num"], components=True)
+    small = test["true_parallax"] < 0.5
+
+    def small_parallax_residual(name):
+        nn_plx = fits[name]["fakemag"] * 10 ** (-0.2 * test.corrected_mag())
+        return float(np.median(nn_plx[small] - test["true_parallax"][small]) * 1000)
+
+    g = test_mv["phot_g_mean_mag"]
+    zp_mv = fits["multivariate"]["zeropoint"].to_value(u.uas)
+    truth_mv = test_mv["true_zeropoint"] * 1000
+    fit_range = (g > 11) & (g < 17)
+    slope = float(np.polyfit(g[fit_range], zp_mv[fit_range], 1)[0])
+    slope_true = float(np.polyfit(g[fit_range], truth_mv[fit_range], 1)[0])
+    trends = {}
+    for feat in models["multivariate"].offset_features:
+        x = np.asarray(test_mv[feat], dtype=float)
+        trends[feat] = fit_quadratic_trend(x, fits["multivariate"]["zeropoint"],
+                                           fits["multivariate"]["zeropoint_error"], feature=feat).to_dict()
+
+    report = {
+        "out": os.path.abspath(out),
+        "settings": {**cfg, "seed": seed, "full": bool(full)},
+        "zeropoint": {
+            "convention": "parallax_gaia = parallax_true + zeropoint",
+            "constant": {
+                "injected_uas": injected,
+                "value_uas": float(value.to_value(u.uas)),
+                "error_uas": float(error.to_value(u.uas)),
+                "mc_error_uas": float(parts["mc"].to_value(u.uas)),
+                "ensemble_error_uas": float(parts["ensemble"].to_value(u.uas)),
+                "pull": float((value.to_value(u.uas) - injected) / error.to_value(u.uas)),
+                "within_2_sigma": bool(abs(value.to_value(u.uas) - injected) < 2 * error.to_value(u.uas)),
+                "median_residual_small_parallax_uas": small_parallax_residual("constant"),
+            },
+            "multivariate": {
+                "injected": injected_trend.__doc__.split(": ", 1)[1].rstrip("."),
+                "slope_uas_per_mag": slope,
+                "injected_slope_uas_per_mag": slope_true,
+                "rms_difference_uas": float(np.sqrt(np.nanmean((zp_mv - truth_mv) ** 2))),
+                "mean_difference_uas": float(np.nanmean(zp_mv - truth_mv)),
+                "quadratic_trends": trends,
+            },
+        },
+        "no_offset": {"median_residual_small_parallax_uas": small_parallax_residual("no_offset")},
+        "distances": {name: _accuracy_block(fits[name]["fakemag"], test_mv if name == "multivariate" else test,
+                                            np.ones(len(test), bool)) for name in models},
+    }
+
+    # ---- catalogue and plots
+    t = time.time()
+    log("writing the catalogue and plots")
+    cat = catalogue_from_dataset(
+        test, fits["constant"]["fakemag"], fits["constant"]["fakemag_error"], fits["constant"]["fakemag_model_error"],
+        zeropoint=fits["constant"]["zeropoint"], zeropoint_error=fits["constant"]["zeropoint_error"],
+    )
+    write_catalogue(cat, os.path.join(out, "catalogue.fits"), overwrite=True)
+    files = {"catalogue": "catalogue.fits"}
+    nn_plx = {label: fits[name]["fakemag"] * 10 ** (-0.2 * test.corrected_mag()) * u.mas
+              for label, name in (("no offset", "no_offset"), ("constant offset", "constant"))}
+    files["fig3"] = plots.plot_parallax_residuals(test.quantity("parallax"), nn_plx,
+                                                  os.path.join(out, "fig3_parallax_residuals.png"), zeropoint=value)
+    from .trends import QuadraticTrend
+
+    files["fig4"] = plots.plot_zeropoint_trends(
+        {f: test_mv[f] for f in models["multivariate"].offset_features}, fits["multivariate"]["zeropoint"],
+        fits["multivariate"]["zeropoint_error"], os.path.join(out, "fig4_zeropoint_trends.png"),
+        truth=test_mv["true_zeropoint"] * u.mas,
+        trends={k: QuadraticTrend(k, (v["a"], v["b"], v["c"]), (v["a_err"], v["b_err"], v["c_err"]), v["pivot"],
+                                  tuple(v["valid_range"]), v["n_stars"]) for k, v in trends.items()},
+    )
+    resid = fits["constant"]["fakemag"] / test["true_fakemag"] - 1
+    files["fig7"] = plots.plot_sigma_mad({"teff": test["teff"], "logg": test["logg"], "snr": test["snr"]}, resid,
+                                         os.path.join(out, "fig7_sigma_mad.png"))
+    files["distances"] = plots.plot_distance_comparison(cat["dist"], test.quantity("true_distance"),
+                                                        os.path.join(out, "distance_comparison.png"),
+                                                        reference_label="true")
+    report["files"] = {k: os.path.basename(v) for k, v in files.items()}
+    timing["report"] = time.time() - t
+    timing["total"] = time.time() - t0
+    report["timing_s"] = timing
+
+    with atomic_path(os.path.join(out, "report.json"), overwrite=True) as tmp:
+        with open(tmp, "w") as f:
+            json.dump(report, f, indent=2)
+    text = _text_report(report)
+    with atomic_path(os.path.join(out, "report.txt"), overwrite=True) as tmp:
+        with open(tmp, "w") as f:
+            f.write(text + "\n")
+    report["text"] = text
+    return report

@@ -1,0 +1,71 @@
+"""The calibration study: pull bookkeeping, the summary's statistics, and the CLI on tiny sizes."""
+import json
+
+import numpy as np
+import pytest
+from astropy import units as u
+from astropy.table import QTable
+
+from astronn_gaiacal.calibration import ESTIMATES, calibration_study, summarise_pulls
+from astronn_gaiacal.cli import main
+
+
+def _table(pulls_by_estimate, sigma=3.0):
+    cols = {}
+    for est, pull in pulls_by_estimate.items():
+        cols[f"pull_{est}"] = pull
+        cols[f"sigma_{est}"] = np.full(len(pull), sigma) * u.uas
+    return QTable(cols)
+
+
+def test_unit_gaussian_pulls_are_calibrated():
+    rng = np.random.default_rng(1)
+    pulls = {est: rng.standard_normal(20000) for est in ESTIMATES}
+    s = summarise_pulls(_table(pulls))
+    for est in ESTIMATES:
+        assert s[est]["frac_within_1"] == pytest.approx(0.6827, abs=0.01)
+        assert s[est]["frac_within_2"] == pytest.approx(0.9545, abs=0.005)
+        assert s[est]["rms_pull"] == pytest.approx(1.0, abs=0.02)
+        assert s[est]["calibrated"] and s[est]["median_sigma_uas"] == 3.0
+
+
+def test_underestimated_sigma_is_flagged():
+    # astroNN's case: the miss is ~4x the MC-dropout spread
+    rng = np.random.default_rng(2)
+    s = summarise_pulls(_table({est: 4 * rng.standard_normal(5000) for est in ESTIMATES}))
+    for est in ESTIMATES:
+        assert s[est]["frac_within_1"] == pytest.approx(0.197, abs=0.02) and not s[est]["calibrated"]
+
+
+def test_study_rejects_bad_arguments():
+    with pytest.raises(ValueError, match="ensemble must be >= 2"):
+        calibration_study(k=1, ensemble=1)
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        calibration_study(k=0)
+    with pytest.raises(u.UnitTypeError, match="injected"):
+        calibration_study(k=1, injected=3 * u.mag)
+
+
+def test_cli_tiny_study(tmp_path, capsys):
+    out = tmp_path / "study"
+    code = main(["calibrate-study", "--out", str(out), "-k", "2", "--n-train", "120", "--epochs", "1",
+                 "--ensemble", "2", "--mc-num", "3", "--injected-uas", "-40", "--json"])
+    stdout, err = capsys.readouterr()
+    assert code == 0 and err.count("[calibrate-study] realisation") == 2
+    summary = json.loads(stdout)
+    assert set(summary["pulls"]) == set(ESTIMATES) and len(summary["runs"]) == 2
+    for run in summary["runs"]:
+        assert run["pull_ensemble"] == pytest.approx((run["zeropoint"] + 40) / run["sigma_ensemble"])
+        assert run["pull_mc"] == pytest.approx((run["member0"] + 40) / run["sigma_mc"])
+        # ensemble sigma = member spread (+) mean MC spread >= mean MC spread
+        assert run["sigma_ensemble"] >= run["sigma_mc_mean"] > 0
+    t = QTable.read(out / "calibration_study.ecsv")
+    assert len(t) == 2 and t["zeropoint"].unit == u.uas
+    assert (out / "pulls.png").stat().st_size > 5000
+    assert json.loads((out / "summary.json").read_text())["settings"]["injected_uas"] == -40
+
+
+def test_cli_study_bad_input(tmp_path, capsys):
+    assert main(["calibrate-study", "--out", str(tmp_path / "s"), "--ensemble", "1"]) == 2
+    assert "--ensemble must be >= 2" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()

@@ -1,0 +1,145 @@
+"""``demo`` and ``simulate`` subcommands end to end on tiny sizes."""
+import json
+import os
+
+import numpy as np
+import pytest
+from astropy.table import QTable
+
+from astronn_gaiacal.cli import main
+from astronn_gaiacal.constants import PAPER_QUADRATIC_TRENDS, PAPER_ZEROPOINT_UAS
+from astronn_gaiacal.dataset import read_dataset
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    import contextlib
+    import io
+
+    buf, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):
+        code = main(["demo", "--out", str(out), "--json", "--n-train", "200", "--n-test", "150", "--epochs", "2",
+                     "--ensemble", "2", "--mc-num", "4"])
+    return code, json.loads(buf.getvalue()), out, err.getvalue()
+
+
+def test_demo_report(demo_run):
+    code, report, out, err = demo_run
+    assert code == 0
+    assert "[demo] training the constant model (2-member ensemble)" in err
+    zc = report["zeropoint"]["constant"]
+    assert zc["injected_uas"] == PAPER_ZEROPOINT_UAS
+    assert zc["error_uas"] > 0 and np.isclose(zc["error_uas"], np.hypot(zc["mc_error_uas"], zc["ensemble_error_uas"]))
+    assert np.isclose(zc["pull"], (zc["value_uas"] - zc["injected_uas"]) / zc["error_uas"])
+    assert zc["within_2_sigma"] == (abs(zc["pull"]) < 2)
+    mv = report["zeropoint"]["multivariate"]
+    assert np.isfinite(mv["slope_uas_per_mag"]) and np.isfinite(mv["rms_difference_uas"])
+    assert set(report["distances"]) == {"no_offset", "constant", "multivariate"}
+    for block in report["distances"].values():
+        assert block["all"]["n"] == 150 and block["all"]["sigma_mad"] > 0
+    assert report["settings"]["n_train"] == 200 and report["settings"]["epochs"] == 2
+    with open(out / "report.json") as f:
+        assert json.load(f)["zeropoint"] == report["zeropoint"]
+    assert "recovered (constant)" in (out / "report.txt").read_text()
+
+
+def test_demo_injected_trend_matches_eq7(demo_run):
+    _, report, out, _ = demo_run
+    cat = QTable.read(out / "catalogue.fits")
+    # recompute eq. 7 (G clipped to its validity range) and the least-squares slope independently
+    a, b, c = PAPER_QUADRATIC_TRENDS["phot_g_mean_mag"]["coeffs"]
+    pivot = PAPER_QUADRATIC_TRENDS["phot_g_mean_mag"]["pivot"]
+    lo, hi = PAPER_QUADRATIC_TRENDS["phot_g_mean_mag"]["range"]
+    g = np.asarray(cat["phot_g_mean_mag"], dtype=float)
+    x = np.clip(g, lo, hi) - pivot
+    truth = a * x**2 + b * x + c
+    sel = (g > 11) & (g < 17)
+    slope = np.polyfit(g[sel], truth[sel], 1)[0]
+    assert report["zeropoint"]["multivariate"]["injected_slope_uas_per_mag"] == pytest.approx(slope, rel=1e-6)
+
+
+def test_demo_catalogue_and_plots(demo_run):
+    _, report, out, _ = demo_run
+    cat = QTable.read(out / "catalogue.fits")
+    assert len(cat) == 150
+    for col in ("apogee_id", "fakemag", "fakemag_error", "nn_parallax", "nn_parallax_error", "dist", "dist_error",
+                "weighted_dist", "zeropoint"):
+        assert col in cat.colnames, col
+    # distance = 1 / NN parallax, the NN parallax being fakemag * 10^(-m/5) (physics of the conversion)
+    good = np.asarray(cat["nn_parallax"].value) > 0
+    np.testing.assert_allclose(cat["dist"][good].to_value("pc"), 1000.0 / cat["nn_parallax"][good].to_value("mas"),
+                               rtol=1e-4)
+    for name in ("fig3", "fig4", "fig7", "distances"):
+        path = out / report["files"][name]
+        assert path.suffix == ".png" and path.stat().st_size > 5000
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for model in ("no_offset", "constant", "multivariate"):
+        assert (out / "models" / model).is_dir()
+    assert not [p for p in os.listdir(out) if p.startswith(".") or p.endswith(".tmp")]
+
+
+def test_demo_bad_sizes(tmp_path, capsys):
+    code, _, err = _run(capsys, "demo", "--out", str(tmp_path / "d"), "--epochs", "0")
+    assert code == 2 and "--epochs must be positive" in err
+    assert not (tmp_path / "d").exists()
+
+
+def test_simulate_constant_zeropoint(tmp_path, capsys):
+    path = tmp_path / "mock.h5"
+    code, out, _ = _run(capsys, "simulate", str(path), "-n", "400", "--seed", "3", "--json")
+    assert code == 0
+    summary = json.loads(out)
+    ds = read_dataset(str(path))
+    assert len(ds) == 400 and summary["files"][0]["n_stars"] == 400
+    np.testing.assert_allclose(ds["true_zeropoint"], PAPER_ZEROPOINT_UAS / 1000.0)
+    # catalogue parallax = true + zero-point + Gaussian noise of the quoted error
+    pull = (ds["parallax"] - ds["true_parallax"] - PAPER_ZEROPOINT_UAS / 1000.0) / ds["parallax_error"]
+    assert abs(pull.mean()) < 4 / np.sqrt(400) and 0.85 < pull.std() < 1.15
+    # same seed, same file content
+    again = tmp_path / "again.h5"
+    assert _run(capsys, "simulate", str(again), "-n", "400", "--seed", "3")[0] == 0
+    np.testing.assert_array_equal(read_dataset(str(again))["spectra"], ds["spectra"])
+
+
+def test_simulate_train_test_paper_trend(tmp_path, capsys):
+    tr, te, png = tmp_path / "tr.h5", tmp_path / "te.h5", tmp_path / "s.png"
+    code, _, _ = _run(capsys, "simulate", str(tr), "-n", "300", "--test-out", str(te), "--n-test", "200",
+                      "--zeropoint", "paper-g", "--plot", str(png))
+    assert code == 0 and png.stat().st_size > 5000
+    train, test = read_dataset(str(tr)), read_dataset(str(te))
+    assert (train["snr"] > 200).all() and (test["snr"] < 200).all()
+    a, b, c = PAPER_QUADRATIC_TRENDS["phot_g_mean_mag"]["coeffs"]
+    lo, hi = PAPER_QUADRATIC_TRENDS["phot_g_mean_mag"]["range"]
+    x = np.clip(test["phot_g_mean_mag"], lo, hi) - PAPER_QUADRATIC_TRENDS["phot_g_mean_mag"]["pivot"]
+    np.testing.assert_allclose(test["true_zeropoint"] * 1000.0, a * x**2 + b * x + c, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["mock.csv"], "must be an HDF5 file"),
+        (["mock.h5", "-n", "0"], "must be positive"),
+        (["mock.h5", "--zeropoint", "paper-g", "--zeropoint-uas", "-30"], "--zeropoint-uas applies"),
+        (["mock.h5", "--n-test", "10"], "--n-test needs --test-out"),
+        (["mock.h5", "--plot", "x.pdf"], "must be a .png file"),
+    ],
+)
+def test_simulate_bad_input(tmp_path, capsys, argv, message):
+    argv = [str(tmp_path / a) if a.endswith((".h5", ".csv", ".pdf")) else a for a in argv]
+    code, _, err = _run(capsys, "simulate", *argv)
+    assert code == 2 and message in err
+    assert os.listdir(tmp_path) == []
+
+
+def test_simulate_refuses_to_overwrite(tmp_path, capsys):
+    path = tmp_path / "m.h5"
+    path.write_bytes(b"keep")
+    code, _, err = _run(capsys, "simulate", str(path), "-n", "10")
+    assert code == 2 and "--overwrite" in err and path.read_bytes() == b"keep"
