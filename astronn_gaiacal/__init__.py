@@ -50,9 +50,7 @@ def show_versions(file=None):
         except metadata.PackageNotFoundError:
             installed = "not installed"
         print(f"{dist:<23} {installed:<14} supported {spec}", file=out)
-    print(f"keras API       {_compat.KERAS_VERSION} (tf.keras route: "
-          f"{'tf-keras, TF_USE_LEGACY_KERAS=1' if _compat.TF_VERSION >= (2, 16) else 'built-in Keras 2'})",
-          file=out)
+    print(f"keras API       {_compat.KERAS_VERSION} (tf.keras route: {_compat.KERAS_ROUTE})", file=out)
     for name, stack in STACKS.items():
         print(f"tested stack    {name}: {stack}", file=out)
 

@@ -47,7 +47,16 @@ _activate_legacy_keras()
 import tensorflow as tf  # noqa: E402
 
 TF_VERSION = tuple(int(p) for p in tf.__version__.split(".")[:2])
-if TF_VERSION >= (2, 16):
+
+#: True where TensorFlow has a Keras 3 mode (TF >= 2.16): Keras 2 then comes
+#: from the separate ``tf-keras`` package.  False on older TensorFlow, whose
+#: built-in ``tf.keras`` is Keras 2.  The only TensorFlow-version switch.
+USES_TF_KERAS = TF_VERSION >= (2, 16)
+
+#: How ``tf.keras`` reaches Keras 2 on this install (for :func:`show_versions`).
+KERAS_ROUTE = "tf-keras, TF_USE_LEGACY_KERAS=1" if USES_TF_KERAS else "built-in Keras 2"
+
+if USES_TF_KERAS:
     try:
         import tf_keras as keras  # noqa: E402
     except ImportError as err:  # pragma: no cover - depends on the install
@@ -65,4 +74,4 @@ else:
 
 KERAS_VERSION = keras.__version__
 
-__all__ = ["tf", "keras", "TF_VERSION", "KERAS_VERSION"]
+__all__ = ["tf", "keras", "TF_VERSION", "KERAS_VERSION", "USES_TF_KERAS", "KERAS_ROUTE"]

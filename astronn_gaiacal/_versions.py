@@ -7,7 +7,7 @@ the installed versions.
 
 __version__ = "0.1.0"
 
-PYTHON_REQUIRES = ">=3.10"
+PYTHON_REQUIRES = ">=3.11"  # astropy >= 7.1 needs it
 
 #: Requirement strings, keyed by distribution name.  The default stack is the
 #: newest TensorFlow that works with astroNN 1.1.0 (through tf-keras); the
@@ -17,7 +17,7 @@ SUPPORTED = {
     "tensorflow": ">=2.12,<2.22",
     "tf-keras": ">=2.16,<2.22; needed only with tensorflow>=2.16",
     "tensorflow-probability": ">=0.20,<0.26",
-    "astropy": ">=5.2",
+    "astropy": ">=7.1; long FITS header values (HIERARCH + CONTINUE) for dataset/xmatch metadata",
     "numpy": ">=1.22",
     "astroquery": ">=0.4.6",
     "h5py": ">=3.0",

@@ -17,7 +17,10 @@ extensions = [
 autosummary_generate = True
 numpydoc_show_class_members = False
 numpydoc_class_members_toctree = False
-autodoc_default_options = {"members": True, "undoc-members": False}
+autodoc_default_options = {"members": True}
+# Keras' own (Google-style) docstrings of overridden methods such as ``call``
+# are not ours to document and do not parse as numpydoc.
+autodoc_inherit_docstrings = False
 exclude_patterns = ["_build"]
 html_theme = "alabaster"
 nitpicky = False

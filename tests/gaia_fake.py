@@ -15,6 +15,7 @@ import numpy as np
 from astropy.coordinates import SkyCoord
 from astropy import units as u
 from astropy.table import MaskedColumn, Table
+from astroquery.utils.tap.conn.tapconn import TapConn
 from astroquery.utils.tap.conn.tests.DummyConnHandler import DummyConnHandler
 from astroquery.utils.tap.conn.tests.DummyResponse import DummyResponse
 
@@ -100,6 +101,10 @@ class FakeGaiaArchive(DummyConnHandler):
         self._results = {}
 
     # --- the TAP protocol -----------------------------------------------------------------
+    def encode_multipart(self, fields, files):
+        # the real encoder (astroquery < 0.4.11's DummyConnHandler lacks this method)
+        return TapConn(ishttps=False, host="host").encode_multipart(fields, files)
+
     def execute_tappost(self, subcontext=None, data=None, content_type=None, verbose=False):
         if subcontext != "async":
             raise AssertionError(f"unexpected POST to {subcontext!r}")

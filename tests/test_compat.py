@@ -6,6 +6,8 @@ import sys
 import numpy as np
 import pytest
 
+from astronn_gaiacal._compat import USES_TF_KERAS
+
 
 def _clean_env():
     env = dict(os.environ)
@@ -19,22 +21,35 @@ def _run(code):
 
 def test_import_sets_up_keras2_for_astronn():
     res = _run(
-        "import astronn_gaiacal, astroNN.models, tensorflow as tf, tf_keras\n"
-        "import os\n"
+        "import astronn_gaiacal, astroNN.models, tensorflow as tf, os\n"
+        "from astronn_gaiacal._compat import keras\n"
         "assert os.environ['TF_USE_LEGACY_KERAS'] == '1'\n"
-        "print(tf.keras.__version__, tf.keras.Model is tf_keras.Model)\n"
+        "print(tf.__version__, tf.keras.__version__, tf.keras.Model is keras.Model, keras.__name__)\n"
     )
     assert res.returncode == 0, res.stderr[-2000:]
-    version, same = res.stdout.split()[-2:]
-    assert version.startswith("2.") and same == "True"
+    tf_version, keras_version, same, keras_module = res.stdout.split()[-4:]
+    assert keras_version.startswith("2.") and same == "True"
+    # TF >= 2.16 must be routed through the tf-keras package; older TF has Keras 2 built in
+    if tuple(int(p) for p in tf_version.split(".")[:2]) >= (2, 16):
+        assert keras_module == "tf_keras"
+    else:
+        assert keras_module.startswith("keras.")
 
 
+@pytest.mark.skipif(not USES_TF_KERAS, reason="TensorFlow < 2.16 has no Keras 3 mode")
 def test_keras3_already_bound_gives_clear_import_error():
     res = _run("import tensorflow as tf\ntf.keras.Model\nimport astronn_gaiacal\n")
     assert res.returncode != 0
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError:")
     assert "TF_USE_LEGACY_KERAS=1" in last and "Keras 3" in last
+
+
+@pytest.mark.skipif(USES_TF_KERAS, reason="TensorFlow >= 2.16 binds tf.keras to Keras 3 unless told otherwise")
+def test_keras_touched_first_is_fine_on_builtin_keras2():
+    res = _run("import tensorflow as tf\ntf.keras.Model\nimport astronn_gaiacal\nprint(tf.keras.__version__)\n")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert res.stdout.split()[-1].startswith("2.")
 
 
 def test_tensorflow_imported_but_keras_untouched_is_fine():
@@ -51,6 +66,25 @@ def test_show_versions_states_ranges(capsys):
     out = capsys.readouterr().out
     for dist, spec in SUPPORTED.items():
         assert dist in out and spec in out
+
+
+def test_installed_versions_satisfy_declared_ranges():
+    """Every declared requirement is installed within its range (tox envs that install with --no-deps too)."""
+    from importlib import metadata
+
+    from packaging.requirements import Requirement
+
+    from astronn_gaiacal._versions import install_requires
+
+    checked = []
+    for line in install_requires():
+        req = Requirement(line)
+        if req.name == "tf-keras" and not USES_TF_KERAS:
+            continue  # TensorFlow < 2.16 has Keras 2 built in
+        installed = metadata.version(req.name)
+        assert req.specifier.contains(installed, prereleases=True), f"{req.name} {installed} not in {req.specifier}"
+        checked.append(req.name)
+    assert {"astroNN", "tensorflow", "tensorflow-probability", "numpy"} <= set(checked)
 
 
 def test_astronn_own_gaia_model_trains_saves_loads_predicts(tmp_path, rng):

@@ -27,6 +27,12 @@ def _command_modules():
 
 
 def build_parser():
+    """The ``astronn-gaiacal`` argument parser, one subparser per command module.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+    """
     parser = argparse.ArgumentParser(
         prog="astronn-gaiacal",
         description=(
@@ -44,6 +50,18 @@ def build_parser():
 
 
 def main(argv=None):
+    """Run the command line; the ``astronn-gaiacal`` console script.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name; defaults to ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        Exit code: 0 on success, 2 on bad input (reason printed to stderr).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:
