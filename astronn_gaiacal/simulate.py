@@ -380,7 +380,11 @@ def model_spectra(teff, logg, fe_h, alpha_fe=None, c_n=None, a_ks=None, dib=0.0)
             raise ValueError(f"{name} must be finite (no NaN or -9999 in simulated labels)")
     x = np.atleast_2d(_design(_as_kelvin(teff), logg, fe_h, alpha_fe, c_n).astype(np.float32))
     continuum, tau0, coeffs = _spectral_coefficients()
-    log_scale = x @ coeffs
+    # an explicit sum over the 9 terms, not BLAS: its blocking depends on the batch size, and the
+    # spectra must not depend on how the survey is chunked
+    log_scale = x[:, :1] * coeffs[0]
+    for j in range(1, x.shape[1]):
+        log_scale += x[:, j : j + 1] * coeffs[j]
     np.clip(log_scale, -8.0, 3.0, out=log_scale)
     tau = np.exp(log_scale, out=log_scale)
     tau *= tau0
