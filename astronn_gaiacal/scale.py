@@ -280,14 +280,16 @@ def _pixel_key(pixel):
 
 @contextlib.contextmanager
 def _inference_mode(net, dropout, seed, key, which):
-    """Seed (per partition) and, with ``dropout=False``, switch MC dropout off in ``which`` sub-models."""
+    """Seed (per partition) and, with ``dropout=False``, switch MC dropout off in the sub-models named ``which``."""
     from ._compat import keras
     from .inference import dropout_disabled
 
     with _LOCK, contextlib.ExitStack() as stack:
         if not dropout:
             for member in getattr(net, "members", [net]):
-                stack.enter_context(dropout_disabled(getattr(member, which)))
+                for name in which:
+                    if getattr(member, name, None) is not None:
+                        stack.enter_context(dropout_disabled(getattr(member, name)))
         if seed is not None:
             keras.utils.set_random_seed(partition_seed(seed, key))
         yield
@@ -319,14 +321,14 @@ def _zeropoint_frame(df, folder, ranges, mc_num, dropout, seed, key, batch_size)
     out = df.copy()
     mc = int(mc_num) if dropout else 1
     if net.offset == "constant":
-        with _inference_mode(net, dropout, seed, key, "offset_model"):
+        with _inference_mode(net, dropout, seed, key, ("offset_model",)):
             value, error = net.predict_zeropoint(mc_num=mc)
         zp, zp_err = np.full(n, value.to_value("mas")), np.full(n, error.to_value("mas"))
         flag = np.zeros(n, bool)
     else:
         feats = {name: _float_column(df, name) for name in net.offset_features}
         if n:
-            with _inference_mode(net, dropout, seed, key, "offset_model"):
+            with _inference_mode(net, dropout, seed, key, ("offset_model",)):
                 zp_q, err_q = net.predict_zeropoint(feats, mc_num=mc, batch_size=batch_size)
             zp, zp_err = zp_q.to_value("mas"), err_q.to_value("mas")
         else:
@@ -614,6 +616,16 @@ def _prepare_out(out, job, overwrite):
     return out, fresh
 
 
+@contextlib.contextmanager
+def _released(client, futures):
+    """Forget the run's futures afterwards: an erred key kept alive would make a rerun fail at once."""
+    try:
+        yield
+    finally:
+        client.cancel(futures)
+        futures.clear()
+
+
 def _run(job, out, client_args, retries, overwrite, max_partitions, progress):
     from distributed import as_completed
     from tqdm.auto import tqdm
@@ -636,7 +648,7 @@ def _run(job, out, client_args, retries, overwrite, max_partitions, progress):
             index = {f.key: k for f, k in zip(futures, todo)}
             last = time.monotonic()
             with tqdm(total=len(job.keys), initial=skipped, unit="partition", desc=job.kind,
-                      disable=not progress) as bar:
+                      disable=not progress) as bar, _released(client, futures):
                 for future in as_completed(futures):
                     key = index[future.key]
                     if future.status == "finished":
@@ -797,7 +809,7 @@ def zeropoint_catalog(model, catalog, out, *, scheduler=None, n_workers=None, mc
         pixels = list(result.get_healpix_pixels())
         keys = [_pixel_key(p) for p in pixels]
         files = [os.path.relpath(str(hats.io.paths.pixel_catalog_file("/", p)), "/") for p in pixels]
-        config["pixels"] = [[p.order, p.pixel] for p in pixels]
+        config["pixels"] = [[int(p.order), int(p.pixel)] for p in pixels]
         by_key = dict(zip(keys, pixels))
         job = None
 
@@ -805,7 +817,7 @@ def zeropoint_catalog(model, catalog, out, *, scheduler=None, n_workers=None, mc
             pixel = by_key[key]
             part = result.get_partition(pixel.order, pixel.pixel).to_delayed()[0]
             return delayed(_write_zeropoint_part, pure=False)(part, out_dir, job.files[key], key, job.config_hash,
-                                                              pixel=(pixel.order, pixel.pixel))
+                                                              pixel=(int(pixel.order), int(pixel.pixel)))
 
         job = _Job("zeropoint", config, keys, files, make_task, finalize=_finalize_hats(frame))
     else:
@@ -909,7 +921,7 @@ def _predict_part(path, out, rel, key, folder, mc_num, dropout, seed, batch_size
     start = time.perf_counter()
     net = worker_model(folder)
     frames, units = [], {}
-    with _inference_mode(net, dropout, seed, key, "keras_model_predict"):
+    with _inference_mode(net, dropout, seed, key, ("keras_model_predict", "offset_model")):
         for chunk in _iter_dataset_chunks(path, chunk_rows):
             if chunk["spectra"].shape[1] != net.spectrum_length:
                 raise ValueError(f"{path} has {chunk['spectra'].shape[1]}-pixel spectra; the model expects "
