@@ -24,7 +24,11 @@ setup(
     python_requires=_versions["PYTHON_REQUIRES"],
     install_requires=_versions["install_requires"](),
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout"],
+        # catalogue-scale inference (astronn_gaiacal.scale): Dask, and LSDB/HATS for HEALPix-partitioned catalogues
+        "scale": ["dask[dataframe]>=2024.12", "distributed>=2024.12", "lsdb>=0.11", "hats>=0.11", "hats-import>=0.11",
+                  "nested-pandas>=0.7"],
+        "test": ["pytest>=7", "pytest-timeout", "dask[dataframe]>=2024.12", "distributed>=2024.12", "lsdb>=0.11",
+                 "hats>=0.11", "nested-pandas>=0.7"],
         "docs": ["sphinx>=7", "numpydoc>=1.6"],
     },
     entry_points={"console_scripts": ["astronn-gaiacal = astronn_gaiacal.cli:main"]},

@@ -8,12 +8,25 @@ GAIA_PASSTHROUGH = ("source_id", "phot_g_mean_mag", "bp_rp", "teff", "logg", "fe
 
 def add_arguments(parser):
     parser.add_argument("model", metavar="MODEL", help="model folder (single model or ensemble)")
-    parser.add_argument("data", metavar="DATA", help="dataset (HDF5 dataset format or a table with spectra)")
-    parser.add_argument("--out", required=True, metavar="CATALOGUE.fits", help="output FITS catalogue")
+    parser.add_argument("data", metavar="DATA", help="dataset (HDF5 dataset format or a table with spectra); with "
+                        "--partitioned, a folder or glob of such files")
+    parser.add_argument("--out", required=True, metavar="CATALOGUE.fits",
+                        help="output FITS catalogue; with --partitioned, an output folder")
     parser.add_argument("--mc-num", type=int, default=100, help="MC-dropout passes (default 100)")
     parser.add_argument("--batch-size", type=int, default=None, help="stars per inference batch")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    from .zeropoint import add_cluster_arguments
+
+    scale = parser.add_argument_group(
+        "partitioned inputs (Dask)", "with --partitioned, every file of DATA is one Dask task, written to --out as "
+        "one Parquet file (the catalogue's columns), resumable: a rerun skips the files already done")
+    scale.add_argument("--partitioned", action="store_true", help="DATA is a folder or glob of dataset files")
+    add_cluster_arguments(scale)
+    scale.add_argument("--chunk-rows", type=int, default=10000,
+                       help="stars read from a file at a time (default 10000)")
+    scale.add_argument("--no-dropout", action="store_true",
+                       help="one deterministic pass with MC dropout off (no model uncertainty)")
 
 
 def catalogue_for(net, ds, mc_num=100, batch_size=None):
@@ -29,6 +42,23 @@ def catalogue_for(net, ds, mc_num=100, batch_size=None):
     )
 
 
+def _run_partitioned(args):
+    import os
+
+    from ._common import UsageError
+    from .zeropoint import run_scaled
+
+    if args.mc_num < 1 or args.chunk_rows < 1 or (args.batch_size is not None and args.batch_size < 1):
+        raise UsageError("--mc-num, --chunk-rows and --batch-size must be positive integers")
+    if not os.path.isdir(args.model):
+        raise UsageError(f"no such model folder: {args.model}")
+    from .. import scale
+
+    return run_scaled("predict", lambda **kw: scale.predict_partitioned(args.model, args.data, args.out, **kw), args,
+                      mc_num=args.mc_num, dropout=not args.no_dropout, batch_size=args.batch_size,
+                      chunk_rows=args.chunk_rows)
+
+
 def run(args):
     import os
 
@@ -38,6 +68,8 @@ def run(args):
     from ..constants import is_missing
     from ._common import UsageError, load_dataset, load_model, print_json
 
+    if args.partitioned:
+        return _run_partitioned(args)
     if os.path.exists(args.out) and not args.overwrite:
         raise UsageError(f"output file {args.out} already exists (use --overwrite to replace it)")
     if not args.out.lower().endswith((".fits", ".fit")):
