@@ -199,6 +199,18 @@ _STEPS = weakref.WeakKeyDictionary()
 _GENERATOR = []
 
 
+def _call_seed():
+    """TensorFlow's global seed when one is set (the same call then gives the same result, as
+    Keras' seeded dropout does), else a fresh seed from NumPy's global state."""
+    try:
+        from tensorflow.python.eager import context
+
+        seed = context.global_seed()
+    except (ImportError, AttributeError):
+        seed = None
+    return int(seed) if seed is not None else int(np.random.randint(0, 2**31 - 1))
+
+
 def _default_generator():
     """The module's Philox generator (XLA compiles Philox well; its default ThreeFry is slow on CPU)."""
     if not _GENERATOR:
@@ -258,8 +270,9 @@ def mc_predict(model, x, mc_num=100, batch_size=None, progress=True, desc="MC dr
         input and calls the Keras model as it is.
     generator : tf.random.Generator, optional
         Source of the dropout masks (use ``alg='philox'``).  By default the
-        module's Philox generator, reseeded at each call from NumPy's global
-        random state.
+        module's Philox generator, reset at each call to TensorFlow's global
+        seed when one is set (``tf.random.set_seed``: repeated calls then give
+        identical results), otherwise to a seed drawn from NumPy's global state.
     xla : bool
         Compile each call with XLA (``jit_compile``; default), which fuses the
         element-wise work of the passes.
@@ -284,8 +297,8 @@ def mc_predict(model, x, mc_num=100, batch_size=None, progress=True, desc="MC dr
     k = int(np.prod(model.output_shape[1:]))
     if n == 0:
         return np.empty((0, k)), np.empty((0, k))
-    if generator is None:  # reseeded from NumPy's global state: reproducible under np.random.seed
-        _default_generator().reset_from_seed(int(np.random.randint(0, 2**31 - 1)))
+    if generator is None:
+        _default_generator().reset_from_seed(_call_seed())
     step = _mc_step(model, mc_num, bf16=bf16, walk=fast_graph, generator=generator, xla=xla)
     batch_size = min(batch_size, n)
     mean_out, var_out = np.empty((n, k)), np.empty((n, k))

@@ -91,10 +91,13 @@ class _Batches(keras.utils.Sequence):
     sample_weight : ndarray or None
     batch_size, steps : int
     shuffle : bool
-        Draw a new random permutation at the start of each epoch (as astroNN).
+        Draw a new random permutation at the end of each epoch (as astroNN).
+    order : ndarray, optional
+        The first epoch's order: the replaced astroNN generator's, so that the
+        batches (and NumPy's random stream) are exactly astroNN's.
     """
 
-    def __init__(self, inputs, labels, sample_weight, batch_size, steps, shuffle):
+    def __init__(self, inputs, labels, sample_weight, batch_size, steps, shuffle, order=None):
         super().__init__()
         x = np.asarray(inputs["input"], dtype=np.float32)
         self.x = {
@@ -105,7 +108,10 @@ class _Batches(keras.utils.Sequence):
         self.w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float32)
         self.batch_size, self.steps, self.shuffle = int(batch_size), int(steps), bool(shuffle)
         self.n = len(x)
-        self.on_epoch_end()
+        if order is None:
+            self.on_epoch_end()
+        else:
+            self.order = np.asarray(order)
 
     def __len__(self):
         return self.steps
@@ -114,7 +120,7 @@ class _Batches(keras.utils.Sequence):
         self.order = np.random.permutation(self.n) if self.shuffle else np.arange(self.n)
 
     def __getitem__(self, index):
-        idx = np.sort(self.order[index * self.batch_size : (index + 1) * self.batch_size])
+        idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         x = {k: v[idx] for k, v in self.x.items()}
         y = {k: v[idx] for k, v in self.y.items()}
         return (x, y) if self.w is None else (x, y, self.w[idx])
@@ -167,11 +173,11 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         centre them (spectra, as the paper).
     jit_compile : bool
         Compile the training step with XLA (off by default: on CPU it was
-        measured no faster for the paper's network, see :doc:`performance`).
+        measured no faster for the paper's network, see :doc:`/performance`).
     inference_bf16 : bool
         Run the MC-dropout matrix products of :meth:`predict` in bfloat16
         (off by default; slower on CPUs without native bf16 and accurate to
-        about 1e-3 relative, see :doc:`performance`).
+        about 1e-3 relative, see :doc:`/performance`).
     """
 
     spectrum_length = None
@@ -506,13 +512,14 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         """
         out = super().pre_training_checklist_child(input_data, labels, sample_weight)
         norm_train, norm_val, labels_train, labels_val, weight_train, weight_val = out
+        gen = self.training_generator
         self.training_generator = _Batches(
-            norm_train, labels_train, weight_train, self.batch_size, len(self.training_generator), shuffle=True
+            norm_train, labels_train, weight_train, gen.batch_size, len(gen), shuffle=True, order=gen.idx_list
         )
         if self.has_val:
             val = self.validation_generator
             self.validation_generator = _Batches(
-                norm_val, labels_val, weight_val, val.batch_size, len(val), shuffle=False
+                norm_val, labels_val, weight_val, val.batch_size, len(val), shuffle=False, order=val.idx_list
             )
         return out
 
