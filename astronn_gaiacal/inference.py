@@ -1,18 +1,48 @@
-"""Monte Carlo dropout inference, streamed in batches.
+r"""Monte Carlo dropout inference, streamed in batches, near the CPU's matrix-multiply rate.
 
-Each batch of ``B`` inputs is tiled ``mc_num`` times and pushed through the
-stochastic model in one compiled call; the mean and variance over the passes
-are reduced in-graph.  Memory is bounded by ``batch_size * mc_num`` rows
-whatever the number of inputs.
+For each batch of ``B`` inputs the stochastic model is evaluated ``mc_num``
+times in one compiled call and the mean and variance over the passes are
+reduced in-graph.  The call is built by walking the Keras functional graph
+(nested models included) instead of calling the model:
+
+* the **deterministic prefix** (every layer before the first active
+  ``MCDropout`` on each path) runs once per input; its output is then tiled
+  ``mc_num`` times, so e.g. the paper network's first convolution is not
+  repeated 100 times;
+* ``Conv1D`` with few channels runs as XLA-fused shifted multiply-adds
+  (:func:`~astronn_gaiacal.nn.fast.conv1d_direct`), ``MaxPooling1D`` as a
+  reshape + max, and ``MCDropout`` draws 16-bit random numbers two per Philox
+  word (:func:`~astronn_gaiacal.nn.fast.dropout`), each compiled as its own
+  XLA cluster: the same operations as the layers', computed the way this
+  hardware runs them fast;
+* the mean and variance over passes are two-pass moments in float64.
+
+Memory is bounded by ``batch_size * mc_num`` rows (``batch_size`` is chosen
+from :data:`DEFAULT_CALL_VALUES` when not given) whatever ``N``.  A layer
+the walker does not know runs as itself on tiled inputs; a model it cannot
+walk at all (subclassed models) is tiled and called as a whole, as before.
+
+``bf16=True`` runs the matrix products in bfloat16 (inputs and weights
+rounded to 8 significant bits, accumulation in float32).  It is off by
+default: on CPUs without AVX512-BF16/AMX (this project's test machine) it is
+*slower*, and it changes the predictions at the 1e-3 relative level (see
+``docs/performance.rst``).
 """
 import contextlib
+import weakref
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._compat import tf
+from ._compat import keras, tf
+from .nn import fast
 
+#: Stars per compiled call of the old interface (kept for callers that pass it explicitly).
 DEFAULT_BATCH_SIZE = 64
+#: Input values (rows x input width, rows = inputs x passes) per compiled call when
+#: ``batch_size`` is not given: 4 MB of float32, so a call's working set stays in cache-sized
+#: pieces (one APOGEE spectrum x 100 passes; a few thousand Gaia rows x 100 passes).
+DEFAULT_CALL_VALUES = 2**20
 
 
 def _iter_layers(model):
@@ -20,6 +50,12 @@ def _iter_layers(model):
         yield layer
         if hasattr(layer, "layers"):
             yield from _iter_layers(layer)
+
+
+def _mc_dropout_layers(model):
+    from astroNN.nn.layers import MCDropout
+
+    return [lay for lay in _iter_layers(model) if isinstance(lay, MCDropout)]
 
 
 @contextlib.contextmanager
@@ -30,9 +66,7 @@ def dropout_disabled(model):
     ----------
     model : keras.Model
     """
-    from astroNN.nn.layers import MCDropout
-
-    layers = [lay for lay in _iter_layers(model) if isinstance(lay, MCDropout)]
+    layers = _mc_dropout_layers(model)
     previous = [lay.disable_layer for lay in layers]
     for lay in layers:
         lay.disable_layer = True
@@ -43,56 +77,240 @@ def dropout_disabled(model):
             lay.disable_layer = prev
 
 
-def _mc_step(model, mc_num):
-    @tf.function(reduce_retracing=True)
+# ----------------------------------------------------------------------------- graph walker
+def _deterministic_types():
+    from astroNN.models.apogee_models import DeNormAdd
+    from astroNN.nn.layers import BoolMask
+
+    from .nn.layers import ConstantFeature, FakemagLogVariance, FakemagToParallax, Scale, SliceColumns
+
+    L = keras.layers
+    return (
+        L.Dense, L.Conv1D, L.Conv2D, L.Activation, L.ReLU, L.Reshape, L.Flatten, L.MaxPooling1D,
+        L.MaxPooling2D, L.AveragePooling1D, L.Concatenate, L.Add, L.Multiply, L.Subtract, L.Dropout,
+        L.InputLayer, BoolMask, DeNormAdd, ConstantFeature, FakemagLogVariance, FakemagToParallax, Scale,
+        SliceColumns,
+    )
+
+
+class _Val:
+    """A computed tensor and whether it already carries the ``mc_num`` passes (rows ``mc * B``)."""
+
+    __slots__ = ("t", "tiled")
+
+    def __init__(self, t, tiled):
+        self.t, self.tiled = t, tiled
+
+
+class _Walker:
+    def __init__(self, mc_num, generator, bf16, xla=True):
+        from astroNN.nn.layers import MCDropout
+
+        self.xla = xla
+
+        self.mc = mc_num
+        self.gen = generator
+        self.bf16 = bf16
+        self.mcdropout = MCDropout
+        self.deterministic = _deterministic_types()
+
+    def tile(self, v):
+        if v.tiled:
+            return v
+        t = v.t
+        reps = tf.concat([[self.mc], tf.ones([tf.rank(t) - 1], tf.int32)], 0)
+        return _Val(tf.tile(t, reps), True)
+
+    def run_model(self, model, inputs):
+        """Walk a functional model on ``_Val`` inputs; returns a list of ``_Val`` outputs."""
+        nodes_by_depth = model._nodes_by_depth
+        usage = model._tensor_usage_count
+        tensor_dict = {}
+        for ref, val in zip(model.inputs, inputs):
+            rid = str(id(ref))
+            tensor_dict[rid] = [val] * usage[rid]
+        for depth in sorted(nodes_by_depth, reverse=True):
+            for node in nodes_by_depth[depth]:
+                if node.is_input or any(t not in tensor_dict for t in node.flat_input_ids):
+                    continue
+                args, kwargs = node.map_arguments(tensor_dict)
+                outputs = self.call_layer(node.layer, args, kwargs)
+                for rid, val in zip(node.flat_output_ids, outputs):
+                    tensor_dict[rid] = [val] * usage[rid]
+        return [tensor_dict[str(id(ref))].pop() for ref in model.outputs]
+
+    def call_layer(self, layer, args, kwargs):
+        flat = tf.nest.flatten((args, kwargs))
+        vals = [v for v in flat if isinstance(v, _Val)]
+        if isinstance(layer, keras.Model) and hasattr(layer, "_nodes_by_depth") and not kwargs:
+            if len(args) == 1 and isinstance(args[0], (list, tuple)):
+                args = tuple(args[0])
+            return self.run_model(layer, list(args))
+        stochastic = isinstance(layer, self.mcdropout) and not layer.disable_layer
+        known = isinstance(layer, self.deterministic) or isinstance(layer, self.mcdropout)
+        tile_all = stochastic or not known or (any(v.tiled for v in vals) and not all(v.tiled for v in vals))
+        if tile_all:
+            vals_tiled = {id(v): self.tile(v) for v in vals}
+            flat = [vals_tiled[id(v)] if isinstance(v, _Val) else v for v in flat]
+        tiled = any(v.tiled for v in flat if isinstance(v, _Val))
+        args, kwargs = tf.nest.pack_sequence_as((args, kwargs), [v.t if isinstance(v, _Val) else v for v in flat])
+        out = self.apply(layer, args, kwargs, stochastic)
+        return [_Val(t, tiled) for t in tf.nest.flatten(out)]
+
+    def apply(self, layer, args, kwargs, stochastic):
+        x = args[0] if args else None
+        if isinstance(layer, self.mcdropout):
+            if not stochastic:
+                return x
+            if type(layer) is self.mcdropout and layer.noise_shape is None:
+                return (fast.xla_dropout if self.xla else fast.dropout)(x, float(layer.rate), self.gen)
+            return layer(x)  # spatial and other MCDropout variants: as themselves
+        if fast.conv1d_is_small(layer) and not kwargs and x.shape.rank == 3 and x.shape[1] is not None:
+            kernel, bias = layer.kernel, (layer.bias if layer.use_bias else None)
+            if self.bf16:
+                x, kernel = tf.cast(x, tf.bfloat16), tf.cast(kernel, tf.bfloat16)
+            out = tf.cast((fast.xla_conv1d if self.xla else fast.conv1d_direct)(x, kernel, padding=layer.padding), tf.float32)
+            out = out + bias if bias is not None else out
+            return layer.activation(out) if layer.activation is not None else out
+        if fast.maxpool1d_is_reshapable(layer) and not kwargs and x.shape.rank == 3 and x.shape[1] is not None:
+            return (fast.xla_max_pool1d if self.xla else fast.max_pool1d)(x, int(layer.pool_size[0]))
+        if self.bf16 and isinstance(layer, keras.layers.Dense) and not kwargs and layer.built:
+            y = tf.cast(tf.matmul(tf.cast(x, tf.bfloat16), tf.cast(layer.kernel, tf.bfloat16)), tf.float32)
+            y = y + layer.bias if layer.use_bias else y
+            return layer.activation(y) if layer.activation is not None else y
+        return layer(*args, **kwargs)
+
+
+def _tiled_call(model, x, mc_num):
+    """The plain path: tile the input and call the model (used when the graph cannot be walked)."""
+    reps = tf.concat([[mc_num], tf.ones([tf.rank(x) - 1], tf.int32)], 0)
+    return model(tf.tile(x, reps), training=False)
+
+
+def _moments(out, n, mc_num):
+    out = tf.cast(out, tf.float64)
+    out = tf.reshape(out, tf.concat([[mc_num, n], [-1]], 0))
+    mean = tf.reduce_mean(out, axis=0)
+    var = tf.reduce_mean(tf.square(out - mean[None]), axis=0)  # two-pass: no cancellation
+    return mean, var
+
+
+_STEPS = weakref.WeakKeyDictionary()
+_GENERATOR = []
+
+
+def _call_seed():
+    """TensorFlow's global seed when one is set (the same call then gives the same result, as
+    Keras' seeded dropout does), else a fresh seed from NumPy's global state."""
+    try:
+        from tensorflow.python.eager import context
+
+        seed = context.global_seed()
+    except (ImportError, AttributeError):
+        seed = None
+    return int(seed) if seed is not None else int(np.random.randint(0, 2**31 - 1))
+
+
+def _default_generator():
+    """The module's Philox generator (XLA compiles Philox well; its default ThreeFry is slow on CPU)."""
+    if not _GENERATOR:
+        _GENERATOR.append(tf.random.Generator.from_seed(0, alg="philox"))
+    return _GENERATOR[0]
+
+
+def _mc_step(model, mc_num, bf16=False, walk=True, generator=None, xla=True):
+    """A compiled ``x -> (mean, var)`` of ``mc_num`` stochastic passes, cached per model and settings."""
+    key = (int(mc_num), bool(bf16), bool(walk), id(generator), bool(xla),
+           tuple(lay.disable_layer for lay in _mc_dropout_layers(model)))
+    per_model = _STEPS.setdefault(model, {})
+    if key in per_model:
+        return per_model[key]
+    gen = generator if generator is not None else _default_generator()
+    model_ref = weakref.ref(model)  # the cache must not keep the model alive
+    walkable = walk and hasattr(model, "_nodes_by_depth") and len(model.inputs) == 1 and len(model.outputs) == 1
+
+    @tf.function
     def step(x):
         n = tf.shape(x)[0]
-        tiled = tf.tile(x, tf.concat([[mc_num], tf.ones(tf.rank(x) - 1, tf.int32)], 0))
-        out = model(tiled, training=False)
-        out = tf.reshape(out, tf.concat([[mc_num, n], tf.shape(out)[1:]], 0))
-        mean, var = tf.nn.moments(out, axes=[0])
-        return mean, var
+        model = model_ref()
+        if walkable:
+            (out,) = _Walker(int(mc_num), gen, bf16, xla).run_model(model, [_Val(x, False)])
+            out = out.t if out.tiled else _Walker(int(mc_num), gen, bf16, xla).tile(out).t
+        else:
+            out = _tiled_call(model, x, int(mc_num))
+        return _moments(out, n, int(mc_num))
 
+    per_model[key] = step
     return step
 
 
-def mc_predict(model, x, mc_num=100, batch_size=DEFAULT_BATCH_SIZE, progress=True, desc="MC dropout"):
+def mc_predict(model, x, mc_num=100, batch_size=None, progress=True, desc="MC dropout", bf16=False,
+               fast_graph=True, generator=None, xla=True):
     """Mean and variance of ``mc_num`` stochastic passes of ``model`` over ``x``.
 
     Parameters
     ----------
     model : keras.Model
         A model whose dropout is active at inference (astroNN ``MCDropout``);
-        one output of shape ``(batch, k)``.
+        one input, one output of shape ``(batch, ...)``.
     x : ndarray, shape (N, ...)
     mc_num : int
         Number of stochastic passes per input (>= 1).
-    batch_size : int
-        Inputs per compiled call; each call processes ``batch_size * mc_num`` rows.
+    batch_size : int, optional
+        Inputs per compiled call; each call processes ``batch_size * mc_num``
+        rows.  Default: ``max(1, DEFAULT_CALL_VALUES // (input width * mc_num))``.
     progress : bool
         Show a tqdm bar.
+    desc : str
+        Label of the progress bar.
+    bf16 : bool
+        Matrix products in bfloat16 (see the module notes; off by default).
+    fast_graph : bool
+        Walk the graph with the fast kernels (default); ``False`` tiles the
+        input and calls the Keras model as it is.
+    generator : tf.random.Generator, optional
+        Source of the dropout masks (use ``alg='philox'``).  By default the
+        module's Philox generator, reset at each call to TensorFlow's global
+        seed when one is set (``tf.random.set_seed``: repeated calls then give
+        identical results), otherwise to a seed drawn from NumPy's global state.
+    xla : bool
+        Compile each call with XLA (``jit_compile``; default), which fuses the
+        element-wise work of the passes.
 
     Returns
     -------
     mean, var : ndarray, shape (N, k)
-        Float64; empty arrays when ``N == 0``.
+        Float64 (``k`` = product of the output's non-batch dimensions); empty
+        ``(0, k)`` arrays when ``N == 0``.
     """
-    if int(mc_num) < 1:
+    if isinstance(mc_num, bool) or int(mc_num) != mc_num or int(mc_num) < 1:
         raise ValueError(f"mc_num must be a positive integer, got {mc_num!r}")
-    if int(batch_size) < 1:
+    mc_num = int(mc_num)
+    if batch_size is None:
+        width = max(1, int(np.prod(model.input_shape[1:])))
+        batch_size = max(1, DEFAULT_CALL_VALUES // (width * mc_num))
+    if isinstance(batch_size, bool) or int(batch_size) != batch_size or int(batch_size) < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    batch_size = int(batch_size)
     x = np.asarray(x, dtype=np.float32)
     n = x.shape[0]
     k = int(np.prod(model.output_shape[1:]))
     if n == 0:
         return np.empty((0, k)), np.empty((0, k))
-    step = _mc_step(model, int(mc_num))
-    means, variances = [], []
+    if generator is None:
+        _default_generator().reset_from_seed(_call_seed())
+    step = _mc_step(model, mc_num, bf16=bf16, walk=fast_graph, generator=generator, xla=xla)
+    batch_size = min(batch_size, n)
+    mean_out, var_out = np.empty((n, k)), np.empty((n, k))
     with tqdm(total=n, unit="star", desc=desc, disable=not progress, leave=False) as bar:
-        bar.set_postfix({"mc_num": int(mc_num)})
-        for start in range(0, n, int(batch_size)):
-            mean, var = step(tf.constant(x[start : start + int(batch_size)]))
-            means.append(mean.numpy().reshape(-1, k))
-            variances.append(var.numpy().reshape(-1, k))
-            bar.update(min(int(batch_size), n - start))
-    return np.concatenate(means).astype(np.float64), np.concatenate(variances).astype(np.float64)
+        bar.set_postfix({"mc_num": mc_num})
+        for start in range(0, n, batch_size):
+            stop = min(n, start + batch_size)
+            chunk = x[start:stop]
+            if stop - start < batch_size:  # pad the last batch: one compiled shape for the whole run
+                chunk = np.concatenate([chunk, np.zeros((batch_size - (stop - start),) + x.shape[1:], x.dtype)])
+            mean, var = step(tf.constant(chunk))
+            mean_out[start:stop] = mean.numpy().reshape(batch_size, k)[: stop - start]
+            var_out[start:stop] = var.numpy().reshape(batch_size, k)[: stop - start]
+            bar.update(stop - start)
+    return mean_out, var_out

@@ -1,0 +1,322 @@
+"""Speed of the plugin's MC-dropout inference and training against astroNN 1.1.0, in one run.
+
+Both models are built in this process with the paper's architecture (Conv1D 2/4 x 8,
+MaxPool 4, Dense 164/64, offset Dense 32/16/1, dropout 0.3, L2 5e-9) and *identical*
+random weights (astroNN's weights are copied into the plugin model), and see identical
+random spectra.  Measured, each a median over repeats:
+
+* the machine's sgemm rate (NumPy and TensorFlow, at the shape of the network's big dense
+  layer) and the floor it implies: stars/s at ``mc_num`` if every multiply-add of the
+  forward pass ran at that rate;
+* ``ApogeeDR14GaiaDR2BCNN.predict`` (astroNN) vs ``ApogeeGaiaBCNN.predict`` (plugin), mc_num=100;
+* astroNN's ``fit`` vs the plugin's ``fit`` at the paper's hyperparameters (batch 64),
+  spectra/s over whole epochs after the first;
+* the offset model alone on streamed Gaia-like rows (rows/s at mc_num=100, per core too).
+
+Peak memory is the peak resident set size above the start of each measurement (sampled).
+
+Usage::
+
+    python benchmarks/bench_speed.py                 # defaults, a few minutes on 2 cores
+    python benchmarks/bench_speed.py --offset-rows 10000000 --repeats 5
+
+Not part of the test suite.
+"""
+import argparse
+import contextlib
+import os
+import sys
+import tempfile
+import threading
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import astronn_gaiacal  # noqa: E402,F401  (compatibility layer before TensorFlow)
+import tensorflow as tf  # noqa: E402
+
+from astronn_gaiacal.constants import APOGEE_SPECTRUM_LENGTH as NPIX  # noqa: E402
+from astronn_gaiacal.inference import mc_predict  # noqa: E402
+
+
+# ----------------------------------------------------------------------------- helpers
+def _rss_bytes():
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # not Linux: the lifetime peak is all we have
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+@contextlib.contextmanager
+def peak_memory():
+    """Yield a dict whose 'peak_mb' is set to the peak RSS above the start of the block."""
+    out = {"peak_mb": 0.0}
+    start = _rss_bytes()
+    peak = [start]
+    stop = threading.Event()
+
+    def sample():
+        while not stop.is_set():
+            peak[0] = max(peak[0], _rss_bytes())
+            stop.wait(0.01)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield out
+    finally:
+        stop.set()
+        thread.join()
+        peak[0] = max(peak[0], _rss_bytes())
+        out["peak_mb"] = (peak[0] - start) / 2**20
+
+
+def timed(fn, repeats):
+    """Median wall time of ``repeats`` calls (after one warm-up call) and the peak memory."""
+    fn()
+    times = []
+    with peak_memory() as mem:
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times)), mem["peak_mb"]
+
+
+def sgemm_rate(repeats, rows=1024):
+    """sgemm GFLOP/s at the shape of the network's 7512 -> 164 dense layer (NumPy, TensorFlow)."""
+    rng = np.random.default_rng(1)
+    a = rng.random((rows, 7512), dtype=np.float32)
+    b = rng.random((7512, 164), dtype=np.float32)
+    flop = 2.0 * rows * 7512 * 164
+    t_np, _ = timed(lambda: a @ b, repeats * 3)
+    ta, tb = tf.constant(a), tf.constant(b)
+    t_tf, _ = timed(lambda: tf.matmul(ta, tb).numpy(), repeats * 3)
+    return flop / t_np / 1e9, flop / t_tf / 1e9
+
+
+def forward_flop(keras_model):
+    """Multiply-adds x 2 of one forward pass of a (nested) Keras model: Conv1D and Dense layers."""
+    from astronn_gaiacal._compat import keras
+
+    total = 0
+    for layer in _all_layers(keras_model):
+        if isinstance(layer, keras.layers.Conv1D):
+            k, c, o = layer.kernel.shape
+            total += int(layer.output_shape[1]) * int(k) * int(c) * int(o)
+        elif isinstance(layer, keras.layers.Dense):
+            total += int(np.prod(layer.kernel.shape))
+    return 2 * total
+
+
+def _all_layers(model):
+    seen = set()
+    for layer in model.layers:
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
+        else:
+            yield layer
+
+
+# ----------------------------------------------------------------------------- models
+def build_pair(seed=0):
+    """astroNN's ApogeeDR14GaiaDR2BCNN and the plugin's ApogeeGaiaBCNN with identical weights."""
+    from astroNN.models import ApogeeDR14GaiaDR2BCNN
+    from astroNN.nn.utilities import Normalizer
+
+    from astronn_gaiacal.models import ApogeeGaiaBCNN
+    from astronn_gaiacal.models.paper import transfer_astronn_weights
+
+    rng = np.random.default_rng(seed)
+    width = NPIX + 4
+    mean = np.r_[np.ones(NPIX), 9.3, 1.0, 1.0, 1.0]
+    theirs = ApogeeDR14GaiaDR2BCNN()
+    theirs.verbose = 0
+    theirs._input_shape, theirs._labels_shape = {"input": (width, 1)}, {"output": 1}
+    theirs.num_hidden = [164, 64, 32, 16]
+    theirs.input_mean, theirs.input_std = {"input": mean}, {"input": np.ones(width)}
+    theirs.labels_mean, theirs.labels_std = {"output": np.array([0.0])}, {"output": np.array([1.0])}
+    theirs.compile()
+    theirs.keras_model.set_weights(
+        [rng.normal(0, 0.05, w.shape).astype(np.float32) for w in theirs.keras_model.get_weights()]
+    )
+    theirs.input_normalizer = Normalizer(mode=theirs.input_norm_mode, verbose=0)
+    theirs.input_normalizer.mean_labels, theirs.input_normalizer.std_labels = theirs.input_mean, theirs.input_std
+    theirs.labels_normalizer = Normalizer(mode=4, verbose=0)
+    theirs.labels_normalizer.mean_labels = theirs.labels_mean
+    theirs.labels_normalizer.std_labels = theirs.labels_std
+
+    ours = ApogeeGaiaBCNN(offset="constant", variance_propagation="astronn", offset_output_activation="tanh")
+    ours.verbose = 0
+    ours._input_shape, ours._labels_shape = {"input": (NPIX + 1, 1)}, {"output": 1}
+    ours.input_mean, ours.input_std = {"input": mean[: NPIX + 1]}, {"input": np.ones(NPIX + 1)}
+    ours.labels_std = {"output": np.array([1.0])}
+    ours.compile()
+    transfer_astronn_weights(theirs, ours)
+    return theirs, ours
+
+
+def spectra(n, seed=2):
+    rng = np.random.default_rng(seed)
+    return (1.0 + rng.normal(0, 0.02, (n, NPIX))).astype(np.float32)
+
+
+# ----------------------------------------------------------------------------- measurements
+def bench_inference(theirs, ours, n, mc_num, repeats):
+    spec = spectra(n)
+    x_theirs = np.c_[spec, np.full((n, 1), 9.3), np.ones((n, 3))]
+    theirs.mc_num = ours.mc_num = mc_num
+    t_a, m_a = timed(lambda: theirs.predict(x_theirs), repeats)
+    t_b, m_b = timed(lambda: ours.predict(spec), repeats)
+    return n / t_a, m_a, n / t_b, m_b
+
+
+class _EpochTimer(tf.keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.times.append(time.perf_counter() - self._t0)
+
+
+def _training_set(n, seed=3):
+    rng = np.random.default_rng(seed)
+    spec = spectra(n, seed)
+    mag = rng.uniform(8, 12.5, n)
+    fakemag = 10 ** rng.uniform(1, 2, n)
+    plx_err = rng.uniform(0.02, 0.06, n)
+    plx = fakemag * 10 ** (-mag / 5) - 0.05 + rng.normal(0, plx_err)
+    return spec, mag, plx, plx_err
+
+
+def bench_training(n, epochs):
+    """Spectra/s of astroNN's and the plugin's fit (median over epochs after the first)."""
+    from astroNN.models import ApogeeDR14GaiaDR2BCNN
+
+    from astronn_gaiacal.models import ApogeeGaiaBCNN
+
+    spec, mag, plx, plx_err = _training_set(n)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        cwd = os.getcwd()
+        os.chdir(tmp)  # astroNN may write run folders into the working directory
+        try:
+            for kind in ("astroNN", "plugin"):
+                tf.keras.utils.set_random_seed(7)
+                timer = _EpochTimer()
+                if kind == "astroNN":
+                    net = ApogeeDR14GaiaDR2BCNN()
+                    net.num_hidden = [164, 64, 32, 16]
+                    x = np.c_[spec, mag, np.ones((n, 3))]
+                    fit = lambda: net.fit(x, plx[:, None], labels_err=plx_err[:, None])  # noqa: E731
+                else:
+                    net = ApogeeGaiaBCNN(offset="constant")
+                    fit = lambda: net.fit(spec, plx, plx_err, magnitude=mag)  # noqa: E731
+                net.verbose, net.max_epochs, net.batch_size, net.callbacks = 0, epochs, 64, [timer]
+                with peak_memory() as mem, contextlib.redirect_stdout(open(os.devnull, "w")):
+                    fit()
+                n_train = (n - int(n * net.val_size)) // 64 * 64
+                results.append((n_train / float(np.median(timer.times[1:])), mem["peak_mb"]))
+        finally:
+            os.chdir(cwd)
+    return results
+
+
+def offset_model():
+    """The paper's multivariate offset network (3 features -> Dense 32 -> 16 -> 1, tanh, dropout 0.3)."""
+    from astronn_gaiacal._compat import keras
+    from astronn_gaiacal.models import ApogeeGaiaBCNN
+
+    net = ApogeeGaiaBCNN(offset="multivariate")
+    feats = keras.Input((len(net.offset_features),), name="offset_features")
+    return keras.Model(feats, net.offset_network(feats))
+
+
+def bench_offset(model, rows, mc_num, chunk):
+    """Rows/s of the offset network alone, streamed in chunks of ``chunk`` rows."""
+    rng = np.random.default_rng(4)
+    width = int(model.input_shape[1])
+    mc_predict(model, rng.normal(size=(min(chunk, rows), width)), mc_num=mc_num, progress=False)  # compile
+    done, t0 = 0, time.perf_counter()
+    with peak_memory() as mem:
+        while done < rows:
+            m = min(chunk, rows - done)
+            feats = rng.normal(size=(m, width)).astype(np.float32)
+            mean, var = mc_predict(model, feats, mc_num=mc_num, progress=False)
+            assert mean.shape == (m, 1) and np.isfinite(var).all()
+            done += m
+    return rows / (time.perf_counter() - t0), mem["peak_mb"]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--stars", type=int, default=64, help="stars per inference run (default 64)")
+    parser.add_argument("--mc-num", type=int, default=100, help="MC-dropout passes (default 100)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement (median; default 3)")
+    parser.add_argument("--train-stars", type=int, default=2560, help="training-set size (default 2560)")
+    parser.add_argument("--epochs", type=int, default=3, help="epochs per fit; the first is not timed (default 3)")
+    parser.add_argument("--offset-rows", type=int, default=1_000_000, help="Gaia rows for the offset model (default 1e6)")
+    parser.add_argument("--offset-chunk", type=int, default=250_000, help="rows per streamed chunk (default 250000)")
+    parser.add_argument("--skip-training", action="store_true")
+    args = parser.parse_args(argv)
+    for name in ("stars", "mc_num", "repeats", "train_stars", "offset_rows", "offset_chunk"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be positive")
+    if args.epochs < 2:
+        parser.error("--epochs must be at least 2 (the first epoch is not timed)")
+    cores = os.cpu_count() or 1
+    print(f"TensorFlow {tf.__version__}, {cores} CPU core(s); mc_num={args.mc_num}, repeats={args.repeats}")
+
+    gf_np, gf_tf = sgemm_rate(args.repeats)
+    sgemm = max(gf_np, gf_tf)
+    theirs, ours = build_pair()
+    flop = forward_flop(ours.keras_model_predict)
+    floor = sgemm * 1e9 / (flop * args.mc_num)
+    print(f"sgemm (1024x7512 @ 7512x164): numpy {gf_np:.1f} GFLOP/s, TensorFlow {gf_tf:.1f} GFLOP/s")
+    print(f"forward pass: {flop / 1e6:.2f} MFLOP/spectrum; floor at mc_num={args.mc_num}: {floor:.1f} stars/s; "
+          f"training floor (3 x forward): {sgemm * 1e9 / (3 * flop):.0f} spectra/s")
+
+    rows = []
+    a, ma, b, mb = bench_inference(theirs, ours, args.stars, args.mc_num, args.repeats)
+    rows.append(("inference astroNN 1.1.0", a, "stars/s", 1.0, a / floor, ma))
+    rows.append(("inference plugin", b, "stars/s", b / a, b / floor, mb))
+    train_floor = sgemm * 1e9 / (3 * flop)
+    if not args.skip_training:
+        (ta, tma), (tb, tmb) = bench_training(args.train_stars, args.epochs)
+        rows.append(("training astroNN 1.1.0", ta, "spectra/s", 1.0, ta / train_floor, tma))
+        rows.append(("training plugin", tb, "spectra/s", tb / ta, tb / train_floor, tmb))
+    omodel = offset_model()
+    orate, om = bench_offset(omodel, args.offset_rows, args.mc_num, args.offset_chunk)
+    offset_floor = sgemm * 1e9 / (forward_flop(omodel) * args.mc_num)
+    rows.append((f"offset model, {args.offset_rows:.0e} rows", orate, "rows/s", float("nan"), orate / offset_floor, om))
+    rows.append(("  per core", orate / cores, "rows/s", float("nan"), float("nan"), float("nan")))
+
+    print()
+    print(f"{'measurement':34s} {'throughput':>12s} {'unit':10s} {'x astroNN':>10s} {'of floor':>9s} {'peak MB':>8s}")
+    for name, value, unit, ratio, frac, mem in rows:
+        r = f"{ratio:10.2f}" if np.isfinite(ratio) else f"{'':10s}"
+        fr = f"{frac:9.0%}" if np.isfinite(frac) else f"{'':9s}"
+        me = f"{mem:8.0f}" if np.isfinite(mem) else f"{'':8s}"
+        print(f"{name:34s} {value:12.1f} {unit:10s} {r} {fr} {me}")
+    print()
+    inf_ok = rows[1][3] >= 5 and rows[1][4] >= 0.5
+    print(f"target inference >= 5x astroNN and >= 50% of floor: {'met' if inf_ok else 'NOT met'}")
+    if not args.skip_training:
+        print(f"target training >= 3x astroNN: {'met' if rows[3][3] >= 3 else 'NOT met'}")
+    print(f"target offset model >= 1e5 rows/s per core: {'met' if orate / cores >= 1e5 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
