@@ -29,7 +29,7 @@ from .constants import PAPER_ZEROPOINT_UAS
 from .metrics import accuracy
 from .trends import fit_quadratic_trend
 
-#: Demo sizes: the default fits in ~10 minutes on 2 CPU cores; 'full' is the paper's scale.
+#: Demo sizes: the default took 45 min on 2 CPU cores (target: 10); 'full' is the paper's scale.
 CONFIGS = {
     "default": dict(n_train=3000, n_test=2000, epochs=20, ensemble=3, mc_num=50, lr=1e-3),
     "full": dict(n_train=35112, n_test=33468, epochs=40, ensemble=5, mc_num=100, lr=1e-3),
