@@ -129,39 +129,9 @@ def _all_layers(model):
 # ----------------------------------------------------------------------------- models
 def build_pair(seed=0):
     """astroNN's ApogeeDR14GaiaDR2BCNN and the plugin's ApogeeGaiaBCNN with identical weights."""
-    from astroNN.models import ApogeeDR14GaiaDR2BCNN
-    from astroNN.nn.utilities import Normalizer
+    from astronn_gaiacal.models.paper import astronn_twin
 
-    from astronn_gaiacal.models import ApogeeGaiaBCNN
-    from astronn_gaiacal.models.paper import transfer_astronn_weights
-
-    rng = np.random.default_rng(seed)
-    width = NPIX + 4
-    mean = np.r_[np.ones(NPIX), 9.3, 1.0, 1.0, 1.0]
-    theirs = ApogeeDR14GaiaDR2BCNN()
-    theirs.verbose = 0
-    theirs._input_shape, theirs._labels_shape = {"input": (width, 1)}, {"output": 1}
-    theirs.num_hidden = [164, 64, 32, 16]
-    theirs.input_mean, theirs.input_std = {"input": mean}, {"input": np.ones(width)}
-    theirs.labels_mean, theirs.labels_std = {"output": np.array([0.0])}, {"output": np.array([1.0])}
-    theirs.compile()
-    theirs.keras_model.set_weights(
-        [rng.normal(0, 0.05, w.shape).astype(np.float32) for w in theirs.keras_model.get_weights()]
-    )
-    theirs.input_normalizer = Normalizer(mode=theirs.input_norm_mode, verbose=0)
-    theirs.input_normalizer.mean_labels, theirs.input_normalizer.std_labels = theirs.input_mean, theirs.input_std
-    theirs.labels_normalizer = Normalizer(mode=4, verbose=0)
-    theirs.labels_normalizer.mean_labels = theirs.labels_mean
-    theirs.labels_normalizer.std_labels = theirs.labels_std
-
-    ours = ApogeeGaiaBCNN(offset="constant", variance_propagation="astronn", offset_output_activation="tanh")
-    ours.verbose = 0
-    ours._input_shape, ours._labels_shape = {"input": (NPIX + 1, 1)}, {"output": 1}
-    ours.input_mean, ours.input_std = {"input": mean[: NPIX + 1]}, {"input": np.ones(NPIX + 1)}
-    ours.labels_std = {"output": np.array([1.0])}
-    ours.compile()
-    transfer_astronn_weights(theirs, ours)
-    return theirs, ours
+    return astronn_twin(NPIX, seed=seed)
 
 
 def spectra(n, seed=2):

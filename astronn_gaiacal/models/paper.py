@@ -172,3 +172,60 @@ def transfer_astronn_weights(astronn_net, plugin_net):
         if shapes_a != shapes_b:
             raise ValueError(f"layer {a.name} -> {b.name}: weight shapes {shapes_a} vs {shapes_b}")
         b.set_weights(weights)
+
+
+def astronn_twin(n_pixels=7514, seed=0, mag_mean=9.3):
+    """astroNN 1.1.0's ``ApogeeDR14GaiaDR2BCNN`` with random weights, and the plugin's twin of it.
+
+    The twin is an :class:`~astronn_gaiacal.models.ApogeeGaiaBCNN` in astroNN mode
+    (``variance_propagation='astronn'``, tanh offset output) holding the same
+    weights (:func:`transfer_astronn_weights`), so both give the same numbers:
+    the reference for equivalence tests and speed benchmarks.
+
+    Parameters
+    ----------
+    n_pixels : int
+        Spectrum length (7514 for APOGEE).
+    seed : int
+        Seed of the Gaussian (sigma 0.05) weights.
+    mag_mean : float
+        Mean magnitude of the input normalisation (spectra are centred on 1).
+
+    Returns
+    -------
+    theirs : astroNN.models.ApogeeDR14GaiaDR2BCNN
+        Input layout ``[spectrum | magnitude | 3 ones]``; labels unnormalised.
+    ours : ApogeeGaiaBCNN
+        Input layout ``[spectrum | magnitude]``.
+    """
+    from astroNN.models import ApogeeDR14GaiaDR2BCNN
+    from astroNN.nn.utilities import Normalizer
+
+    from .apogee import ApogeeGaiaBCNN
+
+    rng = np.random.default_rng(seed)
+    width = n_pixels + 4
+    mean = np.r_[np.ones(n_pixels), mag_mean, 1.0, 1.0, 1.0]
+    theirs = ApogeeDR14GaiaDR2BCNN()
+    theirs.verbose = 0
+    theirs._input_shape, theirs._labels_shape = {"input": (width, 1)}, {"output": 1}
+    theirs.num_hidden = [164, 64, 32, 16]
+    theirs.input_mean, theirs.input_std = {"input": mean}, {"input": np.ones(width)}
+    theirs.labels_mean, theirs.labels_std = {"output": np.array([0.0])}, {"output": np.array([1.0])}
+    theirs.compile()
+    theirs.keras_model.set_weights(
+        [rng.normal(0, 0.05, w.shape).astype(np.float32) for w in theirs.keras_model.get_weights()]
+    )
+    theirs.input_normalizer = Normalizer(mode=theirs.input_norm_mode, verbose=0)
+    theirs.input_normalizer.mean_labels, theirs.input_normalizer.std_labels = theirs.input_mean, theirs.input_std
+    theirs.labels_normalizer = Normalizer(mode=4, verbose=0)
+    theirs.labels_normalizer.mean_labels, theirs.labels_normalizer.std_labels = theirs.labels_mean, theirs.labels_std
+
+    ours = ApogeeGaiaBCNN(offset="constant", variance_propagation="astronn", offset_output_activation="tanh")
+    ours.verbose = 0
+    ours._input_shape, ours._labels_shape = {"input": (n_pixels + 1, 1)}, {"output": 1}
+    ours.input_mean, ours.input_std = {"input": mean[: n_pixels + 1]}, {"input": np.ones(n_pixels + 1)}
+    ours.labels_std = {"output": np.array([1.0])}
+    ours.compile()
+    transfer_astronn_weights(theirs, ours)
+    return theirs, ours
