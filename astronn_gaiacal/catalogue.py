@@ -40,7 +40,7 @@ from astropy import units as u
 from ._io import atomic_path
 from .constants import MAGIC_NUMBER, is_missing
 
-__all__ = ["CATALOGUE_COLUMNS", "GAIA_PASSTHROUGH_COLUMNS", "weighted_parallax", "build_catalogue",
+__all__ = ["CATALOGUE_COLUMNS", "GAIA_PASSTHROUGH_COLUMNS", "LABEL_PASSTHROUGH_COLUMNS", "weighted_parallax", "build_catalogue",
            "catalogue_from_dataset", "write_catalogue", "plot_catalogue"]
 
 #: The catalogue's own columns, in order (Table 1 of the paper, plus the weighted parallax).
@@ -55,7 +55,11 @@ CATALOGUE_COLUMNS = (
 
 #: Dataset columns that :func:`catalogue_from_dataset` copies into the catalogue when present.
 GAIA_PASSTHROUGH_COLUMNS = ("source_id", "parallax", "parallax_error", "pmra", "pmra_error", "pmdec",
-                            "pmdec_error", "phot_g_mean_mag", "bp_rp", "visibility_periods_used")
+                            "pmdec_error", "phot_g_mean_mag", "bp_rp", "visibility_periods_used", "ruwe")
+
+#: Stellar labels and S/N that the ``predict`` command (and :func:`astronn_gaiacal.pipeline.catalogue_for`)
+#: also copies when present.
+LABEL_PASSTHROUGH_COLUMNS = ("teff", "logg", "fe_h", "snr")
 
 
 def _mas(x, name, n=None, scalar_ok=False):

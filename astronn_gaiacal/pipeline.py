@@ -163,3 +163,20 @@ def predict_stars(model, ds, mc_num=None, batch_size=None):
             zp, zp_err = model.predict_zeropoint({name: ds[name] for name in model.offset_features})
             out["zeropoint"], out["zeropoint_error"] = zp, zp_err
     return out
+
+
+def catalogue_for(model, ds, mc_num=100, batch_size=None):
+    """The Table-1 catalogue (QTable) of a dataset under a model.
+
+    Gaia columns and stellar labels present in ``ds`` are copied
+    (:data:`~astronn_gaiacal.catalogue.GAIA_PASSTHROUGH_COLUMNS`,
+    :data:`~astronn_gaiacal.catalogue.LABEL_PASSTHROUGH_COLUMNS`).
+    """
+    from .catalogue import GAIA_PASSTHROUGH_COLUMNS, LABEL_PASSTHROUGH_COLUMNS, catalogue_from_dataset
+
+    stars = predict_stars(model, ds, mc_num=mc_num, batch_size=batch_size)
+    return catalogue_from_dataset(
+        ds, stars["fakemag"], stars["fakemag_error"], stars["fakemag_model_error"],
+        zeropoint=stars.get("zeropoint"), zeropoint_error=stars.get("zeropoint_error"),
+        gaia_columns=GAIA_PASSTHROUGH_COLUMNS + LABEL_PASSTHROUGH_COLUMNS,
+    )

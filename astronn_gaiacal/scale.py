@@ -916,7 +916,7 @@ def _read_hdf5_columns(path):
 def _predict_part(path, out, rel, key, folder, mc_num, dropout, seed, batch_size, chunk_rows, config_hash):
     import pandas as pd
 
-    from .cli.predict import catalogue_for
+    from .pipeline import catalogue_for
 
     start = time.perf_counter()
     net = worker_model(folder)

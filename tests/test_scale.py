@@ -345,7 +345,7 @@ def spectra_files(tmp_path_factory):
 
 
 def _expected_catalogue(net, path, dropout, seed=None, key=None, mc_num=1):
-    from astronn_gaiacal.cli.predict import catalogue_for
+    from astronn_gaiacal.pipeline import catalogue_for
 
     ds = read_dataset(path)
     if dropout:

@@ -2,10 +2,6 @@
 NAME = "predict"
 HELP = "NN distances and parallaxes (with uncertainties) for a dataset, written as a Table-1 FITS catalogue"
 
-GAIA_PASSTHROUGH = ("source_id", "phot_g_mean_mag", "bp_rp", "teff", "logg", "fe_h", "snr", "ruwe",
-                    "visibility_periods_used", "pmra", "pmra_error", "pmdec", "pmdec_error")
-
-
 def add_arguments(parser):
     parser.add_argument("model", metavar="MODEL", help="model folder (single model or ensemble)")
     parser.add_argument("data", metavar="DATA", help="dataset (HDF5 dataset format or a table with spectra); with "
@@ -16,7 +12,7 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=int, default=None, help="stars per inference batch")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
-    from .zeropoint import add_cluster_arguments
+    from ._common import add_cluster_arguments
 
     scale = parser.add_argument_group(
         "partitioned inputs (Dask)", "with --partitioned, every file of DATA is one Dask task, written to --out as "
@@ -29,24 +25,11 @@ def add_arguments(parser):
                        help="one deterministic pass with MC dropout off (no model uncertainty)")
 
 
-def catalogue_for(net, ds, mc_num=100, batch_size=None):
-    """Table-1 catalogue (QTable) of a dataset under a model."""
-    from .. import pipeline
-    from ..catalogue import catalogue_from_dataset
-
-    stars = pipeline.predict_stars(net, ds, mc_num=mc_num, batch_size=batch_size)
-    return catalogue_from_dataset(
-        ds, stars["fakemag"], stars["fakemag_error"], stars["fakemag_model_error"],
-        zeropoint=stars.get("zeropoint"), zeropoint_error=stars.get("zeropoint_error"),
-        gaia_columns=GAIA_PASSTHROUGH,
-    )
-
-
 def _run_partitioned(args):
     import os
 
     from ._common import UsageError
-    from .zeropoint import run_scaled
+    from ._common import run_scaled
 
     if args.mc_num < 1 or args.chunk_rows < 1 or (args.batch_size is not None and args.batch_size < 1):
         raise UsageError("--mc-num, --chunk-rows and --batch-size must be positive integers")
@@ -64,6 +47,7 @@ def run(args):
 
     import numpy as np
 
+    from .. import pipeline
     from ..catalogue import write_catalogue
     from ..constants import is_missing
     from ._common import UsageError, load_dataset, load_model, print_json
@@ -79,7 +63,7 @@ def run(args):
     if ds["spectra"].shape[1] != net.spectrum_length:
         raise UsageError(f"{args.data} has {ds['spectra'].shape[1]}-pixel spectra; the model expects {net.spectrum_length}")
     try:
-        table = catalogue_for(net, ds, mc_num=args.mc_num, batch_size=args.batch_size)
+        table = pipeline.catalogue_for(net, ds, mc_num=args.mc_num, batch_size=args.batch_size)
     except ValueError as err:
         raise UsageError(str(err)) from None
     write_catalogue(table, args.out, overwrite=args.overwrite)

@@ -20,55 +20,12 @@ def add_arguments(parser):
         "HATS input), resumable: a rerun skips the partitions already written")
     scale.add_argument("--catalog", metavar="PATH_OR_HATS",
                        help="Parquet file, folder or glob, or a HATS catalogue folder, with the feature columns")
+    from ._common import add_cluster_arguments
+
     add_cluster_arguments(scale)
     scale.add_argument("--no-dropout", action="store_true",
                        help="one deterministic pass with MC dropout off (zeropoint_error = 0)")
     scale.add_argument("--batch-size", type=int, default=65536, help="stars per inference call (default 65536)")
-
-
-def add_cluster_arguments(group):
-    """Options shared by the Dask-backed subcommands (zeropoint --catalog, predict --partitioned)."""
-    group.add_argument("--scheduler", metavar="ADDRESS",
-                       help="address of a running Dask scheduler (default: a LocalCluster on this machine)")
-    group.add_argument("--workers", type=int, default=None,
-                       help="LocalCluster workers, one thread each (default: one per CPU core)")
-    group.add_argument("--seed", type=int, default=0, help="MC-dropout seed; partition k uses a seed derived "
-                       "from it and its key, so results do not depend on the worker (default 0)")
-    group.add_argument("--retries", type=int, default=2, help="Dask retries of a failed partition (default 2)")
-    group.add_argument("--max-partitions", type=int, default=None,
-                       help="compute at most this many of the remaining partitions, then stop (rerun to continue)")
-
-
-def run_scaled(kind, func, args, **kwargs):
-    """Run a :mod:`astronn_gaiacal.scale` job for a subcommand and report it; 1 if partitions failed."""
-    import sys
-
-    from ..scale import PartitionFailure
-    from ._common import UsageError, print_json
-
-    if args.workers is not None and args.workers < 1:
-        raise UsageError(f"--workers must be a positive integer, got {args.workers}")
-    if args.scheduler and args.workers is not None:
-        raise UsageError("--workers sets up a LocalCluster; it cannot be combined with --scheduler")
-    try:
-        summary = func(scheduler=args.scheduler, n_workers=args.workers, seed=args.seed, retries=args.retries,
-                       max_partitions=args.max_partitions, overwrite=args.overwrite, **kwargs)
-        code = 0
-    except PartitionFailure as err:
-        print(f"astronn-gaiacal {kind}: {err}", file=sys.stderr)
-        summary, code = err.summary, 1
-    except (FileNotFoundError, FileExistsError, KeyError, TypeError, ValueError) as err:
-        raise UsageError(str(err).strip("'\"")) from None
-    summary = {**summary, "computed": len(summary["computed"])}
-    if args.json:
-        print_json(summary)
-    else:
-        state = "complete" if summary["complete"] else "incomplete (rerun to resume)"
-        print(f"{summary['rows']} rows in {summary['n_partitions']} partitions under {summary['out']}: {state}; "
-              f"{summary['computed']} partition(s) computed now, {summary['skipped']} already written"
-              + (f", {len(summary['failed'])} failed" if summary["failed"] else "")
-              + (f"; {summary['rows_per_s']:.0f} rows/s" if summary["rows_computed"] else ""))
-    return code
 
 
 def _summary_text(summary):
@@ -100,6 +57,8 @@ def _run_catalog(args):
     if not os.path.isdir(args.model):
         raise UsageError(f"no such model folder: {args.model}")
     from .. import scale
+
+    from ._common import run_scaled
 
     return run_scaled("zeropoint", lambda **kw: scale.zeropoint_catalog(args.model, args.catalog, args.out, **kw),
                       args, mc_num=args.mc_num, dropout=not args.no_dropout, batch_size=args.batch_size)
