@@ -16,6 +16,9 @@ for _cls in (
     _layers.Scale,
     _layers.SliceColumns,
     _layers.ConstantFeature,
+    _layers.BlockConv1D,
+    _layers.FastMaxPooling1D,
+    _layers.FastMCDropout,
 ):
     register(_cls)
 for _name, _cls in _losses.LOSS_CLASSES.items():

@@ -11,7 +11,8 @@ random spectra.  Measured, each a median over repeats:
 * ``ApogeeDR14GaiaDR2BCNN.predict`` (astroNN) vs ``ApogeeGaiaBCNN.predict`` (plugin), mc_num=100;
 * astroNN's ``fit`` vs the plugin's ``fit`` at the paper's hyperparameters (batch 64),
   spectra/s over whole epochs after the first;
-* the offset model alone on streamed Gaia-like rows (rows/s at mc_num=100, per core too).
+* the offset model alone on streamed Gaia-like rows (rows/s at mc_num=100, per core too), with
+  dropout masks drawn per row (``mc_predict``) and per pass (``mc_predict_shared_masks``).
 
 Peak memory is the peak resident set size above the start of each measurement (sampled).
 
@@ -214,17 +215,25 @@ def offset_model():
     return keras.Model(feats, net.offset_network(feats))
 
 
-def bench_offset(model, rows, mc_num, chunk):
-    """Rows/s of the offset network alone, streamed in chunks of ``chunk`` rows."""
+def bench_offset(model, rows, mc_num, chunk, shared_masks=False):
+    """Rows/s of the offset network alone, streamed in chunks of ``chunk`` rows.
+
+    ``shared_masks=True`` uses :func:`~astronn_gaiacal.inference.mc_predict_shared_masks`
+    (each pass's masks shared by a batch of 4096 rows, folded into the weights).
+    """
+    from astronn_gaiacal.inference import mc_predict_shared_masks
+
     rng = np.random.default_rng(4)
     width = int(model.input_shape[1])
-    mc_predict(model, rng.normal(size=(min(chunk, rows), width)), mc_num=mc_num, progress=False)  # compile
+    run = (lambda f: mc_predict_shared_masks(model, f, mc_num=mc_num, progress=False)) if shared_masks else (
+        lambda f: mc_predict(model, f, mc_num=mc_num, progress=False))
+    run(rng.normal(size=(min(chunk, rows), width)))  # compile
     done, t0 = 0, time.perf_counter()
     with peak_memory() as mem:
         while done < rows:
             m = min(chunk, rows - done)
             feats = rng.normal(size=(m, width)).astype(np.float32)
-            mean, var = mc_predict(model, feats, mc_num=mc_num, progress=False)
+            mean, var = run(feats)
             assert mean.shape == (m, 1) and np.isfinite(var).all()
             done += m
     return rows / (time.perf_counter() - t0), mem["peak_mb"]
@@ -268,10 +277,11 @@ def main(argv=None):
         rows.append(("training astroNN 1.1.0", ta, "spectra/s", 1.0, ta / train_floor, tma))
         rows.append(("training plugin", tb, "spectra/s", tb / ta, tb / train_floor, tmb))
     omodel = offset_model()
-    orate, om = bench_offset(omodel, args.offset_rows, args.mc_num, args.offset_chunk)
     offset_floor = sgemm * 1e9 / (forward_flop(omodel) * args.mc_num)
-    rows.append((f"offset model, {args.offset_rows:.0e} rows", orate, "rows/s", float("nan"), orate / offset_floor, om))
-    rows.append(("  per core", orate / cores, "rows/s", float("nan"), float("nan"), float("nan")))
+    for label, shared in (("masks per row", False), ("masks per pass", True)):
+        orate, om = bench_offset(omodel, args.offset_rows, args.mc_num, args.offset_chunk, shared_masks=shared)
+        rows.append((f"offset model, {label}", orate, "rows/s", float("nan"), orate / offset_floor, om))
+        rows.append(("  per core", orate / cores, "rows/s", float("nan"), float("nan"), float("nan")))
 
     print()
     print(f"{'measurement':34s} {'throughput':>12s} {'unit':10s} {'x astroNN':>10s} {'of floor':>9s} {'peak MB':>8s}")
@@ -285,7 +295,9 @@ def main(argv=None):
     print(f"target inference >= 5x astroNN and >= 50% of floor: {'met' if inf_ok else 'NOT met'}")
     if not args.skip_training:
         print(f"target training >= 3x astroNN: {'met' if rows[3][3] >= 3 else 'NOT met'}")
-    print(f"target offset model >= 1e5 rows/s per core: {'met' if orate / cores >= 1e5 else 'NOT met'}")
+    best = max(rows[-1][1], rows[-3][1])
+    print(f"target offset model >= 1e5 rows/s per core: {'met' if best >= 1e5 else 'NOT met'} "
+          f"(best path {best:.0f} rows/s per core)")
 
 
 if __name__ == "__main__":

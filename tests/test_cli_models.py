@@ -73,6 +73,17 @@ def test_train_multivariate_and_zeropoint_table(tmp_path, data_file, capsys):
     back = Table.read(summary["out"])
     assert back["zeropoint"].unit == "mas" and len(back) == 30
     assert "phot_g_mean_mag" in summary["quadratic_trends"]
+    # the shared-mask path gives the same per-star distribution
+    runs = {}
+    for flag in ([], ["--shared-masks"]):
+        code, stdout, _ = _run(capsys, "zeropoint", str(out), str(tpath), "--json", "--mc-num", "400", "--overwrite",
+                               "--out", str(tmp_path / f"zp{len(flag)}.ecsv"), *flag)
+        assert code == 0
+        runs[len(flag)] = Table.read(json.loads(stdout)["out"])
+    a, b = runs[0], runs[1]
+    sigma = np.sqrt((a["zeropoint_error"] ** 2 + b["zeropoint_error"] ** 2) / 400).value
+    assert np.all(np.abs(a["zeropoint"] - b["zeropoint"]).value < 5 * sigma + 1e-9)
+    np.testing.assert_allclose(b["zeropoint_error"], a["zeropoint_error"], rtol=0.35)
 
 
 def test_bad_cli_input(tmp_path, data_file, capsys):

@@ -13,6 +13,10 @@ def add_arguments(parser):
     parser.add_argument("--mc-num", type=int, default=100, help="MC-dropout passes (default 100)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file (with --catalog: "
                         "an output folder of another run)")
+    parser.add_argument("--shared-masks", action="store_true",
+                        help="GAIA_TABLE, multivariate: share each MC pass's dropout masks by a batch of 4096 stars "
+                             "(about 10x faster; every star's passes are still independent, but the MC noise of "
+                             "stars in one batch is correlated)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     scale = parser.add_argument_group(
         "catalogue scale (Dask/LSDB)", "with --catalog, per-star zero-points of a whole catalogue are computed on a "
@@ -107,7 +111,7 @@ def run(args):
         if missing:
             raise UsageError(f"{args.table} lacks feature column(s) {', '.join(missing)} "
                              f"(the model needs {', '.join(net.offset_features)})")
-        zp, zp_err = net.predict_zeropoint(table)
+        zp, zp_err = net.predict_zeropoint(table, shared_masks=True) if args.shared_masks else net.predict_zeropoint(table)
     table["zeropoint"] = zp.to(u.mas)
     table["zeropoint_error"] = zp_err.to(u.mas)
     good = np.isfinite(zp.value)

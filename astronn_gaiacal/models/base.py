@@ -32,8 +32,8 @@ from .._compat import keras, tf
 from .._io import atomic_directory
 from .._versions import __version__
 from ..constants import MAGIC_NUMBER, PAPER_FAKEMAG_SCALE, PAPER_OFFSET_FEATURES
-from ..inference import mc_predict
-from ..nn.layers import ConstantFeature, FakemagLogVariance, FakemagToParallax, Scale, SliceColumns
+from ..inference import mc_predict, mc_predict_shared_masks
+from ..nn.layers import BlockConv1D, ConstantFeature, FastMaxPooling1D, FastMCDropout, FakemagLogVariance, FakemagToParallax, Scale, SliceColumns
 from ..nn.losses import DEFAULT_LOSS, LOSS_CLASSES, loss_from_name
 
 OFFSET_VARIANTS = ("none", "constant", "multivariate")
@@ -172,8 +172,15 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         Divide inputs by their standard deviation (dense models) or only
         centre them (spectra, as the paper).
     jit_compile : bool
-        Compile the training step with XLA (off by default: on CPU it was
-        measured no faster for the paper's network, see :doc:`/performance`).
+        Compile the whole training step with XLA (off by default: on CPU the
+        per-layer XLA kernels below are faster, see :doc:`/performance`).
+    conv_layer, pool_layer, dropout_layer : class
+        Layers :meth:`luminosity_network` builds: :class:`~astronn_gaiacal.nn.layers.BlockConv1D`,
+        :class:`~astronn_gaiacal.nn.layers.FastMaxPooling1D` and
+        :class:`~astronn_gaiacal.nn.layers.FastMCDropout` (the same operations
+        as ``Conv1D``, ``MaxPooling1D`` and astroNN's ``MCDropout``, and the
+        same weights, computed faster on CPU).  Set them to the Keras/astroNN
+        classes to build the original layers.
     inference_bf16 : bool
         Run the MC-dropout matrix products of :meth:`predict` in bfloat16
         (off by default; slower on CPUs without native bf16 and accurate to
@@ -191,6 +198,9 @@ class GaiaCalBCNNBase(BayesianCNNBase):
     offset_hidden = (32, 16)
     inference_bf16 = False
     jit_compile = False
+    conv_layer = BlockConv1D
+    dropout_layer = FastMCDropout
+    pool_layer = FastMaxPooling1D
 
     def __init__(
         self,
@@ -321,7 +331,7 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         return keras.initializers.RandomNormal(mean=0.0, stddev=0.05)
 
     def _dropout(self, x):
-        return MCDropout(self.dropout_rate, disable=self.disable_dropout)(x)
+        return self.dropout_layer(self.dropout_rate, disable=self.disable_dropout)(x)
 
     def luminosity_network(self, spectra):
         """Spectrum ``(batch, n_pixels)`` -> ``(fakemag, log_variance)``, each ``(batch, 1)``.
@@ -335,16 +345,16 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         """
         reg = keras.regularizers.l2(self.l2)
         x = keras.layers.Reshape((self.n_pixels, 1))(spectra)
-        x = keras.layers.Conv1D(
+        x = self.conv_layer(
             self.num_filters[0], self.filter_len, padding="same", kernel_initializer=self._initializer(),
             kernel_regularizer=reg,
         )(x)
         x = self._dropout(keras.layers.Activation(self.activation)(x))
-        x = keras.layers.Conv1D(
+        x = self.conv_layer(
             self.num_filters[1], self.filter_len, padding="same", kernel_initializer=self._initializer(),
             kernel_regularizer=reg,
         )(x)
-        x = keras.layers.MaxPooling1D(pool_size=self.pool_length)(keras.layers.Activation(self.activation)(x))
+        x = self.pool_layer(pool_size=self.pool_length)(keras.layers.Activation(self.activation)(x))
         x = self._dropout(keras.layers.Flatten()(x))
         for i, units in enumerate(self.luminosity_hidden):
             x = keras.layers.Dense(units, kernel_initializer=self._initializer(), kernel_regularizer=reg)(x)
@@ -869,7 +879,7 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         dist = conversions.fakemag_to_distance(fakemag[:, 0], mag)
         return dist, {k: conversions.fakemag_to_distance(fakemag[:, 0], mag, v[:, 0])[1] for k, v in err.items()}
 
-    def predict_zeropoint(self, features=None, mc_num=None, batch_size=None):
+    def predict_zeropoint(self, features=None, mc_num=None, batch_size=None, shared_masks=False):
         """The offset calibration model on its own: per-star zero-point with MC-dropout spread.
 
         Parameters
@@ -879,6 +889,12 @@ class GaiaCalBCNNBase(BayesianCNNBase):
             constant model, which returns one value.
         mc_num : int, optional
             Stochastic passes; defaults to :attr:`mc_num`.
+        batch_size : int, optional
+        shared_masks : bool
+            Multivariate only: share each pass's dropout masks by a batch of
+            stars (:func:`~astronn_gaiacal.inference.mc_predict_shared_masks`):
+            about 10x faster, the same distribution for every star, MC noise
+            correlated between the stars of a batch.  Off by default.
 
         Returns
         -------
@@ -902,9 +918,15 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         std_all = np.asarray(self.input_std["input"], dtype=float).ravel()
         f_mean, f_std = mean_all[n_pix + 1 :], std_all[n_pix + 1 :]
         x = np.where(bad[:, None], 0.0, (np.where(bad[:, None], 0.0, feats) - f_mean) / f_std).astype(np.float32)
-        mean, var = mc_predict(
-            self.offset_model, x, mc_num=mc_num, batch_size=batch_size, progress=self.verbose > 0, desc="zero-point"
-        )
+        if shared_masks:
+            mean, var = mc_predict_shared_masks(
+                self.offset_model, x, mc_num=mc_num, batch_size=batch_size or 4096, progress=self.verbose > 0,
+                desc="zero-point",
+            )
+        else:
+            mean, var = mc_predict(
+                self.offset_model, x, mc_num=mc_num, batch_size=batch_size, progress=self.verbose > 0, desc="zero-point"
+            )
         scale = self._label_std()
         zp = np.where(bad, np.nan, mean[:, 0] * scale)
         zp_err = np.where(bad, np.nan, np.sqrt(var[:, 0]) * scale)

@@ -186,13 +186,14 @@ class DeepEnsemble:
 
         return self._via_fakemag(input_data, magnitude, batch_size, fakemag_to_distance)
 
-    def predict_zeropoint(self, features=None, mc_num=None, batch_size=4096, components=False):
+    def predict_zeropoint(self, features=None, mc_num=None, batch_size=4096, components=False, shared_masks=False):
         """Ensemble zero-point; see :meth:`GaiaCalBCNNBase.predict_zeropoint`.
 
         With ``components=True`` also returns ``{'mc': ..., 'ensemble': ...}``, the
         two parts of the error (Quantities in mas).
         """
-        outs = [m.predict_zeropoint(features, mc_num=mc_num, batch_size=batch_size) for m in self.members]
+        kwargs = {"shared_masks": True} if shared_masks else {}
+        outs = [m.predict_zeropoint(features, mc_num=mc_num, batch_size=batch_size, **kwargs) for m in self.members]
         mean, mc_var, between = _combine(
             [o[0].to_value(u.mas) for o in outs], [o[1].to_value(u.mas) ** 2 for o in outs]
         )

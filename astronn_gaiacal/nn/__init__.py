@@ -1,5 +1,14 @@
 """Keras components of the plugin: layers and likelihoods."""
-from .layers import ConstantFeature, FakemagLogVariance, FakemagToParallax, Scale, SliceColumns
+from .layers import (
+    BlockConv1D,
+    ConstantFeature,
+    FakemagLogVariance,
+    FakemagToParallax,
+    FastMaxPooling1D,
+    FastMCDropout,
+    Scale,
+    SliceColumns,
+)
 from .losses import (
     DEFAULT_LOSS,
     GaiaGaussianNLL,
@@ -12,9 +21,12 @@ from .losses import (
 )
 
 __all__ = [
+    "BlockConv1D",
     "ConstantFeature",
     "FakemagLogVariance",
     "FakemagToParallax",
+    "FastMaxPooling1D",
+    "FastMCDropout",
     "Scale",
     "SliceColumns",
     "DEFAULT_LOSS",

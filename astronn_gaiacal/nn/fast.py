@@ -136,16 +136,23 @@ def effective_rate(rate):
 MAX_SMALL_CONV_TERMS = 512
 
 
-def conv1d_is_small(layer):
-    """Whether a Keras ``Conv1D`` is stride 1, undilated, channels last and small enough to gain."""
-    if not isinstance(layer, keras.layers.Conv1D) or type(layer).__name__ in ("Conv1DTranspose", "SeparableConv1D"):
-        return False
+def conv1d_is_plain(layer):
+    """Whether a ``Conv1D`` is stride 1, undilated, ungrouped, channels last, with same/valid/causal padding."""
     return (
         tuple(layer.strides) == (1,)
         and tuple(layer.dilation_rate) == (1,)
         and layer.data_format == "channels_last"
         and getattr(layer, "groups", 1) == 1
         and layer.padding in ("same", "valid", "causal")
+    )
+
+
+def conv1d_is_small(layer):
+    """Whether a Keras ``Conv1D`` is plain (:func:`conv1d_is_plain`), built and small enough to gain."""
+    if not isinstance(layer, keras.layers.Conv1D) or type(layer).__name__ in ("Conv1DTranspose", "SeparableConv1D"):
+        return False
+    return (
+        conv1d_is_plain(layer)
         and layer.built
         and int(np.prod(layer.kernel.shape)) <= MAX_SMALL_CONV_TERMS
     )
