@@ -327,8 +327,6 @@ def dense_chain(model):
     layers only (e.g. the offset calibration model), each dropout followed by
     a ``Dense``.
     """
-    from astroNN.nn.layers import MCDropout
-
     if not hasattr(model, "_nodes_by_depth") or len(model.inputs) != 1 or len(model.outputs) != 1:
         return None
     chain, rate = [], 0.0
@@ -346,7 +344,6 @@ def dense_chain(model):
         rate = 0.0
     if rate or not chain or len(chain) != len([lay for lay in model.layers if isinstance(lay, keras.layers.Dense)]):
         return None
-    # a linear chain: each layer's input must be the previous one's output
     return chain
 
 
