@@ -356,19 +356,16 @@ def _plain_dropout_types():
 
 
 def _dense_step(chain, mc_num, generator):
-    threshold = [int(round(rate * 2**16)) for *_, rate in chain]
-
     @tf.function(jit_compile=True)
     def step(x):
         kernel, bias, act, _ = chain[0]
         h = tf.matmul(x, kernel)  # (n, d): deterministic prefix, once per input
         h = act(h + bias) if bias is not None else act(h)
         h = h[:, None, :]  # (n, 1 | T, d)
-        for (kernel, bias, act, rate), thr in zip(chain[1:], threshold[1:]):
+        for kernel, bias, act, rate in chain[1:]:
             d_in = int(kernel.shape[0])
             if rate > 0:
-                bits = tf.bitcast(generator.uniform_full_int([mc_num, (d_in + 1) // 2], dtype=tf.uint32), tf.uint16)
-                keep = tf.reshape(bits, [mc_num, -1])[:, :d_in] >= tf.constant(thr, tf.uint16)
+                keep = fast.bernoulli_keep_mask([mc_num, d_in], rate, generator)
                 w = tf.where(keep[:, :, None], kernel[None] * (1.0 / (1.0 - rate)), 0.0)  # (T, d_in, d_out)
             else:
                 w = tf.broadcast_to(kernel[None], [mc_num, *kernel.shape])

@@ -114,7 +114,13 @@ def bernoulli_keep_mask(shape, rate, generator=None):
     shape = tf.convert_to_tensor(shape, tf.int32)
     size = tf.reduce_prod(shape)
     words = _generator(generator).uniform_full_int([(size + 1) // 2], dtype=tf.uint32)
-    halves = tf.reshape(tf.bitcast(words, tf.uint16), [-1])[:size]
+    return keep_mask_from_words(words, shape, rate)
+
+
+def keep_mask_from_words(words, shape, rate):
+    """Boolean keep-mask of ``shape`` from 32-bit random ``words`` (two 16-bit draws each, extras discarded)."""
+    shape = tf.convert_to_tensor(shape, tf.int32)
+    halves = tf.reshape(tf.bitcast(words, tf.uint16), [-1])[: tf.reduce_prod(shape)]
     threshold = int(round(float(rate) * 2**_RATE_BITS))
     return tf.reshape(halves >= tf.constant(threshold, tf.uint16), shape)
 

@@ -3,7 +3,7 @@ import numpy as np
 
 from .._compat import keras, tf
 from ..constants import LN10
-from .fast import conv1d_is_plain
+from .fast import conv1d_is_plain, effective_rate, keep_mask_from_words
 from astroNN.nn.layers import MCDropout  # noqa: E402,I001  (after _compat has set up Keras 2)
 
 VARIANCE_PROPAGATION_MODES = ("exact", "astronn")
@@ -334,7 +334,7 @@ class FastMCDropout(MCDropout):
     @property
     def effective_rate(self):
         """The drop probability actually used."""
-        return round(float(self.rate) * 2**16) / 2**16
+        return effective_rate(self.rate)
 
     @_no_autograph
     def call(self, inputs, training=None):
@@ -345,8 +345,7 @@ class FastMCDropout(MCDropout):
         words = tf.random.stateless_uniform(
             [(size + 1) // 2], seed, minval=None, maxval=None, dtype=tf.uint32, alg="philox"
         )
-        halves = tf.reshape(tf.bitcast(words, tf.uint16), [-1])[:size]
-        keep = tf.reshape(halves >= tf.constant(round(float(self.rate) * 2**16), tf.uint16), tf.shape(inputs))
+        keep = keep_mask_from_words(words, tf.shape(inputs), self.rate)
         return inputs * (tf.cast(keep, inputs.dtype) * tf.cast(1.0 / (1.0 - self.rate), inputs.dtype))
 
 
