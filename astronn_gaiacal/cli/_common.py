@@ -82,6 +82,7 @@ def summarise_model(net, folder=None):
             value, error = net.zeropoint()
         summary["zeropoint_uas"] = float(value.to_value(u.uas))
         summary["zeropoint_err_uas"] = float(error.to_value(u.uas))
+        summary["zeropoint_estimate"] = "ensemble" if members else "mc"  # calibration study's names
     return summary
 
 

@@ -9,12 +9,17 @@ def add_arguments(parser):
 
     parser.add_argument("--out", default="calibration_study", metavar="DIR",
                         help="output folder: calibration_study.ecsv, summary.json, pulls.png")
+    from ..demo import CONFIGS
+
+    demo = CONFIGS["default"]
     parser.add_argument("-k", type=int, default=10, help="number of realisations (default 10)")
-    parser.add_argument("--n-train", type=int, default=3000, help="training stars per realisation (default 3000, "
-                        "the demo's size)")
-    parser.add_argument("--epochs", type=int, default=20, help="epochs (default 20, as the demo)")
-    parser.add_argument("--ensemble", type=int, default=3, help="ensemble members (default 3, as the demo)")
-    parser.add_argument("--mc-num", type=int, default=50, help="MC-dropout passes (default 50)")
+    parser.add_argument("--n-train", type=int, default=demo["n_train"],
+                        help=f"training stars per realisation (default {demo['n_train']}, the demo's size)")
+    parser.add_argument("--epochs", type=int, default=demo["epochs"], help=f"epochs (default {demo['epochs']}, as the demo)")
+    parser.add_argument("--ensemble", type=int, default=demo["ensemble"],
+                        help=f"ensemble members (default {demo['ensemble']}, as the demo)")
+    parser.add_argument("--mc-num", type=int, default=demo["mc_num"],
+                        help=f"MC-dropout passes (default {demo['mc_num']}, as the demo)")
     parser.add_argument("--injected-uas", type=float, default=PAPER_ZEROPOINT_UAS,
                         help=f"injected constant zero-point in uas (default {PAPER_ZEROPOINT_UAS})")
     parser.add_argument("--seed", type=int, default=0, help="base seed")
@@ -25,9 +30,9 @@ def _text(summary):
     s = summary["settings"]
     lines = [f"calibration study: {s['k']} realisations, {s['n_train']} training stars, {s['epochs']} epochs, "
              f"{s['ensemble']}-member ensembles, injected {s['injected_uas']} uas",
-             f"{'estimate':<10} {'|pull|<1':>9} {'|pull|<2':>9} {'mean pull':>10} {'rms pull':>9} {'median sigma':>13}"]
+             f"{'estimate':<15} {'|pull|<1':>9} {'|pull|<2':>9} {'mean pull':>10} {'rms pull':>9} {'median sigma':>13}"]
     for est, st in summary["pulls"].items():
-        lines.append(f"{est:<10} {100 * st['frac_within_1']:8.0f}% {100 * st['frac_within_2']:8.0f}% "
+        lines.append(f"{est:<15} {100 * st['frac_within_1']:8.0f}% {100 * st['frac_within_2']:8.0f}% "
                      f"{st['mean_pull']:+10.2f} {st['rms_pull']:9.2f} {st['median_sigma_uas']:10.2f} uas"
                      + ("  calibrated" if st["calibrated"] else ""))
     return "\n".join(lines)

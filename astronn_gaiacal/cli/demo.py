@@ -11,9 +11,13 @@ def add_arguments(parser):
     parser.add_argument("--seed", type=int, default=0, help="random seed of the mock survey and training")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     sizes = parser.add_argument_group("sizes (override the defaults of the default or --full demo)")
-    for name, kind, text in (("n-train", int, "training stars (S/N > 200)"), ("n-test", int, "test stars (S/N < 200)"),
-                             ("epochs", int, "training epochs"), ("ensemble", int, "members of the constant model's "
-                             "deep ensemble"), ("mc-num", int, "MC-dropout passes at inference")):
+    for name, kind, text in (
+        ("n-train", int, "training stars (S/N > 200)"),
+        ("n-test", int, "test stars (S/N < 200)"),
+        ("epochs", int, "training epochs (the default demo's no-offset model gets half as many)"),
+        ("ensemble", int, "members of the constant model's deep ensemble"),
+        ("mc-num", int, "MC-dropout passes at inference"),
+    ):
         sizes.add_argument(f"--{name}", type=kind, default=None, help=text)
 
 

@@ -11,6 +11,10 @@ def add_arguments(parser):
     parser.add_argument("--out", metavar="FILE", help="output table with zeropoint/zeropoint_error columns (mas); "
                         "default: GAIA_TABLE with suffix _zeropoint; with --catalog, the output folder")
     parser.add_argument("--mc-num", type=int, default=100, help="MC-dropout passes (default 100)")
+    parser.add_argument("--refit", metavar="DATA",
+                        help="constant model: refit the zero-point by maximum likelihood on DATA's Gaia parallaxes "
+                             "(a dataset file, e.g. the training set) with the luminosity network(s) held fixed; "
+                             "the calibrated estimate (docs/calibration.rst)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file (with --catalog: "
                         "an output folder of another run)")
     parser.add_argument("--shared-masks", action="store_true",
@@ -36,7 +40,12 @@ def _summary_text(summary):
     lines = [f"zero-point model: {summary['model_class']} (offset={summary['offset']})"]
     if "zeropoint_uas" in summary:
         lines.append(f"zero-point = {summary['zeropoint_uas']:.2f} +- {summary['zeropoint_err_uas']:.2f} uas "
-                     f"({summary['zeropoint_convention']})")
+                     f"({summary['zeropoint_convention']}; estimate '{summary['zeropoint_estimate']}')")
+    if "refit" in summary:
+        r = summary["refit"]
+        lines.append(f"  refit on {r['n_stars']} stars: statistical {r['statistical_error_uas']:.2f}, ensemble "
+                     f"{r['ensemble_error_uas']:.2f} uas; luminosity scatter {100 * r['scatter']:.1f}%; learned "
+                     f"offset {summary['learned_zeropoint_uas']:.2f} +- {summary['learned_zeropoint_err_uas']:.2f} uas")
     if "n_stars" in summary:
         lines.append(f"{summary['n_stars']} stars ({summary['n_missing_features']} without features): "
                      f"mean {summary['mean_uas']:.2f} uas, median {summary['median_uas']:.2f} uas")
@@ -68,6 +77,31 @@ def _run_catalog(args):
                       args, mc_num=args.mc_num, dropout=not args.no_dropout, batch_size=args.batch_size)
 
 
+def _refit(net, args, summary):
+    from ._common import UsageError, load_dataset
+
+    if net.offset != "constant":
+        raise UsageError(f"--refit fits a constant zero-point; {args.model} has offset {net.offset!r}")
+    ds = load_dataset(args.refit, require=["spectra", "mag", "parallax", "parallax_error"])
+    if ds["spectra"].shape[1] != net.spectrum_length:
+        raise UsageError(f"{args.refit} has {ds['spectra'].shape[1]}-pixel spectra; the model expects "
+                         f"{net.spectrum_length}")
+    from ..models.ensemble import DeepEnsemble
+
+    try:
+        fit, parts = DeepEnsemble.of(net).refit_zeropoint(ds["spectra"], ds["parallax"], ds["parallax_error"],
+                                                       magnitude=ds.corrected_mag(), components=True)
+    except ValueError as err:
+        raise UsageError(f"cannot refit on {args.refit}: {err}") from None
+    summary["learned_zeropoint_uas"] = summary.pop("zeropoint_uas")
+    summary["learned_zeropoint_err_uas"] = summary.pop("zeropoint_err_uas")
+    summary.update(zeropoint_uas=fit.to_dict()["value_uas"], zeropoint_err_uas=fit.to_dict()["error_uas"],
+                   zeropoint_estimate="refit_ensemble" if len(getattr(net, "members", [net])) > 1 else "refit")
+    summary["refit"] = {**fit.to_dict(), "data": args.refit,
+                        "statistical_error_uas": float(parts["statistical"].to_value("uas")),
+                        "ensemble_error_uas": float(parts["ensemble"].to_value("uas"))}
+
+
 def run(args):
     import os
 
@@ -83,6 +117,10 @@ def run(args):
     if net.offset == "none":
         raise UsageError(f"{args.model} was trained with offset 'none': it has no zero-point")
     summary = summarise_model(net, args.model)
+    if args.refit is not None:
+        if args.table is not None:
+            raise UsageError("give either GAIA_TABLE or --refit DATA, not both")
+        _refit(net, args, summary)
     if args.table is None:
         if net.offset != "constant":
             raise UsageError("a multivariate model needs GAIA_TABLE with its feature columns "

@@ -932,6 +932,46 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         zp_err = np.where(bad, np.nan, np.sqrt(var[:, 0]) * scale)
         return zp * u.mas, zp_err * u.mas
 
+    def refit_zeropoint(self, input_data, parallax, parallax_error, magnitude=None, batch_size=None, scatter=None):
+        """Maximum-likelihood constant zero-point with this model's luminosity network held fixed.
+
+        The model parallaxes are the MC-dropout means :math:`L\\,10^{-m/5}`
+        (no dropout noise, unlike during training); the zero-point and the
+        fractional scatter of the model parallaxes are then fitted to the Gaia
+        parallaxes (:func:`astronn_gaiacal.zeropoint_fit.fit_zeropoint`).
+        Works for any offset variant (for ``'none'`` it measures the offset the
+        network absorbed).  Stars without a Gaia parallax (NaN/-9999) are left
+        out and counted in ``n_stars``.
+
+        Parameters
+        ----------
+        input_data : ndarray
+            Spectra (with ``magnitude``) or the full input layout.
+        parallax, parallax_error : array_like or Quantity [mas]
+            Gaia catalogue parallaxes and errors, not zero-point corrected.
+        magnitude : array_like, optional
+            Extinction-corrected magnitudes in :attr:`band`.
+        batch_size : int, optional
+        scatter : float, optional
+            Fix the fractional scatter instead of fitting it.
+
+        Returns
+        -------
+        ZeropointFit
+        """
+        from ..zeropoint_fit import fit_zeropoint
+
+        spectra, mag = self._magnitude_for(input_data, magnitude)
+        n = spectra.shape[0]
+        plx = _as_1d_float(parallax, "parallax", n, unit=u.mas)
+        plx_err = _as_1d_float(parallax_error, "parallax_error", n, unit=u.mas)
+        has = ~_missing(plx)
+        if has.sum() < 3:
+            raise ValueError(f"parallax has {int(has.sum())} valid value(s); at least 3 are needed")
+        fakemag, _ = self.predict(spectra[has], batch_size=batch_size)
+        model_plx = conversions.fakemag_to_parallax(fakemag[:, 0], mag[has])
+        return fit_zeropoint(plx[has], plx_err[has], model_plx, scatter=scatter)
+
     def zeropoint(self, mc_num=None):
         """The constant model's zero-point and its MC-dropout spread, in micro-arcsec.
 

@@ -10,6 +10,10 @@ are used by :mod:`astronn_gaiacal.inference` for the MC-dropout passes.
   ``kernel_size * in_channels`` shifted, scaled slices per output channel,
   which XLA fuses into one vectorised loop.  Equal to ``tf.nn.conv1d`` to
   float32 rounding.
+* :func:`block_conv1d`: the same convolution as one matrix product of pairs of
+  adjacent pixel blocks with a block-Toeplitz matrix gathered from the kernel
+  (:func:`block_toeplitz_kernel`); runs at matrix-multiply speed, used by
+  :class:`~astronn_gaiacal.nn.layers.BlockConv1D` and the MC-dropout passes.
 * :func:`max_pool1d`: non-overlapping max pooling as reshape + ``reduce_max``;
   bit-for-bit equal to ``tf.nn.max_pool1d`` (``padding='valid'``).
 * :func:`bernoulli_keep_mask` / :func:`dropout`: MC dropout from 16-bit random
@@ -75,6 +79,77 @@ def conv1d_direct(x, kernel, bias=None, padding="same"):
             acc = acc + tf.cast(bias[oc], x.dtype)
         outs.append(acc)
     return tf.stack(outs, axis=-1)
+
+
+def default_block_size(kernel_size):
+    """Pixels per block of :func:`block_conv1d` (fastest measured for the paper's network)."""
+    return max(int(kernel_size), 8)
+
+
+def _toeplitz_index(kernel_size, in_channels, filters, block):
+    k, s, o = int(kernel_size), int(block), int(filters)
+    p, c, i, f = np.meshgrid(np.arange(2 * s), np.arange(in_channels), np.arange(s), np.arange(o), indexing="ij")
+    tap = p - i
+    flat = (tap * in_channels + c) * o + f
+    idx = np.where((tap >= 0) & (tap < k), flat, k * in_channels * o)  # last entry: zero
+    return idx.reshape(2 * s * in_channels, s * o).astype(np.int32)
+
+
+def block_toeplitz_kernel(kernel, block):
+    """The ``(2 * block * C_in, block * filters)`` block-Toeplitz matrix of a ``(k, C_in, filters)`` kernel.
+
+    Entry ``((p, c), (i, o))`` is ``kernel[p - i, c, o]`` when ``0 <= p - i < k``, else 0.
+    """
+    k, c, o = (int(d) for d in kernel.shape)
+    if block < max(k - 1, 1):
+        raise ValueError(f"block must be >= kernel_size - 1 = {k - 1}, got {block}")
+    flat = tf.concat([tf.reshape(kernel, [-1]), tf.zeros([1], kernel.dtype)], axis=0)
+    return tf.gather(flat, _toeplitz_index(k, c, o, block))
+
+
+def _block_conv_impl(x, kernel, bias, left, out_len, block, filters):
+    length, c = int(x.shape[1]), int(x.shape[2])
+    blocks = -(-out_len // block)
+    x = tf.pad(x, [[0, 0], [left, (blocks + 1) * block - length - left], [0, 0]])
+    x = tf.reshape(x, [-1, blocks + 1, block * c])
+    pairs = tf.concat([x[:, :-1], x[:, 1:]], axis=-1)
+    y = tf.matmul(tf.reshape(pairs, [-1, 2 * block * c]), kernel)
+    return tf.reshape(y, [-1, blocks * block, filters])[:, :out_len] + bias
+
+
+# compiled on its own (XLA fuses the padding, pairing, cropping and bias around the product)
+_block_conv = tf.function(_block_conv_impl, jit_compile=True)
+
+
+def block_conv1d(x, kernel, bias=None, padding="same", block=None, toeplitz=None):
+    """Stride-1 ``Conv1D`` (channels last) as one matrix product per pair of adjacent pixel blocks.
+
+    Each output block of ``block`` pixels depends only on its own and the next
+    (padded) input block, so the convolution is
+    ``pairs (batch * blocks, 2 * block * C_in) @ block_toeplitz_kernel``.
+    Equal to ``tf.nn.conv1d`` to float32 rounding.
+
+    Parameters
+    ----------
+    x : Tensor, shape (batch, length, C_in)
+    kernel : Tensor, shape (k, C_in, filters)
+    bias : Tensor, shape (filters,), optional
+    padding : {'same', 'valid', 'causal'}
+    block : int, optional
+        Pixels per block (>= k - 1); default :func:`default_block_size`.
+    toeplitz : Tensor, optional
+        A precomputed :func:`block_toeplitz_kernel` of ``kernel`` for ``block``.
+    """
+    k, _, o = (int(d) for d in kernel.shape)
+    block = default_block_size(k) if block is None else int(block)
+    left = _same_padding(k, padding)
+    length = int(x.shape[1])
+    out_len = length - k + 1 if padding == "valid" else length
+    if out_len < 1:
+        raise ValueError(f"input length {length} is shorter than kernel_size={k}")
+    toeplitz = block_toeplitz_kernel(kernel, block) if toeplitz is None else toeplitz
+    bias = tf.zeros([o], x.dtype) if bias is None else tf.cast(bias, x.dtype)
+    return _block_conv(x, tf.cast(toeplitz, x.dtype), bias, left=left, out_len=out_len, block=block, filters=o)
 
 
 def max_pool1d(x, pool_size):
@@ -175,9 +250,7 @@ def maxpool1d_is_reshapable(layer):
 
 
 # XLA-compiled versions, each its own cluster: XLA fuses the element-wise work inside one
-# operation, and the cluster boundary materialises the result once (inside one big cluster XLA
-# duplicates the dropout mask into each of the convolution's shifted reads).
-xla_conv1d = tf.function(conv1d_direct, jit_compile=True)
+# operation, and the cluster boundary materialises the result once (see also _block_conv).
 xla_max_pool1d = tf.function(max_pool1d, jit_compile=True)
 xla_dropout = tf.function(dropout, jit_compile=True)
 

@@ -1,9 +1,9 @@
 """Keras layers of the joint model.  Each does one thing and serialises."""
-import numpy as np
 
 from .._compat import keras, tf
 from ..constants import LN10
-from .fast import conv1d_is_plain, effective_rate, keep_mask_from_words
+from .fast import (block_conv1d, block_toeplitz_kernel, conv1d_is_plain, default_block_size, effective_rate,
+                   keep_mask_from_words)
 from astroNN.nn.layers import MCDropout  # noqa: E402,I001  (after _compat has set up Keras 2)
 
 VARIANCE_PROPAGATION_MODES = ("exact", "astronn")
@@ -209,20 +209,6 @@ class ConstantFeature(keras.layers.Layer):
         return (input_shape[0], 1)
 
 
-def _block_conv_impl(x, kernel, bias, left, out_len, block, filters):
-    length, c = int(x.shape[1]), int(x.shape[2])
-    blocks = -(-out_len // block)
-    x = tf.pad(x, [[0, 0], [left, (blocks + 1) * block - length - left], [0, 0]])
-    x = tf.reshape(x, [-1, blocks + 1, block * c])
-    pairs = tf.concat([x[:, :-1], x[:, 1:]], axis=-1)
-    y = tf.matmul(tf.reshape(pairs, [-1, 2 * block * c]), kernel)
-    return tf.reshape(y, [-1, blocks * block, filters])[:, :out_len] + bias
-
-
-# compiled on its own (XLA fuses the padding, pairing, cropping and bias around the product)
-_block_conv = tf.function(_block_conv_impl, jit_compile=True)
-
-
 class BlockConv1D(keras.layers.Conv1D):
     r"""``Conv1D`` computed as one matrix product per block of pixels (same weights, same result).
 
@@ -268,40 +254,20 @@ class BlockConv1D(keras.layers.Conv1D):
     def __init__(self, filters, kernel_size, block_size=None, **kwargs):
         super().__init__(filters, kernel_size, **kwargs)
         k = int(self.kernel_size[0])
-        self.block_size = int(block_size) if block_size is not None else max(k, 8)
+        self.block_size = int(block_size) if block_size is not None else default_block_size(k)
         if self.block_size < max(k - 1, 1):
             raise ValueError(f"block_size must be >= kernel_size - 1 = {k - 1}, got {self.block_size}")
-        self._toeplitz_index = None
-
-    def _index(self, in_channels):
-        if self._toeplitz_index is None:
-            k, s, o = int(self.kernel_size[0]), self.block_size, int(self.filters)
-            p, c, i, f = np.meshgrid(np.arange(2 * s), np.arange(in_channels), np.arange(s), np.arange(o), indexing="ij")
-            tap = p - i
-            flat = (tap * in_channels + c) * o + f
-            idx = np.where((tap >= 0) & (tap < k), flat, k * in_channels * o)  # last entry: zero
-            self._toeplitz_index = idx.reshape(2 * s * in_channels, s * o).astype(np.int32)
-        return self._toeplitz_index
 
     def toeplitz_kernel(self):
         """The ``(2 * block_size * C_in, block_size * filters)`` block-Toeplitz matrix of :attr:`kernel`."""
-        c = int(self.kernel.shape[1])
-        flat = tf.concat([tf.reshape(self.kernel, [-1]), tf.zeros([1], self.kernel.dtype)], axis=0)
-        return tf.gather(flat, self._index(c))
+        return block_toeplitz_kernel(self.kernel, self.block_size)
 
     @_no_autograph
     def call(self, inputs):
         if not conv1d_is_plain(self):
             return super().call(inputs)
-        k, s, o = int(self.kernel_size[0]), self.block_size, int(self.filters)
-        length, c = int(inputs.shape[1]), int(inputs.shape[2])
-        left = {"same": (k - 1) // 2, "valid": 0, "causal": k - 1}[self.padding]
-        out_len = length - k + 1 if self.padding == "valid" else length
-        if out_len < 1:
-            raise ValueError(f"input length {length} is shorter than kernel_size={k}")
-        kernel = tf.cast(self.toeplitz_kernel(), inputs.dtype)
-        bias = tf.cast(self.bias, inputs.dtype) if self.use_bias else tf.zeros([o], inputs.dtype)
-        y = _block_conv(inputs, kernel, bias, left=left, out_len=out_len, block=s, filters=o)
+        y = block_conv1d(inputs, self.kernel, self.bias if self.use_bias else None, padding=self.padding,
+                         block=self.block_size)
         if self.activation is not None:
             y = self.activation(y)
         return y

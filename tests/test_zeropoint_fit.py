@@ -1,0 +1,118 @@
+"""Maximum-likelihood zero-point refit (astronn_gaiacal.zeropoint_fit) and the models' refit_zeropoint."""
+import numpy as np
+import pytest
+from astropy import units as u
+
+import astronn_gaiacal  # noqa: F401
+from astronn_gaiacal.zeropoint_fit import ZeropointFit, _hessian, combine_fits, fit_zeropoint
+
+from _toy import N_PIX, ToyApogeeBCNN, toy_survey
+
+ZP = -0.0523  # mas
+
+
+def berkson_stars(n, seed, scatter=0.05, gaia_err=0.04):
+    """Model parallaxes as conditional means; true parallaxes scatter about them; Gaia adds ZP and noise."""
+    rng = np.random.default_rng(seed)
+    model = rng.uniform(0.2, 3.0, n)
+    true = model * (1 + rng.normal(0, scatter, n))
+    err = rng.uniform(0.5, 1.5, n) * gaia_err
+    return true + ZP + rng.normal(0, err), err, model
+
+
+def test_fixed_scatter_is_the_weighted_mean():
+    plx, err, model = berkson_stars(500, 1)
+    fit = fit_zeropoint(plx, err, model, scatter=0.05)
+    w = 1 / (err**2 + (0.05 * model) ** 2)
+    assert fit.value.to_value(u.mas) == pytest.approx(np.sum(w * (plx - model)) / np.sum(w), rel=1e-12)
+    assert fit.error.to_value(u.mas) == pytest.approx(1 / np.sqrt(np.sum(w)), rel=1e-12)
+    assert fit.scatter == 0.05 and fit.scatter_error == 0 and fit.n_stars == 500
+
+
+def test_pulls_are_unit_normal_and_scatter_recovered():
+    pulls, taus = [], []
+    for seed in range(40):
+        fit = fit_zeropoint(*berkson_stars(3000, seed))
+        pulls.append((fit.value.to_value(u.mas) - ZP) / fit.error.to_value(u.mas))
+        taus.append((fit.scatter - 0.05) / fit.scatter_error)
+    pulls, taus = np.array(pulls), np.array(taus)
+    # 40 draws: the mean of N(0,1) has sd 0.16, the sd has sd ~0.11
+    assert abs(pulls.mean()) < 0.5 and 0.75 < pulls.std() < 1.3
+    assert abs(taus.mean()) < 0.5 and 0.75 < taus.std() < 1.3
+
+
+def test_analytic_hessian_matches_finite_differences():
+    plx, err, model = berkson_stars(400, 7)
+    r = plx - model
+
+    def nll(c, log_tau):
+        v = err**2 + (np.exp(log_tau) * model) ** 2
+        return 0.5 * np.sum((r - c) ** 2 / v + np.log(v))
+
+    c, lt, h = -0.05, np.log(0.07), 1e-4
+    num = np.empty((2, 2))
+    f = lambda dc, dt: nll(c + dc, lt + dt)  # noqa: E731
+    hc, ht = h * 0.01, h
+    num[0, 0] = (f(hc, 0) - 2 * f(0, 0) + f(-hc, 0)) / hc**2
+    num[1, 1] = (f(0, ht) - 2 * f(0, 0) + f(0, -ht)) / ht**2
+    num[0, 1] = num[1, 0] = (f(hc, ht) - f(hc, -ht) - f(-hc, ht) + f(-hc, -ht)) / (4 * hc * ht)
+    np.testing.assert_allclose(_hessian(r, model, err, c, np.exp(lt)), num, rtol=1e-4)
+
+
+def test_quantities_and_units():
+    plx, err, model = berkson_stars(300, 3)
+    a = fit_zeropoint(plx, err, model)
+    b = fit_zeropoint((plx * u.mas).to(u.uas), err * u.mas, (model * u.mas).to(u.arcsec))
+    assert b.value.unit == u.uas
+    assert b.value.to_value(u.uas) == pytest.approx(a.value.to_value(u.uas), rel=1e-9)
+    with pytest.raises(u.UnitTypeError, match="model_parallax"):
+        fit_zeropoint(plx, err, model * u.pc)
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        (lambda p, e, m: (p, e[:-1], m), "parallax_error"),
+        (lambda p, e, m: (p, e, m[:-2]), "model_parallax"),
+        (lambda p, e, m: (np.where(np.arange(p.size) == 4, np.nan, p), e, m), "parallax has 1 NaN"),
+        (lambda p, e, m: (p, e, np.where(np.arange(p.size) == 2, -9999.0, m)), "model_parallax has 1"),
+        (lambda p, e, m: (p, -e, m), "parallax_error must be > 0"),
+        (lambda p, e, m: (p, e, -m), "model_parallax must be > 0"),
+        (lambda p, e, m: (p[:2], e[:2], m[:2]), "at least 3 stars"),
+    ],
+)
+def test_bad_input_names_the_argument(change, match):
+    with pytest.raises(ValueError, match=match):
+        fit_zeropoint(*change(*berkson_stars(50, 0)))
+
+
+def test_combine_fits_by_hand():
+    fits = [ZeropointFit(v * u.uas, e * u.uas, 0.05, 0.001, 100) for v, e in ((-50, 2), (-54, 2), (-52, 4))]
+    combined, parts = combine_fits(fits)
+    assert combined.value.to_value(u.uas) == pytest.approx(-52.0)
+    stat = np.sqrt((4 + 4 + 16) / 3)
+    assert parts["statistical"].to_value(u.uas) == pytest.approx(stat)
+    assert parts["ensemble"].to_value(u.uas) == pytest.approx(2.0)  # sample sd of -50, -54, -52
+    assert combined.error.to_value(u.uas) == pytest.approx(np.sqrt(stat**2 + 4.0))
+
+
+def test_model_refit_uses_mc_mean_parallaxes_and_skips_missing():
+    data = toy_survey(300, seed=11, n_pixels=N_PIX, zeropoint=-0.1)
+    net = ToyApogeeBCNN(offset="constant", lr=2e-3)
+    net.max_epochs, net.verbose = 3, 0
+    net.fit(data["spectra"], data["parallax"], data["parallax_error"], magnitude=data["mag"])
+    net.mc_num = 10
+    plx = data["parallax"].copy()
+    plx[[3, 17]] = [np.nan, -9999.0]
+    import tensorflow as tf
+
+    tf.keras.utils.set_random_seed(5)
+    fit = net.refit_zeropoint(data["spectra"], plx, data["parallax_error"], magnitude=data["mag"])
+    assert fit.n_stars == 298
+    keep = np.isfinite(plx) & (plx != -9999.0)
+    tf.keras.utils.set_random_seed(5)
+    model_plx, _ = net.predict_parallax(data["spectra"][keep], magnitude=data["mag"][keep])
+    expected = fit_zeropoint(plx[keep], data["parallax_error"][keep], model_plx)
+    assert fit.value.to_value(u.uas) == pytest.approx(expected.value.to_value(u.uas), rel=1e-6, abs=1e-6)
+    with pytest.raises(ValueError, match="parallax_error must have shape"):
+        net.refit_zeropoint(data["spectra"], plx, data["parallax_error"][:-1], magnitude=data["mag"])
