@@ -15,8 +15,8 @@ records the recovered zero-point with each estimate the package offers:
     luminosity network held fixed (:mod:`astronn_gaiacal.zeropoint_fit`), with
     its statistical error;
 ``refit_ensemble``
-    the members' mean refit, with the spread between members in quadrature with
-    the mean statistical error.
+    the members' mean refit, with the standard error of that mean (members'
+    standard deviation over sqrt(K)) in quadrature with the mean statistical error.
 
 The pull of an estimate is ``(recovered - injected) / sigma``.  For a
 calibrated sigma, ``|pull| < 1`` for about 68 % and ``|pull| < 2`` for about
@@ -67,8 +67,9 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
     -------
     astropy.table.QTable
         One row per realisation: ``seed``, ``value_<estimate>``, ``sigma_<estimate>``
-        and ``pull_<estimate>`` for each of :data:`ESTIMATES`, ``train_s``.  ``meta``
-        holds the settings.
+        and ``pull_<estimate>`` for each of :data:`ESTIMATES`, ``refit_member_spread``
+        (standard deviation of the members' refits), ``train_s``.  ``meta`` holds the
+        settings.
     """
     from tqdm.auto import tqdm
 
@@ -107,7 +108,7 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
         m0_value, m0_sigma = net.members[0].zeropoint(mc_num=mc_num)
         args = (train["spectra"], train["parallax"], train["parallax_error"])
         refits = [m.refit_zeropoint(*args, magnitude=train.corrected_mag()) for m in net.members]
-        refit = combine_fits(refits)[0]
+        refit, refit_parts = combine_fits(refits)
         row = {"seed": s}
         for est, (v, e) in {"mc": (m0_value, m0_sigma), "ensemble": (value, sigma),
                             "refit": (refits[0].value, refits[0].error),
@@ -115,6 +116,7 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
             row[f"value_{est}"] = v.to_value(u.uas)
             row[f"sigma_{est}"] = e.to_value(u.uas)
             row[f"pull_{est}"] = (row[f"value_{est}"] - inj) / row[f"sigma_{est}"]
+        row["refit_member_spread"] = refit_parts["member_spread"].to_value(u.uas)
         row["train_s"] = train_s
         rows.append(row)
         if log is not None:
@@ -125,6 +127,7 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
     for est in ESTIMATES:
         table[f"value_{est}"].unit = u.uas
         table[f"sigma_{est}"].unit = u.uas
+    table["refit_member_spread"].unit = u.uas
     table["train_s"].unit = u.s
     table.meta.update(k=k, n_train=n_train, epochs=epochs, ensemble=ensemble, mc_num=mc_num, seed=seed,
                       injected_uas=inj, model=model, lr=lr)

@@ -89,8 +89,9 @@ def _text_report(r):
         f"  recovered (constant)     {zc['value_uas']:8.2f} +- {zc['error_uas']:.2f} uas  (pull {zc['pull']:+.2f}; "
         f"estimate '{zc['estimate']}')",
         f"    refit, network fixed   {refit['value_uas']:8.2f} +- {refit['error_uas']:.2f} uas  (statistical "
-        f"{refit['statistical_error_uas']:.2f}, ensemble {refit['ensemble_error_uas']:.2f}; luminosity scatter "
-        f"{100 * refit['scatter']:.1f}%; pull {refit['pull']:+.2f})",
+        f"{refit['statistical_error_uas']:.2f}, ensemble {refit['ensemble_error_uas']:.2f} = member spread "
+        f"{refit['member_spread_uas']:.2f}/sqrt(K); luminosity scatter {100 * refit['scatter']:.1f}%; "
+        f"pull {refit['pull']:+.2f})",
         f"    learned offset         {net['value_uas']:8.2f} +- {net['error_uas']:.2f} uas  (MC dropout "
         f"{net['mc_error_uas']:.2f}, ensemble {net['ensemble_error_uas']:.2f}; pull {net['pull']:+.2f})",
     ]
@@ -199,6 +200,7 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None):
             **refit.to_dict(),
             "statistical_error_uas": float(refit_parts["statistical"].to_value(u.uas)),
             "ensemble_error_uas": float(refit_parts["ensemble"].to_value(u.uas)),
+            "member_spread_uas": float(refit_parts["member_spread"].to_value(u.uas)),
         },
     }
     for est in estimates.values():

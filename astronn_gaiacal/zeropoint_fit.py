@@ -180,21 +180,28 @@ def fit_zeropoint(parallax, parallax_error, model_parallax, scatter=None):
 
 
 def combine_fits(fits):
-    """Combine the fits of ensemble members: mean value; error = mean statistical error (in quadrature)
-    plus the spread between members.
+    """Combine the fits of ensemble members (independent trainings on the same stars).
+
+    The value is the members' mean.  Its error is the members' mean statistical
+    error (the same stars: it does not average down) in quadrature with the
+    standard error of the mean of the members' values, ``sd / sqrt(K)`` (the
+    training randomness, which does).
 
     Returns
     -------
     ZeropointFit, dict
-        The combined fit and ``{'statistical': Quantity, 'ensemble': Quantity}`` (uas).
+        The combined fit and ``{'statistical': ..., 'ensemble': ..., 'member_spread': ...}``
+        (Quantities in uas): the two terms of the error and the members' standard deviation.
     """
     fits = list(fits)
     if not fits:
         raise ValueError("fits is empty")
+    k = len(fits)
     values = np.array([f.value.to_value(u.uas) for f in fits])
     stat_var = np.mean([f.error.to_value(u.uas) ** 2 for f in fits])
-    between = values.var(ddof=1) if len(fits) > 1 else 0.0
+    spread = values.std(ddof=1) if k > 1 else 0.0
     scat = np.array([f.scatter for f in fits])
-    combined = ZeropointFit(values.mean() * u.uas, np.sqrt(stat_var + between) * u.uas, float(scat.mean()),
-                            float(scat.std(ddof=1)) if len(fits) > 1 else fits[0].scatter_error, fits[0].n_stars)
-    return combined, {"statistical": np.sqrt(stat_var) * u.uas, "ensemble": np.sqrt(between) * u.uas}
+    combined = ZeropointFit(values.mean() * u.uas, np.sqrt(stat_var + spread**2 / k) * u.uas, float(scat.mean()),
+                            float(scat.std(ddof=1)) if k > 1 else fits[0].scatter_error, fits[0].n_stars)
+    return combined, {"statistical": np.sqrt(stat_var) * u.uas, "ensemble": spread / np.sqrt(k) * u.uas,
+                      "member_spread": spread * u.uas}

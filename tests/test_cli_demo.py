@@ -42,6 +42,7 @@ def test_demo_report(demo_run):
     net, refit = zc["ensemble"], zc["refit_ensemble"]
     assert net["error_uas"] > 0 and np.isclose(net["error_uas"], np.hypot(net["mc_error_uas"], net["ensemble_error_uas"]))
     assert np.isclose(refit["error_uas"], np.hypot(refit["statistical_error_uas"], refit["ensemble_error_uas"]))
+    assert np.isclose(refit["ensemble_error_uas"], refit["member_spread_uas"] / np.sqrt(2))  # 2 members
     assert refit["n_stars"] == 200 and refit["scatter"] > 0
     for est in (zc, net, refit):
         assert np.isclose(est["pull"], (est["value_uas"] - zc["injected_uas"]) / est["error_uas"])

@@ -86,14 +86,28 @@ def test_bad_input_names_the_argument(change, match):
         fit_zeropoint(*change(*berkson_stars(50, 0)))
 
 
+def test_combined_error_is_the_error_of_the_mean():
+    # members = one statistical draw shared by all (same stars) + independent training noise
+    rng = np.random.default_rng(3)
+    k, pulls = 4, []
+    for _ in range(4000):
+        common = rng.normal(0, 1.0)
+        values = -52.3 + common + rng.normal(0, 3.0, k)
+        combined, _ = combine_fits([ZeropointFit(v * u.uas, 1.0 * u.uas, 0.05, 0.0, 10) for v in values])
+        pulls.append((combined.value.to_value(u.uas) + 52.3) / combined.error.to_value(u.uas))
+    # K=4: the sd estimate is noisy, so the pulls are t-like; the rms stays near 1 (not sqrt(K) below it)
+    assert 0.85 < np.std(pulls) < 1.35 and np.mean(np.abs(pulls) < 2) > 0.85
+
+
 def test_combine_fits_by_hand():
     fits = [ZeropointFit(v * u.uas, e * u.uas, 0.05, 0.001, 100) for v, e in ((-50, 2), (-54, 2), (-52, 4))]
     combined, parts = combine_fits(fits)
     assert combined.value.to_value(u.uas) == pytest.approx(-52.0)
     stat = np.sqrt((4 + 4 + 16) / 3)
     assert parts["statistical"].to_value(u.uas) == pytest.approx(stat)
-    assert parts["ensemble"].to_value(u.uas) == pytest.approx(2.0)  # sample sd of -50, -54, -52
-    assert combined.error.to_value(u.uas) == pytest.approx(np.sqrt(stat**2 + 4.0))
+    assert parts["member_spread"].to_value(u.uas) == pytest.approx(2.0)  # sample sd of -50, -54, -52
+    assert parts["ensemble"].to_value(u.uas) == pytest.approx(2.0 / np.sqrt(3))  # error of their mean
+    assert combined.error.to_value(u.uas) == pytest.approx(np.sqrt(stat**2 + 4.0 / 3))
 
 
 def test_model_refit_uses_mc_mean_parallaxes_and_skips_missing():

@@ -99,7 +99,8 @@ def _refit(net, args, summary):
                    zeropoint_estimate="refit_ensemble" if len(getattr(net, "members", [net])) > 1 else "refit")
     summary["refit"] = {**fit.to_dict(), "data": args.refit,
                         "statistical_error_uas": float(parts["statistical"].to_value("uas")),
-                        "ensemble_error_uas": float(parts["ensemble"].to_value("uas"))}
+                        "ensemble_error_uas": float(parts["ensemble"].to_value("uas")),
+                        "member_spread_uas": float(parts["member_spread"].to_value("uas"))}
 
 
 def run(args):

@@ -216,8 +216,9 @@ class DeepEnsemble:
         """Each member's :meth:`~astronn_gaiacal.models.GaiaCalBCNNBase.refit_zeropoint`, combined.
 
         The value is the members' mean; the error is the members' mean
-        statistical error in quadrature with the spread between them.  With
-        ``components=True`` also returns ``{'statistical': ..., 'ensemble': ...}`` (uas).
+        statistical error in quadrature with the standard error of that mean
+        (:func:`~astronn_gaiacal.zeropoint_fit.combine_fits`).  With
+        ``components=True`` also returns ``{'statistical', 'ensemble', 'member_spread'}`` (uas).
         """
         from ..zeropoint_fit import combine_fits
 
