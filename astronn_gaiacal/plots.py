@@ -94,7 +94,6 @@ def plot_zeropoint_trends(features, zeropoint, zeropoint_error, path, truth=None
     fig, axes = plt.subplots(1, len(features), figsize=(4.5 * len(features), 3.8), sharey=True, squeeze=False)
     for ax, (name, x) in zip(axes[0], features.items()):
         x = _values(x)
-        order = np.argsort(x)
         bins = np.quantile(x[np.isfinite(x)], np.linspace(0, 1, 13))
         cx, cy = _binned(x, zp, bins)
         _, ce = _binned(x, err, bins)
@@ -102,9 +101,9 @@ def plot_zeropoint_trends(features, zeropoint, zeropoint_error, path, truth=None
         if cx.size:
             ax.fill_between(cx, cy - ce, cy + ce, color="C3", alpha=0.25, label=r"model $\pm1\sigma$")
             ax.plot(cx, cy, color="C3", label="model (median)")
-        if truth is not None:
-            t = _values(truth, u.uas)
-            ax.plot(x[order], t[order], color="k", ls="--", lw=1, label="injected")
+        if truth is not None:  # binned like the model: the truth may depend on another feature
+            tx, ty = _binned(x, _values(truth, u.uas), bins)
+            ax.plot(tx, ty, color="k", ls="--", lw=1, label="injected (median)")
         if trends and name in trends:
             xx = np.linspace(*trends[name].valid_range, 50)
             ax.plot(xx, trends[name](xx).value, color="C0", lw=1, label="quadratic fit")
