@@ -37,8 +37,8 @@ from .metrics import accuracy
 from .models.ensemble import DeepEnsemble
 from .trends import fit_quadratic_trend
 
-#: Demo sizes.  The default fits in about 10 min on 2 CPU cores: 70 epochs at a learning rate of 3e-3
-#: (the paper's 1e-3 needs more) bring the luminosity scatter to ~5 %, where the zero-point converges
+#: Demo sizes.  The default is sized for about 10 min on 2 CPU cores: 70 epochs at a learning rate of
+#: 3e-3 (the paper's 1e-3 needs more) bring the luminosity scatter to 5-8 %, which limits the zero-point
 #: (docs/calibration.rst); the no-offset model only has to show its bias, so it gets half the epochs.
 #: 'full' is the paper's scale and recipe.
 CONFIGS = {
