@@ -10,9 +10,10 @@ reduced in-graph.  The call is built by walking the Keras functional graph
   ``mc_num`` times, so e.g. the paper network's first convolution is not
   repeated 100 times;
 * ``Conv1D`` with few channels runs as one matrix product of pairs of pixel
-  blocks with a block-Toeplitz kernel (:func:`~astronn_gaiacal.nn.fast.block_conv1d`;
-  2x faster than the XLA-fused shifted multiply-adds of
-  :func:`~astronn_gaiacal.nn.fast.conv1d_direct`), ``MaxPooling1D`` as a
+  blocks with a block-Toeplitz kernel (:func:`~astronn_gaiacal.nn.fast.block_conv1d`,
+  the computation :class:`~astronn_gaiacal.nn.layers.BlockConv1D` trains with;
+  as fast here as the XLA-fused shifted multiply-adds of
+  :func:`~astronn_gaiacal.nn.fast.conv1d_direct`, used with ``xla=False``), ``MaxPooling1D`` as a
   reshape + max, and ``MCDropout`` draws 16-bit random numbers two per Philox
   word (:func:`~astronn_gaiacal.nn.fast.dropout`), each compiled as its own
   XLA cluster: the same operations as the layers', computed the way this

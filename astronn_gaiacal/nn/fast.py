@@ -21,6 +21,8 @@ are used by :mod:`astronn_gaiacal.inference` for the MC-dropout passes.
   ``round(rate * 2**16) / 2**16`` (0.3 -> 0.3000031), kept values are scaled
   by ``1 / (1 - rate)`` as ``tf.nn.dropout`` does.
 """
+import functools
+
 import numpy as np
 
 from .._compat import keras, tf
@@ -86,6 +88,7 @@ def default_block_size(kernel_size):
     return max(int(kernel_size), 8)
 
 
+@functools.lru_cache(maxsize=32)
 def _toeplitz_index(kernel_size, in_channels, filters, block):
     k, s, o = int(kernel_size), int(block), int(filters)
     p, c, i, f = np.meshgrid(np.arange(2 * s), np.arange(in_channels), np.arange(s), np.arange(o), indexing="ij")
@@ -121,7 +124,7 @@ def _block_conv_impl(x, kernel, bias, left, out_len, block, filters):
 _block_conv = tf.function(_block_conv_impl, jit_compile=True)
 
 
-def block_conv1d(x, kernel, bias=None, padding="same", block=None, toeplitz=None):
+def block_conv1d(x, kernel, bias=None, padding="same", block=None):
     """Stride-1 ``Conv1D`` (channels last) as one matrix product per pair of adjacent pixel blocks.
 
     Each output block of ``block`` pixels depends only on its own and the next
@@ -137,8 +140,6 @@ def block_conv1d(x, kernel, bias=None, padding="same", block=None, toeplitz=None
     padding : {'same', 'valid', 'causal'}
     block : int, optional
         Pixels per block (>= k - 1); default :func:`default_block_size`.
-    toeplitz : Tensor, optional
-        A precomputed :func:`block_toeplitz_kernel` of ``kernel`` for ``block``.
     """
     k, _, o = (int(d) for d in kernel.shape)
     block = default_block_size(k) if block is None else int(block)
@@ -147,7 +148,7 @@ def block_conv1d(x, kernel, bias=None, padding="same", block=None, toeplitz=None
     out_len = length - k + 1 if padding == "valid" else length
     if out_len < 1:
         raise ValueError(f"input length {length} is shorter than kernel_size={k}")
-    toeplitz = block_toeplitz_kernel(kernel, block) if toeplitz is None else toeplitz
+    toeplitz = block_toeplitz_kernel(kernel, block)
     bias = tf.zeros([o], x.dtype) if bias is None else tf.cast(bias, x.dtype)
     return _block_conv(x, tf.cast(toeplitz, x.dtype), bias, left=left, out_len=out_len, block=block, filters=o)
 
