@@ -43,6 +43,7 @@ import numpy as np
 from astropy import units as u
 from scipy.optimize import minimize_scalar
 
+from .catalogue import _mas as parallax_values  # the catalogue's parallax-unit and shape rules
 from .constants import is_missing
 
 __all__ = ["ZeropointFit", "fit_zeropoint", "combine_fits"]
@@ -84,16 +85,8 @@ class ZeropointFit:
 
 
 def _mas(x, name, n=None):
-    if isinstance(x, u.Quantity):
-        try:
-            x = x.to_value(u.mas)
-        except u.UnitConversionError:
-            raise u.UnitTypeError(f"{name} must be an angle (parallax), got unit '{x.unit}'") from None
-    arr = np.asarray(x, dtype=float)
-    if n is not None and arr.ndim == 0:
-        arr = np.full(n, float(arr))
-    if arr.ndim != 1 or (n is not None and arr.shape != (n,)):
-        raise ValueError(f"{name} must be one value per star{'' if n is None else f' (shape ({n},))'}, got shape {arr.shape}")
+    """Values in mas (plain numbers are mas), one per star; NaN/-9999 refused."""
+    arr = parallax_values(x, name, n, scalar_ok=n is not None)
     bad = is_missing(arr)
     if bad.any():
         raise ValueError(f"{name} has {int(bad.sum())} NaN/-9999 value(s) (first at index {int(np.argmax(bad))}); "
