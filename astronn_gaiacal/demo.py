@@ -31,6 +31,7 @@ from astropy import units as u
 
 from . import pipeline, plots
 from ._io import atomic_path
+from .calibration import DEFAULT_ESTIMATE
 from .catalogue import catalogue_from_dataset, write_catalogue
 from .constants import PAPER_ZEROPOINT_UAS
 from .metrics import accuracy
@@ -143,8 +144,6 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None):
         The report (also written to ``report.json``).
     """
     from .simulate import simulate_train_test
-
-    from .calibration import DEFAULT_ESTIMATE
 
     base = CONFIGS["full" if full else "default"]
     cfg = dict(base, **(config or {}))
