@@ -93,11 +93,12 @@ def _refit(net, args, summary):
                                                        magnitude=ds.corrected_mag(), components=True)
     except ValueError as err:
         raise UsageError(f"cannot refit on {args.refit}: {err}") from None
+    numbers = fit.to_dict()
     summary["learned_zeropoint_uas"] = summary.pop("zeropoint_uas")
     summary["learned_zeropoint_err_uas"] = summary.pop("zeropoint_err_uas")
-    summary.update(zeropoint_uas=fit.to_dict()["value_uas"], zeropoint_err_uas=fit.to_dict()["error_uas"],
+    summary.update(zeropoint_uas=numbers["value_uas"], zeropoint_err_uas=numbers["error_uas"],
                    zeropoint_estimate="refit_ensemble" if len(getattr(net, "members", [net])) > 1 else "refit")
-    summary["refit"] = {**fit.to_dict(), "data": args.refit,
+    summary["refit"] = {**numbers, "data": args.refit,
                         "statistical_error_uas": float(parts["statistical"].to_value("uas")),
                         "ensemble_error_uas": float(parts["ensemble"].to_value("uas")),
                         "member_spread_uas": float(parts["member_spread"].to_value("uas"))}

@@ -941,7 +941,7 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         parallaxes (:func:`astronn_gaiacal.zeropoint_fit.fit_zeropoint`).
         Works for any offset variant (for ``'none'`` it measures the offset the
         network absorbed).  Stars without a Gaia parallax (NaN/-9999) are left
-        out and counted in ``n_stars``.
+        out; ``n_stars`` of the result counts the stars used.
 
         Parameters
         ----------
