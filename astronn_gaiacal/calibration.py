@@ -40,7 +40,8 @@ DEFAULT_ESTIMATE = "refit_ensemble"
 
 
 def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=None, seed=0,
-                      injected=PAPER_ZEROPOINT_UAS * u.uas, model="ApogeeGaiaBCNN", lr=None, progress=True, log=None):
+                      injected=PAPER_ZEROPOINT_UAS * u.uas, model="ApogeeGaiaBCNN", lr=None, progress=True, log=None,
+                      n_jobs=None, weight_averaging=None):
     """Run ``k`` independent simulate -> train -> zeropoint realisations.
 
     Parameters
@@ -62,13 +63,18 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
         A tqdm bar over the realisations.
     log : callable, optional
         Receives one line per realisation.
+    n_jobs : int, optional
+        Members trained at once (:mod:`astronn_gaiacal.training`; default one per core).
+    weight_averaging : float, optional
+        Fraction of the last epochs whose weights are averaged; default the demo's.
 
     Returns
     -------
     astropy.table.QTable
         One row per realisation: ``seed``, ``value_<estimate>``, ``sigma_<estimate>``
-        and ``pull_<estimate>`` for each of :data:`ESTIMATES`, ``refit_member_spread``
-        (standard deviation of the members' refits), ``train_s``.  ``meta`` holds the
+        and ``pull_<estimate>`` for each of :data:`ESTIMATES`, ``refit_members``
+        (each member's refit value), ``refit_member_spread`` (their standard
+        deviation), ``train_s``.  ``meta`` holds the
         settings.
     """
     from tqdm.auto import tqdm
@@ -84,6 +90,7 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
     ensemble = demo["ensemble"] if ensemble is None else ensemble
     mc_num = demo["mc_num"] if mc_num is None else mc_num
     lr = demo["lr"] if lr is None else lr
+    weight_averaging = demo["weight_averaging"] if weight_averaging is None else weight_averaging
 
     for name, value in (("k", k), ("n_train", n_train), ("epochs", epochs), ("ensemble", ensemble), ("mc_num", mc_num)):
         if int(value) != value or value < 1:
@@ -101,7 +108,7 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
         train, _ = simulate_train_test(n_train, 1, seed=s, zeropoint=injected)
         t = time.time()
         net, _ = pipeline.train(train, model=model, offset="constant", epochs=epochs, ensemble=ensemble, lr=lr, seed=s,
-                                progress=False)
+                                progress=False, n_jobs=n_jobs, weight_averaging=weight_averaging)
         train_s = time.time() - t
         net.mc_num = mc_num
         value, sigma = net.zeropoint(mc_num=mc_num)
@@ -116,6 +123,7 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
             row[f"value_{est}"] = v.to_value(u.uas)
             row[f"sigma_{est}"] = e.to_value(u.uas)
             row[f"pull_{est}"] = (row[f"value_{est}"] - inj) / row[f"sigma_{est}"]
+        row["refit_members"] = np.array([f.value.to_value(u.uas) for f in refits])
         row["refit_member_spread"] = refit_parts["member_spread"].to_value(u.uas)
         row["train_s"] = train_s
         rows.append(row)
@@ -127,10 +135,11 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
     for est in ESTIMATES:
         table[f"value_{est}"].unit = u.uas
         table[f"sigma_{est}"].unit = u.uas
+    table["refit_members"].unit = u.uas
     table["refit_member_spread"].unit = u.uas
     table["train_s"].unit = u.s
     table.meta.update(k=k, n_train=n_train, epochs=epochs, ensemble=ensemble, mc_num=mc_num, seed=seed,
-                      injected_uas=inj, model=model, lr=lr)
+                      injected_uas=inj, model=model, lr=lr, weight_averaging=weight_averaging)
     return table
 
 

@@ -2,6 +2,8 @@
 
 The command line and the demo are thin layers over these functions.
 """
+import functools
+
 import numpy as np
 from astropy import units as u
 
@@ -53,6 +55,20 @@ def build_model(model="ApogeeGaiaBCNN", offset=None, features=None, loss="gaia_g
     return cls(**options)
 
 
+def configured_model(model, offset, features, loss="gaia_gaussian_nll", loss_config=None, lr=None, epochs=None,
+                     batch_size=None, verbose=0, weight_averaging=None):
+    """:func:`build_model` with the training settings applied (a picklable factory via ``functools.partial``)."""
+    net = build_model(model, offset, features, loss=loss, loss_config=loss_config, lr=lr)
+    if weight_averaging is not None:
+        net.weight_averaging = float(weight_averaging)
+    if epochs is not None:
+        net.max_epochs = int(epochs)
+    if batch_size is not None:
+        net.batch_size = int(batch_size)
+    net.verbose = verbose
+    return net
+
+
 def fit_arguments(net, ds):
     """Keyword arguments for ``net.fit`` from a dataset."""
     args = dict(
@@ -80,6 +96,8 @@ def train(
     ensemble=1,
     verbose=0,
     progress=True,
+    n_jobs=1,
+    weight_averaging=None,
 ):
     """Train a model (or a deep ensemble of ``ensemble`` members) on a dataset.
 
@@ -98,6 +116,12 @@ def train(
         Seeds weights, dropout, shuffling (member ``k`` of an ensemble uses ``seed + k``).
     ensemble : int
         Number of members; 1 trains a single model.
+    n_jobs : int or None
+        Ensemble members trained at once in worker processes (``None``: one per
+        core; see :mod:`astronn_gaiacal.training`).
+    weight_averaging : float, optional
+        Average the weights over this fraction of the last epochs
+        (:class:`~astronn_gaiacal.nn.callbacks.WeightAveraging`); default the model's (off).
 
     Returns
     -------
@@ -113,19 +137,12 @@ def train(
         raise ValueError("no star in the dataset is usable for training")
     train_ds = ds.subset(keep) if not keep.all() else ds
 
-    def factory():
-        net = build_model(model, offset, features, loss=loss, loss_config=loss_config, lr=lr)
-        if epochs is not None:
-            net.max_epochs = int(epochs)
-        if batch_size is not None:
-            net.batch_size = int(batch_size)
-        net.verbose = verbose
-        return net
-
+    factory = functools.partial(configured_model, model, offset, features, loss=loss, loss_config=loss_config,
+                                lr=lr, epochs=epochs, batch_size=batch_size, verbose=verbose,
+                                weight_averaging=weight_averaging)
     if int(ensemble) > 1:
-        result = DeepEnsemble.train(
-            factory, n_members=int(ensemble), seed=seed, progress=progress, **fit_arguments(probe, train_ds)
-        )
+        result = DeepEnsemble.train(factory, n_members=int(ensemble), seed=seed, progress=progress, n_jobs=n_jobs,
+                                    **fit_arguments(probe, train_ds))
     else:
         keras.utils.set_random_seed(int(seed))
         result = factory()

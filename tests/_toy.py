@@ -74,3 +74,10 @@ def zeropoint_tolerance(parallax, parallax_error, fakemag_ratio, n_sigma=5.0):
     sigma = float(np.sqrt(np.linalg.inv(fisher)[1, 1]))
     mean_parallax = float(np.sum(w * parallax) / np.sum(w))
     return n_sigma * sigma + abs(bias) * mean_parallax, sigma
+
+
+def toy_model(offset="constant", epochs=5, lr=2e-3):
+    """A quiet :class:`ToyApogeeBCNN` (a picklable factory with :func:`functools.partial`)."""
+    net = ToyApogeeBCNN(offset=offset, lr=lr)
+    net.max_epochs, net.verbose = epochs, 0
+    return net

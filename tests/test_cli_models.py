@@ -114,6 +114,7 @@ def test_bad_cli_input(tmp_path, data_file, capsys):
          "--features only applies"),
         (["train", data_file, "--model", "ToyApogeeBCNN", "--offset", "multivariate", "--features", "ruwe",
           "--out", str(tmp_path / "d")], "ruwe"),
+        (["train", data_file, "--ensemble", "2", "--jobs", "0", "--out", str(tmp_path / "f")], "--jobs must be >= 1"),
     ]
     bad = tmp_path / "bad.txt"
     bad.write_text("not a table")
@@ -122,4 +123,4 @@ def test_bad_cli_input(tmp_path, data_file, capsys):
         code, _, err = _run(capsys, *argv)
         assert code == 2, argv
         assert message in err and len(err.strip().splitlines()) == 1
-        assert not any(p.name in ("a", "b", "c", "d", "e") for p in tmp_path.iterdir())
+        assert not any(p.name in ("a", "b", "c", "d", "e", "f") for p in tmp_path.iterdir())

@@ -86,6 +86,20 @@ def summarise_model(net, folder=None):
     return summary
 
 
+def add_jobs_argument(parser):
+    """``--jobs N``: trainings run at once in worker processes (default: one per core)."""
+    parser.add_argument("--jobs", type=int, default=None, metavar="N",
+                        help="trainings run at once, one worker process each (default: one per CPU core; "
+                             "1 trains in this process)")
+
+
+def checked_jobs(args):
+    """The ``--jobs`` value, refused if < 1."""
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
+    return args.jobs
+
+
 def add_cluster_arguments(group):
     """Options shared by the Dask-backed subcommands (zeropoint --catalog, predict --partitioned)."""
     group.add_argument("--scheduler", metavar="ADDRESS",

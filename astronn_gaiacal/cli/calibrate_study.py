@@ -6,6 +6,7 @@ HELP = ("repeat simulate -> train (deep ensemble, constant offset) -> zeropoint 
 
 def add_arguments(parser):
     from ..constants import PAPER_ZEROPOINT_UAS
+    from ._common import add_jobs_argument
 
     parser.add_argument("--out", default="calibration_study", metavar="DIR",
                         help="output folder: calibration_study.ecsv, summary.json, pulls.png")
@@ -24,6 +25,7 @@ def add_arguments(parser):
                         help=f"injected constant zero-point in uas (default {PAPER_ZEROPOINT_UAS})")
     parser.add_argument("--seed", type=int, default=0, help="base seed")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_jobs_argument(parser)
 
 
 def _text(summary):
@@ -42,29 +44,31 @@ def run(args):
     import os
     import sys
 
-    from ._common import UsageError, astronn_chatter_to_stderr, print_json
+    from ._common import UsageError, astronn_chatter_to_stderr, checked_jobs, print_json
 
     for name in ("k", "n_train", "epochs", "mc_num"):
         if getattr(args, name) < 1:
             raise UsageError(f"--{name.replace('_', '-')} must be positive")
     if args.ensemble < 2:
         raise UsageError("--ensemble must be >= 2 (the spread between members is one of the estimates)")
+    n_jobs = checked_jobs(args)
 
     import astropy.units as u
+    import numpy as np
 
     from .._io import atomic_path
     from ..calibration import calibration_study, plot_pulls, summarise_pulls
 
     with astronn_chatter_to_stderr():
         table = calibration_study(k=args.k, n_train=args.n_train, epochs=args.epochs, ensemble=args.ensemble,
-                                  mc_num=args.mc_num, seed=args.seed, injected=args.injected_uas * u.uas,
+                                  mc_num=args.mc_num, seed=args.seed, injected=args.injected_uas * u.uas, n_jobs=n_jobs,
                                   log=lambda line: print(f"[calibrate-study] {line}", file=sys.stderr, flush=True))
     os.makedirs(args.out, exist_ok=True)
     with atomic_path(os.path.join(args.out, "calibration_study.ecsv"), overwrite=True) as tmp:
         table.write(tmp, format="ascii.ecsv")
     plot_pulls(table, os.path.join(args.out, "pulls.png"))
     summary = {"settings": dict(table.meta), "pulls": summarise_pulls(table),
-               "runs": [{c: float(r[c].value if hasattr(r[c], "value") else r[c]) for c in table.colnames}
+               "runs": [{c: np.asarray(getattr(r[c], "value", r[c]), dtype=float).tolist() for c in table.colnames}
                         for r in table]}
     with atomic_path(os.path.join(args.out, "summary.json"), overwrite=True) as tmp:
         with open(tmp, "w") as f:

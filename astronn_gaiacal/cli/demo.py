@@ -5,11 +5,14 @@ HELP = ("simulate a mock APOGEE x Gaia survey with an injected zero-point, train
 
 
 def add_arguments(parser):
+    from ._common import add_jobs_argument
+
     parser.add_argument("--out", default="demo_out", metavar="DIR", help="output folder (default: demo_out)")
     parser.add_argument("--full", action="store_true",
                         help="the paper's scale: 35,112 training / 33,468 test stars, 40 epochs (hours on a CPU)")
     parser.add_argument("--seed", type=int, default=0, help="random seed of the mock survey and training")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_jobs_argument(parser)
     sizes = parser.add_argument_group("sizes (override the defaults of the default or --full demo)")
     for name, kind, text in (
         ("n-train", int, "training stars (S/N > 200)"),
@@ -25,15 +28,16 @@ def run(args):
     import sys
 
     from ..demo import run_demo
-    from ._common import UsageError, astronn_chatter_to_stderr, print_json
+    from ._common import UsageError, astronn_chatter_to_stderr, checked_jobs, print_json
 
     config = {k: getattr(args, k) for k in ("n_train", "n_test", "epochs", "ensemble", "mc_num")
               if getattr(args, k) is not None}
     for key, value in config.items():
         if value < 1:
             raise UsageError(f"--{key.replace('_', '-')} must be positive, got {value}")
+    n_jobs = checked_jobs(args)
     with astronn_chatter_to_stderr():
-        report = run_demo(args.out, full=args.full, seed=args.seed, progress=True, config=config,
+        report = run_demo(args.out, full=args.full, seed=args.seed, progress=True, config=config, n_jobs=n_jobs,
                           log=lambda line: print(f"[demo] {line}", file=sys.stderr, flush=True))
     text = report.pop("text")
     if args.json:

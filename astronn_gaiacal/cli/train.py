@@ -4,6 +4,8 @@ HELP = "train a joint distance + zero-point model on a dataset (HDF5 dataset for
 
 
 def add_arguments(parser):
+    from ._common import add_jobs_argument
+
     parser.add_argument("data", metavar="DATA", help="training set: HDF5 dataset format, or FITS/ECSV/CSV/Parquet table")
     parser.add_argument("--offset", choices=["none", "constant", "multivariate"], default=None,
                         help="zero-point model (default: the model class's, 'constant' for ApogeeGaiaBCNN)")
@@ -19,6 +21,9 @@ def add_arguments(parser):
     parser.add_argument("--seed", type=int, default=0, help="random seed (weights, dropout, shuffling)")
     parser.add_argument("--ensemble", type=int, default=1, metavar="K",
                         help="train a deep ensemble of K members (calibrated zero-point uncertainty)")
+    parser.add_argument("--weight-averaging", type=float, default=None, metavar="FRAC",
+                        help="average the weights over this fraction of the last epochs (e.g. 0.35; default off)")
+    add_jobs_argument(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="output model folder (astroNN format)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -27,7 +32,7 @@ def add_arguments(parser):
 def run(args):
     import os
 
-    from ._common import UsageError, astronn_chatter_to_stderr, load_dataset, print_json, summarise_model
+    from ._common import UsageError, astronn_chatter_to_stderr, checked_jobs, load_dataset, print_json, summarise_model
 
     if os.path.exists(args.out) and not args.overwrite:
         raise UsageError(f"output folder {args.out} already exists (use --overwrite to replace it)")
@@ -35,6 +40,9 @@ def run(args):
         raise UsageError(f"--features only applies to --offset multivariate, not --offset {args.offset}")
     if args.ensemble < 1:
         raise UsageError("--ensemble must be >= 1")
+    n_jobs = checked_jobs(args)
+    if args.weight_averaging is not None and not 0 <= args.weight_averaging < 1:
+        raise UsageError(f"--weight-averaging must be a fraction in [0, 1), got {args.weight_averaging}")
     from .. import pipeline
     from ..nn.losses import LOSS_CLASSES
     from ..registry import registered
@@ -54,7 +62,8 @@ def run(args):
             net, excluded = pipeline.train(
                 ds, model=args.model, offset=args.offset, features=args.features, epochs=args.epochs,
                 batch_size=args.batch_size, loss=args.loss, loss_config={"nu": args.nu} if args.nu else None,
-                lr=args.lr, seed=args.seed, ensemble=args.ensemble, verbose=0,
+                lr=args.lr, seed=args.seed, ensemble=args.ensemble, verbose=0, n_jobs=n_jobs,
+                weight_averaging=args.weight_averaging,
             )
             folder = net.save(args.out, overwrite=args.overwrite)
     except ValueError as err:

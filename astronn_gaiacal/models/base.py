@@ -34,6 +34,7 @@ from .._versions import __version__
 from ..constants import MAGIC_NUMBER, PAPER_FAKEMAG_SCALE, PAPER_OFFSET_FEATURES
 from ..inference import mc_predict, mc_predict_shared_masks
 from ..nn.layers import BlockConv1D, ConstantFeature, FastMaxPooling1D, FastMCDropout, FakemagLogVariance, FakemagToParallax, Scale, SliceColumns
+from ..nn.callbacks import WeightAveraging
 from ..nn.losses import DEFAULT_LOSS, LOSS_CLASSES, loss_from_name
 
 OFFSET_VARIANTS = ("none", "constant", "multivariate")
@@ -241,6 +242,8 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         # astroNN halves the learning rate after `reduce_lr_patience` epochs without progress; on
         # small training sets an epoch is only a few steps, so wait at least this many steps
         self.reduce_lr_min_patience_steps = 500
+        # fraction of the last epochs whose weights are averaged at the end of fit (0: off)
+        self.weight_averaging = 0.0
         self.input_norm_mode = 2
         self.labels_norm_mode = 4
         self.val_size = 0.1
@@ -299,6 +302,7 @@ class GaiaCalBCNNBase(BayesianCNNBase):
             "loss_config": self.loss_config,
             "variance_propagation": self.variance_propagation,
             "offset_output_activation": self.offset_output_activation,
+            "weight_averaging": float(self.weight_averaging),
             "parallax_unit": "mas",
             "zeropoint_convention": ZEROPOINT_CONVENTION,
         }
@@ -323,6 +327,7 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         self.loss_config = dict(block.get("loss_config") or {})
         self.variance_propagation = block["variance_propagation"]
         self.offset_output_activation = block.get("offset_output_activation", "linear")
+        self.weight_averaging = float(block.get("weight_averaging", 0.0))
         self._validate_options()
         self._plugin_config_restored = True
 
@@ -741,13 +746,19 @@ class GaiaCalBCNNBase(BayesianCNNBase):
                 f"{n_train} training stars (after the {self.val_size:.0%} validation split) is fewer than "
                 f"batch_size={self.batch_size}: give more stars or lower batch_size"
             )
+        if not 0.0 <= float(self.weight_averaging) < 1.0:
+            raise ValueError(f"weight_averaging must be a fraction in [0, 1), got {self.weight_averaging!r}")
         steps_per_epoch = n_train // self.batch_size
-        patience = self.reduce_lr_patience
+        patience, callbacks = self.reduce_lr_patience, self.callbacks
         self.reduce_lr_patience = max(patience, int(np.ceil(self.reduce_lr_min_patience_steps / steps_per_epoch)))
+        if self.weight_averaging:
+            start = int(round(self.max_epochs * (1.0 - float(self.weight_averaging))))
+            extra = callbacks if isinstance(callbacks, list) else ([] if callbacks is None else [callbacks])
+            self.callbacks = [*extra, WeightAveraging(min(start, self.max_epochs - 1))]
         try:
             super().fit(x, labels, inputs_err=x_err, labels_err=labels_err, sample_weight=sample_weight)
         finally:
-            self.reduce_lr_patience = patience
+            self.reduce_lr_patience, self.callbacks = patience, callbacks
         return self
 
     # ------------------------------------------------------------------ saving

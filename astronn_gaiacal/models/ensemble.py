@@ -21,9 +21,7 @@ import os
 
 import numpy as np
 from astropy import units as u
-from tqdm.auto import tqdm
 
-from .._compat import keras
 from .._io import atomic_directory
 from .._versions import __version__
 
@@ -83,13 +81,15 @@ class DeepEnsemble:
         return getattr(self.members[0], name)
 
     @classmethod
-    def train(cls, factory, n_members=5, seed=0, bootstrap=False, progress=True, **fit_kwargs):
+    def train(cls, factory, n_members=5, seed=0, bootstrap=False, progress=True, n_jobs=1, **fit_kwargs):
         """Train ``n_members`` members.
 
         Parameters
         ----------
         factory : callable
             Returns a fresh, untrained model (e.g. ``lambda: ApogeeGaiaBCNN(offset='constant')``).
+            With ``n_jobs > 1`` it must be picklable (a module-level function or a
+            :func:`functools.partial`, not a lambda).
         n_members : int
             Number of members (>= 2 for a between-member spread).
         seed : int
@@ -102,24 +102,28 @@ class DeepEnsemble:
             is worth; the statistical error of
             :meth:`refit_zeropoint` covers the sampling noise instead
             (docs/calibration.rst).
+        n_jobs : int or None
+            Members trained at once in worker processes
+            (:func:`astronn_gaiacal.training.train_jobs`); ``None`` uses one per
+            core.  One training keeps about one core busy, so on ``c`` cores this
+            is up to ``c`` times faster.
         **fit_kwargs
             Passed to each member's ``fit`` (spectra, parallax, parallax_error, magnitude, ...).
         """
+        from ..training import TrainJob, train_jobs
+
         if int(n_members) < 1:
             raise ValueError(f"n_members must be >= 1, got {n_members!r}")
         n = len(np.asarray(fit_kwargs["parallax"]))
         base_weight = fit_kwargs.pop("sample_weight", None)
-        members = []
-        for k in tqdm(range(int(n_members)), desc="ensemble members", disable=not progress):
-            keras.utils.set_random_seed(int(seed) + k)
+        jobs = []
+        for k in range(int(n_members)):
             weight = base_weight
             if bootstrap:
                 draws = np.random.default_rng(int(seed) + k).poisson(1.0, n).astype(float)
                 weight = draws if base_weight is None else draws * np.asarray(base_weight, float)
-            member = factory()
-            member.fit(sample_weight=weight, **fit_kwargs)
-            members.append(member)
-        return cls(members)
+            jobs.append(TrainJob(factory, int(seed) + k, dict(fit_kwargs, sample_weight=weight), f"member {k}"))
+        return cls(train_jobs(jobs, n_jobs=n_jobs, progress=progress))
 
     # ------------------------------------------------------------------ persistence
     def save(self, name, overwrite=False):

@@ -1,0 +1,207 @@
+"""Train independent models side by side in worker processes.
+
+One training of the joint model keeps about one CPU core busy: its
+operations are small and mostly sequential.  Deep-ensemble members and the
+demo's offset variants are independent, so this module runs several
+trainings at once, one per worker process, each with its share of the cores.
+On the 2-core reference machine two concurrent trainings finish in 1.08x the
+time of one (1.85x the throughput; docs/performance.rst).
+
+Each job is a picklable factory (it returns an untrained model), a seed and the
+``fit`` arguments.  The parent writes every distinct array once to a
+temporary folder; workers memory-map it, seed Keras, build, fit and save an
+astroNN model folder, which the parent loads back.  A member trained here
+equals, up to floating-point summation order, one trained in-process with the
+same seed.
+
+Workers are started with ``spawn`` (TensorFlow is not fork-safe), so a script
+that calls this must guard its entry point with ``if __name__ == "__main__":``.
+"""
+import contextlib
+import hashlib
+import os
+import pickle
+import sys
+import tempfile
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+
+import numpy as np
+from tqdm.auto import tqdm
+
+__all__ = ["TrainJob", "available_cores", "default_jobs", "train_jobs"]
+
+
+@dataclass
+class TrainJob:
+    """One model to train.
+
+    Attributes
+    ----------
+    factory : callable
+        Picklable (a module-level function or :func:`functools.partial` of one),
+        returning a fresh untrained model.
+    seed : int
+        Passed to ``keras.utils.set_random_seed`` before ``factory()``.
+    fit_kwargs : dict
+        Keyword arguments of the model's ``fit``.
+    name : str
+        Label for progress and errors.
+    """
+
+    factory: object
+    seed: int
+    fit_kwargs: dict = field(default_factory=dict)
+    name: str = "model"
+
+
+def available_cores():
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def default_jobs(n_models):
+    """Worker processes for ``n_models`` trainings: one per core, at most one per model."""
+    return max(1, min(int(n_models), available_cores()))
+
+
+def _share_arrays(jobs, folder):
+    """Write each distinct array of the jobs' fit arguments once (by content); replace it by its path."""
+    saved, shared = {}, []
+    for job in jobs:
+        kwargs = {}
+        for key, value in job.fit_kwargs.items():
+            if isinstance(value, np.ndarray) or hasattr(value, "unit"):
+                arr = np.ascontiguousarray(getattr(value, "value", value))
+                unit = str(value.unit) if hasattr(value, "unit") else None
+                digest = (arr.dtype.str, arr.shape, hashlib.blake2b(arr.view(np.uint8).ravel()).hexdigest())
+                if digest not in saved:
+                    saved[digest] = os.path.join(folder, f"array_{len(saved):03d}.npy")
+                    np.save(saved[digest], arr)
+                kwargs[key] = ("__array__", saved[digest], unit)
+            elif isinstance(value, dict):
+                kwargs[key] = {k: np.asarray(getattr(v, "value", v)) for k, v in value.items()}
+            else:
+                kwargs[key] = value
+        shared.append(kwargs)
+    return shared
+
+
+def _load_arrays(kwargs):
+    out = {}
+    for key, value in kwargs.items():
+        if isinstance(value, tuple) and len(value) == 3 and value[0] == "__array__":
+            arr = np.load(value[1], mmap_mode="r")
+            if value[2] is not None:
+                from astropy import units as u
+
+                arr = np.asarray(arr) * u.Unit(value[2])
+            out[key] = arr
+        else:
+            out[key] = value
+    return out
+
+
+def _worker_init(threads):
+    from ._compat import tf  # activates Keras 2 before anything else touches TensorFlow
+
+    with contextlib.suppress(RuntimeError):  # already initialised: keep TF's setting
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
+def _worker_train(factory, seed, kwargs, folder):
+    from ._compat import keras
+
+    keras.utils.set_random_seed(int(seed))
+    with contextlib.redirect_stdout(sys.stderr):
+        net = factory()
+        net.fit(**_load_arrays(kwargs))
+        net.save(folder)
+    return folder
+
+
+def _check_picklable(job):
+    try:
+        pickle.dumps(job.factory)
+    except Exception as exc:  # lambdas, closures, classes defined in __main__ under some launchers
+        raise TypeError(
+            f"factory of {job.name!r} cannot be sent to a worker process ({exc}); use a module-level "
+            "function or functools.partial, or train with n_jobs=1"
+        ) from None
+
+
+def train_jobs(jobs, n_jobs=None, progress=True):
+    """Train the jobs, ``n_jobs`` at a time, and return the trained models in job order.
+
+    Parameters
+    ----------
+    jobs : sequence of TrainJob
+    n_jobs : int, optional
+        Worker processes (default :func:`default_jobs`).  ``1`` trains in this
+        process, one job after another, with no pickling.
+    progress : bool
+        A progress bar over finished jobs.
+
+    Returns
+    -------
+    list
+        Trained models (loaded back from their saved folders when trained in
+        workers; their ``folder_name`` is then ``None``).
+
+    Raises
+    ------
+    TypeError
+        A factory that cannot be pickled (``n_jobs > 1``).
+    ValueError
+        ``n_jobs < 1``.
+    """
+    jobs = list(jobs)
+    n_jobs = default_jobs(len(jobs)) if n_jobs is None else int(n_jobs)
+    if n_jobs < 1:
+        raise ValueError(f"n_jobs must be >= 1, got {n_jobs}")
+    if n_jobs == 1 or len(jobs) <= 1:
+        from ._compat import keras
+
+        models = []
+        for job in tqdm(jobs, desc="training", unit="model", disable=not progress or len(jobs) < 2):
+            keras.utils.set_random_seed(int(job.seed))
+            net = job.factory()
+            net.fit(**job.fit_kwargs)
+            models.append(net)
+        return models
+    for job in jobs:
+        _check_picklable(job)
+    n_jobs = min(n_jobs, len(jobs))
+    threads = max(1, available_cores() // n_jobs)
+    from .models.ensemble import load
+
+    with tempfile.TemporaryDirectory(prefix="astronn_gaiacal_train_") as tmp:
+        shared = _share_arrays(jobs, tmp)
+        folders = [os.path.join(tmp, f"model_{i:03d}") for i in range(len(jobs))]
+        with ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn"), initializer=_worker_init,
+                                 initargs=(threads,)) as pool:
+            futures = {pool.submit(_worker_train, job.factory, job.seed, kw, folder): i
+                       for i, (job, kw, folder) in enumerate(zip(jobs, shared, folders))}
+            bar = tqdm(total=len(jobs), desc=f"training ({n_jobs} workers)", unit="model", disable=not progress)
+            try:
+                for fut in as_completed(futures):
+                    if fut.exception() is not None:  # the worker's own exception type, re-raised here
+                        for other in futures:
+                            other.cancel()
+                        fut.result()
+                    bar.update()
+            finally:
+                bar.close()
+        models = []
+        with contextlib.redirect_stdout(sys.stderr):
+            for folder in folders:
+                net = load(folder)
+                net.folder_name = None
+                net.fullfilepath = None
+                models.append(net)
+    return models

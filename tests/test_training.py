@@ -1,0 +1,58 @@
+"""Trainings in worker processes equal trainings in this process."""
+import functools
+
+import numpy as np
+import pytest
+
+import astronn_gaiacal  # noqa: F401
+from astronn_gaiacal.models import DeepEnsemble
+from astronn_gaiacal.training import TrainJob, default_jobs, train_jobs
+
+from _toy import N_PIX, toy_model, toy_survey
+
+
+@pytest.fixture(scope="module")
+def data():
+    return toy_survey(200, seed=5, n_pixels=N_PIX, zeropoint=-0.1)
+
+
+def _fit_kwargs(data):
+    return dict(spectra=data["spectra"], parallax=data["parallax"], parallax_error=data["parallax_error"],
+                magnitude=data["mag"])
+
+
+def test_workers_reproduce_in_process_training(data):
+    factory = functools.partial(toy_model, epochs=3)
+    serial = DeepEnsemble.train(factory, n_members=2, seed=3, progress=False, n_jobs=1, **_fit_kwargs(data))
+    parallel = DeepEnsemble.train(factory, n_members=2, seed=3, progress=False, n_jobs=2, **_fit_kwargs(data))
+    assert len(parallel) == 2 and parallel.offset == "constant"
+    for a, b in zip(serial.members, parallel.members):
+        for wa, wb in zip(a.keras_model.get_weights(), b.keras_model.get_weights()):
+            np.testing.assert_allclose(wa, wb, rtol=1e-3, atol=1e-5)
+        assert b.folder_name is None
+        # the loaded member carries the same normalisation as the in-process one
+        np.testing.assert_allclose(np.asarray(a.input_mean["input"], float), np.asarray(b.input_mean["input"], float))
+        np.testing.assert_allclose(np.asarray(a.labels_std["output"], float), np.asarray(b.labels_std["output"], float))
+    w0 = parallel.members[0].keras_model.get_weights()[0]
+    w1 = parallel.members[1].keras_model.get_weights()[0]
+    assert not np.array_equal(w0, w1)  # seeds 3 and 4
+
+
+def test_unpicklable_factory_is_refused(data):
+    jobs = [TrainJob(lambda: toy_model(), 0, _fit_kwargs(data), "a"), TrainJob(lambda: toy_model(), 1, {}, "b")]
+    with pytest.raises(TypeError, match="factory of 'a' cannot be sent to a worker"):
+        train_jobs(jobs, n_jobs=2, progress=False)
+
+
+def test_worker_error_keeps_its_type(data):
+    bad = dict(_fit_kwargs(data), parallax=data["parallax"][:-1])  # one parallax short
+    jobs = [TrainJob(functools.partial(toy_model, epochs=1), k, bad, f"m{k}") for k in range(2)]
+    with pytest.raises(ValueError, match="parallax"):
+        train_jobs(jobs, n_jobs=2, progress=False)
+
+
+def test_job_counts():
+    assert default_jobs(1) == 1
+    assert 1 <= default_jobs(100) <= 100
+    with pytest.raises(ValueError, match="n_jobs"):
+        train_jobs([], n_jobs=0)
