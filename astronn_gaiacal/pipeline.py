@@ -7,7 +7,6 @@ import functools
 import numpy as np
 from astropy import units as u
 
-from ._compat import keras
 from .constants import MAGIC_NUMBER
 from .registry import get_model_class
 
@@ -130,6 +129,7 @@ def train(
         Stars left out and why (see :func:`trainable_mask`).
     """
     from .models.ensemble import DeepEnsemble
+    from .training import TrainJob, train_jobs
 
     probe = build_model(model, offset, features, loss=loss, loss_config=loss_config, lr=lr)
     keep, excluded = trainable_mask(ds, probe.offset, probe.offset_features)
@@ -144,9 +144,7 @@ def train(
         result = DeepEnsemble.train(factory, n_members=int(ensemble), seed=seed, progress=progress, n_jobs=n_jobs,
                                     **fit_arguments(probe, train_ds))
     else:
-        keras.utils.set_random_seed(int(seed))
-        result = factory()
-        result.fit(**fit_arguments(result, train_ds))
+        result = train_jobs([TrainJob(factory, seed, fit_arguments(probe, train_ds), "model")], n_jobs=1)[0]
     return result, excluded
 
 

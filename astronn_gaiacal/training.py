@@ -115,14 +115,19 @@ def _worker_init(threads):
         tf.config.threading.set_inter_op_parallelism_threads(threads)
 
 
-def _worker_train(factory, seed, kwargs, folder):
+def _train_one(factory, seed, fit_kwargs):
+    """Seed Keras, build, fit: one training, the same in this process and in a worker."""
     from ._compat import keras
 
     keras.utils.set_random_seed(int(seed))
+    net = factory()
+    net.fit(**fit_kwargs)
+    return net
+
+
+def _worker_train(factory, seed, kwargs, folder):
     with contextlib.redirect_stdout(sys.stderr):
-        net = factory()
-        net.fit(**_load_arrays(kwargs))
-        net.save(folder)
+        _train_one(factory, seed, _load_arrays(kwargs)).save(folder)
     return folder
 
 
@@ -166,15 +171,8 @@ def train_jobs(jobs, n_jobs=None, progress=True):
     if n_jobs < 1:
         raise ValueError(f"n_jobs must be >= 1, got {n_jobs}")
     if n_jobs == 1 or len(jobs) <= 1:
-        from ._compat import keras
-
-        models = []
-        for job in tqdm(jobs, desc="training", unit="model", disable=not progress or len(jobs) < 2):
-            keras.utils.set_random_seed(int(job.seed))
-            net = job.factory()
-            net.fit(**job.fit_kwargs)
-            models.append(net)
-        return models
+        bar = tqdm(jobs, desc="training", unit="model", disable=not progress or len(jobs) < 2)
+        return [_train_one(job.factory, job.seed, job.fit_kwargs) for job in bar]
     for job in jobs:
         _check_picklable(job)
     n_jobs = min(n_jobs, len(jobs))
