@@ -65,6 +65,9 @@ class ZeropointFit:
         Fitted fractional scatter tau of the model parallaxes (``scatter_error``
         is 0 when tau was fixed).
     n_stars : int
+    scale, scale_error : float
+        Fitted luminosity scale (``parallax = scale * model + zero-point``);
+        1 and 0 when the scale was not fitted.
     """
 
     value: u.Quantity
@@ -72,15 +75,19 @@ class ZeropointFit:
     scatter: float
     scatter_error: float
     n_stars: int
+    scale: float = 1.0
+    scale_error: float = 0.0
 
     def to_dict(self):
-        """Plain numbers for JSON: ``value_uas``, ``error_uas``, ``scatter``, ``scatter_error``, ``n_stars``."""
+        """Plain numbers for JSON: ``value_uas``, ``error_uas``, ``scatter``, ``scatter_error``, ``n_stars``, ``scale``, ``scale_error``."""
         return {
             "value_uas": float(self.value.to_value(u.uas)),
             "error_uas": float(self.error.to_value(u.uas)),
             "scatter": float(self.scatter),
             "scatter_error": float(self.scatter_error),
             "n_stars": int(self.n_stars),
+            "scale": float(self.scale),
+            "scale_error": float(self.scale_error),
         }
 
 
@@ -94,18 +101,25 @@ def _mas(x, name, n=None):
     return arr
 
 
-def _hessian(r, p, sigma, c, tau):
-    """Observed information of (zero-point, ln tau) at the optimum (analytic)."""
+def _information(d, p, sigma, tau, fit_scale):
+    """Observed information of (zero-point[, scale], ln tau) at the optimum (analytic); ``d`` are the residuals."""
     v = sigma**2 + (tau * p) ** 2
     a = 2.0 * (tau * p) ** 2  # dv / d ln tau
-    d = r - c
-    h_cc = np.sum(1.0 / v)
-    h_ct = np.sum(d * a / v**2)
     h_tt = 0.5 * np.sum(d**2 * (2 * a**2 / v**3 - 2 * a / v**2) + 2 * a / v - a**2 / v**2)
-    return np.array([[h_cc, h_ct], [h_ct, h_tt]])
+    if not fit_scale:
+        h_ct = np.sum(d * a / v**2)
+        return np.array([[np.sum(1.0 / v), h_ct], [h_ct, h_tt]])
+    h_cs, h_ss = np.sum(p / v), np.sum(p**2 / v)
+    h_ct, h_st = np.sum(d * a / v**2), np.sum(p * d * a / v**2)
+    return np.array([[np.sum(1.0 / v), h_cs, h_ct], [h_cs, h_ss, h_st], [h_ct, h_st, h_tt]])
 
 
-def fit_zeropoint(parallax, parallax_error, model_parallax, scatter=None):
+def _hessian(r, p, sigma, c, tau):
+    """Observed information of (zero-point, ln tau) for the constant fit; ``r`` = Gaia - model parallaxes."""
+    return _information(r - c, p, sigma, tau, fit_scale=False)
+
+
+def fit_zeropoint(parallax, parallax_error, model_parallax, scatter=None, fit_scale=False):
     """Fit a constant zero-point between Gaia and model parallaxes.
 
     Parameters
@@ -117,6 +131,12 @@ def fit_zeropoint(parallax, parallax_error, model_parallax, scatter=None):
         Parallaxes from the luminosity model alone, :math:`L\\,10^{-m/5}` (> 0).
     scatter : float, optional
         Fix the fractional scatter tau instead of fitting it.
+    fit_scale : bool
+        Also fit a luminosity scale: ``parallax = scale * model_parallax +
+        zero-point`` (the zero-point is then the intercept at zero parallax,
+        and a common fractional error of the network's luminosities, which a
+        constant fit would turn into a zero-point bias, goes into ``scale``).
+        The error of the zero-point grows by the correlation of the two.
 
     Returns
     -------
@@ -126,50 +146,76 @@ def fit_zeropoint(parallax, parallax_error, model_parallax, scatter=None):
     ------
     ValueError
         Shapes that differ, NaN/-9999 values, non-positive errors or model
-        parallaxes, fewer than 3 stars.
+        parallaxes, fewer than 3 (4 with ``fit_scale``) stars.
     astropy.units.UnitTypeError
         A Quantity that is not an angle.
+
+    Examples
+    --------
+    A network whose luminosities are all 2 % too high biases a constant fit by
+    about 2 % of the weighted mean parallax; the intercept of the scaled fit is not:
+
+    >>> import numpy as np, astropy.units as u
+    >>> rng = np.random.default_rng(2)
+    >>> true = rng.uniform(0.2, 3.0, 20000)
+    >>> gaia = true - 0.0523 + rng.normal(0, 0.04, true.size)
+    >>> model = 1.02 * true                      # model parallax = L 10^(-m/5), L 2 % high
+    >>> const = fit_zeropoint(gaia, 0.04, model, scatter=0.0)
+    >>> scaled = fit_zeropoint(gaia, 0.04, model, scatter=0.0, fit_scale=True)
+    >>> bool(const.value < -70 * u.uas)
+    True
+    >>> bool(abs(scaled.value.to_value(u.uas) + 52.3) < 3 * scaled.error.to_value(u.uas)), round(1 / scaled.scale, 3)
+    (True, 1.02)
     """
     plx = _mas(parallax, "parallax")
     n = plx.size
-    if n < 3:
-        raise ValueError(f"parallax needs at least 3 stars to fit a zero-point and a scatter, got {n}")
+    n_min = 4 if fit_scale else 3
+    if n < n_min:
+        raise ValueError(f"parallax needs at least {n_min} stars to fit a zero-point"
+                         f"{', a scale' if fit_scale else ''} and a scatter, got {n}")
     err = _mas(parallax_error, "parallax_error", n)
     model = _mas(model_parallax, "model_parallax", n)
     if np.any(err <= 0):
         raise ValueError("parallax_error must be > 0 for every star")
     if np.any(model <= 0):
         raise ValueError("model_parallax must be > 0 for every star (L 10^(-m/5) of a positive luminosity)")
-    resid = plx - model
+    design = np.stack([np.ones(n), model], axis=1) if fit_scale else np.ones((n, 1))
+    target = plx if fit_scale else plx - model
 
-    def best_c(tau):
+    def best(tau):
+        """Weighted least squares of the target on the design at fixed tau: coefficients, weights, normal matrix."""
         w = 1.0 / (err**2 + (tau * model) ** 2)
-        return np.sum(w * resid) / np.sum(w), w
+        normal = design.T @ (w[:, None] * design)
+        return np.linalg.solve(normal, design.T @ (w * target)), w, normal
+
+    def result(coef, cov, tau, tau_err):
+        scale, scale_err = (coef[1], np.sqrt(cov[1, 1])) if fit_scale else (1.0, 0.0)
+        return ZeropointFit(coef[0] * 1000 * u.uas, 1000 * np.sqrt(cov[0, 0]) * u.uas, tau, tau_err, n,
+                            float(scale), float(scale_err))
 
     if scatter is not None:
         tau = float(scatter)
         if not np.isfinite(tau) or tau < 0:
             raise ValueError(f"scatter must be a finite number >= 0, got {scatter!r}")
-        c, w = best_c(tau)
-        return ZeropointFit(c * 1000 * u.uas, 1000 / np.sqrt(np.sum(w)) * u.uas, tau, 0.0, n)
+        coef, _, normal = best(tau)
+        return result(coef, np.linalg.inv(normal), tau, 0.0)
 
     def profile_nll(log_tau):
-        c, w = best_c(np.exp(log_tau))
-        return 0.5 * np.sum(w * (resid - c) ** 2 - np.log(w))
+        coef, w, _ = best(np.exp(log_tau))
+        return 0.5 * np.sum(w * (target - design @ coef) ** 2 - np.log(w))
 
     lo, hi = np.log(SCATTER_BOUNDS)
     sol = minimize_scalar(profile_nll, bounds=(lo, hi), method="bounded", options={"xatol": 1e-8})
     tau = float(np.exp(sol.x))
-    c, w = best_c(tau)
-    hess = _hessian(resid, model, err, c, tau)
+    coef, _, normal = best(tau)
+    info = _information(target - design @ coef, model, err, tau, fit_scale)
     try:
-        cov = np.linalg.inv(hess)
-        c_err, log_tau_err = np.sqrt(cov[0, 0]), np.sqrt(max(cov[1, 1], 0.0))
+        cov = np.linalg.inv(info)
     except np.linalg.LinAlgError:
-        c_err, log_tau_err = 1.0 / np.sqrt(np.sum(w)), np.inf
-    if not np.isfinite(c_err) or cov[0, 0] <= 0:  # tau at its bound: the fixed-tau error
-        c_err, log_tau_err = 1.0 / np.sqrt(np.sum(w)), 0.0
-    return ZeropointFit(c * 1000 * u.uas, c_err * 1000 * u.uas, tau, tau * log_tau_err, n)
+        cov = None
+    if cov is None or not np.all(np.isfinite(np.diag(cov))) or np.any(np.diag(cov) <= 0):
+        return result(coef, np.linalg.inv(normal), tau, 0.0)  # tau at its bound: the fixed-tau errors
+    return result(coef, cov, tau, tau * np.sqrt(cov[-1, -1]))
 
 
 def student_t_factor(k):
@@ -215,7 +261,11 @@ def combine_fits(fits):
     spread = values.std(ddof=1) if k > 1 else 0.0
     ensemble = student_t_factor(k) * spread / np.sqrt(k)
     scat = np.array([f.scatter for f in fits])
+    scales = np.array([f.scale for f in fits])
+    scale_err = np.sqrt(np.mean([f.scale_error**2 for f in fits])
+                        + (student_t_factor(k) * scales.std(ddof=1) / np.sqrt(k) if k > 1 else 0.0) ** 2)
     combined = ZeropointFit(values.mean() * u.uas, np.sqrt(stat_var + ensemble**2) * u.uas, float(scat.mean()),
-                            float(scat.std(ddof=1)) if k > 1 else fits[0].scatter_error, fits[0].n_stars)
+                            float(scat.std(ddof=1)) if k > 1 else fits[0].scatter_error, fits[0].n_stars,
+                            float(scales.mean()), float(scale_err))
     return combined, {"statistical": np.sqrt(stat_var) * u.uas, "ensemble": ensemble * u.uas,
                       "member_spread": spread * u.uas}

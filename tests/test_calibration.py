@@ -66,6 +66,17 @@ def test_cli_tiny_study(tmp_path, capsys):
     assert np.all(gap <= t["sigma_refit_ensemble"].to_value(u.uas))
     assert (out / "pulls.png").stat().st_size > 5000
     assert json.loads((out / "summary.json").read_text())["settings"]["injected_uas"] == -40
+    # the saved per-realisation arrays reproduce the recorded refits
+    from astronn_gaiacal.zeropoint_fit import fit_zeropoint
+
+    for i in range(2):
+        saved = np.load(out / f"realisation_{i:02d}.npz")
+        assert saved["model_parallax"].shape == (2, 120) and int(saved["seed"]) == t["seed"][i]
+        again = fit_zeropoint(saved["parallax"], saved["parallax_error"], saved["model_parallax"][0])
+        assert again.value.to_value(u.uas) == pytest.approx(t["value_refit"][i].to_value(u.uas), rel=1e-9)
+        scaled = [fit_zeropoint(saved["parallax"], saved["parallax_error"], p, fit_scale=True).value.to_value(u.uas)
+                  for p in saved["model_parallax"]]
+        assert np.mean(scaled) == pytest.approx(t["value_refit_scaled_ensemble"][i].to_value(u.uas), rel=1e-9)
 
 
 def test_cli_study_bad_input(tmp_path, capsys):

@@ -4,7 +4,8 @@ import pytest
 from astropy import units as u
 
 import astronn_gaiacal  # noqa: F401
-from astronn_gaiacal.zeropoint_fit import ZeropointFit, _hessian, combine_fits, fit_zeropoint, student_t_factor
+from astronn_gaiacal.zeropoint_fit import (ZeropointFit, _hessian, _information, combine_fits, fit_zeropoint,
+                                           student_t_factor)
 
 from _toy import N_PIX, ToyApogeeBCNN, toy_survey
 
@@ -133,3 +134,58 @@ def test_model_refit_uses_mc_mean_parallaxes_and_skips_missing():
     assert fit.value.to_value(u.uas) == pytest.approx(expected.value.to_value(u.uas), rel=1e-6, abs=1e-6)
     with pytest.raises(ValueError, match="parallax_error must have shape"):
         net.refit_zeropoint(data["spectra"], plx, data["parallax_error"][:-1], magnitude=data["mag"])
+
+
+def test_scaled_fit_removes_a_luminosity_scale_bias_with_calibrated_errors():
+    """Luminosities 3 % high: the constant fit is biased, the intercept of the scaled fit is not."""
+    pulls, scale_pulls, const_bias = [], [], []
+    for seed in range(40):
+        plx, err, model = berkson_stars(3000, 100 + seed)
+        model = 1.03 * model
+        fit = fit_zeropoint(plx, err, model, fit_scale=True)
+        pulls.append((fit.value.to_value(u.mas) - ZP) / fit.error.to_value(u.mas))
+        scale_pulls.append((fit.scale - 1 / 1.03) / fit.scale_error)
+        const_bias.append(fit_zeropoint(plx, err, model).value.to_value(u.mas) - ZP)
+    pulls, scale_pulls = np.array(pulls), np.array(scale_pulls)
+    assert abs(pulls.mean()) < 0.5 and 0.75 < pulls.std() < 1.3
+    assert abs(scale_pulls.mean()) < 0.5 and 0.75 < scale_pulls.std() < 1.3
+    assert np.mean(const_bias) < -0.015  # ~3 % of the weighted mean parallax, far outside its ~1 uas error
+
+
+def test_scaled_fit_at_fixed_scatter_is_weighted_least_squares():
+    plx, err, model = berkson_stars(800, 3)
+    fit = fit_zeropoint(plx, err, model, scatter=0.05, fit_scale=True)
+    w = 1 / (err**2 + (0.05 * model) ** 2)
+    coef, cov = np.polyfit(model, plx, 1, w=np.sqrt(w), cov="unscaled")
+    assert fit.scale == pytest.approx(coef[0], rel=1e-9) and fit.value.to_value(u.mas) == pytest.approx(coef[1], rel=1e-9)
+    assert fit.error.to_value(u.mas) == pytest.approx(np.sqrt(cov[1, 1]), rel=1e-9)
+    assert fit.scale_error == pytest.approx(np.sqrt(cov[0, 0]), rel=1e-9)
+    with pytest.raises(ValueError, match="at least 4 stars"):
+        fit_zeropoint(plx[:3], err[:3], model[:3], fit_scale=True)
+
+
+def test_scaled_information_matches_finite_differences():
+    plx, err, model = berkson_stars(400, 8)
+    theta0 = np.array([-0.05, 0.98, np.log(0.07)])
+
+    def nll(theta):
+        c, s, lt = theta
+        v = err**2 + (np.exp(lt) * model) ** 2
+        return 0.5 * np.sum((plx - s * model - c) ** 2 / v + np.log(v))
+
+    steps = np.array([1e-5, 1e-5, 1e-3])
+    num = np.empty((3, 3))
+    for i in range(3):
+        for j in range(3):
+            ei, ej = np.eye(3)[i] * steps[i], np.eye(3)[j] * steps[j]
+            num[i, j] = (nll(theta0 + ei + ej) - nll(theta0 + ei - ej) - nll(theta0 - ei + ej)
+                         + nll(theta0 - ei - ej)) / (4 * steps[i] * steps[j])
+    d = plx - theta0[1] * model - theta0[0]
+    np.testing.assert_allclose(_information(d, model, err, np.exp(theta0[2]), fit_scale=True), num, rtol=1e-4)
+
+
+def test_combine_fits_carries_the_scale():
+    fits = [ZeropointFit(v * u.uas, 2 * u.uas, 0.05, 0.001, 100, s, 0.01) for v, s in ((-50, 0.99), (-54, 1.01))]
+    combined, _ = combine_fits(fits)
+    assert combined.scale == pytest.approx(1.0)
+    assert combined.scale_error == pytest.approx(np.hypot(0.01, student_t_factor(2) * np.std([0.99, 1.01], ddof=1) / np.sqrt(2)))

@@ -9,7 +9,7 @@ def add_arguments(parser):
     from ._common import add_jobs_argument
 
     parser.add_argument("--out", default="calibration_study", metavar="DIR",
-                        help="output folder: calibration_study.ecsv, summary.json, pulls.png")
+                        help="output folder: calibration_study.ecsv, summary.json, pulls.png, realisation_<i>.npz")
     from ..demo import CONFIGS
 
     demo = CONFIGS["default"]
@@ -32,9 +32,9 @@ def _text(summary):
     s = summary["settings"]
     lines = [f"calibration study: {s['k']} realisations, {s['n_train']} training stars, {s['epochs']} epochs, "
              f"{s['ensemble']}-member ensembles, injected {s['injected_uas']} uas",
-             f"{'estimate':<15} {'|pull|<1':>9} {'|pull|<2':>9} {'mean pull':>10} {'rms pull':>9} {'median sigma':>13}"]
+             f"{'estimate':<22} {'|pull|<1':>9} {'|pull|<2':>9} {'mean pull':>10} {'rms pull':>9} {'median sigma':>13}"]
     for est, st in summary["pulls"].items():
-        lines.append(f"{est:<15} {100 * st['frac_within_1']:8.0f}% {100 * st['frac_within_2']:8.0f}% "
+        lines.append(f"{est:<22} {100 * st['frac_within_1']:8.0f}% {100 * st['frac_within_2']:8.0f}% "
                      f"{st['mean_pull']:+10.2f} {st['rms_pull']:9.2f} {st['median_sigma_uas']:10.2f} uas"
                      + ("  calibrated" if st["calibrated"] else ""))
     return "\n".join(lines)
@@ -62,6 +62,7 @@ def run(args):
     with astronn_chatter_to_stderr():
         table = calibration_study(k=args.k, n_train=args.n_train, epochs=args.epochs, ensemble=args.ensemble,
                                   mc_num=args.mc_num, seed=args.seed, injected=args.injected_uas * u.uas, n_jobs=n_jobs,
+                                  save_dir=args.out,
                                   log=lambda line: print(f"[calibrate-study] {line}", file=sys.stderr, flush=True))
     os.makedirs(args.out, exist_ok=True)
     with atomic_path(os.path.join(args.out, "calibration_study.ecsv"), overwrite=True) as tmp:

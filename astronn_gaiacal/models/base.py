@@ -943,7 +943,8 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         zp_err = np.where(bad, np.nan, np.sqrt(var[:, 0]) * scale)
         return zp * u.mas, zp_err * u.mas
 
-    def refit_zeropoint(self, input_data, parallax, parallax_error, magnitude=None, batch_size=None, scatter=None):
+    def refit_zeropoint(self, input_data, parallax, parallax_error, magnitude=None, batch_size=None, scatter=None,
+                        fit_scale=False):
         """Maximum-likelihood constant zero-point with this model's luminosity network held fixed.
 
         The model parallaxes are the MC-dropout means :math:`L\\,10^{-m/5}`
@@ -965,6 +966,9 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         batch_size : int, optional
         scatter : float, optional
             Fix the fractional scatter instead of fitting it.
+        fit_scale : bool
+            Also fit a common luminosity scale (the zero-point is then the
+            intercept at zero parallax).
 
         Returns
         -------
@@ -981,7 +985,7 @@ class GaiaCalBCNNBase(BayesianCNNBase):
             raise ValueError(f"parallax has {int(has.sum())} valid value(s); at least 3 are needed")
         fakemag, _ = self.predict(spectra[has], batch_size=batch_size)
         model_plx = conversions.fakemag_to_parallax(fakemag[:, 0], mag[has])
-        return fit_zeropoint(plx[has], plx_err[has], model_plx, scatter=scatter)
+        return fit_zeropoint(plx[has], plx_err[has], model_plx, scatter=scatter, fit_scale=fit_scale)
 
     def zeropoint(self, mc_num=None):
         """The constant model's zero-point and its MC-dropout spread, in micro-arcsec.

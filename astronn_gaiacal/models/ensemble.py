@@ -216,7 +216,8 @@ class DeepEnsemble:
             return (*result, {"mc": np.sqrt(mc_var) * u.mas, "ensemble": np.sqrt(between) * u.mas})
         return result
 
-    def refit_zeropoint(self, input_data, parallax, parallax_error, magnitude=None, batch_size=None, components=False):
+    def refit_zeropoint(self, input_data, parallax, parallax_error, magnitude=None, batch_size=None, components=False,
+                        fit_scale=False):
         """Each member's :meth:`~astronn_gaiacal.models.GaiaCalBCNNBase.refit_zeropoint`, combined.
 
         The value is the members' mean; the error is the members' mean
@@ -226,8 +227,8 @@ class DeepEnsemble:
         """
         from ..zeropoint_fit import combine_fits
 
-        fits = [m.refit_zeropoint(input_data, parallax, parallax_error, magnitude=magnitude, batch_size=batch_size)
-                for m in self.members]
+        fits = [m.refit_zeropoint(input_data, parallax, parallax_error, magnitude=magnitude, batch_size=batch_size,
+                                  fit_scale=fit_scale) for m in self.members]
         combined, parts = combine_fits(fits)
         return (combined, parts) if components else combined
 
