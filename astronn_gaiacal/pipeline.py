@@ -3,6 +3,7 @@
 The command line and the demo are thin layers over these functions.
 """
 import functools
+import os
 
 import numpy as np
 from astropy import units as u
@@ -97,6 +98,8 @@ def train(
     progress=True,
     n_jobs=1,
     weight_averaging=None,
+    luminosity_from=None,
+    freeze_luminosity=True,
 ):
     """Train a model (or a deep ensemble of ``ensemble`` members) on a dataset.
 
@@ -121,6 +124,11 @@ def train(
     weight_averaging : float, optional
         Average the weights over this fraction of the last epochs
         (:class:`~astronn_gaiacal.nn.callbacks.WeightAveraging`); default the model's (off).
+    luminosity_from : str, optional
+        Folder of a trained model whose luminosity network every member starts
+        from (see :meth:`~astronn_gaiacal.models.GaiaCalBCNNBase.fit`).
+    freeze_luminosity : bool
+        Keep that network fixed (default) or fine-tune it.
 
     Returns
     -------
@@ -140,11 +148,14 @@ def train(
     factory = functools.partial(configured_model, model, offset, features, loss=loss, loss_config=loss_config,
                                 lr=lr, epochs=epochs, batch_size=batch_size, verbose=verbose,
                                 weight_averaging=weight_averaging)
+    fit_kwargs = fit_arguments(probe, train_ds)
+    if luminosity_from is not None:
+        fit_kwargs.update(luminosity_from=os.fspath(luminosity_from), freeze_luminosity=bool(freeze_luminosity))
     if int(ensemble) > 1:
         result = DeepEnsemble.train(factory, n_members=int(ensemble), seed=seed, progress=progress, n_jobs=n_jobs,
-                                    **fit_arguments(probe, train_ds))
+                                    **fit_kwargs)
     else:
-        result = train_jobs([TrainJob(factory, seed, fit_arguments(probe, train_ds), "model")], n_jobs=1)[0]
+        result = train_jobs([TrainJob(factory, seed, fit_kwargs, "model")], n_jobs=1)[0]
     return result, excluded
 
 

@@ -75,7 +75,7 @@ def plot_parallax_residuals(gaia_parallax, nn_parallax, path, zeropoint=None):
     return _save(fig, path)
 
 
-def plot_zeropoint_trends(features, zeropoint, zeropoint_error, path, truth=None, trends=None):
+def plot_zeropoint_trends(features, zeropoint, zeropoint_error, path, truth=None, trends=None, refit=None):
     """Paper Fig. 4: zero-point against each feature, with uncertainty and the injected truth.
 
     Parameters
@@ -88,6 +88,9 @@ def plot_zeropoint_trends(features, zeropoint, zeropoint_error, path, truth=None
         Injected per-star zero-point.
     trends : dict, optional
         ``{name: QuadraticTrend}`` fitted summaries to overplot.
+    refit : tuple of Quantity, optional
+        Per-star ``(zeropoint, error)`` of another estimate of the same stars
+        (e.g. :meth:`~astronn_gaiacal.models.GaiaCalBCNNBase.refit_zeropoint_trend`), binned like the model.
     """
     plt = _plt()
     zp, err = _values(zeropoint, u.uas), _values(zeropoint_error, u.uas)
@@ -101,6 +104,11 @@ def plot_zeropoint_trends(features, zeropoint, zeropoint_error, path, truth=None
         if cx.size:
             ax.fill_between(cx, cy - ce, cy + ce, color="C3", alpha=0.25, label=r"model $\pm1\sigma$")
             ax.plot(cx, cy, color="C3", label="model (median)")
+        if refit is not None:
+            rx, ry = _binned(x, _values(refit[0], u.uas), bins)
+            _, re = _binned(x, _values(refit[1], u.uas), bins)
+            ax.fill_between(rx, ry - re, ry + re, color="C2", alpha=0.2)
+            ax.plot(rx, ry, color="C2", label=r"refit, network fixed $\pm1\sigma$")
         if truth is not None:  # binned like the model: the truth may depend on another feature
             tx, ty = _binned(x, _values(truth, u.uas), bins)
             ax.plot(tx, ty, color="k", ls="--", lw=1, label="injected (median)")

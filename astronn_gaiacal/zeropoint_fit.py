@@ -46,7 +46,7 @@ from scipy.optimize import minimize_scalar
 from .catalogue import _mas as parallax_values  # the catalogue's parallax-unit and shape rules
 from .constants import is_missing
 
-__all__ = ["ZeropointFit", "fit_zeropoint", "combine_fits", "student_t_factor"]
+__all__ = ["ZeropointFit", "ZeropointTrendFit", "fit_zeropoint", "fit_zeropoint_trend", "combine_fits", "student_t_factor"]
 
 #: Search range of the fractional scatter tau.
 SCATTER_BOUNDS = (1e-4, 3.0)
@@ -101,22 +101,70 @@ def _mas(x, name, n=None):
     return arr
 
 
-def _information(d, p, sigma, tau, fit_scale):
-    """Observed information of (zero-point[, scale], ln tau) at the optimum (analytic); ``d`` are the residuals."""
+def _information(d, design, p, sigma, tau):
+    """Observed information of (linear coefficients of ``design``, ln tau) at the optimum (analytic).
+
+    ``d`` are the residuals, ``p`` the model parallaxes that set the scatter term tau * p.
+    """
     v = sigma**2 + (tau * p) ** 2
     a = 2.0 * (tau * p) ** 2  # dv / d ln tau
+    h_bb = design.T @ (design / v[:, None])
+    h_bt = design.T @ (d * a / v**2)
     h_tt = 0.5 * np.sum(d**2 * (2 * a**2 / v**3 - 2 * a / v**2) + 2 * a / v - a**2 / v**2)
-    if not fit_scale:
-        h_ct = np.sum(d * a / v**2)
-        return np.array([[np.sum(1.0 / v), h_ct], [h_ct, h_tt]])
-    h_cs, h_ss = np.sum(p / v), np.sum(p**2 / v)
-    h_ct, h_st = np.sum(d * a / v**2), np.sum(p * d * a / v**2)
-    return np.array([[np.sum(1.0 / v), h_cs, h_ct], [h_cs, h_ss, h_st], [h_ct, h_st, h_tt]])
+    return np.block([[h_bb, h_bt[:, None]], [h_bt[None, :], np.array([[h_tt]])]])
 
 
 def _hessian(r, p, sigma, c, tau):
     """Observed information of (zero-point, ln tau) for the constant fit; ``r`` = Gaia - model parallaxes."""
-    return _information(r - c, p, sigma, tau, fit_scale=False)
+    return _information(r - c, np.ones((r.size, 1)), p, sigma, tau)
+
+
+def _profile_fit(target, design, model, err, scatter):
+    """Gaussian ML of ``target = design @ coef`` with variances ``err^2 + (tau model)^2``, tau profiled.
+
+    Returns the coefficients, their covariance, tau and its error (0 when fixed or at a bound).
+    """
+    def best(tau):
+        w = 1.0 / (err**2 + (tau * model) ** 2)
+        normal = design.T @ (w[:, None] * design)
+        return np.linalg.solve(normal, design.T @ (w * target)), w, normal
+
+    if scatter is not None:
+        tau = float(scatter)
+        if not np.isfinite(tau) or tau < 0:
+            raise ValueError(f"scatter must be a finite number >= 0, got {scatter!r}")
+        coef, _, normal = best(tau)
+        return coef, np.linalg.inv(normal), tau, 0.0
+
+    def profile_nll(log_tau):
+        coef, w, _ = best(np.exp(log_tau))
+        return 0.5 * np.sum(w * (target - design @ coef) ** 2 - np.log(w))
+
+    lo, hi = np.log(SCATTER_BOUNDS)
+    sol = minimize_scalar(profile_nll, bounds=(lo, hi), method="bounded", options={"xatol": 1e-8})
+    tau = float(np.exp(sol.x))
+    coef, _, normal = best(tau)
+    try:
+        cov = np.linalg.inv(_information(target - design @ coef, design, model, err, tau))
+    except np.linalg.LinAlgError:
+        cov = None
+    if cov is None or not np.all(np.isfinite(np.diag(cov))) or np.any(np.diag(cov) <= 0):
+        return coef, np.linalg.inv(normal), tau, 0.0  # tau at its bound: the fixed-tau errors
+    return coef[:], cov[:-1, :-1], tau, tau * np.sqrt(cov[-1, -1])
+
+
+def _checked_stars(parallax, parallax_error, model_parallax, n_min, what):
+    plx = _mas(parallax, "parallax")
+    n = plx.size
+    if n < n_min:
+        raise ValueError(f"parallax needs at least {n_min} stars to fit {what}, got {n}")
+    err = _mas(parallax_error, "parallax_error", n)
+    model = _mas(model_parallax, "model_parallax", n)
+    if np.any(err <= 0):
+        raise ValueError("parallax_error must be > 0 for every star")
+    if np.any(model <= 0):
+        raise ValueError("model_parallax must be > 0 for every star (L 10^(-m/5) of a positive luminosity)")
+    return plx, err, model
 
 
 def fit_zeropoint(parallax, parallax_error, model_parallax, scatter=None, fit_scale=False):
@@ -167,55 +215,177 @@ def fit_zeropoint(parallax, parallax_error, model_parallax, scatter=None, fit_sc
     >>> bool(abs(scaled.value.to_value(u.uas) + 52.3) < 3 * scaled.error.to_value(u.uas)), round(1 / scaled.scale, 3)
     (True, 1.02)
     """
-    plx = _mas(parallax, "parallax")
+    what = "a zero-point, a scale and a scatter" if fit_scale else "a zero-point and a scatter"
+    plx, err, model = _checked_stars(parallax, parallax_error, model_parallax, 4 if fit_scale else 3, what)
     n = plx.size
-    n_min = 4 if fit_scale else 3
-    if n < n_min:
-        raise ValueError(f"parallax needs at least {n_min} stars to fit a zero-point"
-                         f"{', a scale' if fit_scale else ''} and a scatter, got {n}")
-    err = _mas(parallax_error, "parallax_error", n)
-    model = _mas(model_parallax, "model_parallax", n)
-    if np.any(err <= 0):
-        raise ValueError("parallax_error must be > 0 for every star")
-    if np.any(model <= 0):
-        raise ValueError("model_parallax must be > 0 for every star (L 10^(-m/5) of a positive luminosity)")
     design = np.stack([np.ones(n), model], axis=1) if fit_scale else np.ones((n, 1))
-    target = plx if fit_scale else plx - model
+    coef, cov, tau, tau_err = _profile_fit(plx if fit_scale else plx - model, design, model, err, scatter)
+    scale, scale_err = (coef[1], np.sqrt(cov[1, 1])) if fit_scale else (1.0, 0.0)
+    return ZeropointFit(coef[0] * 1000 * u.uas, 1000 * np.sqrt(cov[0, 0]) * u.uas, tau, tau_err, n,
+                        float(scale), float(scale_err))
 
-    def best(tau):
-        """Weighted least squares of the target on the design at fixed tau: coefficients, weights, normal matrix."""
-        w = 1.0 / (err**2 + (tau * model) ** 2)
-        normal = design.T @ (w[:, None] * design)
-        return np.linalg.solve(normal, design.T @ (w * target)), w, normal
 
-    def result(coef, cov, tau, tau_err):
-        scale, scale_err = (coef[1], np.sqrt(cov[1, 1])) if fit_scale else (1.0, 0.0)
-        return ZeropointFit(coef[0] * 1000 * u.uas, 1000 * np.sqrt(cov[0, 0]) * u.uas, tau, tau_err, n,
-                            float(scale), float(scale_err))
+@dataclass(frozen=True)
+class ZeropointTrendFit:
+    """Result of :func:`fit_zeropoint_trend`: ``zero-point = c + sum_j b_j dx_j + a_j dx_j^2``, ``dx_j = x_j - pivot_j``.
 
-    if scatter is not None:
-        tau = float(scatter)
-        if not np.isfinite(tau) or tau < 0:
-            raise ValueError(f"scatter must be a finite number >= 0, got {scatter!r}")
-        coef, _, normal = best(tau)
-        return result(coef, np.linalg.inv(normal), tau, 0.0)
+    Attributes
+    ----------
+    features : tuple of str
+    pivots : tuple of float
+    valid_ranges : dict
+        ``{feature: (lo, hi)}``: the central 98 % of the fitted stars.
+    coefficients : ndarray [uas]
+        ``(c, b_1, a_1, b_2, a_2, ...)``.
+    covariance : ndarray [uas^2]
+    scale, scale_error, scatter, scatter_error : float
+    n_stars : int
+    """
 
-    def profile_nll(log_tau):
-        coef, w, _ = best(np.exp(log_tau))
-        return 0.5 * np.sum(w * (target - design @ coef) ** 2 - np.log(w))
+    features: tuple
+    pivots: tuple
+    valid_ranges: dict
+    coefficients: np.ndarray
+    covariance: np.ndarray
+    scale: float
+    scale_error: float
+    scatter: float
+    scatter_error: float
+    n_stars: int
 
-    lo, hi = np.log(SCATTER_BOUNDS)
-    sol = minimize_scalar(profile_nll, bounds=(lo, hi), method="bounded", options={"xatol": 1e-8})
-    tau = float(np.exp(sol.x))
-    coef, _, normal = best(tau)
-    info = _information(target - design @ coef, model, err, tau, fit_scale)
+    def _design(self, features, n=None):
+        cols = [_feature_column(features, name, n) for name in self.features]
+        n = cols[0].size
+        design = [np.ones(n)]
+        for x, pivot in zip(cols, self.pivots):
+            design += [x - pivot, (x - pivot) ** 2]
+        inside = np.ones(n, bool)
+        for x, name in zip(cols, self.features):
+            lo, hi = self.valid_ranges[name]
+            inside &= (x >= lo) & (x <= hi)
+        return np.stack(design, axis=1), inside
+
+    def __call__(self, features):
+        """Zero-point and its 1-sigma error (uas) for stars with these feature columns; NaN outside the valid ranges."""
+        design, inside = self._design(features)
+        value = design @ self.coefficients
+        error = np.sqrt(np.einsum("ij,jk,ik->i", design, self.covariance, design))
+        return np.where(inside, value, np.nan) * u.uas, np.where(inside, error, np.nan) * u.uas
+
+    def trend(self, feature):
+        """The quadratic in one feature with the others at their pivots (:class:`~astronn_gaiacal.trends.QuadraticTrend`)."""
+        from .trends import QuadraticTrend
+
+        if feature not in self.features:
+            raise KeyError(f"{feature!r} is not a fitted feature; fitted: {list(self.features)}")
+        j = 1 + 2 * self.features.index(feature)
+        idx = (j + 1, j, 0)  # a, b, c
+        return QuadraticTrend(feature, tuple(float(self.coefficients[i]) for i in idx),
+                              tuple(float(np.sqrt(self.covariance[i, i])) for i in idx),
+                              float(self.pivots[self.features.index(feature)]),
+                              tuple(float(v) for v in self.valid_ranges[feature]), int(self.n_stars))
+
+    def to_dict(self):
+        """Plain numbers for JSON: the per-feature quadratics, the scale and the scatter."""
+        return {"trends": {f: self.trend(f).to_dict() for f in self.features}, "scale": float(self.scale),
+                "scale_error": float(self.scale_error), "scatter": float(self.scatter),
+                "scatter_error": float(self.scatter_error), "n_stars": int(self.n_stars)}
+
+
+def _feature_column(features, name, n=None):
     try:
-        cov = np.linalg.inv(info)
-    except np.linalg.LinAlgError:
-        cov = None
-    if cov is None or not np.all(np.isfinite(np.diag(cov))) or np.any(np.diag(cov) <= 0):
-        return result(coef, np.linalg.inv(normal), tau, 0.0)  # tau at its bound: the fixed-tau errors
-    return result(coef, cov, tau, tau * np.sqrt(cov[-1, -1]))
+        col = features[name]
+    except (KeyError, ValueError, IndexError):
+        raise KeyError(f"features has no column {name!r}") from None
+    x = np.asarray(getattr(col, "value", col), dtype=float).ravel()
+    if n is not None and x.size != n:
+        raise ValueError(f"feature {name!r} has {x.size} values; parallax has {n}")
+    bad = is_missing(x)
+    if bad.any():
+        raise ValueError(f"feature {name!r} has {int(bad.sum())} NaN/-9999 value(s) (first at index "
+                         f"{int(np.argmax(bad))}); select the stars that have it first")
+    return x
+
+
+def fit_zeropoint_trend(parallax, parallax_error, model_parallax, features, names=None, fit_scale=True, scatter=None,
+                        pivots=None, coverage=0.98):
+    r"""Fit a zero-point quadratic in each feature, with the luminosity network held fixed.
+
+    Maximises the same likelihood as :func:`fit_zeropoint` with the constant
+    replaced by :math:`c + \sum_j b_j (x_j - x_{0,j}) + a_j (x_j - x_{0,j})^2`
+    (the additive form of the paper's eqs. 7-9) and, by default, a free
+    luminosity scale.  The scale matters: a zero-point that varies with G and
+    a luminosity scale error both move the parallaxes of bright (near) stars
+    more; only the spread of the parallaxes at fixed G separates them, and a
+    jointly trained network can settle on a wrong mixture
+    (docs/calibration.rst).  The covariance carries that degeneracy.
+
+    Parameters
+    ----------
+    parallax, parallax_error, model_parallax : Quantity or array_like [mas]
+        As :func:`fit_zeropoint`.
+    features : Table, dict or DataFrame
+        Columns of the zero-point features, one value per star.
+    names : sequence of str, optional
+        Feature columns to use; default all of ``features``.
+    fit_scale : bool
+        Fit the luminosity scale too (default) or fix it at 1.
+    scatter : float, optional
+        Fix the fractional scatter tau.
+    pivots : dict, optional
+        Pivot per feature; default the paper's pivots where it has one, else the median.
+    coverage : float
+        Central fraction of the stars (per feature) over which the fit is stated valid.
+
+    Returns
+    -------
+    ZeropointTrendFit
+
+    Examples
+    --------
+    >>> import numpy as np, astropy.units as u
+    >>> rng = np.random.default_rng(4)
+    >>> true = rng.uniform(0.2, 3.0, 20000)
+    >>> g = 14.0 - 2.5 * np.log10(true) + rng.normal(0, 0.8, true.size)   # brighter stars are nearer
+    >>> zp = 0.001 * (-55.49 - 0.92 * (g - 16) + 1.18 * (g - 16) ** 2)   # the paper's eq. 7, mas
+    >>> gaia = true + zp + rng.normal(0, 0.04, true.size)
+    >>> model = 0.93 * true                         # luminosities 7 % low
+    >>> fit = fit_zeropoint_trend(gaia, 0.04, model, {"phot_g_mean_mag": g}, scatter=0.0)
+    >>> t = fit.trend("phot_g_mean_mag")
+    >>> [bool(abs(v - ref) < 3 * e) for v, ref, e in zip(t.coeffs, (1.18, -0.92, -55.49), t.coeffs_err)]
+    [True, True, True]
+    >>> round(fit.scale, 3)                         # 1 / 0.93
+    1.075
+
+    With the scale fixed at 1 the luminosity error leaks into the trend:
+
+    >>> fixed = fit_zeropoint_trend(gaia, 0.04, model, {"phot_g_mean_mag": g}, scatter=0.0, fit_scale=False)
+    >>> round(fixed.trend("phot_g_mean_mag").coeffs[1])   # uas/mag at G = 16, against -0.92
+    -41
+    """
+    from .constants import PAPER_QUADRATIC_TRENDS
+
+    names = tuple(names) if names is not None else tuple(getattr(features, "colnames", None) or list(features))
+    if not names:
+        raise ValueError("features has no columns")
+    n_coef = 1 + 2 * len(names) + bool(fit_scale)
+    plx, err, model = _checked_stars(parallax, parallax_error, model_parallax, n_coef + 2,
+                                     f"{n_coef} coefficients and a scatter")
+    cols = {name: _feature_column(features, name, plx.size) for name in names}
+    pivots = dict(pivots or {})
+    piv = tuple(float(pivots.get(n, PAPER_QUADRATIC_TRENDS.get(n, {}).get("pivot", np.median(cols[n]))))
+                for n in names)
+    ranges = {n: tuple(float(v) for v in np.quantile(cols[n], [(1 - coverage) / 2, 1 - (1 - coverage) / 2]))
+              for n in names}
+    shell = ZeropointTrendFit(names, piv, ranges, np.zeros(n_coef), np.eye(n_coef), 1.0, 0.0, 0.0, 0.0, plx.size)
+    design, _ = shell._design(cols)
+    if fit_scale:
+        design = np.concatenate([design, model[:, None]], axis=1)
+    coef, cov, tau, tau_err = _profile_fit(plx if fit_scale else plx - model, design, model, err, scatter)
+    k = n_coef - bool(fit_scale)
+    return ZeropointTrendFit(names, piv, ranges, coef[:k] * 1000, cov[:k, :k] * 1e6,
+                             float(coef[k]) if fit_scale else 1.0, float(np.sqrt(cov[k, k])) if fit_scale else 0.0,
+                             tau, tau_err, plx.size)
 
 
 def student_t_factor(k):

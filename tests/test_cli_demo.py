@@ -51,6 +51,11 @@ def test_demo_report(demo_run):
     assert report["settings"]["epochs_no_offset"] == 1  # half the epochs, as in the default recipe
     mv = report["zeropoint"]["multivariate"]
     assert np.isfinite(mv["slope_uas_per_mag"]) and np.isfinite(mv["rms_difference_uas"])
+    rf = mv["refit"]  # the trend refit with the multivariate network fixed
+    assert set(rf["trends"]) == {"phot_g_mean_mag", "bp_rp", "teff"} and rf["n_stars"] == 200
+    assert np.isfinite(rf["scale"]) and rf["scale_error"] > 0 and rf["median_error_uas"] > 0
+    assert np.isfinite(rf["slope_uas_per_mag"]) and rf["rms_difference_uas"] >= abs(rf["mean_difference_uas"])
+    assert "refit, network fixed, free luminosity scale" in (out / "report.txt").read_text()
     assert set(report["distances"]) == {"no_offset", "constant", "multivariate"}
     for block in report["distances"].values():
         assert block["all"]["n"] == 150 and block["all"]["sigma_mad"] > 0

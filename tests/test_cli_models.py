@@ -104,6 +104,38 @@ def test_train_multivariate_and_zeropoint_table(tmp_path, data_file, capsys):
     sigma = np.sqrt((a["zeropoint_error"] ** 2 + b["zeropoint_error"] ** 2) / 400).value
     assert np.all(np.abs(a["zeropoint"] - b["zeropoint"]).value < 5 * sigma + 1e-9)
     np.testing.assert_allclose(b["zeropoint_error"], a["zeropoint_error"], rtol=0.35)
+    # --refit on a multivariate model: the trend fit with the network fixed, as the Python API gives it
+    import tensorflow as tf
+
+    from astronn_gaiacal.dataset import read_dataset
+    from astronn_gaiacal.models import load
+
+    tf.keras.utils.set_random_seed(4)
+    code, stdout, _ = _run(capsys, "zeropoint", str(out), "--refit", data_file, "--json", "--mc-num", "10")
+    refit = json.loads(stdout)["refit_trend"]
+    assert code == 0 and refit["n_stars"] == 160 and set(refit["trends"]) == {"phot_g_mean_mag", "bp_rp", "teff"}
+    ds, net = read_dataset(data_file), load(str(out))
+    net.mc_num = 10
+    tf.keras.utils.set_random_seed(4)
+    expected = net.refit_zeropoint_trend(ds["spectra"], ds["parallax"], ds["parallax_error"],
+                                         {f: ds[f] for f in net.offset_features}, magnitude=ds.corrected_mag())
+    assert refit["scale"] == pytest.approx(expected.scale, rel=1e-6)
+    assert refit["trends"]["teff"]["b"] == pytest.approx(expected.trend("teff").coeffs[1], rel=1e-5, abs=1e-9)
+
+
+def test_train_with_a_fixed_luminosity_network(tmp_path, data_file, capsys):
+    first, second = tmp_path / "const", tmp_path / "mv"
+    assert _run(capsys, "train", data_file, "--model", "ToyApogeeBCNN", "--offset", "constant", "--epochs", "2",
+                "--out", str(first))[0] == 0
+    code, stdout, _ = _run(capsys, "train", data_file, "--model", "ToyApogeeBCNN", "--offset", "multivariate",
+                           "--epochs", "2", "--luminosity-from", str(first), "--out", str(second), "--json")
+    assert code == 0
+    from astronn_gaiacal.models import load
+
+    a, b = load(str(first)), load(str(second))
+    assert b.luminosity_frozen and b.luminosity_from == str(first.resolve())
+    for wa, wb in zip(a.luminosity_model.get_weights(), b.luminosity_model.get_weights()):
+        np.testing.assert_array_equal(wa, wb)
 
 
 def test_bad_cli_input(tmp_path, data_file, capsys):
@@ -115,6 +147,12 @@ def test_bad_cli_input(tmp_path, data_file, capsys):
         (["train", data_file, "--model", "ToyApogeeBCNN", "--offset", "multivariate", "--features", "ruwe",
           "--out", str(tmp_path / "d")], "ruwe"),
         (["train", data_file, "--ensemble", "2", "--jobs", "0", "--out", str(tmp_path / "f")], "--jobs must be >= 1"),
+        (["train", data_file, "--luminosity-from", str(tmp_path / "nowhere"), "--out", str(tmp_path / "g")],
+         "no such model folder"),
+        (["train", data_file, "--fine-tune-luminosity", "--out", str(tmp_path / "h")], "needs --luminosity-from"),
+        (["train", data_file, "--model", "ToyApogeeBCNN", "--luminosity-from", str(tmp_path), "--out",
+          str(tmp_path / "i")],
+         "neither an astroNN model folder nor an ensemble folder"),
     ]
     bad = tmp_path / "bad.txt"
     bad.write_text("not a table")
@@ -123,4 +161,4 @@ def test_bad_cli_input(tmp_path, data_file, capsys):
         code, _, err = _run(capsys, *argv)
         assert code == 2, argv
         assert message in err and len(err.strip().splitlines()) == 1
-        assert not any(p.name in ("a", "b", "c", "d", "e", "f") for p in tmp_path.iterdir())
+        assert not any(p.name in ("a", "b", "c", "d", "e", "f", "g", "h", "i") for p in tmp_path.iterdir())

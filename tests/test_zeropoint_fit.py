@@ -5,7 +5,7 @@ from astropy import units as u
 
 import astronn_gaiacal  # noqa: F401
 from astronn_gaiacal.zeropoint_fit import (ZeropointFit, _hessian, _information, combine_fits, fit_zeropoint,
-                                           student_t_factor)
+                                           fit_zeropoint_trend, student_t_factor)
 
 from _toy import N_PIX, ToyApogeeBCNN, toy_survey
 
@@ -134,6 +134,17 @@ def test_model_refit_uses_mc_mean_parallaxes_and_skips_missing():
     assert fit.value.to_value(u.uas) == pytest.approx(expected.value.to_value(u.uas), rel=1e-6, abs=1e-6)
     with pytest.raises(ValueError, match="parallax_error must have shape"):
         net.refit_zeropoint(data["spectra"], plx, data["parallax_error"][:-1], magnitude=data["mag"])
+    # the trend refit sees the same model parallaxes
+    tf.keras.utils.set_random_seed(5)
+    trend = net.refit_zeropoint_trend(data["spectra"], plx, data["parallax_error"], data["features"],
+                                      magnitude=data["mag"], names=["phot_g_mean_mag", "teff"])
+    feats = {k: v[keep] for k, v in data["features"].items()}
+    again = fit_zeropoint_trend(plx[keep], data["parallax_error"][keep], model_plx, feats, names=["phot_g_mean_mag", "teff"])
+    np.testing.assert_allclose(trend.coefficients, again.coefficients, rtol=1e-6, atol=1e-6)
+    assert trend.n_stars == 298 and trend.features == ("phot_g_mean_mag", "teff")
+    with pytest.raises(KeyError, match="bp_rp"):
+        net.refit_zeropoint_trend(data["spectra"], plx, data["parallax_error"], {"teff": data["features"]["teff"]},
+                                  magnitude=data["mag"], names=["bp_rp"])
 
 
 def test_scaled_fit_removes_a_luminosity_scale_bias_with_calibrated_errors():
@@ -181,7 +192,8 @@ def test_scaled_information_matches_finite_differences():
             num[i, j] = (nll(theta0 + ei + ej) - nll(theta0 + ei - ej) - nll(theta0 - ei + ej)
                          + nll(theta0 - ei - ej)) / (4 * steps[i] * steps[j])
     d = plx - theta0[1] * model - theta0[0]
-    np.testing.assert_allclose(_information(d, model, err, np.exp(theta0[2]), fit_scale=True), num, rtol=1e-4)
+    design = np.stack([np.ones(model.size), model], axis=1)
+    np.testing.assert_allclose(_information(d, design, model, err, np.exp(theta0[2])), num, rtol=1e-4)
 
 
 def test_combine_fits_carries_the_scale():
@@ -189,3 +201,63 @@ def test_combine_fits_carries_the_scale():
     combined, _ = combine_fits(fits)
     assert combined.scale == pytest.approx(1.0)
     assert combined.scale_error == pytest.approx(np.hypot(0.01, student_t_factor(2) * np.std([0.99, 1.01], ddof=1) / np.sqrt(2)))
+
+
+def _trend_stars(n, seed, scale=0.93):
+    """Brighter stars are nearer; the paper's eq. 7 in G plus nothing in colour; luminosities ``scale`` off.
+
+    As :func:`berkson_stars`, the model parallaxes are conditional means: true ones scatter 5 % about them,
+    and G tells nothing more about the true parallax (the model parallax already uses the magnitude).
+    """
+    rng = np.random.default_rng(seed)
+    mean = rng.uniform(0.2, 3.0, n)
+    true = mean * (1 + rng.normal(0, 0.05, n))
+    g = 14.0 - 2.5 * np.log10(mean) + rng.normal(0, 0.8, n)
+    colour = rng.uniform(1.0, 2.5, n)
+    zp = 0.001 * (-55.49 - 0.92 * (g - 16) + 1.18 * (g - 16) ** 2)
+    model = scale * mean
+    err = rng.uniform(0.02, 0.06, n)
+    return true + zp + rng.normal(0, err), err, model, {"phot_g_mean_mag": g, "bp_rp": colour}
+
+
+def test_trend_fit_coefficients_have_unit_pulls():
+    truth = np.array([-55.49, -0.92, 1.18, 0.0, 0.0])  # c, b_G, a_G, b_colour, a_colour (uas; colour pivot 0)
+    pulls = []
+    for seed in range(30):
+        plx, err, model, feats = _trend_stars(4000, 200 + seed)
+        fit = fit_zeropoint_trend(plx, err, model, feats)
+        pulls.append((fit.coefficients - truth) / np.sqrt(np.diag(fit.covariance)))
+    pulls = np.array(pulls)
+    assert np.all(np.abs(pulls.mean(axis=0)) < 0.6) and np.all((pulls.std(axis=0) > 0.7) & (pulls.std(axis=0) < 1.35))
+
+
+def test_trend_fit_evaluation_and_summaries():
+    plx, err, model, feats = _trend_stars(3000, 9)
+    fit = fit_zeropoint_trend(plx, err, model, feats, names=["phot_g_mean_mag"])
+    g = np.array([12.0, 14.0, 30.0])
+    value, error = fit({"phot_g_mean_mag": g})
+    c, b, a = fit.coefficients
+    expected = c + b * (g - 16) + a * (g - 16) ** 2  # paper pivot G = 16
+    np.testing.assert_allclose(value.to_value(u.uas)[:2], expected[:2], rtol=1e-12)
+    design = np.stack([np.ones(2), g[:2] - 16, (g[:2] - 16) ** 2], axis=1)
+    np.testing.assert_allclose(error.to_value(u.uas)[:2] ** 2, np.diag(design @ fit.covariance @ design.T), rtol=1e-10)
+    assert np.isnan(value[2]) and np.isnan(error[2])  # outside the fitted range
+    trend = fit.trend("phot_g_mean_mag")
+    assert trend.coeffs == pytest.approx((a, b, c)) and trend.pivot == 16.0
+    assert trend.valid_range == pytest.approx(tuple(np.quantile(feats["phot_g_mean_mag"], [0.01, 0.99])))
+    assert set(fit.to_dict()["trends"]) == {"phot_g_mean_mag"} and fit.to_dict()["scale"] == pytest.approx(1 / 0.93, rel=0.02)
+    with pytest.raises(KeyError, match="teff"):
+        fit.trend("teff")
+
+
+def test_trend_fit_bad_input():
+    plx, err, model, feats = _trend_stars(100, 1)
+    with pytest.raises(KeyError, match="teff"):
+        fit_zeropoint_trend(plx, err, model, feats, names=["teff"])
+    bad = dict(feats, bp_rp=np.where(np.arange(100) == 7, -9999.0, feats["bp_rp"]))
+    with pytest.raises(ValueError, match="feature 'bp_rp' has 1 NaN/-9999 value.*index 7"):
+        fit_zeropoint_trend(plx, err, model, bad)
+    with pytest.raises(ValueError, match="feature 'bp_rp' has 99 values"):
+        fit_zeropoint_trend(plx, err, model, dict(feats, bp_rp=feats["bp_rp"][:-1]))
+    with pytest.raises(ValueError, match="at least 8 stars"):
+        fit_zeropoint_trend(plx[:5], err[:5], model[:5], {k: v[:5] for k, v in feats.items()})

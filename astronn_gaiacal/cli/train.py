@@ -23,6 +23,11 @@ def add_arguments(parser):
                         help="train a deep ensemble of K members (calibrated zero-point uncertainty)")
     parser.add_argument("--weight-averaging", type=float, default=None, metavar="FRAC",
                         help="average the weights over this fraction of the last epochs (e.g. 0.35; default off)")
+    parser.add_argument("--luminosity-from", metavar="MODEL_DIR",
+                        help="start from the luminosity network of this trained model, held fixed: calibrate the "
+                             "zero-point of a new catalogue of the same kind of stars with a trained network")
+    parser.add_argument("--fine-tune-luminosity", action="store_true",
+                        help="with --luminosity-from: train that network further instead of holding it fixed")
     add_jobs_argument(parser)
     parser.add_argument("--out", required=True, metavar="DIR", help="output model folder (astroNN format)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output folder")
@@ -43,6 +48,10 @@ def run(args):
     n_jobs = checked_jobs(args)
     if args.weight_averaging is not None and not 0 <= args.weight_averaging < 1:
         raise UsageError(f"--weight-averaging must be a fraction in [0, 1), got {args.weight_averaging}")
+    if args.fine_tune_luminosity and args.luminosity_from is None:
+        raise UsageError("--fine-tune-luminosity needs --luminosity-from MODEL_DIR")
+    if args.luminosity_from is not None and not os.path.isdir(args.luminosity_from):
+        raise UsageError(f"no such model folder: {args.luminosity_from}")
     from .. import pipeline
     from ..nn.losses import LOSS_CLASSES
     from ..registry import registered
@@ -63,10 +72,11 @@ def run(args):
                 ds, model=args.model, offset=args.offset, features=args.features, epochs=args.epochs,
                 batch_size=args.batch_size, loss=args.loss, loss_config={"nu": args.nu} if args.nu else None,
                 lr=args.lr, seed=args.seed, ensemble=args.ensemble, verbose=0, n_jobs=n_jobs,
-                weight_averaging=args.weight_averaging,
+                weight_averaging=args.weight_averaging, luminosity_from=args.luminosity_from,
+                freeze_luminosity=not args.fine_tune_luminosity,
             )
             folder = net.save(args.out, overwrite=args.overwrite)
-    except ValueError as err:
+    except (ValueError, TypeError, FileNotFoundError) as err:
         raise UsageError(str(err)) from None
     summary = summarise_model(net, folder)
     summary.update(n_stars=len(ds), excluded=excluded, data=os.path.abspath(args.data))

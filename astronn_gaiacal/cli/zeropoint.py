@@ -12,9 +12,10 @@ def add_arguments(parser):
                         "default: GAIA_TABLE with suffix _zeropoint; with --catalog, the output folder")
     parser.add_argument("--mc-num", type=int, default=100, help="MC-dropout passes (default 100)")
     parser.add_argument("--refit", metavar="DATA",
-                        help="constant model: refit the zero-point by maximum likelihood on DATA's Gaia parallaxes "
-                             "(a dataset file, e.g. the training set) with the luminosity network(s) held fixed; "
-                             "the calibrated estimate (docs/calibration.rst)")
+                        help="refit the zero-point by maximum likelihood on DATA's Gaia parallaxes (a dataset file, "
+                             "e.g. the training set) with the luminosity network(s) held fixed: for a constant model "
+                             "the calibrated estimate; for a multivariate model a quadratic in each feature with a "
+                             "free luminosity scale (docs/calibration.rst)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file (with --catalog: "
                         "an output folder of another run)")
     parser.add_argument("--shared-masks", action="store_true",
@@ -46,6 +47,14 @@ def _summary_text(summary):
         lines.append(f"  refit on {r['n_stars']} stars: statistical {r['statistical_error_uas']:.2f}, ensemble "
                      f"{r['ensemble_error_uas']:.2f} uas; luminosity scatter {100 * r['scatter']:.1f}%; learned "
                      f"offset {summary['learned_zeropoint_uas']:.2f} +- {summary['learned_zeropoint_err_uas']:.2f} uas")
+    if "refit_trend" in summary:
+        r = summary["refit_trend"]
+        lines.append(f"refit on {r['n_stars']} stars with the network fixed: luminosity scale {r['scale']:.4f} +- "
+                     f"{r['scale_error']:.4f}, scatter {100 * r['scatter']:.1f}%")
+        for t in r["trends"].values():
+            lines.append(f"  {t['feature']}: {t['a']:.4g}({t['a_err']:.2g})(x-{t['pivot']:g})^2 + {t['b']:.4g}"
+                         f"({t['b_err']:.2g})(x-{t['pivot']:g}) + {t['c']:.4g}({t['c_err']:.2g}) uas, valid "
+                         f"{t['valid_range'][0]:.4g}..{t['valid_range'][1]:.4g}")
     if "n_stars" in summary:
         lines.append(f"{summary['n_stars']} stars ({summary['n_missing_features']} without features): "
                      f"mean {summary['mean_uas']:.2f} uas, median {summary['median_uas']:.2f} uas")
@@ -77,15 +86,31 @@ def _run_catalog(args):
                       args, mc_num=args.mc_num, dropout=not args.no_dropout, batch_size=args.batch_size)
 
 
+def _refit_trend(net, args, summary, ds):
+    from ._common import UsageError
+
+    if hasattr(net, "members"):
+        raise UsageError("--refit of a multivariate model takes one model folder, not an ensemble")
+    try:
+        fit = net.refit_zeropoint_trend(ds["spectra"], ds["parallax"], ds["parallax_error"],
+                                        {f: ds[f] for f in net.offset_features}, magnitude=ds.corrected_mag())
+    except ValueError as err:
+        raise UsageError(f"cannot refit on {args.refit}: {err}") from None
+    summary["refit_trend"] = {**fit.to_dict(), "data": args.refit}
+
+
 def _refit(net, args, summary):
     from ._common import UsageError, load_dataset
 
-    if net.offset != "constant":
-        raise UsageError(f"--refit fits a constant zero-point; {args.model} has offset {net.offset!r}")
-    ds = load_dataset(args.refit, require=["spectra", "mag", "parallax", "parallax_error"])
+    require = ["spectra", "mag", "parallax", "parallax_error"]
+    if net.offset == "multivariate":
+        require += list(net.offset_features)
+    ds = load_dataset(args.refit, require=require)
     if ds["spectra"].shape[1] != net.spectrum_length:
         raise UsageError(f"{args.refit} has {ds['spectra'].shape[1]}-pixel spectra; the model expects "
                          f"{net.spectrum_length}")
+    if net.offset == "multivariate":
+        return _refit_trend(net, args, summary, ds)
     from ..models.ensemble import DeepEnsemble
 
     try:
@@ -124,7 +149,7 @@ def run(args):
             raise UsageError("give either GAIA_TABLE or --refit DATA, not both")
         _refit(net, args, summary)
     if args.table is None:
-        if net.offset != "constant":
+        if net.offset != "constant" and args.refit is None:
             raise UsageError("a multivariate model needs GAIA_TABLE with its feature columns "
                              f"{', '.join(net.offset_features)}")
         print_json(summary) if args.json else print(_summary_text(summary))

@@ -248,6 +248,10 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         self.labels_norm_mode = 4
         self.val_size = 0.1
         self.feature_ranges = None
+        # provenance of a luminosity network taken from another model (fit(luminosity_from=...))
+        self.luminosity_from = None
+        self.luminosity_frozen = False
+        self._luminosity_start = None
         self.luminosity_model = None
         self.offset_model = None
         self._plugin_config_restored = False
@@ -303,6 +307,8 @@ class GaiaCalBCNNBase(BayesianCNNBase):
             "variance_propagation": self.variance_propagation,
             "offset_output_activation": self.offset_output_activation,
             "weight_averaging": float(self.weight_averaging),
+            "luminosity_from": self.luminosity_from,
+            "luminosity_frozen": bool(self.luminosity_frozen),
             "parallax_unit": "mas",
             "zeropoint_convention": ZEROPOINT_CONVENTION,
         }
@@ -328,6 +334,8 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         self.variance_propagation = block["variance_propagation"]
         self.offset_output_activation = block.get("offset_output_activation", "linear")
         self.weight_averaging = float(block.get("weight_averaging", 0.0))
+        self.luminosity_from = block.get("luminosity_from")
+        self.luminosity_frozen = bool(block.get("luminosity_frozen", False))
         self._validate_options()
         self._plugin_config_restored = True
 
@@ -465,6 +473,11 @@ class GaiaCalBCNNBase(BayesianCNNBase):
             )
         self._last_layer_activation = "softplus"
         self.keras_model, self.keras_model_predict = self.model()
+        if self._luminosity_start is not None:  # fit(luminosity_from=...): start from those weights
+            self.luminosity_model.set_weights(self._luminosity_start)
+            self._luminosity_start = None
+        # frozen also when reloaded, so the saved optimizer state (offset network only) fits
+        self.luminosity_model.trainable = not self.luminosity_frozen
         self.keras_model.compile(
             optimizer=self.optimizer,
             loss=self._loss_function(),
@@ -647,6 +660,49 @@ class GaiaCalBCNNBase(BayesianCNNBase):
                 for n, lo, hi in zip(self.offset_features, features.min(axis=0), features.max(axis=0))
             }
 
+    def _luminosity_source(self, source):
+        """The trained model behind ``luminosity_from``, checked against this one."""
+        if self.keras_model is not None:
+            raise ValueError("luminosity_from needs an untrained model: this one already has a network")
+        if isinstance(source, (str, os.PathLike)):
+            from .ensemble import load
+
+            source = load(source)
+        if not isinstance(source, GaiaCalBCNNBase):
+            raise TypeError(f"luminosity_from must be a trained astronn_gaiacal model or its folder (one member, not an "
+                            f"ensemble), got {type(source).__name__}")
+        source.has_model_check()
+        mine = None if self.pixel_mask is None else np.asarray(self.pixel_mask, bool)
+        theirs = None if source.pixel_mask is None else np.asarray(source.pixel_mask, bool)
+        if (source.spectrum_length != self.spectrum_length or (mine is None) != (theirs is None)
+                or (mine is not None and not np.array_equal(mine, theirs))):
+            raise ValueError(f"luminosity_from has spectra of {source.spectrum_length} pixels"
+                             f"{' with another pixel mask' if mine is not None else ''}; this model has "
+                             f"{self.spectrum_length}")
+        if source.fakemag_scale != self.fakemag_scale or source.band != self.band:
+            raise ValueError(f"luminosity_from uses fakemag_scale {source.fakemag_scale} in {source.band}; this model "
+                             f"uses {self.fakemag_scale} in {self.band}")
+        return source
+
+    def _adopt_luminosity(self, source, given, freeze):
+        """Take the source's spectrum and label normalisation; its weights are set when the network is built."""
+        n_pix = self.n_pixels
+        for attr in ("input_mean", "input_std"):
+            mine = np.asarray(getattr(self, attr)["input"], dtype=float).copy()
+            mine[:n_pix] = np.asarray(getattr(source, attr)["input"], dtype=float).ravel()[:n_pix]
+            getattr(self, attr)["input"] = mine
+            getattr(self.input_normalizer, {"input_mean": "mean_labels", "input_std": "std_labels"}[attr])["input"] = mine
+        self.labels_std = {k: np.array(v, dtype=float).copy() for k, v in source.labels_std.items()}
+        self.labels_normalizer.std_labels = dict(self.labels_std)
+        weights = source.luminosity_model.get_weights()
+        if self.luminosity_hidden != source.luminosity_hidden:
+            raise ValueError(f"luminosity_from has dense layers {source.luminosity_hidden}; this model has "
+                             f"{self.luminosity_hidden}")
+        self._luminosity_start = weights
+        self.luminosity_frozen = bool(freeze)
+        self.luminosity_from = os.path.abspath(os.fspath(given)) if isinstance(given, (str, os.PathLike)) else (
+            getattr(source, "folder_name", None) or type(source).__name__)
+
     def fit(
         self,
         spectra,
@@ -656,6 +712,8 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         offset_features=None,
         spectra_err=None,
         sample_weight=None,
+        luminosity_from=None,
+        freeze_luminosity=True,
     ):
         """Train on Gaia catalogue parallaxes with astroNN's training loop.
 
@@ -675,12 +733,23 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         spectra_err : ndarray, optional
             Spectra uncertainties (kept for astroNN's interface; unused by the network).
         sample_weight : ndarray, optional
+        luminosity_from : GaiaCalBCNNBase or str, optional
+            A trained model (or its folder) whose luminosity network this one
+            starts from, with that model's spectrum and label normalisation:
+            the second stage of a two-stage calibration, e.g. a multivariate
+            offset fitted with the luminosity scale fixed by a constant-offset
+            model (docs/calibration.rst).  Needs an untrained model with the
+            same spectrum layout and luminosity architecture.
+        freeze_luminosity : bool
+            With ``luminosity_from``: keep the luminosity network fixed and fit
+            only the offset network (default), or fine-tune both.
 
         Raises
         ------
         ValueError
-            Wrong shapes, NaN/-9999 in spectra, magnitudes or features, or a
-            non-positive parallax error for a star with a parallax.
+            Wrong shapes, NaN/-9999 in spectra, magnitudes or features, a
+            non-positive parallax error for a star with a parallax, or a
+            ``luminosity_from`` model that does not fit this one.
         """
         if magnitude is None:
             if self.spectrum_length is None:
@@ -729,8 +798,11 @@ class GaiaCalBCNNBase(BayesianCNNBase):
             feats = np.empty((n, 0))
         labels = np.where(has_plx, plx, MAGIC_NUMBER)[:, None]
         labels_err = np.where(has_plx, plx_err, 0.0)[:, None]
+        source = None if luminosity_from is None else self._luminosity_source(luminosity_from)
         if self.input_normalizer is None:
             self._set_normalisation(spec, mag, feats, labels[:, 0])
+        if source is not None:
+            self._adopt_luminosity(source, luminosity_from, freeze_luminosity)
         x = np.concatenate([spec, mag[:, None], feats], axis=1).astype(np.float32)
         x_err = None
         if spectra_err is not None:
@@ -986,6 +1058,52 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         fakemag, _ = self.predict(spectra[has], batch_size=batch_size)
         model_plx = conversions.fakemag_to_parallax(fakemag[:, 0], mag[has])
         return fit_zeropoint(plx[has], plx_err[has], model_plx, scatter=scatter, fit_scale=fit_scale)
+
+    def refit_zeropoint_trend(self, input_data, parallax, parallax_error, features, magnitude=None, names=None,
+                              fit_scale=True, batch_size=None):
+        """Zero-point quadratic in each feature (and a luminosity scale) with this model's luminosity network held fixed.
+
+        The additive form of the paper's eqs. 7-9, fitted by maximum likelihood
+        to the Gaia parallaxes (:func:`astronn_gaiacal.zeropoint_fit.fit_zeropoint_trend`);
+        the free scale keeps a luminosity-scale error of the network out of the
+        trend.  Works for any offset variant; stars without a Gaia parallax are
+        left out.
+
+        Parameters
+        ----------
+        input_data : ndarray
+            Spectra (with ``magnitude``) or the full input layout.
+        parallax, parallax_error : array_like or Quantity [mas]
+        features : Table, dict or DataFrame
+            The feature columns of the same stars.
+        magnitude : array_like, optional
+        names : sequence of str, optional
+            Features to fit; default :attr:`offset_features`.
+        fit_scale : bool
+        batch_size : int, optional
+
+        Returns
+        -------
+        ZeropointTrendFit
+        """
+        from ..zeropoint_fit import fit_zeropoint_trend
+
+        spectra, mag = self._magnitude_for(input_data, magnitude)
+        n = spectra.shape[0]
+        plx = _as_1d_float(parallax, "parallax", n, unit=u.mas)
+        plx_err = _as_1d_float(parallax_error, "parallax_error", n, unit=u.mas)
+        names = list(names or self.offset_features)
+        has = ~_missing(plx)
+        columns = {}
+        for name in names:
+            try:
+                col = features[name]
+            except (KeyError, ValueError, IndexError):
+                raise KeyError(f"features has no column {name!r}") from None
+            columns[name] = _as_1d_float(getattr(col, "value", col), name, n)[has]
+        fakemag, _ = self.predict(spectra[has], batch_size=batch_size)
+        model_plx = conversions.fakemag_to_parallax(fakemag[:, 0], mag[has])
+        return fit_zeropoint_trend(plx[has], plx_err[has], model_plx, columns, names=names, fit_scale=fit_scale)
 
     def zeropoint(self, mc_num=None):
         """The constant model's zero-point and its MC-dropout spread, in micro-arcsec.
