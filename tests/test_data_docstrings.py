@@ -1,4 +1,4 @@
-"""The docstring examples of the data modules run and give what they show."""
+"""The docstring examples of the data and zero-point modules run and give what they show."""
 import doctest
 import importlib
 
@@ -6,7 +6,7 @@ import pytest
 
 import astronn_gaiacal  # noqa: F401
 
-MODULES = ["dataset", "spectra", "selection", "catalogue", "metrics"]
+MODULES = ["dataset", "spectra", "selection", "catalogue", "metrics", "zeropoint_fit", "trends"]
 
 
 @pytest.mark.parametrize("name", MODULES)
