@@ -1048,6 +1048,11 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         """
         from ..zeropoint_fit import fit_zeropoint
 
+        has, plx, plx_err, model_plx = self._refit_stars(input_data, parallax, parallax_error, magnitude, batch_size)
+        return fit_zeropoint(plx, plx_err, model_plx, scatter=scatter, fit_scale=fit_scale)
+
+    def _refit_stars(self, input_data, parallax, parallax_error, magnitude, batch_size):
+        """Stars with a Gaia parallax: mask, parallaxes, errors and MC-mean model parallaxes (mas)."""
         spectra, mag = self._magnitude_for(input_data, magnitude)
         n = spectra.shape[0]
         plx = _as_1d_float(parallax, "parallax", n, unit=u.mas)
@@ -1056,8 +1061,7 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         if has.sum() < 3:
             raise ValueError(f"parallax has {int(has.sum())} valid value(s); at least 3 are needed")
         fakemag, _ = self.predict(spectra[has], batch_size=batch_size)
-        model_plx = conversions.fakemag_to_parallax(fakemag[:, 0], mag[has])
-        return fit_zeropoint(plx[has], plx_err[has], model_plx, scatter=scatter, fit_scale=fit_scale)
+        return has, plx[has], plx_err[has], conversions.fakemag_to_parallax(fakemag[:, 0], mag[has])
 
     def refit_zeropoint_trend(self, input_data, parallax, parallax_error, features, magnitude=None, names=None,
                               fit_scale=True, batch_size=None):
@@ -1088,22 +1092,18 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         """
         from ..zeropoint_fit import fit_zeropoint_trend
 
-        spectra, mag = self._magnitude_for(input_data, magnitude)
-        n = spectra.shape[0]
-        plx = _as_1d_float(parallax, "parallax", n, unit=u.mas)
-        plx_err = _as_1d_float(parallax_error, "parallax_error", n, unit=u.mas)
+        n = self._magnitude_for(input_data, magnitude)[0].shape[0]
         names = list(names or self.offset_features)
-        has = ~_missing(plx)
         columns = {}
         for name in names:
             try:
                 col = features[name]
             except (KeyError, ValueError, IndexError):
                 raise KeyError(f"features has no column {name!r}") from None
-            columns[name] = _as_1d_float(getattr(col, "value", col), name, n)[has]
-        fakemag, _ = self.predict(spectra[has], batch_size=batch_size)
-        model_plx = conversions.fakemag_to_parallax(fakemag[:, 0], mag[has])
-        return fit_zeropoint_trend(plx[has], plx_err[has], model_plx, columns, names=names, fit_scale=fit_scale)
+            columns[name] = _as_1d_float(getattr(col, "value", col), name, n)
+        has, plx, plx_err, model_plx = self._refit_stars(input_data, parallax, parallax_error, magnitude, batch_size)
+        columns = {name: col[has] for name, col in columns.items()}
+        return fit_zeropoint_trend(plx, plx_err, model_plx, columns, names=names, fit_scale=fit_scale)
 
     def zeropoint(self, mc_num=None):
         """The constant model's zero-point and its MC-dropout spread, in micro-arcsec.
