@@ -20,7 +20,10 @@ records the recovered zero-point with each estimate the package offers:
 ``refit_scaled_ensemble``
     as ``refit_ensemble``, but each member's refit also fits a common
     luminosity scale (``fit_scale=True``): the zero-point is the intercept at
-    zero parallax, immune to a common fractional luminosity error.
+    zero parallax, immune to a common fractional luminosity error;
+``refit_curved_ensemble``
+    as ``refit_scaled_ensemble`` with a term quadratic in the model parallax
+    too (``fit_curvature=True``).
 
 The pull of an estimate is ``(recovered - injected) / sigma``.  For a
 calibrated sigma, ``|pull| < 1`` for about 68 % and ``|pull| < 2`` for about
@@ -36,12 +39,39 @@ from astropy.table import QTable
 
 from .constants import PAPER_ZEROPOINT_UAS
 
-__all__ = ["ESTIMATES", "calibration_study", "summarise_pulls", "plot_pulls"]
+__all__ = ["ESTIMATES", "REFIT_VARIANTS", "calibration_study", "ensemble_refits", "summarise_pulls", "plot_pulls"]
+
 
 #: Zero-point estimates compared by the study (see the module docstring).
-ESTIMATES = ("mc", "ensemble", "refit", "refit_ensemble", "refit_scaled_ensemble")
+ESTIMATES = ("mc", "ensemble", "refit", "refit_ensemble", "refit_scaled_ensemble", "refit_curved_ensemble")
+#: The refit variants: estimate name -> keyword arguments of :func:`~astronn_gaiacal.zeropoint_fit.fit_zeropoint`.
+REFIT_VARIANTS = {"refit_ensemble": {}, "refit_scaled_ensemble": {"fit_scale": True},
+                  "refit_curved_ensemble": {"fit_curvature": True}}
 #: The estimate reported by default (the demo's headline value); chosen by the study (docs/calibration.rst).
 DEFAULT_ESTIMATE = "refit_ensemble"
+
+
+def ensemble_refits(members, spectra, parallax, parallax_error, magnitude):
+    """Every refit variant of :data:`REFIT_VARIANTS` for the members of an ensemble, one prediction per member.
+
+    Returns
+    -------
+    fits : dict
+        ``{estimate: (combined ZeropointFit, parts)}`` (:func:`~astronn_gaiacal.zeropoint_fit.combine_fits`),
+        plus ``'members'``: the members' plain refits.
+    model_parallax : ndarray, shape (K, N)
+        Each member's MC-mean model parallaxes (mas).
+    """
+    from .zeropoint_fit import combine_fits, fit_zeropoint
+
+    model_plx = np.array([m.predict_parallax(spectra, magnitude=magnitude)[0].to_value(u.mas) for m in members])
+    fits = {}
+    for name, kwargs in REFIT_VARIANTS.items():
+        per_member = [fit_zeropoint(parallax, parallax_error, p, **kwargs) for p in model_plx]
+        fits[name] = combine_fits(per_member)
+        if not kwargs:
+            fits["members"] = per_member
+    return fits, model_plx
 
 
 def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=None, seed=0,
@@ -92,7 +122,6 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
     from .demo import CONFIGS
     from .simulate import simulate_train_test
     from ._io import atomic_path
-    from .zeropoint_fit import combine_fits, fit_zeropoint
 
     demo = CONFIGS["default"]
     n_train = demo["n_train"] if n_train is None else n_train
@@ -125,12 +154,11 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
         net.mc_num = mc_num
         value, sigma = net.zeropoint(mc_num=mc_num)
         m0_value, m0_sigma = net.members[0].zeropoint(mc_num=mc_num)
-        model_plx = np.array([m.predict_parallax(train["spectra"], magnitude=train.corrected_mag())[0].to_value(u.mas)
-                              for m in net.members])
-        refits = [fit_zeropoint(train["parallax"], train["parallax_error"], p) for p in model_plx]
-        refit, refit_parts = combine_fits(refits)
-        scaled, _ = combine_fits([fit_zeropoint(train["parallax"], train["parallax_error"], p, fit_scale=True)
-                                  for p in model_plx])
+        variants, model_plx = ensemble_refits(net.members, train["spectra"], train["parallax"], train["parallax_error"],
+                                              train.corrected_mag())
+        refits = variants["members"]
+        refit_parts = variants["refit_ensemble"][1]
+        scaled = variants["refit_scaled_ensemble"][0]
         if save_dir is not None:
             with atomic_path(os.path.join(save_dir, f"realisation_{i:02d}.npz"), overwrite=True) as tmp:
                 with open(tmp, "wb") as f:
@@ -140,8 +168,7 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
         row = {"seed": s}
         for est, (v, e) in {"mc": (m0_value, m0_sigma), "ensemble": (value, sigma),
                             "refit": (refits[0].value, refits[0].error),
-                            "refit_ensemble": (refit.value, refit.error),
-                            "refit_scaled_ensemble": (scaled.value, scaled.error)}.items():
+                            **{name: (variants[name][0].value, variants[name][0].error) for name in REFIT_VARIANTS}}.items():
             row[f"value_{est}"] = v.to_value(u.uas)
             row[f"sigma_{est}"] = e.to_value(u.uas)
             row[f"pull_{est}"] = (row[f"value_{est}"] - inj) / row[f"sigma_{est}"]

@@ -32,7 +32,7 @@ from astropy import units as u
 
 from . import pipeline, plots
 from ._io import atomic_path
-from .calibration import DEFAULT_ESTIMATE
+from .calibration import DEFAULT_ESTIMATE, REFIT_VARIANTS, ensemble_refits
 from .catalogue import catalogue_from_dataset, write_catalogue
 from .constants import PAPER_ZEROPOINT_UAS
 from .metrics import accuracy
@@ -101,6 +101,10 @@ def _text_report(r):
         f"    learned offset         {net['value_uas']:8.2f} +- {net['error_uas']:.2f} uas  (MC dropout "
         f"{net['mc_error_uas']:.2f}, ensemble {net['ensemble_error_uas']:.2f}; pull {net['pull']:+.2f})",
     ]
+    for name, label in (("refit_scaled_ensemble", "refit, free scale"), ("refit_curved_ensemble", "refit, scale+curve")):
+        v = zc[name]
+        lines.append(f"    {label:<22} {v['value_uas']:8.2f} +- {v['error_uas']:.2f} uas  (scale {v['scale']:.4f}; "
+                     f"pull {v['pull']:+.2f})")
     mv = r["zeropoint"]["multivariate"]
     lines.append(
         f"  multivariate vs injected trend in G: slope {mv['slope_uas_per_mag']:+.2f} uas/mag (injected "
@@ -212,8 +216,8 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
     log("refitting the zero-point on the training stars with the luminosity networks fixed")
     constant = DeepEnsemble.of(models["constant"])
     net_value, net_error, parts = constant.zeropoint(mc_num=cfg["mc_num"], components=True)
-    refit, refit_parts = constant.refit_zeropoint(
-        train["spectra"], train["parallax"], train["parallax_error"], magnitude=train.corrected_mag(), components=True)
+    variants, _ = ensemble_refits(constant.members, train["spectra"], train["parallax"], train["parallax_error"],
+                                  train.corrected_mag())
     feats = models["multivariate"].offset_features
     mv_refit = models["multivariate"].refit_zeropoint_trend(
         train_mv["spectra"], train_mv["parallax"], train_mv["parallax_error"], {f: train_mv[f] for f in feats},
@@ -226,12 +230,12 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
             "mc_error_uas": float(parts["mc"].to_value(u.uas)),
             "ensemble_error_uas": float(parts["ensemble"].to_value(u.uas)),
         },
-        "refit_ensemble": {
-            **refit.to_dict(),
-            "statistical_error_uas": float(refit_parts["statistical"].to_value(u.uas)),
-            "ensemble_error_uas": float(refit_parts["ensemble"].to_value(u.uas)),
-            "member_spread_uas": float(refit_parts["member_spread"].to_value(u.uas)),
-        },
+        **{name: {
+            **fit.to_dict(),
+            "statistical_error_uas": float(parts["statistical"].to_value(u.uas)),
+            "ensemble_error_uas": float(parts["ensemble"].to_value(u.uas)),
+            "member_spread_uas": float(parts["member_spread"].to_value(u.uas)),
+        } for name, (fit, parts) in ((n, variants[n]) for n in REFIT_VARIANTS)},
     }
     for est in estimates.values():
         est["pull"] = (est["value_uas"] - injected) / est["error_uas"]

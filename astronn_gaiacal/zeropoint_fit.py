@@ -68,6 +68,8 @@ class ZeropointFit:
     scale, scale_error : float
         Fitted luminosity scale (``parallax = scale * model + zero-point``);
         1 and 0 when the scale was not fitted.
+    curvature, curvature_error : float
+        Fitted ``model^2`` coefficient (1/mas) with ``fit_curvature``; else 0.
     """
 
     value: u.Quantity
@@ -77,6 +79,8 @@ class ZeropointFit:
     n_stars: int
     scale: float = 1.0
     scale_error: float = 0.0
+    curvature: float = 0.0
+    curvature_error: float = 0.0
 
     def to_dict(self):
         """Plain numbers for JSON: ``value_uas``, ``error_uas``, ``scatter``, ``scatter_error``, ``n_stars``, ``scale``, ``scale_error``."""
@@ -88,6 +92,8 @@ class ZeropointFit:
             "n_stars": int(self.n_stars),
             "scale": float(self.scale),
             "scale_error": float(self.scale_error),
+            "curvature": float(self.curvature),
+            "curvature_error": float(self.curvature_error),
         }
 
 
@@ -167,7 +173,7 @@ def _checked_stars(parallax, parallax_error, model_parallax, n_min, what):
     return plx, err, model
 
 
-def fit_zeropoint(parallax, parallax_error, model_parallax, scatter=None, fit_scale=False):
+def fit_zeropoint(parallax, parallax_error, model_parallax, scatter=None, fit_scale=False, fit_curvature=False):
     """Fit a constant zero-point between Gaia and model parallaxes.
 
     Parameters
@@ -185,6 +191,11 @@ def fit_zeropoint(parallax, parallax_error, model_parallax, scatter=None, fit_sc
         and a common fractional error of the network's luminosities, which a
         constant fit would turn into a zero-point bias, goes into ``scale``).
         The error of the zero-point grows by the correlation of the two.
+    fit_curvature : bool
+        Fit ``parallax = zero-point + scale * model + curvature * model^2``
+        (implies a free scale): a luminosity error that changes smoothly with
+        parallax, as a network's error on its most luminous giants does, stays
+        out of the intercept.  Larger errors again.
 
     Returns
     -------
@@ -194,7 +205,7 @@ def fit_zeropoint(parallax, parallax_error, model_parallax, scatter=None, fit_sc
     ------
     ValueError
         Shapes that differ, NaN/-9999 values, non-positive errors or model
-        parallaxes, fewer than 3 (4 with ``fit_scale``) stars.
+        parallaxes, fewer than 3 (4 with ``fit_scale``, 5 with ``fit_curvature``) stars.
     astropy.units.UnitTypeError
         A Quantity that is not an angle.
 
@@ -215,14 +226,16 @@ def fit_zeropoint(parallax, parallax_error, model_parallax, scatter=None, fit_sc
     >>> bool(abs(scaled.value.to_value(u.uas) + 52.3) < 3 * scaled.error.to_value(u.uas)), round(1 / scaled.scale, 3)
     (True, 1.02)
     """
-    what = "a zero-point, a scale and a scatter" if fit_scale else "a zero-point and a scatter"
-    plx, err, model = _checked_stars(parallax, parallax_error, model_parallax, 4 if fit_scale else 3, what)
+    terms = 2 if fit_curvature else (1 if fit_scale else 0)  # luminosity terms fitted besides the zero-point
+    what = ("a zero-point", "a zero-point and a scale", "a zero-point, a scale and a curvature")[terms]
+    plx, err, model = _checked_stars(parallax, parallax_error, model_parallax, 3 + terms, what + " and a scatter")
     n = plx.size
-    design = np.stack([np.ones(n), model], axis=1) if fit_scale else np.ones((n, 1))
-    coef, cov, tau, tau_err = _profile_fit(plx if fit_scale else plx - model, design, model, err, scatter)
-    scale, scale_err = (coef[1], np.sqrt(cov[1, 1])) if fit_scale else (1.0, 0.0)
+    design = np.stack([model**k for k in range(terms + 1)], axis=1)
+    coef, cov, tau, tau_err = _profile_fit(plx if terms else plx - model, design, model, err, scatter)
+    scale, scale_err = (coef[1], np.sqrt(cov[1, 1])) if terms else (1.0, 0.0)
+    curv, curv_err = (coef[2], np.sqrt(cov[2, 2])) if terms == 2 else (0.0, 0.0)
     return ZeropointFit(coef[0] * 1000 * u.uas, 1000 * np.sqrt(cov[0, 0]) * u.uas, tau, tau_err, n,
-                        float(scale), float(scale_err))
+                        float(scale), float(scale_err), float(curv), float(curv_err))
 
 
 @dataclass(frozen=True)
@@ -436,6 +449,7 @@ def combine_fits(fits):
                         + (student_t_factor(k) * scales.std(ddof=1) / np.sqrt(k) if k > 1 else 0.0) ** 2)
     combined = ZeropointFit(values.mean() * u.uas, np.sqrt(stat_var + ensemble**2) * u.uas, float(scat.mean()),
                             float(scat.std(ddof=1)) if k > 1 else fits[0].scatter_error, fits[0].n_stars,
-                            float(scales.mean()), float(scale_err))
+                            float(scales.mean()), float(scale_err), float(np.mean([f.curvature for f in fits])),
+                            float(np.sqrt(np.mean([f.curvature_error**2 for f in fits]))))
     return combined, {"statistical": np.sqrt(stat_var) * u.uas, "ensemble": ensemble * u.uas,
                       "member_spread": spread * u.uas}

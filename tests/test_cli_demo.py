@@ -45,6 +45,11 @@ def test_demo_report(demo_run):
     # 2 members: standard error of their mean times the 68.27 % Student-t quantile with 1 degree of freedom
     assert np.isclose(refit["ensemble_error_uas"], 1.8373 * refit["member_spread_uas"] / np.sqrt(2), rtol=1e-4)
     assert refit["n_stars"] == 200 and refit["scatter"] > 0
+    for name in ("refit_scaled_ensemble", "refit_curved_ensemble"):  # the same members, other refit models
+        v = zc[name]
+        assert np.isclose(v["error_uas"], np.hypot(v["statistical_error_uas"], v["ensemble_error_uas"]))
+        assert np.isfinite(v["scale"]) and v["scale_error"] > 0 and v["n_stars"] == 200
+    assert zc["refit_curved_ensemble"]["curvature_error"] > 0 and zc["refit_scaled_ensemble"]["curvature"] == 0
     for est in (zc, net, refit):
         assert np.isclose(est["pull"], (est["value_uas"] - zc["injected_uas"]) / est["error_uas"])
     assert zc["within_2_sigma"] == (abs(zc["pull"]) < 2)
