@@ -54,6 +54,7 @@ def test_demo_report(demo_run):
         assert np.isclose(est["pull"], (est["value_uas"] - zc["injected_uas"]) / est["error_uas"])
     assert zc["within_2_sigma"] == (abs(zc["pull"]) < 2)
     assert report["settings"]["epochs_no_offset"] == 1  # half the epochs, as in the default recipe
+    assert report["settings"]["epochs_multivariate"] == 1
     mv = report["zeropoint"]["multivariate"]
     assert np.isfinite(mv["slope_uas_per_mag"]) and np.isfinite(mv["rms_difference_uas"])
     rf = mv["refit"]  # the trend refit with the multivariate network fixed
