@@ -1090,17 +1090,11 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         -------
         ZeropointTrendFit
         """
-        from ..zeropoint_fit import fit_zeropoint_trend
+        from ..zeropoint_fit import _feature_column, fit_zeropoint_trend
 
         n = self._magnitude_for(input_data, magnitude)[0].shape[0]
         names = list(names or self.offset_features)
-        columns = {}
-        for name in names:
-            try:
-                col = features[name]
-            except (KeyError, ValueError, IndexError):
-                raise KeyError(f"features has no column {name!r}") from None
-            columns[name] = _as_1d_float(getattr(col, "value", col), name, n)
+        columns = {name: _feature_column(features, name, n) for name in names}
         has, plx, plx_err, model_plx = self._refit_stars(input_data, parallax, parallax_error, magnitude, batch_size)
         columns = {name: col[has] for name, col in columns.items()}
         return fit_zeropoint_trend(plx, plx_err, model_plx, columns, names=names, fit_scale=fit_scale)
