@@ -23,6 +23,7 @@ SUPPORTED = {
     "h5py": ">=3.0",
     "matplotlib": ">=3.5",
     "tqdm": ">=4.0",
+    "numba": ">=0.57; the fused MC-dropout kernel (astronn_gaiacal.nn.fused)",
     "pyarrow": ">=10; Parquet tables (xmatch)",
     "setuptools": "<82; astroNN imports pkg_resources",
 }

@@ -38,7 +38,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._compat import keras, tf
-from .nn import fast
+from .nn import fast, fused
 
 #: Stars per compiled call of the old interface (kept for callers that pass it explicitly).
 DEFAULT_BATCH_SIZE = 64
@@ -46,6 +46,9 @@ DEFAULT_BATCH_SIZE = 64
 #: ``batch_size`` is not given: 4 MB of float32, so a call's working set stays in cache-sized
 #: pieces (one APOGEE spectrum x 100 passes; a few thousand Gaia rows x 100 passes).
 DEFAULT_CALL_VALUES = 2**20
+#: The same when the model has a fused stretch (:mod:`astronn_gaiacal.nn.fused`): its passes never
+#: materialise the tiled activations, so a call can hold more inputs (about 11 APOGEE spectra x 100 passes).
+DEFAULT_FUSED_CALL_VALUES = 2**23
 
 
 def _iter_layers(model):
@@ -106,10 +109,11 @@ class _Val:
 
 
 class _Walker:
-    def __init__(self, mc_num, generator, bf16, xla=True):
+    def __init__(self, mc_num, generator, bf16, xla=True, fused=True):
         from astroNN.nn.layers import MCDropout
 
         self.xla = xla
+        self.fused = fused and not bf16
 
         self.mc = mc_num
         self.gen = generator
@@ -135,11 +139,16 @@ class _Walker:
         for ref, val in zip(model.inputs, inputs):
             rid = str(id(ref))
             tensor_dict[rid] = [val] * usage[rid]
+        fusions = _fusions(model, self.plain_dropout) if self.fused else {}
         for depth in sorted(nodes_by_depth, reverse=True):
             for node in nodes_by_depth[depth]:
                 if node.is_input or any(t not in tensor_dict for t in node.flat_input_ids):
                     continue
                 args, kwargs = node.map_arguments(tensor_dict)
+                if id(node) in fusions:  # the chain's inner nodes then never get their inputs and are skipped
+                    chain = fusions[id(node)]
+                    tensor_dict[chain.output_id] = [self.run_fused(chain, args[0])] * usage[chain.output_id]
+                    continue
                 outputs = self.call_layer(node.layer, args, kwargs)
                 for rid, val in zip(node.flat_output_ids, outputs):
                     tensor_dict[rid] = [val] * usage[rid]
@@ -162,6 +171,21 @@ class _Walker:
         args, kwargs = tf.nest.pack_sequence_as((args, kwargs), [v.t if isinstance(v, _Val) else v for v in flat])
         out = self.apply(layer, args, kwargs, stochastic)
         return [_Val(t, tiled) for t in tf.nest.flatten(out)]
+
+    def run_fused(self, chain, val):
+        """dropout -> Conv1D -> activation -> MaxPooling1D -> Flatten [-> dropout] as one Numba kernel per pass."""
+        reps = 1 if val.tiled else self.mc
+        spec, rate_in, rate_out = chain.spec, chain.rate_in, chain.rate_out
+        conv = chain.conv
+        bias = conv.bias if conv.use_bias else tf.zeros([spec.filters], tf.float32)
+        key = self.gen.uniform_full_int([], tf.int64)
+
+        def run(x, kernel, b, k):
+            return fused.mc_conv_pool(x, kernel, b, spec, int(k), reps, rate_in, rate_out)
+
+        out = tf.numpy_function(run, [tf.cast(val.t, tf.float32), conv.kernel, bias, key], tf.float32, stateful=True)
+        out.set_shape([None, spec.pooled * spec.filters])
+        return _Val(out, True)
 
     def apply(self, layer, args, kwargs, stochastic):
         x = args[0] if args else None
@@ -189,6 +213,92 @@ class _Walker:
             y = y + layer.bias if layer.use_bias else y
             return layer.activation(y) if layer.activation is not None else y
         return layer(*args, **kwargs)
+
+
+class _Chain:
+    __slots__ = ("spec", "conv", "rate_in", "rate_out", "output_id")
+
+    def __init__(self, spec, conv, rate_in, rate_out, output_id):
+        self.spec, self.conv, self.rate_in, self.rate_out, self.output_id = spec, conv, rate_in, rate_out, output_id
+
+
+def _activation_name(layer):
+    """'relu' or 'linear' for layers the fused kernel can absorb, else None."""
+    if isinstance(layer, keras.layers.ReLU):
+        plain = (layer.max_value is None and float(layer.negative_slope) == 0.0 and float(layer.threshold) == 0.0)
+        return "relu" if plain else None
+    act = getattr(getattr(layer, "activation", None), "__name__", None)
+    return act if act in ("relu", "linear") else None
+
+
+def _fusions(model, dropout_types):
+    """``{id(node): _Chain}`` for each fusable dropout -> Conv1D -> ... -> Flatten [-> dropout] stretch of ``model``."""
+    consumers = {}
+    for nodes in model._nodes_by_depth.values():
+        for node in nodes:
+            for tid in node.flat_input_ids:
+                consumers.setdefault(tid, []).append(node)
+    usage = model._tensor_usage_count
+
+    def only_consumer(node):
+        out = node.flat_output_ids
+        if len(out) != 1 or usage.get(out[0], 0) != 1 or len(consumers.get(out[0], [])) != 1:
+            return None
+        nxt = consumers[out[0]][0]
+        return nxt if len(nxt.flat_input_ids) == 1 else None
+
+    def active_dropout(layer):
+        return type(layer) in dropout_types and layer.noise_shape is None and not layer.disable_layer and layer.rate > 0
+
+    found = {}
+    for nodes in model._nodes_by_depth.values():
+        for node in nodes:
+            if node.is_input or not active_dropout(node.layer):
+                continue
+            conv_node = only_consumer(node)
+            conv = None if conv_node is None else conv_node.layer
+            if conv is None or not fast.conv1d_is_small(conv) or _activation_name(conv) is None:
+                continue
+            shape = conv.input_shape
+            if not isinstance(shape, tuple) or len(shape) != 3 or shape[1] is None or shape[2] is None:
+                continue
+            acts, cur, pool = [_activation_name(conv)], conv_node, None
+            while True:
+                cur = only_consumer(cur)
+                if cur is None:
+                    break
+                layer = cur.layer
+                if pool is None and fast.maxpool1d_is_reshapable(layer):
+                    pool = layer
+                elif isinstance(layer, (keras.layers.Activation, keras.layers.ReLU)) and _activation_name(layer):
+                    acts.append(_activation_name(layer))
+                else:
+                    break
+            if cur is None or pool is None or not isinstance(cur.layer, keras.layers.Flatten):
+                continue
+            if getattr(cur.layer, "data_format", "channels_last") != "channels_last":
+                continue
+            flatten, rate_out = cur, 0.0
+            nxt = only_consumer(flatten)
+            if nxt is not None and active_dropout(nxt.layer):
+                flatten, rate_out = nxt, float(nxt.layer.rate)
+            k, length = int(conv.kernel_size[0]), int(shape[1])
+            left = {"same": (k - 1) // 2, "valid": 0, "causal": k - 1}[conv.padding]
+            out_len = length - k + 1 if conv.padding == "valid" else length
+            spec = fused.ConvPoolSpec(length, k, int(shape[2]), int(conv.filters), left, out_len,
+                                      int(pool.pool_size[0]), "relu" in acts)
+            if spec.pooled < 1:
+                continue
+            found[id(node)] = _Chain(spec, conv, float(node.layer.rate), rate_out, flatten.flat_output_ids[0])
+    return found
+
+
+def _has_fusions(model):
+    """Whether the MC-dropout walker would fuse a stretch of ``model`` or of a model nested in it."""
+    if not hasattr(model, "_nodes_by_depth"):
+        return False
+    types = _plain_dropout_types()
+    return any(_fusions(m, types) for m in [model, *(lay for lay in _iter_layers(model) if hasattr(lay, "_nodes_by_depth"))])
 
 
 def _tiled_call(model, x, mc_num):
@@ -228,9 +338,9 @@ def _default_generator():
     return _GENERATOR[0]
 
 
-def _mc_step(model, mc_num, bf16=False, walk=True, generator=None, xla=True):
+def _mc_step(model, mc_num, bf16=False, walk=True, generator=None, xla=True, fused_kernels=True):
     """A compiled ``x -> (mean, var)`` of ``mc_num`` stochastic passes, cached per model and settings."""
-    key = (int(mc_num), bool(bf16), bool(walk), id(generator), bool(xla),
+    key = (int(mc_num), bool(bf16), bool(walk), id(generator), bool(xla), bool(fused_kernels),
            tuple(lay.disable_layer for lay in _mc_dropout_layers(model)))
     per_model = _STEPS.setdefault(model, {})
     if key in per_model:
@@ -244,8 +354,9 @@ def _mc_step(model, mc_num, bf16=False, walk=True, generator=None, xla=True):
         n = tf.shape(x)[0]
         model = model_ref()
         if walkable:
-            (out,) = _Walker(int(mc_num), gen, bf16, xla).run_model(model, [_Val(x, False)])
-            out = out.t if out.tiled else _Walker(int(mc_num), gen, bf16, xla).tile(out).t
+            walker = _Walker(int(mc_num), gen, bf16, xla, fused_kernels)
+            (out,) = walker.run_model(model, [_Val(x, False)])
+            out = out.t if out.tiled else walker.tile(out).t
         else:
             out = _tiled_call(model, x, int(mc_num))
         return _moments(out, n, int(mc_num))
@@ -255,7 +366,7 @@ def _mc_step(model, mc_num, bf16=False, walk=True, generator=None, xla=True):
 
 
 def mc_predict(model, x, mc_num=100, batch_size=None, progress=True, desc="MC dropout", bf16=False,
-               fast_graph=True, generator=None, xla=True):
+               fast_graph=True, generator=None, xla=True, fused_kernels=True):
     """Mean and variance of ``mc_num`` stochastic passes of ``model`` over ``x``.
 
     Parameters
@@ -268,7 +379,8 @@ def mc_predict(model, x, mc_num=100, batch_size=None, progress=True, desc="MC dr
         Number of stochastic passes per input (>= 1).
     batch_size : int, optional
         Inputs per compiled call; each call processes ``batch_size * mc_num``
-        rows.  Default: ``max(1, DEFAULT_CALL_VALUES // (input width * mc_num))``.
+        rows.  Default: ``max(1, DEFAULT_CALL_VALUES // (input width * mc_num))``
+        (:data:`DEFAULT_FUSED_CALL_VALUES` when the model has a fused stretch).
     progress : bool
         Show a tqdm bar.
     desc : str
@@ -286,6 +398,10 @@ def mc_predict(model, x, mc_num=100, batch_size=None, progress=True, desc="MC dr
     xla : bool
         Compile each call with XLA (``jit_compile``; default), which fuses the
         element-wise work of the passes.
+    fused_kernels : bool
+        Run each dropout -> Conv1D -> ReLU -> MaxPooling1D -> Flatten -> dropout
+        stretch as one Numba kernel per pass (:mod:`astronn_gaiacal.nn.fused`;
+        default).  ``False`` runs those layers as separate TensorFlow operations.
 
     Returns
     -------
@@ -298,7 +414,9 @@ def mc_predict(model, x, mc_num=100, batch_size=None, progress=True, desc="MC dr
     mc_num = int(mc_num)
     if batch_size is None:
         width = max(1, int(np.prod(model.input_shape[1:])))
-        batch_size = max(1, DEFAULT_CALL_VALUES // (width * mc_num))
+        values = DEFAULT_FUSED_CALL_VALUES if (fast_graph and fused_kernels and not bf16
+                                               and _has_fusions(model)) else DEFAULT_CALL_VALUES
+        batch_size = max(1, values // (width * mc_num))
     if isinstance(batch_size, bool) or int(batch_size) != batch_size or int(batch_size) < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     batch_size = int(batch_size)
@@ -309,7 +427,8 @@ def mc_predict(model, x, mc_num=100, batch_size=None, progress=True, desc="MC dr
         return np.empty((0, k)), np.empty((0, k))
     if generator is None:
         _default_generator().reset_from_seed(_call_seed())
-    step = _mc_step(model, mc_num, bf16=bf16, walk=fast_graph, generator=generator, xla=xla)
+    step = _mc_step(model, mc_num, bf16=bf16, walk=fast_graph, generator=generator, xla=xla,
+                    fused_kernels=fused_kernels)
     batch_size = min(batch_size, n)
     mean_out, var_out = np.empty((n, k)), np.empty((n, k))
     with tqdm(total=n, unit="star", desc=desc, disable=not progress, leave=False) as bar:

@@ -8,7 +8,8 @@ random spectra.  Measured, each a median over repeats:
 * the machine's sgemm rate (NumPy and TensorFlow, at the shape of the network's big dense
   layer) and the floor it implies: stars/s at ``mc_num`` if every multiply-add of the
   forward pass ran at that rate;
-* ``ApogeeDR14GaiaDR2BCNN.predict`` (astroNN) vs ``ApogeeGaiaBCNN.predict`` (plugin), mc_num=100;
+* ``ApogeeDR14GaiaDR2BCNN.predict`` (astroNN) vs ``ApogeeGaiaBCNN.predict`` (plugin), mc_num=100,
+  and the plugin again with ``inference_fused = False`` (every layer a TensorFlow operation);
 * astroNN's ``fit`` vs the plugin's ``fit`` at the paper's hyperparameters (batch 64),
   spectra/s over whole epochs after the first;
 * the offset model alone on streamed Gaia-like rows (rows/s at mc_num=100, per core too), with
@@ -147,7 +148,12 @@ def bench_inference(theirs, ours, n, mc_num, repeats):
     theirs.mc_num = ours.mc_num = mc_num
     t_a, m_a = timed(lambda: theirs.predict(x_theirs), repeats)
     t_b, m_b = timed(lambda: ours.predict(spec), repeats)
-    return n / t_a, m_a, n / t_b, m_b
+    ours.inference_fused = False  # the same walk with every layer a TensorFlow operation
+    try:
+        t_c, m_c = timed(lambda: ours.predict(spec), repeats)
+    finally:
+        ours.inference_fused = True
+    return n / t_a, m_a, n / t_b, m_b, n / t_c, m_c
 
 
 class _EpochTimer(tf.keras.callbacks.Callback):
@@ -268,14 +274,16 @@ def main(argv=None):
           f"training floor (3 x forward): {sgemm * 1e9 / (3 * flop):.0f} spectra/s")
 
     rows = []
-    a, ma, b, mb = bench_inference(theirs, ours, args.stars, args.mc_num, args.repeats)
+    a, ma, b, mb, c, mc = bench_inference(theirs, ours, args.stars, args.mc_num, args.repeats)
     rows.append(("inference astroNN 1.1.0", a, "stars/s", 1.0, a / floor, ma))
     rows.append(("inference plugin", b, "stars/s", b / a, b / floor, mb))
+    rows.append(("  plugin without fused kernels", c, "stars/s", c / a, c / floor, mc))
     train_floor = sgemm * 1e9 / (3 * flop)
     if not args.skip_training:
         (ta, tma), (tb, tmb) = bench_training(args.train_stars, args.epochs)
         rows.append(("training astroNN 1.1.0", ta, "spectra/s", 1.0, ta / train_floor, tma))
         rows.append(("training plugin", tb, "spectra/s", tb / ta, tb / train_floor, tmb))
+    i_train = len(rows) - 1
     omodel = offset_model()
     offset_floor = sgemm * 1e9 / (forward_flop(omodel) * args.mc_num)
     for label, shared in (("masks per row", False), ("masks per pass", True)):
@@ -294,7 +302,7 @@ def main(argv=None):
     inf_ok = rows[1][3] >= 5 and rows[1][4] >= 0.5
     print(f"target inference >= 5x astroNN and >= 50% of floor: {'met' if inf_ok else 'NOT met'}")
     if not args.skip_training:
-        print(f"target training >= 3x astroNN: {'met' if rows[3][3] >= 3 else 'NOT met'}")
+        print(f"target training >= 3x astroNN: {'met' if rows[i_train][3] >= 3 else 'NOT met'}")
     best = max(rows[-1][1], rows[-3][1])
     print(f"target offset model >= 1e5 rows/s per core: {'met' if best >= 1e5 else 'NOT met'} "
           f"(best path {best:.0f} rows/s per core)")

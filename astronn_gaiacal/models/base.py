@@ -186,6 +186,11 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         Run the MC-dropout matrix products of :meth:`predict` in bfloat16
         (off by default; slower on CPUs without native bf16 and accurate to
         about 1e-3 relative, see :doc:`/performance`).
+    inference_fused : bool
+        Run the dropout -> Conv1D -> ReLU -> MaxPooling1D -> Flatten -> dropout
+        stretch of each MC-dropout pass of :meth:`predict` as one Numba kernel
+        (:mod:`astronn_gaiacal.nn.fused`; default).  ``False`` runs those layers
+        as separate TensorFlow operations.
     """
 
     spectrum_length = None
@@ -198,6 +203,7 @@ class GaiaCalBCNNBase(BayesianCNNBase):
     standardize_spectra = False
     offset_hidden = (32, 16)
     inference_bf16 = False
+    inference_fused = True
     jit_compile = False
     conv_layer = BlockConv1D
     dropout_layer = FastMCDropout
@@ -895,7 +901,9 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         batch_size : int, optional
             Stars per compiled MC-dropout call (each is ``batch_size * mc_num``
             rows); by default chosen so that a call holds about
-            :data:`~astronn_gaiacal.inference.DEFAULT_CALL_VALUES` input values.
+            :data:`~astronn_gaiacal.inference.DEFAULT_CALL_VALUES` input values
+            (:data:`~astronn_gaiacal.inference.DEFAULT_FUSED_CALL_VALUES` for the
+            paper's network, whose passes run in fused kernels).
 
         Returns
         -------
@@ -911,6 +919,7 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         mean, var = mc_predict(
             self.keras_model_predict, x, mc_num=self.mc_num, batch_size=batch_size,
             progress=self.verbose > 0, desc="fakemag", bf16=self.inference_bf16,
+            fused_kernels=self.inference_fused,
         )
         scale = self._label_std()
         fakemag = mean[:, :1] * scale
