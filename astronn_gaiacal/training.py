@@ -49,12 +49,18 @@ class TrainJob:
         Keyword arguments of the model's ``fit``.
     name : str
         Label for progress and errors.
+    luminosity_from_job : int, optional
+        Index of an earlier job in the same :func:`train_jobs` call whose
+        trained luminosity network this one starts from (``fit(luminosity_from=...)``,
+        the second stage of a two-stage calibration); the job starts when that
+        one has finished.
     """
 
     factory: object
     seed: int
     fit_kwargs: dict = field(default_factory=dict)
     name: str = "model"
+    luminosity_from_job: int = None
 
 
 def available_cores():
@@ -164,15 +170,25 @@ def train_jobs(jobs, n_jobs=None, progress=True):
     TypeError
         A factory that cannot be pickled (``n_jobs > 1``).
     ValueError
-        ``n_jobs < 1``.
+        ``n_jobs < 1``, or a ``luminosity_from_job`` that is not an earlier job.
     """
     jobs = list(jobs)
     n_jobs = default_jobs(len(jobs)) if n_jobs is None else int(n_jobs)
     if n_jobs < 1:
         raise ValueError(f"n_jobs must be >= 1, got {n_jobs}")
+    for i, job in enumerate(jobs):
+        dep = job.luminosity_from_job
+        if dep is not None and not (isinstance(dep, int) and 0 <= dep < i):
+            raise ValueError(f"luminosity_from_job of {job.name!r} must be the index of an earlier job, got {dep!r}")
+        if dep is not None and "luminosity_from" in job.fit_kwargs:
+            raise ValueError(f"{job.name!r} gives both luminosity_from_job and fit_kwargs['luminosity_from']")
     if n_jobs == 1 or len(jobs) <= 1:
-        bar = tqdm(jobs, desc="training", unit="model", disable=not progress or len(jobs) < 2)
-        return [_train_one(job.factory, job.seed, job.fit_kwargs) for job in bar]
+        done = []
+        for job in tqdm(jobs, desc="training", unit="model", disable=not progress or len(jobs) < 2):
+            kwargs = job.fit_kwargs if job.luminosity_from_job is None else dict(
+                job.fit_kwargs, luminosity_from=done[job.luminosity_from_job])
+            done.append(_train_one(job.factory, job.seed, kwargs))
+        return done
     for job in jobs:
         _check_picklable(job)
     n_jobs = min(n_jobs, len(jobs))
@@ -184,16 +200,32 @@ def train_jobs(jobs, n_jobs=None, progress=True):
         folders = [os.path.join(tmp, f"model_{i:03d}") for i in range(len(jobs))]
         with ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn"), initializer=_worker_init,
                                  initargs=(threads,)) as pool:
-            futures = {pool.submit(_worker_train, job.factory, job.seed, kw, folder): i
-                       for i, (job, kw, folder) in enumerate(zip(jobs, shared, folders))}
+            futures, finished, waiting = {}, set(), list(range(len(jobs)))
+
+            def submit_ready():
+                # in job order; a dependent job waits for its source, the others keep the workers busy
+                for i in list(waiting):
+                    if len(futures) - len(finished) >= n_jobs:
+                        return
+                    dep = jobs[i].luminosity_from_job
+                    if dep is not None and dep not in finished:
+                        continue
+                    kw = shared[i] if dep is None else dict(shared[i], luminosity_from=folders[dep])
+                    futures[pool.submit(_worker_train, jobs[i].factory, jobs[i].seed, kw, folders[i])] = i
+                    waiting.remove(i)
+
+            submit_ready()
             bar = tqdm(total=len(jobs), desc=f"training ({n_jobs} workers)", unit="model", disable=not progress)
             try:
-                for fut in as_completed(futures):
+                while len(finished) < len(jobs):
+                    fut = next(as_completed([f for f, i in futures.items() if i not in finished]))
                     if fut.exception() is not None:  # the worker's own exception type, re-raised here
                         for other in futures:
                             other.cancel()
                         fut.result()
+                    finished.add(futures[fut])
                     bar.update()
+                    submit_ready()
             finally:
                 bar.close()
         models = []

@@ -62,6 +62,13 @@ def test_demo_report(demo_run):
     assert np.isfinite(rf["scale"]) and rf["scale_error"] > 0 and rf["median_error_uas"] > 0
     assert np.isfinite(rf["slope_uas_per_mag"]) and rf["rms_difference_uas"] >= abs(rf["mean_difference_uas"])
     assert "refit, network fixed, free luminosity scale" in (out / "report.txt").read_text()
+    # two-stage: the multivariate model's luminosity network is constant member 0's, unchanged by its training
+    from astronn_gaiacal.models.ensemble import load
+
+    constant, multivariate = load(str(out / "models" / "constant")), load(str(out / "models" / "multivariate"))
+    assert multivariate.luminosity_frozen and "constant-ensemble member 0" in mv["luminosity"]
+    for a, b in zip(constant.members[0].luminosity_model.get_weights(), multivariate.luminosity_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
     assert set(report["distances"]) == {"no_offset", "constant", "multivariate"}
     for block in report["distances"].values():
         assert block["all"]["n"] == 150 and block["all"]["sigma_mad"] > 0

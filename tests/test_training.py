@@ -56,3 +56,27 @@ def test_job_counts():
     assert 1 <= default_jobs(100) <= 100
     with pytest.raises(ValueError, match="n_jobs"):
         train_jobs([], n_jobs=0)
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_dependent_job_starts_from_its_source_luminosity_network(data, n_jobs):
+    """A second-stage job (luminosity_from_job) gets the trained luminosity network of its source job."""
+    trend = dict(_fit_kwargs(data), offset_features=data["features"])
+    jobs = [TrainJob(functools.partial(toy_model, epochs=2), 3, _fit_kwargs(data), "stage 1"),
+            TrainJob(functools.partial(toy_model, offset="multivariate", epochs=2), 4, trend, "stage 2",
+                     luminosity_from_job=0)]
+    first, second = train_jobs(jobs, n_jobs=n_jobs, progress=False)
+    assert second.offset == "multivariate" and second.luminosity_frozen
+    for a, b in zip(first.luminosity_model.get_weights(), second.luminosity_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dependencies_must_point_back(data):
+    job = TrainJob(functools.partial(toy_model, epochs=1), 0, _fit_kwargs(data), "x", luminosity_from_job=1)
+    with pytest.raises(ValueError, match="earlier job"):
+        train_jobs([job, job], n_jobs=1, progress=False)
+    both = TrainJob(functools.partial(toy_model, epochs=1), 0, dict(_fit_kwargs(data), luminosity_from="dir"), "y",
+                    luminosity_from_job=0)
+    with pytest.raises(ValueError, match="both"):
+        train_jobs([TrainJob(functools.partial(toy_model, epochs=1), 0, _fit_kwargs(data)), both], n_jobs=1,
+                   progress=False)
