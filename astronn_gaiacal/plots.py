@@ -88,9 +88,10 @@ def plot_zeropoint_trends(features, zeropoint, zeropoint_error, path, truth=None
         Injected per-star zero-point.
     trends : dict, optional
         ``{name: QuadraticTrend}`` fitted summaries to overplot.
-    refit : tuple of Quantity, optional
+    refit : tuple of Quantity, or dict of them, optional
         Per-star ``(zeropoint, error)`` of another estimate of the same stars
-        (e.g. :meth:`~astronn_gaiacal.models.GaiaCalBCNNBase.refit_zeropoint_trend`), binned like the model.
+        (e.g. :meth:`~astronn_gaiacal.models.GaiaCalBCNNBase.refit_zeropoint_trend`), binned like the model;
+        a dict ``{name: (zeropoint, error)}`` gives each panel its own (one fit per feature).
     """
     plt = _plt()
     zp, err = _values(zeropoint, u.uas), _values(zeropoint_error, u.uas)
@@ -104,9 +105,10 @@ def plot_zeropoint_trends(features, zeropoint, zeropoint_error, path, truth=None
         if cx.size:
             ax.fill_between(cx, cy - ce, cy + ce, color="C3", alpha=0.25, label=r"model $\pm1\sigma$")
             ax.plot(cx, cy, color="C3", label="model (median)")
-        if refit is not None:
-            rx, ry = _binned(x, _values(refit[0], u.uas), bins)
-            _, re = _binned(x, _values(refit[1], u.uas), bins)
+        mine = refit.get(name) if isinstance(refit, dict) else refit
+        if mine is not None:
+            rx, ry = _binned(x, _values(mine[0], u.uas), bins)
+            _, re = _binned(x, _values(mine[1], u.uas), bins)
             ax.fill_between(rx, ry - re, ry + re, color="C2", alpha=0.2)
             ax.plot(rx, ry, color="C2", label=r"refit, network fixed $\pm1\sigma$")
         if truth is not None:  # binned like the model: the truth may depend on another feature

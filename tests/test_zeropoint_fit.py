@@ -142,6 +142,17 @@ def test_model_refit_uses_mc_mean_parallaxes_and_skips_missing():
     again = fit_zeropoint_trend(plx[keep], data["parallax_error"][keep], model_plx, feats, names=["phot_g_mean_mag", "teff"])
     np.testing.assert_allclose(trend.coefficients, again.coefficients, rtol=1e-6, atol=1e-6)
     assert trend.n_stars == 298 and trend.features == ("phot_g_mean_mag", "teff")
+    # separately: one fit per feature on the same model parallaxes
+    tf.keras.utils.set_random_seed(5)
+    each = net.refit_zeropoint_trend(data["spectra"], plx, data["parallax_error"], data["features"],
+                                     magnitude=data["mag"], names=["phot_g_mean_mag", "teff"], fit_scale=False,
+                                     separately=True)
+    assert list(each) == ["phot_g_mean_mag", "teff"]
+    for name, fit_one in each.items():
+        alone = fit_zeropoint_trend(plx[keep], data["parallax_error"][keep], model_plx, {name: feats[name]},
+                                    names=[name], fit_scale=False)
+        np.testing.assert_allclose(fit_one.coefficients, alone.coefficients, rtol=1e-6, atol=1e-6)
+        assert fit_one.features == (name,) and fit_one.scale == 1.0
     with pytest.raises(KeyError, match="bp_rp"):
         net.refit_zeropoint_trend(data["spectra"], plx, data["parallax_error"], {"teff": data["features"]["teff"]},
                                   magnitude=data["mag"], names=["bp_rp"])

@@ -1073,7 +1073,7 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         return has, plx[has], plx_err[has], conversions.fakemag_to_parallax(fakemag[:, 0], mag[has])
 
     def refit_zeropoint_trend(self, input_data, parallax, parallax_error, features, magnitude=None, names=None,
-                              fit_scale=True, batch_size=None):
+                              fit_scale=True, batch_size=None, separately=False):
         """Zero-point quadratic in each feature (and a luminosity scale) with this model's luminosity network held fixed.
 
         The additive form of the paper's eqs. 7-9, fitted by maximum likelihood
@@ -1094,10 +1094,13 @@ class GaiaCalBCNNBase(BayesianCNNBase):
             Features to fit; default :attr:`offset_features`.
         fit_scale : bool
         batch_size : int, optional
+        separately : bool
+            Fit one quadratic per feature, each on its own (the marginal trends
+            of the paper's eqs. 7-9), from one MC-dropout prediction.
 
         Returns
         -------
-        ZeropointTrendFit
+        ZeropointTrendFit, or ``{name: ZeropointTrendFit}`` with ``separately=True``
         """
         from ..zeropoint_fit import _feature_column, fit_zeropoint_trend
 
@@ -1106,6 +1109,9 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         columns = {name: _feature_column(features, name, n) for name in names}
         has, plx, plx_err, model_plx = self._refit_stars(input_data, parallax, parallax_error, magnitude, batch_size)
         columns = {name: col[has] for name, col in columns.items()}
+        if separately:
+            return {name: fit_zeropoint_trend(plx, plx_err, model_plx, {name: columns[name]}, names=[name],
+                                              fit_scale=fit_scale) for name in names}
         return fit_zeropoint_trend(plx, plx_err, model_plx, columns, names=names, fit_scale=fit_scale)
 
     def zeropoint(self, mc_num=None):
