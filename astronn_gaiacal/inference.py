@@ -9,7 +9,11 @@ reduced in-graph.  The call is built by walking the Keras functional graph
   ``MCDropout`` on each path) runs once per input; its output is then tiled
   ``mc_num`` times, so e.g. the paper network's first convolution is not
   repeated 100 times;
-* ``Conv1D`` with few channels runs as one matrix product of pairs of pixel
+* each ``MCDropout -> Conv1D -> ReLU -> MaxPooling1D -> Flatten -> MCDropout``
+  stretch (the paper's second convolution) runs as one generated Numba kernel
+  per pass (:mod:`astronn_gaiacal.nn.fused`), which never materialises the
+  tiled activations (``fused_kernels=False`` runs it as the layers below);
+* other ``Conv1D`` with few channels run as one matrix product of pairs of pixel
   blocks with a block-Toeplitz kernel (:func:`~astronn_gaiacal.nn.fast.block_conv1d`,
   the computation :class:`~astronn_gaiacal.nn.layers.BlockConv1D` trains with;
   as fast here as the XLA-fused shifted multiply-adds of
