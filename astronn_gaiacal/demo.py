@@ -113,7 +113,7 @@ def _text_report(r):
         lines.append(f"    {label:<22} {v['value_uas']:8.2f} +- {v['error_uas']:.2f} uas  (scale {v['scale']:.4f}; "
                      f"pull {v['pull']:+.2f})")
     mv = r["zeropoint"]["multivariate"]
-    lines.append(f"  multivariate model (offset network on the {mv['luminosity']}):")
+    lines.append(f"  multivariate model: offset network trained with {mv['luminosity']}")
     lines.append(
         f"  multivariate vs injected trend in G: slope {mv['slope_uas_per_mag']:+.2f} uas/mag (injected "
         f"{mv['injected_slope_uas_per_mag']:+.2f}); rms difference {mv['rms_difference_uas']:.2f} uas"
@@ -293,7 +293,7 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
             },
             "multivariate": {
                 "injected": injected_trend.__doc__.split(": ", 1)[1].rstrip("."),
-                "luminosity": "network of constant-ensemble member 0, held fixed (two-stage calibration)",
+                "luminosity": "constant-ensemble member 0's luminosity network, held fixed (two-stage calibration)",
                 "slope_uas_per_mag": slope,
                 "injected_slope_uas_per_mag": slope_true,
                 "rms_difference_uas": float(np.sqrt(np.nanmean((zp_mv - truth_mv) ** 2))),
