@@ -247,7 +247,7 @@ def bench_offset(model, rows, mc_num, chunk, shared_masks=False):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--stars", type=int, default=64, help="stars per inference run (default 64)")
+    parser.add_argument("--stars", type=int, default=256, help="stars per inference run (default 256)")
     parser.add_argument("--mc-num", type=int, default=100, help="MC-dropout passes (default 100)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement (median; default 3)")
     parser.add_argument("--train-stars", type=int, default=2560, help="training-set size (default 2560)")
