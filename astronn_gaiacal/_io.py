@@ -17,6 +17,16 @@ import shutil
 import tempfile
 
 
+def cache_folder(subfolder, env_var):
+    """``$env_var`` if set, else ``<astropy cache>/astronn_gaiacal/<subfolder>`` (not created)."""
+    env = os.environ.get(env_var)
+    if env:
+        return env
+    from astropy.config import get_cache_dir
+
+    return os.path.join(get_cache_dir(), "astronn_gaiacal", subfolder)
+
+
 def _check_target(path, overwrite):
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{path} already exists; pass overwrite=True to replace it")

@@ -267,8 +267,7 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
     for f, fit in mv_refits.items():
         zp_f, err_f = fit({f: test_mv[f]})
         refit_per_star[f] = (zp_f.to_value(u.uas), err_f.to_value(u.uas))
-    zp_refit, zp_refit_err = refit_per_star["phot_g_mean_mag"] if "phot_g_mean_mag" in refit_per_star else (
-        refit_per_star[feats[0]])
+    zp_refit, zp_refit_err = refit_per_star.get("phot_g_mean_mag", refit_per_star[feats[0]])
     in_refit = fit_range & np.isfinite(zp_refit)
     trends = {}
     for feat in models["multivariate"].offset_features:

@@ -730,12 +730,9 @@ def _cache_dir(cache):
     if cache is False or cache is None:
         return None
     if cache is True:
-        env = os.environ.get(CACHE_ENV)
-        if env:
-            return env
-        from astropy.config import get_cache_dir
+        from ._io import cache_folder
 
-        return os.path.join(get_cache_dir(), "astronn_gaiacal", "xmatch")
+        return cache_folder("xmatch", CACHE_ENV)
     return os.fspath(cache)
 
 

@@ -193,12 +193,19 @@ def bernoulli_keep_mask(shape, rate, generator=None):
     return keep_mask_from_words(words, shape, rate)
 
 
+def keep_threshold(rate):
+    """16-bit threshold of the mask law: a value is kept when its uniform 16-bit integer is >= this."""
+    rate = float(rate)
+    if not 0.0 <= rate < 1.0:
+        raise ValueError(f"dropout rate must be in [0, 1), got {rate!r}")
+    return int(round(rate * 2**_RATE_BITS))
+
+
 def keep_mask_from_words(words, shape, rate):
     """Boolean keep-mask of ``shape`` from 32-bit random ``words`` (two 16-bit draws each, extras discarded)."""
     shape = tf.convert_to_tensor(shape, tf.int32)
     halves = tf.reshape(tf.bitcast(words, tf.uint16), [-1])[: tf.reduce_prod(shape)]
-    threshold = int(round(float(rate) * 2**_RATE_BITS))
-    return tf.reshape(halves >= tf.constant(threshold, tf.uint16), shape)
+    return tf.reshape(halves >= tf.constant(keep_threshold(rate), tf.uint16), shape)
 
 
 def dropout(x, rate, generator=None):
@@ -211,7 +218,7 @@ def dropout(x, rate, generator=None):
 
 def effective_rate(rate):
     """The drop probability :func:`dropout` actually uses for a requested ``rate``."""
-    return round(float(rate) * 2**_RATE_BITS) / 2**_RATE_BITS
+    return keep_threshold(rate) / 2**_RATE_BITS
 
 
 #: Largest ``kernel_size * in_channels * filters`` run by :func:`conv1d_direct`.

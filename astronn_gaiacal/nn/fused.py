@@ -39,20 +39,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["ConvPoolSpec", "kernel_cache_dir", "mc_conv_pool", "phase_split", "keep_threshold"]
+from .._io import atomic_path, cache_folder
+from ..training import available_cores
+from .fast import keep_threshold
 
-_RATE_BITS = 16
+__all__ = ["ConvPoolSpec", "kernel_cache_dir", "mc_conv_pool", "phase_split"]
+
 #: Kernel source version: bump when the generated code changes.
 _SOURCE_VERSION = 1
 CACHE_ENV = "ASTRONN_GAIACAL_KERNEL_CACHE"
-
-
-def keep_threshold(rate):
-    """16-bit threshold: a value is kept when its uniform integer is >= this (drop probability ``thr / 2**16``)."""
-    rate = float(rate)
-    if not 0.0 <= rate < 1.0:
-        raise ValueError(f"dropout rate must be in [0, 1), got {rate!r}")
-    return int(round(rate * 2**_RATE_BITS))
 
 
 @dataclass(frozen=True)
@@ -198,12 +193,9 @@ def rows(xs, kernel, bias, out, key, thr_in, scale_in, thr_out, scale_out, row0,
 def kernel_cache_dir():
     """Folder of the generated kernels: ``$ASTRONN_GAIACAL_KERNEL_CACHE``, else astropy's cache folder
     (``~/.astropy/cache/astronn_gaiacal/kernels``), else a per-user temporary folder."""
-    env = os.environ.get(CACHE_ENV)
-    candidates = [env] if env else []
+    candidates = []
     try:
-        from astropy.config import get_cache_dir
-
-        candidates.append(os.path.join(get_cache_dir(), "astronn_gaiacal", "kernels"))
+        candidates.append(cache_folder("kernels", CACHE_ENV))
     except Exception:  # astropy cannot make its cache folder (read-only home)
         pass
     candidates.append(os.path.join(tempfile.gettempdir(), f"astronn_gaiacal_kernels_{os.getuid()}"))
@@ -240,10 +232,9 @@ def load_kernel(spec):
         except OSError:
             current = False
         if not current:
-            fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".py.partial")
-            with os.fdopen(fd, "w") as f:
-                f.write(source)
-            os.replace(tmp, path)
+            with atomic_path(path, overwrite=True) as tmp:
+                with open(tmp, "w") as f:
+                    f.write(source)
         module_spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(module_spec)
         sys.modules[name] = module  # Numba's cache re-imports the module by name
@@ -255,16 +246,9 @@ def load_kernel(spec):
 _POOL = []
 
 
-def _threads():
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
-
-
 def _pool():
     if not _POOL:
-        _POOL.append(ThreadPoolExecutor(_threads(), thread_name_prefix="astronn_gaiacal_fused"))
+        _POOL.append(ThreadPoolExecutor(available_cores(), thread_name_prefix="astronn_gaiacal_fused"))
     return _POOL[0]
 
 
@@ -307,7 +291,7 @@ def mc_conv_pool(x, kernel, bias, spec, key, reps, rate_in, rate_out, threads=No
     xs = phase_split(x, spec)
     args = (xs, kernel, bias, out, np.uint64(int(key) % 2**64), np.uint16(keep_threshold(rate_in)),
             np.float32(1.0 / (1.0 - rate_in)), np.uint16(keep_threshold(rate_out)), np.float32(1.0 / (1.0 - rate_out)))
-    threads = min(_threads() if threads is None else int(threads), n_rows)
+    threads = min(available_cores() if threads is None else int(threads), n_rows)
     if threads <= 1:
         run(*args, 0, n_rows)
         return out
