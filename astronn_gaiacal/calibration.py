@@ -23,7 +23,13 @@ records the recovered zero-point with each estimate the package offers:
     zero parallax, immune to a common fractional luminosity error;
 ``refit_curved_ensemble``
     as ``refit_scaled_ensemble`` with a term quadratic in the model parallax
-    too (``fit_curvature=True``).
+    too (``fit_curvature=True``);
+``refit_consistency_ensemble``
+    as ``refit_ensemble``, with the statistical term multiplied by the
+    :func:`~astronn_gaiacal.zeropoint_fit.consistency_factor` of the ensemble's
+    mean model parallaxes over four quantiles of model luminosity: when the
+    populations' zero-points disagree, a luminosity error the members share is
+    there, and the error grows by the disagreement.
 
 The pull of an estimate is ``(recovered - injected) / sigma``.  For a
 calibrated sigma, ``|pull| < 1`` for about 68 % and ``|pull| < 2`` for about
@@ -39,11 +45,13 @@ from astropy.table import QTable
 
 from .constants import PAPER_ZEROPOINT_UAS
 
-__all__ = ["ESTIMATES", "REFIT_VARIANTS", "calibration_study", "ensemble_refits", "summarise_pulls", "plot_pulls"]
+__all__ = ["ESTIMATES", "REFIT_VARIANTS", "calibration_study", "consistency_inflated", "ensemble_refits",
+           "summarise_pulls", "plot_pulls"]
 
 
 #: Zero-point estimates compared by the study (see the module docstring).
-ESTIMATES = ("mc", "ensemble", "refit", "refit_ensemble", "refit_scaled_ensemble", "refit_curved_ensemble")
+ESTIMATES = ("mc", "ensemble", "refit", "refit_ensemble", "refit_scaled_ensemble", "refit_curved_ensemble",
+             "refit_consistency_ensemble")
 #: The refit variants: estimate name -> keyword arguments of :func:`~astronn_gaiacal.zeropoint_fit.fit_zeropoint`.
 REFIT_VARIANTS = {"refit_ensemble": {}, "refit_scaled_ensemble": {"fit_scale": True},
                   "refit_curved_ensemble": {"fit_curvature": True}}
@@ -57,8 +65,9 @@ def ensemble_refits(members, spectra, parallax, parallax_error, magnitude):
     Returns
     -------
     fits : dict
-        ``{estimate: (combined ZeropointFit, parts)}`` (:func:`~astronn_gaiacal.zeropoint_fit.combine_fits`),
-        plus ``'members'``: the members' plain refits.
+        ``{estimate: (combined ZeropointFit, parts)}`` (:func:`~astronn_gaiacal.zeropoint_fit.combine_fits`)
+        for each of :data:`REFIT_VARIANTS` and ``'refit_consistency_ensemble'`` (whose parts add
+        ``'consistency_factor'``), plus ``'members'``: the members' plain refits.
     model_parallax : ndarray, shape (K, N)
         Each member's MC-mean model parallaxes (mas).
     """
@@ -71,7 +80,44 @@ def ensemble_refits(members, spectra, parallax, parallax_error, magnitude):
         fits[name] = combine_fits(per_member)
         if not kwargs:
             fits["members"] = per_member
+    fits["refit_consistency_ensemble"] = consistency_inflated(fits["refit_ensemble"], parallax, parallax_error,
+                                                              model_plx, magnitude)
     return fits, model_plx
+
+
+#: Quantile groups of model luminosity for ``refit_consistency_ensemble``.
+CONSISTENCY_GROUPS = 4
+
+
+def consistency_inflated(combined, parallax, parallax_error, model_parallax, magnitude):
+    """``refit_ensemble`` with its statistical term times the consistency factor of the luminosity groups.
+
+    Parameters
+    ----------
+    combined : tuple
+        ``(ZeropointFit, parts)`` of the ensemble's refits (:func:`~astronn_gaiacal.zeropoint_fit.combine_fits`).
+    parallax, parallax_error : Quantity or array_like [mas]
+    model_parallax : ndarray (K, N)
+        The members' model parallaxes (mas).
+    magnitude : array_like
+        Extinction-corrected magnitudes (the luminosity is ``model parallax * 10**(m/5)``).
+
+    Returns
+    -------
+    (ZeropointFit, parts)
+        Same value; error ``sqrt((S * statistical)^2 + ensemble^2)``; ``parts['consistency_factor']`` = S.
+    """
+    from dataclasses import replace
+
+    from .zeropoint_fit import consistency_factor
+
+    fit, parts = combined
+    mean_plx = np.mean(np.atleast_2d(model_parallax), axis=0)
+    luminosity = mean_plx * 10 ** (np.asarray(u.Quantity(magnitude).value, dtype=float) / 5)
+    factor, _ = consistency_factor(parallax, parallax_error, mean_plx, luminosity, CONSISTENCY_GROUPS)
+    stat, ens = parts["statistical"].to_value(u.uas), parts["ensemble"].to_value(u.uas)
+    error = np.hypot(factor * stat, ens) * u.uas
+    return replace(fit, error=error), {**parts, "statistical": factor * stat * u.uas, "consistency_factor": factor}
 
 
 def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=None, seed=0,
@@ -168,13 +214,15 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
         row = {"seed": s}
         for est, (v, e) in {"mc": (m0_value, m0_sigma), "ensemble": (value, sigma),
                             "refit": (refits[0].value, refits[0].error),
-                            **{name: (variants[name][0].value, variants[name][0].error) for name in REFIT_VARIANTS}}.items():
+                            **{name: (variants[name][0].value, variants[name][0].error)
+                               for name in (*REFIT_VARIANTS, "refit_consistency_ensemble")}}.items():
             row[f"value_{est}"] = v.to_value(u.uas)
             row[f"sigma_{est}"] = e.to_value(u.uas)
             row[f"pull_{est}"] = (row[f"value_{est}"] - inj) / row[f"sigma_{est}"]
         row["refit_members"] = np.array([f.value.to_value(u.uas) for f in refits])
         row["refit_member_spread"] = refit_parts["member_spread"].to_value(u.uas)
         row["refit_scale"] = scaled.scale
+        row["consistency_factor"] = variants["refit_consistency_ensemble"][1]["consistency_factor"]
         row["train_s"] = train_s
         rows.append(row)
         if log is not None:

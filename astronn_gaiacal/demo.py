@@ -112,6 +112,9 @@ def _text_report(r):
         v = zc[name]
         lines.append(f"    {label:<22} {v['value_uas']:8.2f} +- {v['error_uas']:.2f} uas  (scale {v['scale']:.4f}; "
                      f"pull {v['pull']:+.2f})")
+    v = zc["refit_consistency_ensemble"]
+    lines.append(f"    {'refit, consistency':<22} {v['value_uas']:8.2f} +- {v['error_uas']:.2f} uas  (luminosity groups "
+                 f"disagree by a factor {v['consistency_factor']:.2f}; pull {v['pull']:+.2f})")
     mv = r["zeropoint"]["multivariate"]
     lines.append(f"  multivariate model: offset network trained with {mv['luminosity']}")
     lines.append(
@@ -245,7 +248,8 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
             "statistical_error_uas": float(parts["statistical"].to_value(u.uas)),
             "ensemble_error_uas": float(parts["ensemble"].to_value(u.uas)),
             "member_spread_uas": float(parts["member_spread"].to_value(u.uas)),
-        } for name, (fit, parts) in ((n, variants[n]) for n in REFIT_VARIANTS)},
+            **({"consistency_factor": float(parts["consistency_factor"])} if "consistency_factor" in parts else {}),
+        } for name, (fit, parts) in ((n, variants[n]) for n in (*REFIT_VARIANTS, "refit_consistency_ensemble"))},
     }
     for est in estimates.values():
         est["pull"] = (est["value_uas"] - injected) / est["error_uas"]

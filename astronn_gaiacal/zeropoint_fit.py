@@ -46,7 +46,8 @@ from scipy.optimize import minimize_scalar
 from .catalogue import _mas as parallax_values  # the catalogue's parallax-unit and shape rules
 from .constants import is_missing
 
-__all__ = ["ZeropointFit", "ZeropointTrendFit", "fit_zeropoint", "fit_zeropoint_trend", "combine_fits", "student_t_factor"]
+__all__ = ["ZeropointFit", "ZeropointTrendFit", "fit_zeropoint", "fit_zeropoint_trend", "combine_fits", "student_t_factor",
+           "consistency_factor"]
 
 #: Search range of the fractional scatter tau.
 SCATTER_BOUNDS = (1e-4, 3.0)
@@ -399,6 +400,69 @@ def fit_zeropoint_trend(parallax, parallax_error, model_parallax, features, name
     return ZeropointTrendFit(names, piv, ranges, coef[:k] * 1000, cov[:k, :k] * 1e6,
                              float(coef[k]) if fit_scale else 1.0, float(np.sqrt(cov[k, k])) if fit_scale else 0.0,
                              tau, tau_err, plx.size)
+
+
+def consistency_factor(parallax, parallax_error, model_parallax, groups, n_groups=4):
+    r"""How much the zero-points of subsets of stars disagree beyond their errors (a PDG scale factor).
+
+    The stars are split into ``n_groups`` quantiles of ``groups`` (e.g. the
+    model luminosity, a proxy for the stellar population).  If the model
+    parallaxes were right, one constant would fit every group; a luminosity
+    error that differs between populations moves the groups' zero-points
+    apart.  With :math:`\varpi_{0,g} \pm s_g` the constant refit of group
+    :math:`g` (:func:`fit_zeropoint`) and :math:`\bar\varpi_0` their
+    inverse-variance mean,
+
+    .. math::
+
+        S = \sqrt{\max\left(1, \frac{1}{G-1}\sum_g
+            \frac{(\varpi_{0,g} - \bar\varpi_0)^2}{s_g^2}\right)},
+
+    the factor by which the Particle Data Group inflates the error of an
+    average of inconsistent measurements.
+
+    Parameters
+    ----------
+    parallax, parallax_error, model_parallax : Quantity or array_like [mas]
+        As for :func:`fit_zeropoint`.
+    groups : array_like
+        One value per star that orders the stars into groups.
+    n_groups : int
+        Number of quantile groups (>= 2).
+
+    Returns
+    -------
+    factor : float
+        :math:`S \ge 1`.
+    fits : list of ZeropointFit
+        The groups' refits, lowest ``groups`` first.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(2)
+    >>> model = rng.uniform(0.2, 3.0, 8000)
+    >>> gaia = model - 0.05 + rng.normal(0, 0.03, model.size)
+    >>> round(consistency_factor(gaia, 0.03, model, model)[0], 2)   # one constant fits all: S = 1
+    1.0
+    >>> wrong = model * np.where(model > 1.6, 1.03, 1.0)          # a 3 % error for half the stars
+    >>> consistency_factor(gaia, 0.03, wrong, wrong)[0] > 3
+    True
+    """
+    plx, err, model = _checked_stars(parallax, parallax_error, model_parallax, 2 * int(n_groups), "groups")
+    key = np.asarray(groups, dtype=float).ravel()
+    if key.size != plx.size or not np.all(np.isfinite(key)):
+        raise ValueError(f"groups must have one finite value per star ({plx.size}), got {key.size} values")
+    if int(n_groups) != n_groups or n_groups < 2:
+        raise ValueError(f"n_groups must be an integer >= 2, got {n_groups!r}")
+    parts = np.array_split(np.argsort(key, kind="stable"), int(n_groups))
+    fits = [fit_zeropoint(plx[i], err[i], model[i]) for i in parts]
+    values = np.array([f.value.to_value(u.uas) for f in fits])
+    errors = np.array([f.error.to_value(u.uas) for f in fits])
+    w = 1.0 / errors**2
+    mean = np.sum(w * values) / np.sum(w)
+    chi2 = float(np.sum(w * (values - mean) ** 2))
+    return float(np.sqrt(max(1.0, chi2 / (len(fits) - 1)))), fits
 
 
 def student_t_factor(k):

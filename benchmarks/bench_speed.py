@@ -178,8 +178,9 @@ def _training_set(n, seed=3):
     return spec, mag, plx, plx_err
 
 
-def bench_training(n, epochs):
-    """Spectra/s of astroNN's and the plugin's fit (median over epochs after the first)."""
+def bench_training(n, epochs, kinds=("astroNN", "plugin", "plugin unfused")):
+    """Spectra/s and peak MB of astroNN's fit, the plugin's and the plugin's with ``train_fused = False``
+    (median over epochs after the first)."""
     from astroNN.models import ApogeeDR14GaiaDR2BCNN
 
     from astronn_gaiacal.models import ApogeeGaiaBCNN
@@ -190,7 +191,7 @@ def bench_training(n, epochs):
         cwd = os.getcwd()
         os.chdir(tmp)  # astroNN may write run folders into the working directory
         try:
-            for kind in ("astroNN", "plugin"):
+            for kind in kinds:
                 tf.keras.utils.set_random_seed(7)
                 timer = _EpochTimer()
                 if kind == "astroNN":
@@ -200,6 +201,7 @@ def bench_training(n, epochs):
                     fit = lambda: net.fit(x, plx[:, None], labels_err=plx_err[:, None])  # noqa: E731
                 else:
                     net = ApogeeGaiaBCNN(offset="constant")
+                    net.train_fused = kind == "plugin"
                     fit = lambda: net.fit(spec, plx, plx_err, magnitude=mag)  # noqa: E731
                 net.verbose, net.max_epochs, net.batch_size, net.callbacks = 0, epochs, 64, [timer]
                 with peak_memory() as mem, contextlib.redirect_stdout(open(os.devnull, "w")):
@@ -280,10 +282,11 @@ def main(argv=None):
     rows.append(("  plugin without fused kernels", c, "stars/s", c / a, c / floor, mc))
     train_floor = sgemm * 1e9 / (3 * flop)
     if not args.skip_training:
-        (ta, tma), (tb, tmb) = bench_training(args.train_stars, args.epochs)
+        (ta, tma), (tb, tmb), (tc, tmc) = bench_training(args.train_stars, args.epochs)
         rows.append(("training astroNN 1.1.0", ta, "spectra/s", 1.0, ta / train_floor, tma))
         rows.append(("training plugin", tb, "spectra/s", tb / ta, tb / train_floor, tmb))
-    i_train = len(rows) - 1
+        rows.append(("  plugin without fused kernels", tc, "spectra/s", tc / ta, tc / train_floor, tmc))
+    i_train = len(rows) - 2
     omodel = offset_model()
     offset_floor = sgemm * 1e9 / (forward_flop(omodel) * args.mc_num)
     for label, shared in (("masks per row", False), ("masks per pass", True)):

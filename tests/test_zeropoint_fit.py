@@ -294,3 +294,70 @@ def test_curved_fit_removes_a_parallax_dependent_luminosity_error():
     assert np.mean(const_bias) < -0.01 and abs(np.mean(scaled_bias)) > 0.002  # several uas either way
     with pytest.raises(ValueError, match="at least 5 stars"):
         fit_zeropoint(plx[:4], err[:4], model[:4], fit_curvature=True)
+
+
+def _population_survey(rng, n, error=0.0):
+    """Model parallaxes of n stars; the most luminous quarter's luminosities are off by ``error``."""
+    model = rng.uniform(0.2, 3.0, n)
+    lum = rng.lognormal(0.0, 0.6, n)
+    true = model * (1 + rng.normal(0, 0.04, n))
+    wrong = np.where(lum > np.quantile(lum, 0.75), model * (1 + error), model)
+    gaia = true - 0.05 + rng.normal(0, 0.03, n)
+    return gaia, wrong, lum
+
+
+def test_consistency_factor_is_the_pdg_factor_and_one_for_a_right_model(rng):
+    from astronn_gaiacal.zeropoint_fit import consistency_factor
+
+    gaia, model, lum = _population_survey(rng, 4000)
+    factor, fits = consistency_factor(gaia, 0.03, model, lum, n_groups=4)
+    values = np.array([f.value.to_value(u.uas) for f in fits])
+    errors = np.array([f.error.to_value(u.uas) for f in fits])
+    w = errors**-2
+    chi2 = np.sum(w * (values - np.sum(w * values) / w.sum()) ** 2)
+    assert factor == pytest.approx(np.sqrt(max(1.0, chi2 / 3)))  # independent computation
+    assert [f.n_stars for f in fits] == [1000] * 4
+    # a right model: S stays 1 in about P(chi2_3 < 3) = 61 % of surveys
+    ones = []
+    for seed in range(60):
+        g, m, lu = _population_survey(np.random.default_rng(seed), 1200)
+        ones.append(consistency_factor(g, 0.03, m, lu)[0] == 1.0)
+    assert 0.42 < np.mean(ones) < 0.80
+
+
+def test_consistency_factor_grows_with_a_population_luminosity_error(rng):
+    """A 4 % luminosity error of the most luminous quarter biases the constant refit; S widens its error to cover it."""
+    from astronn_gaiacal.zeropoint_fit import consistency_factor
+
+    gaia, model, lum = _population_survey(rng, 8000, error=0.04)
+    fit = fit_zeropoint(gaia, 0.03, model)
+    miss = abs(fit.value.to_value(u.uas) + 50.0)
+    factor, _ = consistency_factor(gaia, 0.03, model, lum)
+    assert miss > 3 * fit.error.to_value(u.uas)  # the plain statistical error does not cover it
+    assert factor > 2 and miss < 2 * factor * fit.error.to_value(u.uas)
+
+
+def test_consistency_factor_bad_input():
+    from astronn_gaiacal.zeropoint_fit import consistency_factor
+
+    x = np.linspace(0.5, 2.0, 40)
+    with pytest.raises(ValueError, match="groups must have one finite value per star"):
+        consistency_factor(x, 0.03, x, x[:-1])
+    with pytest.raises(ValueError, match="n_groups"):
+        consistency_factor(x, 0.03, x, x, n_groups=1)
+
+
+def test_consistency_inflated_keeps_the_value_and_scales_the_statistical_term(rng):
+    from astronn_gaiacal.calibration import consistency_inflated
+    from astronn_gaiacal.zeropoint_fit import consistency_factor
+
+    gaia, model, lum = _population_survey(rng, 4000, error=0.04)
+    mag = 5 * np.log10(lum / model)  # so that model parallax * 10**(mag/5) orders the stars as lum
+    members = np.array([model * 1.002, model * 0.998])
+    combined = combine_fits([fit_zeropoint(gaia, 0.03, p) for p in members])
+    fit, parts = consistency_inflated(combined, gaia, 0.03, members, mag)
+    factor, _ = consistency_factor(gaia, 0.03, members.mean(axis=0), members.mean(axis=0) * 10 ** (mag / 5))
+    assert parts["consistency_factor"] == pytest.approx(factor) and factor > 1
+    assert fit.value == combined[0].value
+    stat, ens = combined[1]["statistical"].to_value(u.uas), combined[1]["ensemble"].to_value(u.uas)
+    assert fit.error.to_value(u.uas) == pytest.approx(np.hypot(factor * stat, ens))

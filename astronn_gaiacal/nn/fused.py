@@ -210,6 +210,7 @@ def kernel_cache_dir():
 
 
 _KERNELS = {}
+_POOL = []
 _LOCK = threading.Lock()
 
 
@@ -218,38 +219,49 @@ def _module_name(spec):
             f"_f{spec.filters}_l{spec.left}_o{spec.out_length}_p{spec.pool}_{'relu' if spec.relu else 'linear'}")
 
 
+def load_module(name, source):
+    """Import generated kernel ``source`` as module ``name`` (written atomically to :func:`kernel_cache_dir`
+    unless already there, so Numba's on-disk cache is reused by later processes)."""
+    path = os.path.join(kernel_cache_dir(), name + ".py")
+    try:
+        with open(path) as f:
+            current = f.read() == source
+    except OSError:
+        current = False
+    if not current:
+        with atomic_path(path, overwrite=True) as tmp:
+            with open(tmp, "w") as f:
+                f.write(source)
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module  # Numba's cache re-imports the module by name
+    module_spec.loader.exec_module(module)
+    return module
+
+
 def load_kernel(spec):
     """The compiled ``rows`` kernel for ``spec`` (generated, written atomically and imported once per process)."""
     with _LOCK:
-        if spec in _KERNELS:
-            return _KERNELS[spec]
-        name = _module_name(spec)
-        path = os.path.join(kernel_cache_dir(), name + ".py")
-        source = kernel_source(spec)
-        try:
-            with open(path) as f:
-                current = f.read() == source
-        except OSError:
-            current = False
-        if not current:
-            with atomic_path(path, overwrite=True) as tmp:
-                with open(tmp, "w") as f:
-                    f.write(source)
-        module_spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[name] = module  # Numba's cache re-imports the module by name
-        module_spec.loader.exec_module(module)
-        _KERNELS[spec] = module.rows
-        return module.rows
+        if spec not in _KERNELS:
+            _KERNELS[spec] = load_module(_module_name(spec), kernel_source(spec)).rows
+        return _KERNELS[spec]
 
 
-_POOL = []
+def kernel_threads():
+    """Threads of the fused kernels: TensorFlow's intra-op setting when one is made (worker processes
+    of :mod:`astronn_gaiacal.training` set it to their share), else the cores this process may use."""
+    from .._compat import tf
+
+    set_threads = int(tf.config.threading.get_intra_op_parallelism_threads())
+    return set_threads if set_threads > 0 else available_cores()
 
 
-def _pool():
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(available_cores(), thread_name_prefix="astronn_gaiacal_fused"))
-    return _POOL[0]
+def thread_pool():
+    """The process's worker threads for the fused kernels."""
+    with _LOCK:
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(available_cores(), thread_name_prefix="astronn_gaiacal_fused"))
+        return _POOL[0]
 
 
 def mc_conv_pool(x, kernel, bias, spec, key, reps, rate_in, rate_out, threads=None):
@@ -269,7 +281,7 @@ def mc_conv_pool(x, kernel, bias, spec, key, reps, rate_in, rate_out, threads=No
     rate_in, rate_out : float
         Dropout rates before the convolution and after the flattening (0: none).
     threads : int, optional
-        Worker threads (default: the cores this process may use).
+        Worker threads (default: :func:`kernel_threads`).
 
     Returns
     -------
@@ -291,12 +303,12 @@ def mc_conv_pool(x, kernel, bias, spec, key, reps, rate_in, rate_out, threads=No
     xs = phase_split(x, spec)
     args = (xs, kernel, bias, out, np.uint64(int(key) % 2**64), np.uint16(keep_threshold(rate_in)),
             np.float32(1.0 / (1.0 - rate_in)), np.uint16(keep_threshold(rate_out)), np.float32(1.0 / (1.0 - rate_out)))
-    threads = min(available_cores() if threads is None else int(threads), n_rows)
+    threads = min(kernel_threads() if threads is None else int(threads), n_rows)
     if threads <= 1:
         run(*args, 0, n_rows)
         return out
     edges = np.linspace(0, n_rows, threads + 1).astype(int)
-    futures = [_pool().submit(run, *args, int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+    futures = [thread_pool().submit(run, *args, int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
     for fut in futures:
         fut.result()
     return out

@@ -1,0 +1,670 @@
+r"""One fused CPU kernel, forward and backward, for the convolution stack of a training step.
+
+The paper's luminosity network starts with
+
+    Conv1D(C1, k, 'same') -> ReLU -> MCDropout -> Conv1D(C2, k, 'same') -> ReLU
+    -> MaxPooling1D(p) -> Flatten -> MCDropout
+
+on a ``(7514, 1)`` spectrum.  As TensorFlow operations its forward and backward
+passes write and read about twenty ``batch x 7514 x C`` tensors and cost about
+nine tenths of a training step on this project's 2-core test machine, while the
+big dense layer that follows is a small part.  Here the whole stack is one
+generated Numba kernel for the forward pass and one for the backward pass, per
+star, in the core's cache:
+
+* forward: both convolutions (unrolled taps and channels, vectorised over
+  pixels), the ReLUs, both dropout masks, the pool maximum and its position;
+  it keeps the first dropout's output (needed for the second convolution's
+  weight gradient) and, per pooled value, the position of the maximum or -1
+  where no gradient flows (ReLU inactive or dropped);
+* backward: from the gradient of the stack's output, the gradients of both
+  kernels and biases (the stack's input is data, so no input gradient).
+
+The arithmetic is the layers' own: float32 values, the same weights, float64
+accumulation of the weight gradients.  The dropout masks follow the law of
+:func:`astronn_gaiacal.nn.fast.dropout` (dropped when a 16-bit uniform integer is
+below ``round(rate * 2**16)``, kept values scaled by ``1 / (1 - rate)``), drawn as
+in :mod:`astronn_gaiacal.nn.fused` from a counter keyed by one TensorFlow draw per
+call, so a TensorFlow seed reproduces a training.
+
+:func:`conv_stack` is the TensorFlow operation (with its gradient);
+:func:`conv_stacks` finds the stacks in a Keras functional model and
+:func:`call_with_fused_stacks` runs the model with them fused, which is what
+the plugin's ``fit`` does (``train_fused = False`` on a model switches it off).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._compat import keras, tf
+from . import fast
+from .fast import keep_threshold
+from .fused import _HEADER, kernel_threads, load_module, thread_pool
+
+__all__ = ["ConvStackSpec", "conv_stack", "conv_stack_backward", "conv_stack_forward", "conv_stack_masks",
+           "conv_stacks", "call_with_fused_stacks"]
+
+#: Generated source version: bump when the code changes.
+_SOURCE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ConvStackSpec:
+    """Shapes of a Conv1D -> ReLU -> dropout -> Conv1D -> ReLU -> MaxPooling1D -> Flatten -> dropout stack.
+
+    Both convolutions are stride 1, ``'same'``-padded, with kernel size ``kernel_size``.
+
+    Attributes
+    ----------
+    length : int
+        Input pixels.
+    kernel_size, in_channels, filters1, filters2 : int
+    pool : int
+        Pool size (= stride); the output has ``(length // pool) * filters2`` values per star.
+    """
+
+    length: int
+    kernel_size: int
+    in_channels: int
+    filters1: int
+    filters2: int
+    pool: int
+
+    @property
+    def left(self):
+        """Left zero padding of a ``'same'`` convolution."""
+        return (self.kernel_size - 1) // 2
+
+    @property
+    def padded(self):
+        """Padded pixels: ``length + kernel_size - 1``."""
+        return self.length + self.kernel_size - 1
+
+    @property
+    def pooled(self):
+        return self.length // self.pool
+
+    @property
+    def outputs(self):
+        """Output values per star."""
+        return self.pooled * self.filters2
+
+    @property
+    def words(self):
+        """64-bit random words per star: first mask, then second mask (four 16-bit numbers each)."""
+        return (self.filters1 * self.length + 3) // 4, (self.outputs + 3) // 4
+
+    def check(self):
+        for name in ("length", "kernel_size", "in_channels", "filters1", "filters2", "pool"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        if self.pooled < 1:
+            raise ValueError(f"pool {self.pool} is longer than the spectrum ({self.length})")
+
+
+def _pool_argmax(p, value):
+    """Branch-free maximum ``best`` and its position ``q`` (int8, first of equals) of ``p`` values
+    ``value.format(r)``, as a tournament (LLVM vectorises it over the pooled pixels)."""
+    lines = [f"            pv_{r} = {value.format(r)}" for r in range(p)]
+    level = [(f"pv_{r}", f"np.int8({r})") for r in range(p)]
+    count = 0
+    while len(level) > 1:
+        nxt = []
+        for i in range(0, len(level) - 1, 2):
+            (va, qa), (vb, qb) = level[i], level[i + 1]
+            m, vv, qq = f"pm{count}", f"pv{count}", f"pq{count}"
+            lines += [f"            {m} = {vb} > {va}", f"            {vv} = {vb} if {m} else {va}",
+                      f"            {qq} = {qb} if {m} else {qa}"]
+            nxt.append((vv, qq))
+            count += 1
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    lines += [f"            best = {level[0][0]}", f"            q = {level[0][1]}"]
+    return "\n".join(lines)
+
+
+def _sum(terms):
+    return " + ".join(terms) if terms else "np.float32(0)"
+
+
+def kernel_source(spec):
+    """Python source of the forward and backward Numba kernels for ``spec``."""
+    spec.check()
+    L, k, c0n, c1n, c2n, p = spec.length, spec.kernel_size, spec.in_channels, spec.filters1, spec.filters2, spec.pool
+    left, n, padded, outputs = spec.left, spec.pooled, spec.padded, spec.outputs
+    w_in, w_out = spec.words
+    wide = L + 2 * (k - 1)  # padded length of the second convolution's output gradient
+    w1 = [f"w1_{t}_{c}_{o}" for t in range(k) for c in range(c0n) for o in range(c1n)]
+    w2 = [f"w2_{t}_{c}_{o}" for t in range(k) for c in range(c1n) for o in range(c2n)]
+    load1 = [f"    {name} = w1[{name[3:].replace('_', ', ')}]" for name in w1]
+    load1 += [f"    bias1_{o} = b1[{o}]" for o in range(c1n)]
+    load2 = [f"    {name} = w2[{name[3:].replace('_', ', ')}]" for name in w2]
+    g = [f'''
+
+@njit(inline="always", cache=True)
+def _words(buf, key, base):
+    gamma = np.uint64(0x9E3779B97F4A7C15)
+    for w in range(buf.shape[0]):
+        buf[w] = _mix64(key + (base + np.uint64(w)) * gamma)
+
+
+@njit(cache=True, nogil=True)
+def masks(key, thr1, thr2, n_rows):
+    """Keep-masks of rows ``0:n_rows``: ``(n_rows, {c1n}, {L})`` after the first convolution and
+    ``(n_rows, {c2n}, {n})`` (channel, pooled pixel) after the flattening."""
+    m1 = np.empty((n_rows, {c1n}, {L}), np.bool_)
+    m2 = np.empty((n_rows, {c2n}, {n}), np.bool_)
+    r1 = np.empty({w_in}, np.uint64)
+    r2 = np.empty({w_out}, np.uint64)
+    u1 = r1.view(np.uint16)
+    u2 = r2.view(np.uint16)
+    for b in range(n_rows):
+        base = np.uint64(b) * np.uint64({w_in + w_out})
+        _words(r1, key, base)
+        _words(r2, key, base + np.uint64({w_in}))
+        for c in range({c1n}):
+            for i in range({L}):
+                m1[b, c, i] = u1[c * {L} + i] >= thr1
+        for o in range({c2n}):
+            for j in range({n}):
+                m2[b, o, j] = u2[o * {n} + j] >= thr2
+    return m1, m2
+
+
+@njit(inline="always", cache=True, fastmath=True, boundscheck=False)
+def _first(xb, xpad, hb, u1, thr1, scale1, {", ".join(w1)}, {", ".join(f"bias1_{o}" for o in range(c1n))}):
+    """Star ``xb`` ({L}, {c0n}) -> padded first-dropout output ``hb`` ({c1n}, {padded})."""
+    zero = np.float32(0)
+    for c in range({c0n}):
+        for i in range({L}):
+            xpad[c, i + {left}] = xb[i, c]
+''']
+    for o in range(c1n):
+        terms = [f"w1_{t}_{c}_{o} * xpad[{c}, i + {t}]" for t in range(k) for c in range(c0n)]
+        g.append(f'''    for i in range({L}):
+        a = bias1_{o} + {_sum(terms)}
+        hb[{o}, i + {left}] = a * scale1 if (a > zero and u1[{o * L} + i] >= thr1) else zero''')
+    w1_args = ", ".join(w1 + [f"bias1_{o}" for o in range(c1n)])
+
+    g.append(f'''
+
+@njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
+def forward(x, w1, b1, w2, b2, out, arg, key, thr1, scale1, thr2, scale2, row0, row1):
+    """Rows ``row0:row1`` of ``x`` (B, {L}, {c0n}); writes ``out`` (B, {outputs}) and ``arg`` (B, {c2n}, {n}),
+    the position of each pool maximum in its window or -1 where no gradient flows."""
+''')
+    g += load1 + load2 + [f"    bias2_{o} = b2[{o}]" for o in range(c2n)]
+    g.append(f'''    zero = np.float32(0)
+    xpad = np.zeros(({c0n}, {padded}), np.float32)
+    hb = np.zeros(({c1n}, {padded}), np.float32)
+    r1 = np.empty({w_in}, np.uint64)
+    r2 = np.empty({w_out}, np.uint64)
+    u1 = r1.view(np.uint16)
+    u2 = r2.view(np.uint16)
+    y = np.empty({n * p}, np.float32)
+    pooled = np.empty(({c2n}, {n}), np.float32)
+    for b in range(row0, row1):
+        base = np.uint64(b) * np.uint64({w_in + w_out})
+        _words(r1, key, base)
+        _words(r2, key, base + np.uint64({w_in}))
+        _first(x[b], xpad, hb, u1, thr1, scale1, {w1_args})
+        ab = arg[b]''')
+    for o in range(c2n):
+        terms = [f"w2_{t}_{c}_{o} * hb[{c}, i + {t}]" for t in range(k) for c in range(c1n)]
+        g.append(f'''        for i in range({n * p}):
+            y[i] = bias2_{o} + {_sum(terms)}
+        for j in range({n}):''')
+        g.append(_pool_argmax(p, f"y[{p} * j + {{}}]"))
+        g.append(f'''            keep = (best > zero) & (u2[{o * n} + j] >= thr2)
+            pooled[{o}, j] = best * scale2 if keep else zero
+            ab[{o}, j] = q if keep else np.int8(-1)''')
+    g.append(f'''        ob = out[b]
+        for j in range({n}):''')
+    for o in range(c2n):
+        g.append(f"            ob[j * {c2n} + {o}] = pooled[{o}, j]")
+
+    g.append(f'''
+
+@njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
+def backward(x, arg, gout, w1, b1, w2, key, thr1, scale1, scale2, gw1, gb1, gw2, gb2, row0, row1):
+    """Rows ``row0:row1``: add the kernel and bias gradients to the float64 ``gw1`` ({k}, {c0n}, {c1n}),
+    ``gb1`` ({c1n},), ``gw2`` ({k}, {c1n}, {c2n}), ``gb2`` ({c2n},).  Recomputes the first convolution."""
+''')
+    g += load1 + load2
+    g.append(f'''    zero = np.float32(0)
+    xpad = np.zeros(({c0n}, {padded}), np.float32)
+    hb = np.zeros(({c1n}, {padded}), np.float32)
+    r1 = np.empty({w_in}, np.uint64)
+    u1 = r1.view(np.uint16)
+    gy = np.zeros(({c2n}, {wide}), np.float32)
+    ga = np.empty(({c1n}, {L}), np.float32)
+    for b in range(row0, row1):
+        _words(r1, key, np.uint64(b) * np.uint64({w_in + w_out}))
+        _first(x[b], xpad, hb, u1, thr1, scale1, {w1_args})
+        ab = arg[b]
+        gb = gout[b]''')
+    for o in range(c2n):
+        g.append(f'''        for j in range({n}):
+            q = ab[{o}, j]
+            gv = gb[j * {c2n} + {o}] * scale2''')
+        for r in range(p):
+            g.append(f"            gy[{o}, {k - 1 + r} + {p} * j] = gv if q == {r} else zero")
+    # second kernel and bias: gw2[t, c, o] = sum_i gy[o, i] * hb[c, i + t]
+    for o in range(c2n):
+        g.append("        sb = zero")
+        for c in range(c1n):
+            g.append("        " + ", ".join(f"s{t}" for t in range(k)) + " = " + ", ".join(["zero"] * k))
+            g.append(f"        for i in range({n * p}):")
+            g.append(f"            gv = gy[{o}, {k - 1} + i]")
+            for t in range(k):
+                g.append(f"            s{t} += gv * hb[{c}, i + {t}]")
+            if c == 0:
+                g.append("            sb += gv")
+            for t in range(k):
+                g.append(f"        gw2[{t}, {c}, {o}] += s{t}")
+        g.append(f"        gb2[{o}] += sb")
+    # gradient at the first dropout's output, through the dropout and ReLU
+    for c in range(c1n):
+        terms = [f"w2_{t}_{c}_{o} * gy[{o}, m + {left + k - 1 - t}]" for t in range(k) for o in range(c2n)]
+        g.append(f'''        for m in range({L}):
+            v = {_sum(terms)}
+            ga[{c}, m] = v * scale1 if hb[{c}, m + {left}] > zero else zero''')
+    # first kernel and bias: gw1[t, c0, c] = sum_m ga[c, m] * xpad[c0, m + t]
+    for c in range(c1n):
+        g.append("        sb = zero")
+        for c0 in range(c0n):
+            g.append("        " + ", ".join(f"s{t}" for t in range(k)) + " = " + ", ".join(["zero"] * k))
+            g.append(f"        for m in range({L}):")
+            g.append(f"            gv = ga[{c}, m]")
+            for t in range(k):
+                g.append(f"            s{t} += gv * xpad[{c0}, m + {t}]")
+            if c0 == 0:
+                g.append("            sb += gv")
+            for t in range(k):
+                g.append(f"        gw1[{t}, {c0}, {c}] += s{t}")
+        g.append(f"        gb1[{c}] += sb")
+    return _HEADER.format(version=f"training {_SOURCE_VERSION}") + "\n".join(g) + "\n"
+
+
+_MODULES = {}
+
+
+def _module(spec):
+    if spec not in _MODULES:
+        name = (f"astronn_gaiacal_stack_v{_SOURCE_VERSION}_L{spec.length}_k{spec.kernel_size}_c{spec.in_channels}"
+                f"_f{spec.filters1}x{spec.filters2}_p{spec.pool}")
+        _MODULES[spec] = load_module(name, kernel_source(spec))
+    return _MODULES[spec]
+
+
+def _input(x, spec):
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.ndim != 3 or x.shape[1:] != (spec.length, spec.in_channels):
+        raise ValueError(f"x must have shape (B, {spec.length}, {spec.in_channels}), got {x.shape}")
+    return x
+
+
+def _split(n_rows, threads):
+    threads = max(1, min(kernel_threads() if threads is None else int(threads), n_rows))
+    edges = np.linspace(0, n_rows, threads + 1).astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+
+
+def _run(fn, args, ranges):
+    """``fn(*args(i), row0, row1)`` for each range, on the kernel threads (the caller's thread takes the first)."""
+    futures = [thread_pool().submit(fn, *args(i), a, b) for i, (a, b) in enumerate(ranges) if i > 0]
+    if ranges:
+        fn(*args(0), *ranges[0])
+    for fut in futures:
+        fut.result()
+
+
+def _weights(spec, **arrays):
+    shapes = {"kernel1": (spec.kernel_size, spec.in_channels, spec.filters1), "bias1": (spec.filters1,),
+              "kernel2": (spec.kernel_size, spec.filters1, spec.filters2), "bias2": (spec.filters2,)}
+    out = []
+    for name, value in arrays.items():
+        arr = np.ascontiguousarray(value, dtype=np.float32)
+        if arr.shape != shapes[name]:
+            raise ValueError(f"{name} must have shape {shapes[name]}, got {arr.shape}")
+        out.append(arr)
+    return out
+
+
+def _key(key):
+    return np.uint64(int(key) % 2**64)
+
+
+def _rates(rate1, rate2):
+    return (np.uint16(keep_threshold(rate1)), np.float32(1.0 / (1.0 - rate1)), np.uint16(keep_threshold(rate2)),
+            np.float32(1.0 / (1.0 - rate2)))
+
+
+def conv_stack_forward(x, w1, b1, w2, b2, spec, key, rate1, rate2, threads=None):
+    """Forward pass of the stack (see the module docstring).
+
+    Parameters
+    ----------
+    x : ndarray, shape (B, length, in_channels)
+    w1, b1, w2, b2 : ndarray
+        Kernels ``(kernel_size, C_in, C_out)`` and biases of the two convolutions.
+    spec : ConvStackSpec
+    key : int
+        64-bit key of this call's dropout masks.
+    rate1, rate2 : float
+        Dropout rates after the first convolution and after the flattening.
+    threads : int, optional
+        Worker threads (default :func:`~astronn_gaiacal.nn.fused.kernel_threads`).
+
+    Returns
+    -------
+    out : ndarray (B, outputs) float32
+        The stack's output.
+    arg : ndarray (B, filters2, pooled) int8
+        Position of each pool maximum in its window, -1 where no gradient flows (for
+        :func:`conv_stack_backward`).
+    """
+    x = _input(x, spec)
+    w1, b1, w2, b2 = _weights(spec, kernel1=w1, bias1=b1, kernel2=w2, bias2=b2)
+    bsz = x.shape[0]
+    out = np.empty((bsz, spec.outputs), np.float32)
+    arg = np.empty((bsz, spec.filters2, spec.pooled), np.int8)
+    thr1, scale1, thr2, scale2 = _rates(rate1, rate2)
+    common = (x, w1, b1, w2, b2, out, arg, _key(key), thr1, scale1, thr2, scale2)
+    if bsz:
+        _run(_module(spec).forward, lambda i: common, _split(bsz, threads))
+    return out, arg
+
+
+def conv_stack_backward(x, arg, grad, w1, b1, w2, spec, key, rate1, rate2, threads=None):
+    """Gradients of both kernels and biases from the gradient of the stack's output.
+
+    Parameters
+    ----------
+    x : ndarray (B, length, in_channels)
+        The forward pass's input.
+    arg : ndarray
+        From :func:`conv_stack_forward`.
+    grad : ndarray (B, outputs)
+        Gradient of the loss with respect to the stack's output.
+    w1, b1, w2 : ndarray
+        First convolution's kernel and bias (it is recomputed), second convolution's kernel.
+    spec, key, rate1, rate2, threads
+        As for the :func:`conv_stack_forward` call.
+
+    Returns
+    -------
+    gw1, gb1, gw2, gb2 : ndarray, float32
+    """
+    x = _input(x, spec)
+    w1, b1, w2 = _weights(spec, kernel1=w1, bias1=b1, kernel2=w2)
+    bsz = x.shape[0]
+    grad = np.ascontiguousarray(grad, dtype=np.float32)
+    if grad.shape != (bsz, spec.outputs):
+        raise ValueError(f"grad must have shape {(bsz, spec.outputs)}, got {grad.shape}")
+    arg = np.ascontiguousarray(arg, dtype=np.int8)
+    if arg.shape != (bsz, spec.filters2, spec.pooled):
+        raise ValueError(f"arg must have shape {(bsz, spec.filters2, spec.pooled)}, got {arg.shape}")
+    k, c0, c1, c2 = spec.kernel_size, spec.in_channels, spec.filters1, spec.filters2
+    ranges = _split(bsz, threads) if bsz else []
+    parts = [(np.zeros((k, c0, c1)), np.zeros(c1), np.zeros((k, c1, c2)), np.zeros(c2)) for _ in ranges]
+    thr1, scale1, _, scale2 = _rates(rate1, rate2)
+    common = (x, arg, grad, w1, b1, w2, _key(key), thr1, scale1, scale2)
+    _run(_module(spec).backward, lambda i: common + parts[i], ranges)
+    total = [np.zeros((k, c0, c1)), np.zeros(c1), np.zeros((k, c1, c2)), np.zeros(c2)]
+    for part in parts:
+        for acc, value in zip(total, part):
+            acc += value
+    return tuple(a.astype(np.float32) for a in total)
+
+
+def conv_stack_masks(spec, key, rate1, rate2, n_rows):
+    """The keep-masks :func:`conv_stack_forward` draws for ``n_rows`` stars with ``key``.
+
+    Returns
+    -------
+    mask1 : ndarray of bool, shape (n_rows, length, filters1)
+        After the first convolution (pixel, channel).
+    mask2 : ndarray of bool, shape (n_rows, outputs)
+        After the flattening, in the output's order.
+    """
+    thr1, _, thr2, _ = _rates(rate1, rate2)
+    m1, m2 = _module(spec).masks(_key(key), thr1, thr2, int(n_rows))
+    return np.transpose(m1, (0, 2, 1)), np.transpose(m2, (0, 2, 1)).reshape(int(n_rows), spec.outputs)
+
+
+def conv_stack(x, kernel1, bias1, kernel2, bias2, spec, rate1, rate2, key=None):
+    """The stack as a TensorFlow operation with its gradient (none for ``x``: the stack's input is data).
+
+    Parameters
+    ----------
+    x : Tensor (B, length, in_channels)
+    kernel1, bias1, kernel2, bias2 : Tensor or Variable
+    spec : ConvStackSpec
+    rate1, rate2 : float
+    key : Tensor, optional
+        int64 scalar key of the masks; default: two draws of ``tf.random.uniform`` (reproducible
+        under a TensorFlow seed, like Keras' dropout).
+
+    Returns
+    -------
+    Tensor (B, outputs), float32
+    """
+    if key is None:
+        halves = tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int32)
+        key = tf.cast(halves[0], tf.int64) * (2**31) + tf.cast(halves[1], tf.int64)
+    rate1, rate2 = float(rate1), float(rate2)
+
+    def fwd(xv, w1, b1, w2, b2, k):
+        return conv_stack_forward(xv, w1, b1, w2, b2, spec, int(k), rate1, rate2)
+
+    def bwd(xv, arg, grad, w1, b1, w2, k):
+        return conv_stack_backward(xv, arg, grad, w1, b1, w2, spec, int(k), rate1, rate2)
+
+    @tf.custom_gradient
+    def op(xv, w1, b1, w2, b2):
+        out, arg = tf.numpy_function(fwd, [xv, w1, b1, w2, b2, key], [tf.float32, tf.int8], stateful=True)
+        out.set_shape([xv.shape[0], spec.outputs])
+
+        def grad_fn(gout):
+            grads = tf.numpy_function(bwd, [xv, arg, tf.cast(gout, tf.float32), w1, b1, w2, key], [tf.float32] * 4,
+                                      stateful=False)
+            for gv, ref in zip(grads, (w1, b1, w2, b2)):
+                gv.set_shape(ref.shape)
+            return (None, *grads)
+
+        return out, grad_fn
+
+    x = tf.cast(x, tf.float32)
+    return op(x, *(tf.convert_to_tensor(v) for v in (kernel1, bias1, kernel2, bias2)))
+
+
+# ----------------------------------------------------------------------------- graph matching
+@dataclass(frozen=True)
+class _Stack:
+    spec: ConvStackSpec
+    conv1: object
+    conv2: object
+    rate1: float
+    rate2: float
+    output_id: str
+
+
+def _relu_only(layer):
+    """'relu' for a ReLU activation layer, 'linear' for an identity one, else None."""
+    if isinstance(layer, keras.layers.ReLU):
+        plain = layer.max_value is None and float(layer.negative_slope) == 0.0 and float(layer.threshold) == 0.0
+        return "relu" if plain else None
+    if isinstance(layer, keras.layers.Activation):
+        name = getattr(layer.activation, "__name__", None)
+        return name if name in ("relu", "linear") else None
+    return None
+
+
+def _same_conv(layer):
+    if not (fast.conv1d_is_small(layer) and layer.padding == "same" and layer.use_bias):
+        return None
+    act = getattr(layer.activation, "__name__", None)
+    return act if act in ("relu", "linear") else None
+
+
+def _rate(layer, dropout_types):
+    """The drop rate of an always-on dropout layer of a known mask law (0 when disabled), else None."""
+    if type(layer) not in dropout_types or getattr(layer, "noise_shape", None) is not None:
+        return None
+    return 0.0 if getattr(layer, "disable_layer", False) else float(layer.rate)
+
+
+def _dropout_types():
+    from astroNN.nn.layers import MCDropout
+
+    from .layers import FastMCDropout
+
+    return (MCDropout, FastMCDropout)
+
+
+def conv_stacks(model):
+    """``{id(node): stack}`` for each fusable convolution stack of a functional ``model`` (not nested ones).
+
+    A stack qualifies when its first convolution's input is data (a model input, possibly reshaped) and
+    every intermediate tensor has exactly one consumer.
+    """
+    if not hasattr(model, "_nodes_by_depth"):
+        return {}
+    consumers = {}
+    producer = {}
+    for nodes in model._nodes_by_depth.values():
+        for node in nodes:
+            for tid in node.flat_input_ids:
+                consumers.setdefault(tid, []).append(node)
+            for tid in node.flat_output_ids:
+                producer[tid] = node
+    usage = model._tensor_usage_count
+    dropout_types = _dropout_types()
+
+    def next_node(node):
+        out = node.flat_output_ids
+        if len(out) != 1 or usage.get(out[0], 0) != 1 or len(consumers.get(out[0], [])) != 1:
+            return None
+        nxt = consumers[out[0]][0]
+        return nxt if len(nxt.flat_input_ids) == 1 else None
+
+    def is_data(tid):
+        node = producer.get(tid)
+        while node is not None and not node.is_input:
+            if not isinstance(node.layer, keras.layers.Reshape) or len(node.flat_input_ids) != 1:
+                return False
+            node = producer.get(node.flat_input_ids[0])
+        return True
+
+    def relu_after(node, own):
+        """Follow activation layers after a convolution; returns (last node, whether a ReLU was applied)."""
+        relu = own == "relu"
+        while True:
+            nxt = next_node(node)
+            act = None if nxt is None else _relu_only(nxt.layer)
+            if act is None:
+                return node, relu
+            relu, node = relu or act == "relu", nxt
+
+    found = {}
+    for nodes in model._nodes_by_depth.values():
+        for node in nodes:
+            if node.is_input or _same_conv(node.layer) is None or len(node.flat_input_ids) != 1:
+                continue
+            if not is_data(node.flat_input_ids[0]):
+                continue
+            conv1 = node.layer
+            cur, relu1 = relu_after(node, _same_conv(conv1))
+            drop1 = next_node(cur)
+            rate1 = None if drop1 is None else _rate(drop1.layer, dropout_types)
+            conv2_node = None if rate1 is None else next_node(drop1)
+            if conv2_node is None or _same_conv(conv2_node.layer) is None or not relu1:
+                continue
+            conv2 = conv2_node.layer
+            if int(conv2.kernel_size[0]) != int(conv1.kernel_size[0]):
+                continue
+            cur, relu2 = relu_after(conv2_node, _same_conv(conv2))
+            pool = next_node(cur)
+            if pool is None or not relu2 or not fast.maxpool1d_is_reshapable(pool.layer):
+                continue
+            flat = next_node(pool)
+            if flat is None or not isinstance(flat.layer, keras.layers.Flatten):
+                continue
+            if getattr(flat.layer, "data_format", "channels_last") != "channels_last":
+                continue
+            drop2 = next_node(flat)
+            rate2 = None if drop2 is None else _rate(drop2.layer, dropout_types)
+            if rate2 is None:
+                continue
+            shape = conv1.input_shape
+            if not isinstance(shape, tuple) or len(shape) != 3 or shape[1] is None or shape[2] is None:
+                continue
+            spec = ConvStackSpec(int(shape[1]), int(conv1.kernel_size[0]), int(shape[2]), int(conv1.filters),
+                                 int(conv2.filters), int(pool.layer.pool_size[0]))
+            if spec.pooled < 1:
+                continue
+            found[id(node)] = _Stack(spec, conv1, conv2, rate1, rate2, drop2.flat_output_ids[0])
+    return found
+
+
+def _functional_models(model):
+    yield model
+    for layer in model.layers:
+        if hasattr(layer, "_nodes_by_depth"):
+            yield from _functional_models(layer)
+
+
+def has_conv_stacks(model):
+    """Whether :func:`call_with_fused_stacks` would fuse a stack of ``model`` or of a model nested in it."""
+    return hasattr(model, "_nodes_by_depth") and any(conv_stacks(m) for m in _functional_models(model))
+
+
+def call_with_fused_stacks(model, inputs):
+    """Call a functional Keras ``model`` with each fusable convolution stack run by :func:`conv_stack`.
+
+    The other layers are called as in ``model(inputs)``, nested functional models walked the same way.
+    The result equals ``model(inputs)`` up to float32 rounding and the dropout masks.
+
+    Parameters
+    ----------
+    model : keras.Model
+    inputs : Tensor or list of Tensor
+
+    Returns
+    -------
+    Tensor or list of Tensor, as ``model(inputs)``.
+    """
+    inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+    outputs = _run_graph(model, inputs)
+    return outputs[0] if len(outputs) == 1 else outputs
+
+
+def _run_graph(model, inputs):
+    stacks = conv_stacks(model)
+    usage = model._tensor_usage_count
+    tensors = {}
+    for ref, value in zip(model.inputs, inputs):
+        rid = str(id(ref))
+        tensors[rid] = [tf.cast(value, ref.dtype)] * usage[rid]
+    for depth in sorted(model._nodes_by_depth, reverse=True):
+        for node in model._nodes_by_depth[depth]:
+            if node.is_input or any(t not in tensors for t in node.flat_input_ids):
+                continue  # a fused stack's inner nodes never get their inputs
+            args, kwargs = node.map_arguments(tensors)
+            if id(node) in stacks:
+                s = stacks[id(node)]
+                out = conv_stack(args[0], s.conv1.kernel, s.conv1.bias, s.conv2.kernel, s.conv2.bias, s.spec,
+                                 s.rate1, s.rate2)
+                tensors[s.output_id] = [out] * usage[s.output_id]
+                continue
+            layer = node.layer
+            if hasattr(layer, "_nodes_by_depth") and not kwargs and has_conv_stacks(layer):
+                sub = list(args[0]) if len(args) == 1 and isinstance(args[0], (list, tuple)) else list(args)
+                outs = _run_graph(layer, sub)
+            else:
+                outs = tf.nest.flatten(layer(*args, **kwargs))
+            for rid, value in zip(node.flat_output_ids, outs):
+                tensors[rid] = [value] * usage[rid]
+    return [tensors[str(id(ref))].pop() for ref in model.outputs]
