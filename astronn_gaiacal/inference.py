@@ -43,6 +43,7 @@ from tqdm.auto import tqdm
 
 from ._compat import keras, tf
 from .nn import fast, fused
+from .nn.graph import dropout_types, functional_models, plain_activation, single_consumer_links
 
 #: Stars per compiled call of the old interface (kept for callers that pass it explicitly).
 DEFAULT_BATCH_SIZE = 64
@@ -226,33 +227,12 @@ class _Chain:
         self.spec, self.conv, self.rate_in, self.rate_out, self.output_id = spec, conv, rate_in, rate_out, output_id
 
 
-def _activation_name(layer):
-    """'relu' or 'linear' for layers the fused kernel can absorb, else None."""
-    if isinstance(layer, keras.layers.ReLU):
-        plain = (layer.max_value is None and float(layer.negative_slope) == 0.0 and float(layer.threshold) == 0.0)
-        return "relu" if plain else None
-    act = getattr(getattr(layer, "activation", None), "__name__", None)
-    return act if act in ("relu", "linear") else None
-
-
-def _fusions(model, dropout_types):
+def _fusions(model, types):
     """``{id(node): _Chain}`` for each fusable dropout -> Conv1D -> ... -> Flatten [-> dropout] stretch of ``model``."""
-    consumers = {}
-    for nodes in model._nodes_by_depth.values():
-        for node in nodes:
-            for tid in node.flat_input_ids:
-                consumers.setdefault(tid, []).append(node)
-    usage = model._tensor_usage_count
-
-    def only_consumer(node):
-        out = node.flat_output_ids
-        if len(out) != 1 or usage.get(out[0], 0) != 1 or len(consumers.get(out[0], [])) != 1:
-            return None
-        nxt = consumers[out[0]][0]
-        return nxt if len(nxt.flat_input_ids) == 1 else None
+    only_consumer, _ = single_consumer_links(model)
 
     def active_dropout(layer):
-        return type(layer) in dropout_types and layer.noise_shape is None and not layer.disable_layer and layer.rate > 0
+        return type(layer) in types and layer.noise_shape is None and not layer.disable_layer and layer.rate > 0
 
     found = {}
     for nodes in model._nodes_by_depth.values():
@@ -261,12 +241,12 @@ def _fusions(model, dropout_types):
                 continue
             conv_node = only_consumer(node)
             conv = None if conv_node is None else conv_node.layer
-            if conv is None or not fast.conv1d_is_small(conv) or _activation_name(conv) is None:
+            if conv is None or not fast.conv1d_is_small(conv) or plain_activation(conv) is None:
                 continue
             shape = conv.input_shape
             if not isinstance(shape, tuple) or len(shape) != 3 or shape[1] is None or shape[2] is None:
                 continue
-            acts, cur, pool = [_activation_name(conv)], conv_node, None
+            acts, cur, pool = [plain_activation(conv)], conv_node, None
             while True:
                 cur = only_consumer(cur)
                 if cur is None:
@@ -274,8 +254,8 @@ def _fusions(model, dropout_types):
                 layer = cur.layer
                 if pool is None and fast.maxpool1d_is_reshapable(layer):
                     pool = layer
-                elif isinstance(layer, (keras.layers.Activation, keras.layers.ReLU)) and _activation_name(layer):
-                    acts.append(_activation_name(layer))
+                elif isinstance(layer, (keras.layers.Activation, keras.layers.ReLU)) and plain_activation(layer):
+                    acts.append(plain_activation(layer))
                 else:
                     break
             if cur is None or pool is None or not isinstance(cur.layer, keras.layers.Flatten):
@@ -301,8 +281,8 @@ def _has_fusions(model):
     """Whether the MC-dropout walker would fuse a stretch of ``model`` or of a model nested in it."""
     if not hasattr(model, "_nodes_by_depth"):
         return False
-    types = _plain_dropout_types()
-    return any(_fusions(m, types) for m in [model, *(lay for lay in _iter_layers(model) if hasattr(lay, "_nodes_by_depth"))])
+    types = dropout_types()
+    return any(_fusions(m, types) for m in functional_models(model))
 
 
 def _tiled_call(model, x, mc_num):
@@ -463,7 +443,7 @@ def dense_chain(model):
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
             continue
-        if type(layer) in _plain_dropout_types() and layer.noise_shape is None:
+        if type(layer) in dropout_types() and layer.noise_shape is None:
             if rate or not chain:  # two dropouts in a row, or dropout on the raw input
                 return None
             rate = 0.0 if layer.disable_layer else float(layer.rate)
@@ -475,14 +455,6 @@ def dense_chain(model):
     if rate or not chain or len(chain) != len([lay for lay in model.layers if isinstance(lay, keras.layers.Dense)]):
         return None
     return chain
-
-
-def _plain_dropout_types():
-    from astroNN.nn.layers import MCDropout
-
-    from .nn.layers import FastMCDropout
-
-    return (MCDropout, FastMCDropout)
 
 
 def _dense_step(chain, mc_num, generator):

@@ -50,6 +50,13 @@ _SOURCE_VERSION = 1
 CACHE_ENV = "ASTRONN_GAIACAL_KERNEL_CACHE"
 
 
+def check_positive(spec, names):
+    """Raise ValueError naming the first of the ``names`` attributes of ``spec`` that is not a positive integer."""
+    for name in names:
+        if int(getattr(spec, name)) < 1:
+            raise ValueError(f"{name} must be positive, got {getattr(spec, name)!r}")
+
+
 @dataclass(frozen=True)
 class ConvPoolSpec:
     """Shapes of a fused dropout -> Conv1D -> activation -> MaxPooling1D -> Flatten -> dropout stretch.
@@ -95,9 +102,7 @@ class ConvPoolSpec:
         return self.pooled + self.lead + reach + 1
 
     def check(self):
-        for name in ("length", "kernel_size", "in_channels", "filters", "out_length", "pool"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        check_positive(self, ("length", "kernel_size", "in_channels", "filters", "out_length", "pool"))
         if self.pooled < 1:
             raise ValueError(f"pool {self.pool} is longer than the convolution output ({self.out_length})")
         if not 0 <= self.left < self.kernel_size:

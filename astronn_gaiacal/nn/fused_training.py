@@ -39,13 +39,14 @@ import numpy as np
 from .._compat import keras, tf
 from . import fast
 from .fast import keep_threshold
-from .fused import _HEADER, kernel_threads, load_module, thread_pool
+from .fused import _HEADER, check_positive, kernel_threads, load_module, thread_pool
+from .graph import dropout_types, functional_models, plain_activation, single_consumer_links
 
 __all__ = ["ConvStackSpec", "conv_stack", "conv_stack_backward", "conv_stack_forward", "conv_stack_masks",
            "conv_stacks", "call_with_fused_stacks"]
 
 #: Generated source version: bump when the code changes.
-_SOURCE_VERSION = 1
+_SOURCE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,7 @@ class ConvStackSpec:
         return (self.filters1 * self.length + 3) // 4, (self.outputs + 3) // 4
 
     def check(self):
-        for name in ("length", "kernel_size", "in_channels", "filters1", "filters2", "pool"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        check_positive(self, ("length", "kernel_size", "in_channels", "filters1", "filters2", "pool"))
         if self.pooled < 1:
             raise ValueError(f"pool {self.pool} is longer than the spectrum ({self.length})")
 
@@ -122,6 +121,24 @@ def _pool_argmax(p, value):
         level = nxt
     lines += [f"            best = {level[0][0]}", f"            q = {level[0][1]}"]
     return "\n".join(lines)
+
+
+def _weight_gradient(gw, gb, grad, act, length, k, c_in, c_out):
+    """Lines adding ``sum_i grad[o, i] * act[c, i + t]`` to ``gw[t, c, o]`` and ``sum_i grad[o, i]`` to ``gb[o]``
+    (``grad`` and ``act`` are format strings in ``o``, ``c``, ``t``): one vectorised loop per (o, c)."""
+    lines = []
+    for o in range(c_out):
+        lines.append("        sb = zero")
+        for c in range(c_in):
+            lines.append("        " + ", ".join(f"s{t}" for t in range(k)) + " = " + ", ".join(["zero"] * k))
+            lines.append(f"        for i in range({length}):")
+            lines.append(f"            gv = {grad.format(o=o)}")
+            lines += [f"            s{t} += gv * {act.format(c=c, t=t)}" for t in range(k)]
+            if c == 0:
+                lines.append("            sb += gv")
+            lines += [f"        {gw}[{t}, {c}, {o}] += s{t}" for t in range(k)]
+        lines.append(f"        {gb}[{o}] += sb")
+    return lines
 
 
 def _sum(terms):
@@ -250,20 +267,8 @@ def backward(x, arg, gout, w1, b1, w2, key, thr1, scale1, scale2, gw1, gb1, gw2,
             gv = gb[j * {c2n} + {o}] * scale2''')
         for r in range(p):
             g.append(f"            gy[{o}, {k - 1 + r} + {p} * j] = gv if q == {r} else zero")
-    # second kernel and bias: gw2[t, c, o] = sum_i gy[o, i] * hb[c, i + t]
-    for o in range(c2n):
-        g.append("        sb = zero")
-        for c in range(c1n):
-            g.append("        " + ", ".join(f"s{t}" for t in range(k)) + " = " + ", ".join(["zero"] * k))
-            g.append(f"        for i in range({n * p}):")
-            g.append(f"            gv = gy[{o}, {k - 1} + i]")
-            for t in range(k):
-                g.append(f"            s{t} += gv * hb[{c}, i + {t}]")
-            if c == 0:
-                g.append("            sb += gv")
-            for t in range(k):
-                g.append(f"        gw2[{t}, {c}, {o}] += s{t}")
-        g.append(f"        gb2[{o}] += sb")
+    # second kernel and bias: gw2[t, c, o] = sum_i gy[o, k - 1 + i] * hb[c, i + t]
+    g += _weight_gradient("gw2", "gb2", "gy[{o}, %d + i]" % (k - 1), "hb[{c}, i + {t}]", n * p, k, c1n, c2n)
     # gradient at the first dropout's output, through the dropout and ReLU
     for c in range(c1n):
         terms = [f"w2_{t}_{c}_{o} * gy[{o}, m + {left + k - 1 - t}]" for t in range(k) for o in range(c2n)]
@@ -271,19 +276,7 @@ def backward(x, arg, gout, w1, b1, w2, key, thr1, scale1, scale2, gw1, gb1, gw2,
             v = {_sum(terms)}
             ga[{c}, m] = v * scale1 if hb[{c}, m + {left}] > zero else zero''')
     # first kernel and bias: gw1[t, c0, c] = sum_m ga[c, m] * xpad[c0, m + t]
-    for c in range(c1n):
-        g.append("        sb = zero")
-        for c0 in range(c0n):
-            g.append("        " + ", ".join(f"s{t}" for t in range(k)) + " = " + ", ".join(["zero"] * k))
-            g.append(f"        for m in range({L}):")
-            g.append(f"            gv = ga[{c}, m]")
-            for t in range(k):
-                g.append(f"            s{t} += gv * xpad[{c0}, m + {t}]")
-            if c0 == 0:
-                g.append("            sb += gv")
-            for t in range(k):
-                g.append(f"        gw1[{t}, {c0}, {c}] += s{t}")
-        g.append(f"        gb1[{c}] += sb")
+    g += _weight_gradient("gw1", "gb1", "ga[{o}, i]", "xpad[{c}, i + {t}]", L, k, c0n, c1n)
     return _HEADER.format(version=f"training {_SOURCE_VERSION}") + "\n".join(g) + "\n"
 
 
@@ -491,37 +484,17 @@ class _Stack:
     output_id: str
 
 
-def _relu_only(layer):
-    """'relu' for a ReLU activation layer, 'linear' for an identity one, else None."""
-    if isinstance(layer, keras.layers.ReLU):
-        plain = layer.max_value is None and float(layer.negative_slope) == 0.0 and float(layer.threshold) == 0.0
-        return "relu" if plain else None
-    if isinstance(layer, keras.layers.Activation):
-        name = getattr(layer.activation, "__name__", None)
-        return name if name in ("relu", "linear") else None
-    return None
-
-
 def _same_conv(layer):
     if not (fast.conv1d_is_small(layer) and layer.padding == "same" and layer.use_bias):
         return None
-    act = getattr(layer.activation, "__name__", None)
-    return act if act in ("relu", "linear") else None
+    return plain_activation(layer)
 
 
-def _rate(layer, dropout_types):
+def _rate(layer, types):
     """The drop rate of an always-on dropout layer of a known mask law (0 when disabled), else None."""
-    if type(layer) not in dropout_types or getattr(layer, "noise_shape", None) is not None:
+    if type(layer) not in types or getattr(layer, "noise_shape", None) is not None:
         return None
     return 0.0 if getattr(layer, "disable_layer", False) else float(layer.rate)
-
-
-def _dropout_types():
-    from astroNN.nn.layers import MCDropout
-
-    from .layers import FastMCDropout
-
-    return (MCDropout, FastMCDropout)
 
 
 def conv_stacks(model):
@@ -532,23 +505,8 @@ def conv_stacks(model):
     """
     if not hasattr(model, "_nodes_by_depth"):
         return {}
-    consumers = {}
-    producer = {}
-    for nodes in model._nodes_by_depth.values():
-        for node in nodes:
-            for tid in node.flat_input_ids:
-                consumers.setdefault(tid, []).append(node)
-            for tid in node.flat_output_ids:
-                producer[tid] = node
-    usage = model._tensor_usage_count
-    dropout_types = _dropout_types()
-
-    def next_node(node):
-        out = node.flat_output_ids
-        if len(out) != 1 or usage.get(out[0], 0) != 1 or len(consumers.get(out[0], [])) != 1:
-            return None
-        nxt = consumers[out[0]][0]
-        return nxt if len(nxt.flat_input_ids) == 1 else None
+    next_node, producer = single_consumer_links(model)
+    types = dropout_types()
 
     def is_data(tid):
         node = producer.get(tid)
@@ -563,7 +521,8 @@ def conv_stacks(model):
         relu = own == "relu"
         while True:
             nxt = next_node(node)
-            act = None if nxt is None else _relu_only(nxt.layer)
+            is_activation = nxt is not None and isinstance(nxt.layer, (keras.layers.Activation, keras.layers.ReLU))
+            act = plain_activation(nxt.layer) if is_activation else None
             if act is None:
                 return node, relu
             relu, node = relu or act == "relu", nxt
@@ -578,7 +537,7 @@ def conv_stacks(model):
             conv1 = node.layer
             cur, relu1 = relu_after(node, _same_conv(conv1))
             drop1 = next_node(cur)
-            rate1 = None if drop1 is None else _rate(drop1.layer, dropout_types)
+            rate1 = None if drop1 is None else _rate(drop1.layer, types)
             conv2_node = None if rate1 is None else next_node(drop1)
             if conv2_node is None or _same_conv(conv2_node.layer) is None or not relu1:
                 continue
@@ -595,7 +554,7 @@ def conv_stacks(model):
             if getattr(flat.layer, "data_format", "channels_last") != "channels_last":
                 continue
             drop2 = next_node(flat)
-            rate2 = None if drop2 is None else _rate(drop2.layer, dropout_types)
+            rate2 = None if drop2 is None else _rate(drop2.layer, types)
             if rate2 is None:
                 continue
             shape = conv1.input_shape
@@ -609,16 +568,9 @@ def conv_stacks(model):
     return found
 
 
-def _functional_models(model):
-    yield model
-    for layer in model.layers:
-        if hasattr(layer, "_nodes_by_depth"):
-            yield from _functional_models(layer)
-
-
 def has_conv_stacks(model):
     """Whether :func:`call_with_fused_stacks` would fuse a stack of ``model`` or of a model nested in it."""
-    return hasattr(model, "_nodes_by_depth") and any(conv_stacks(m) for m in _functional_models(model))
+    return hasattr(model, "_nodes_by_depth") and any(conv_stacks(m) for m in functional_models(model))
 
 
 def call_with_fused_stacks(model, inputs):
