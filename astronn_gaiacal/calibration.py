@@ -31,6 +31,12 @@ records the recovered zero-point with each estimate the package offers:
     populations' zero-points disagree, a luminosity error the members share is
     there, and the error grows by the disagreement.
 
+Every ensemble estimate leaves out the members whose training failed
+(:func:`~astronn_gaiacal.zeropoint_fit.usable_members`: distances that scatter
+several times more than the best member's); the table's ``failed_members``
+column counts them.  :func:`reanalyse_study` redoes the refits of a finished
+study from its saved files.
+
 The pull of an estimate is ``(recovered - injected) / sigma``.  For a
 calibrated sigma, ``|pull| < 1`` for about 68 % and ``|pull| < 2`` for about
 95 % of the realisations.  :data:`DEFAULT_ESTIMATE` is the one the demo and
@@ -46,7 +52,7 @@ from astropy.table import QTable
 from .constants import PAPER_ZEROPOINT_UAS
 
 __all__ = ["ESTIMATES", "REFIT_VARIANTS", "calibration_study", "consistency_inflated", "ensemble_refits",
-           "summarise_pulls", "plot_pulls"]
+           "reanalyse_study", "refits_from_parallaxes", "summarise_pulls", "plot_pulls"]
 
 
 #: Zero-point estimates compared by the study (see the module docstring).
@@ -62,27 +68,40 @@ DEFAULT_ESTIMATE = "refit_ensemble"
 def ensemble_refits(members, spectra, parallax, parallax_error, magnitude):
     """Every refit variant of :data:`REFIT_VARIANTS` for the members of an ensemble, one prediction per member.
 
+    Members whose training failed (:func:`~astronn_gaiacal.zeropoint_fit.usable_members`: a fitted
+    scatter several times the best member's) are left out of every combined estimate, with a
+    warning, as long as two members remain; otherwise all are kept and the spread between them
+    carries the failure into the error.
+
     Returns
     -------
     fits : dict
         ``{estimate: (combined ZeropointFit, parts)}`` (:func:`~astronn_gaiacal.zeropoint_fit.combine_fits`)
         for each of :data:`REFIT_VARIANTS` and ``'refit_consistency_ensemble'`` (whose parts add
-        ``'consistency_factor'``), plus ``'members'``: the members' plain refits.
+        ``'consistency_factor'``), plus ``'members'``: every member's plain refit, and ``'failed'``:
+        the indices of the members left out.
     model_parallax : ndarray, shape (K, N)
-        Each member's MC-mean model parallaxes (mas).
+        Each member's MC-mean model parallaxes (mas), all members.
     """
-    from .zeropoint_fit import combine_fits, fit_zeropoint
-
     model_plx = np.array([m.predict_parallax(spectra, magnitude=magnitude)[0].to_value(u.mas) for m in members])
-    fits = {}
+    return refits_from_parallaxes(model_plx, parallax, parallax_error, magnitude), model_plx
+
+
+def refits_from_parallaxes(model_plx, parallax, parallax_error, magnitude):
+    """The ``fits`` dict of :func:`ensemble_refits` from the members' model parallaxes ``(K, N)`` (mas)."""
+    from .zeropoint_fit import combine_fits, fit_zeropoint, usable_members
+
+    model_plx = np.atleast_2d(np.asarray(model_plx, dtype=float))
+    plain = [fit_zeropoint(parallax, parallax_error, p) for p in model_plx]
+    keep = usable_members(plain)
+    fits = {"members": plain, "failed": [i for i in range(len(plain)) if not keep[i]]}
     for name, kwargs in REFIT_VARIANTS.items():
-        per_member = [fit_zeropoint(parallax, parallax_error, p, **kwargs) for p in model_plx]
+        per_member = [f for f, k in zip(plain, keep) if k] if not kwargs else \
+            [fit_zeropoint(parallax, parallax_error, p, **kwargs) for p in model_plx[keep]]
         fits[name] = combine_fits(per_member)
-        if not kwargs:
-            fits["members"] = per_member
     fits["refit_consistency_ensemble"] = consistency_inflated(fits["refit_ensemble"], parallax, parallax_error,
-                                                              model_plx, magnitude)
-    return fits, model_plx
+                                                              model_plx[keep], magnitude)
+    return fits
 
 
 #: Quantile groups of model luminosity for ``refit_consistency_ensemble``.
@@ -168,6 +187,7 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
     from .demo import CONFIGS
     from .simulate import simulate_train_test
     from ._io import atomic_path
+    from .models.ensemble import DeepEnsemble
 
     demo = CONFIGS["default"]
     n_train = demo["n_train"] if n_train is None else n_train
@@ -198,31 +218,22 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
                                 progress=False, n_jobs=n_jobs, weight_averaging=weight_averaging)
         train_s = time.time() - t
         net.mc_num = mc_num
-        value, sigma = net.zeropoint(mc_num=mc_num)
         m0_value, m0_sigma = net.members[0].zeropoint(mc_num=mc_num)
         variants, model_plx = ensemble_refits(net.members, train["spectra"], train["parallax"], train["parallax_error"],
                                               train.corrected_mag())
-        refits = variants["members"]
-        refit_parts = variants["refit_ensemble"][1]
-        scaled = variants["refit_scaled_ensemble"][0]
+        good = DeepEnsemble([m for j, m in enumerate(net.members) if j not in variants["failed"]])
+        value, sigma = good.zeropoint(mc_num=mc_num)
         if save_dir is not None:
             with atomic_path(os.path.join(save_dir, f"realisation_{i:02d}.npz"), overwrite=True) as tmp:
                 with open(tmp, "wb") as f:
                     np.savez_compressed(f, parallax=train["parallax"], parallax_error=train["parallax_error"],
                                         true_parallax=train["true_parallax"], phot_g_mean_mag=train["phot_g_mean_mag"],
-                                        logg=train["logg"], model_parallax=model_plx, seed=s)
+                                        logg=train["logg"], magnitude=train.corrected_mag(), model_parallax=model_plx,
+                                        seed=s)
         row = {"seed": s}
-        for est, (v, e) in {"mc": (m0_value, m0_sigma), "ensemble": (value, sigma),
-                            "refit": (refits[0].value, refits[0].error),
-                            **{name: (variants[name][0].value, variants[name][0].error)
-                               for name in (*REFIT_VARIANTS, "refit_consistency_ensemble")}}.items():
-            row[f"value_{est}"] = v.to_value(u.uas)
-            row[f"sigma_{est}"] = e.to_value(u.uas)
-            row[f"pull_{est}"] = (row[f"value_{est}"] - inj) / row[f"sigma_{est}"]
-        row["refit_members"] = np.array([f.value.to_value(u.uas) for f in refits])
-        row["refit_member_spread"] = refit_parts["member_spread"].to_value(u.uas)
-        row["refit_scale"] = scaled.scale
-        row["consistency_factor"] = variants["refit_consistency_ensemble"][1]["consistency_factor"]
+        _set_estimate(row, "mc", m0_value, m0_sigma, inj)
+        _set_estimate(row, "ensemble", value, sigma, inj)
+        _set_refits(row, variants, inj)
         row["train_s"] = train_s
         rows.append(row)
         if log is not None:
@@ -239,6 +250,80 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
     table.meta.update(k=k, n_train=n_train, epochs=epochs, ensemble=ensemble, mc_num=mc_num, seed=seed,
                       injected_uas=inj, model=model, lr=lr, weight_averaging=weight_averaging)
     return table
+
+
+def _set_estimate(row, est, value, sigma, injected_uas):
+    row[f"value_{est}"] = value.to_value(u.uas)
+    row[f"sigma_{est}"] = sigma.to_value(u.uas)
+    row[f"pull_{est}"] = (row[f"value_{est}"] - injected_uas) / row[f"sigma_{est}"]
+
+
+def _set_refits(row, variants, injected_uas):
+    """The refit columns of a study row from :func:`refits_from_parallaxes`' dict."""
+    refits = variants["members"]
+    _set_estimate(row, "refit", refits[0].value, refits[0].error, injected_uas)
+    for name in (*REFIT_VARIANTS, "refit_consistency_ensemble"):
+        _set_estimate(row, name, variants[name][0].value, variants[name][0].error, injected_uas)
+    row["refit_members"] = np.array([f.value.to_value(u.uas) for f in refits])
+    row["refit_member_spread"] = variants["refit_ensemble"][1]["member_spread"].to_value(u.uas)
+    row["refit_scale"] = variants["refit_scaled_ensemble"][0].scale
+    row["consistency_factor"] = variants["refit_consistency_ensemble"][1]["consistency_factor"]
+    row["failed_members"] = len(variants["failed"])
+
+
+def reanalyse_study(table, folder):
+    """Recompute a study's refit estimates from its saved ``realisation_<i>.npz`` (no retraining).
+
+    Use it when the refit estimates change (e.g. the screening of failed
+    members, :func:`~astronn_gaiacal.zeropoint_fit.usable_members`): the
+    members' model parallaxes are saved, so only the fits are redone.  The
+    ``mc`` and ``ensemble`` columns (the networks' learned offsets) are kept.
+
+    Parameters
+    ----------
+    table : QTable
+        The study's table (``calibration_study.ecsv``), rows in realisation order.
+    folder : str
+        The folder holding its ``realisation_<i>.npz``.  Files written before
+        magnitudes were saved get them back by simulating the realisation's
+        survey again from its seed (the simulation is deterministic).
+
+    Returns
+    -------
+    QTable
+        A copy with the refit columns recomputed and ``failed_members`` set.
+    """
+    import warnings
+
+    from .simulate import simulate_train_test
+
+    inj = float(table.meta["injected_uas"])
+    out = table.copy()
+    if "failed_members" not in out.colnames:
+        out["failed_members"] = np.zeros(len(out), int)
+    for i in range(len(out)):
+        path = os.path.join(folder, f"realisation_{i:02d}.npz")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path!r} is missing: cannot reanalyse realisation {i}")
+        with np.load(path) as saved:
+            d = {key: saved[key] for key in saved.files}
+        if int(d["seed"]) != int(out["seed"][i]):
+            raise ValueError(f"{path!r} holds seed {int(d['seed'])}, the table's row {i} seed {int(out['seed'][i])}")
+        if "magnitude" not in d:
+            train, _ = simulate_train_test(len(d["parallax"]), 1, seed=int(d["seed"]), zeropoint=inj * u.uas,
+                                           progress=False)
+            if not np.array_equal(np.asarray(train["parallax"]), d["parallax"]):
+                raise ValueError(f"simulating seed {int(d['seed'])} again does not give the parallaxes of {path!r}")
+            d["magnitude"] = train.corrected_mag()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # the count goes into the table instead
+            variants = refits_from_parallaxes(d["model_parallax"], d["parallax"] * u.mas, d["parallax_error"] * u.mas,
+                                              d["magnitude"])
+        row = {}
+        _set_refits(row, variants, inj)
+        for key, value in row.items():
+            out[key][i] = value * out[key].unit if getattr(out[key], "unit", None) is not None else value
+    return out
 
 
 def summarise_pulls(table):

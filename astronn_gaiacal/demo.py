@@ -16,6 +16,10 @@ Then everything is evaluated on the test set and written to ``out``.
 The constant zero-point is reported two ways: the offset the networks learned
 (the paper's estimate) and the maximum-likelihood refit on the training stars
 with each luminosity network held fixed (:mod:`astronn_gaiacal.zeropoint_fit`).
+A constant-ensemble member whose training failed (its distances scatter several
+times more than the best member's, :func:`~astronn_gaiacal.zeropoint_fit.failed_members`)
+is left out of the zero-point, the saved ensemble and the catalogue, and the
+report names it.
 The headline value is :data:`astronn_gaiacal.calibration.DEFAULT_ESTIMATE`,
 the one whose uncertainty the calibration study found calibrated
 (docs/calibration.rst).  Outputs:
@@ -38,6 +42,7 @@ from astropy import units as u
 from . import pipeline, plots
 from ._io import atomic_path
 from .calibration import DEFAULT_ESTIMATE, REFIT_VARIANTS, ensemble_refits
+from .zeropoint_fit import FAILED_SCATTER_RATIO
 from .catalogue import catalogue_from_dataset, write_catalogue
 from .constants import PAPER_ZEROPOINT_UAS
 from .metrics import accuracy
@@ -108,6 +113,9 @@ def _text_report(r):
         f"    learned offset         {net['value_uas']:8.2f} +- {net['error_uas']:.2f} uas  (MC dropout "
         f"{net['mc_error_uas']:.2f}, ensemble {net['ensemble_error_uas']:.2f}; pull {net['pull']:+.2f})",
     ]
+    if zc.get("failed_members"):
+        lines.append(f"    constant-ensemble members {zc['failed_members']} failed to train (luminosity scatter over "
+                     f"{FAILED_SCATTER_RATIO:g}x the best member's): left out of the zero-point, models and catalogue")
     for name, label in (("refit_scaled_ensemble", "refit, free scale"), ("refit_curved_ensemble", "refit, scale+curve")):
         v = zc[name]
         lines.append(f"    {label:<22} {v['value_uas']:8.2f} +- {v['error_uas']:.2f} uas  (scale {v['scale']:.4f}; "
@@ -117,6 +125,8 @@ def _text_report(r):
                  f"disagree by a factor {v['consistency_factor']:.2f}; pull {v['pull']:+.2f})")
     mv = r["zeropoint"]["multivariate"]
     lines.append(f"  multivariate model: offset network trained with {mv['luminosity']}")
+    if 0 in zc.get("failed_members", []):
+        lines.append("    warning: that member failed to train, so the multivariate offsets are not reliable")
     lines.append(
         f"  multivariate vs injected trend in G: slope {mv['slope_uas_per_mag']:+.2f} uas/mag (injected "
         f"{mv['injected_slope_uas_per_mag']:+.2f}); rms difference {mv['rms_difference_uas']:.2f} uas"
@@ -209,9 +219,16 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
         f"({len(jobs)} trainings, {workers} at a time)")
     trained = train_jobs(jobs, n_jobs=workers, progress=progress)
     timing["train"] = time.time() - t
+    # ---- zero-point refit with the luminosity networks held fixed; members whose training failed are left out
+    t = time.time()
+    log("refitting the zero-point on the training stars with the luminosity networks fixed")
+    variants, _ = ensemble_refits(trained[:n_members], train["spectra"], train["parallax"], train["parallax_error"],
+                                  train.corrected_mag())
+    members = [m for i, m in enumerate(trained[:n_members]) if i not in variants["failed"]]
     models = {"no_offset": trained[-1],
-              "constant": DeepEnsemble(trained[:n_members]) if n_members > 1 else trained[0],
+              "constant": DeepEnsemble(members) if len(members) > 1 else members[0],
               "multivariate": trained[n_members]}
+    timing["refit"] = time.time() - t
     for name, model in models.items():
         model.save(os.path.join(out, "models", name), overwrite=True)
     fits = {}
@@ -222,20 +239,17 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
         fits[name] = pipeline.predict_stars(model, test_mv if name == "multivariate" else test, mc_num=cfg["mc_num"])
     timing["predict"] = time.time() - t
 
-    # ---- zero-point: the learned offset, and the refit with the luminosity networks held fixed
+    # ---- zero-point: the learned offset, and the refits
     injected = PAPER_ZEROPOINT_UAS
     t = time.time()
-    log("refitting the zero-point on the training stars with the luminosity networks fixed")
     constant = DeepEnsemble.of(models["constant"])
     net_value, net_error, parts = constant.zeropoint(mc_num=cfg["mc_num"], components=True)
-    variants, _ = ensemble_refits(constant.members, train["spectra"], train["parallax"], train["parallax_error"],
-                                  train.corrected_mag())
     feats = models["multivariate"].offset_features
     # one quadratic per feature (the paper's eqs. 7-9), scale fixed: the luminosity network is the constant model's
     mv_refits = models["multivariate"].refit_zeropoint_trend(
         train_mv["spectra"], train_mv["parallax"], train_mv["parallax_error"], {f: train_mv[f] for f in feats},
         magnitude=train_mv.corrected_mag(), fit_scale=False, separately=True)
-    timing["refit"] = time.time() - t
+    timing["refit"] += time.time() - t
     estimates = {  # named as in the calibration study
         "ensemble": {
             "value_uas": float(net_value.to_value(u.uas)),
@@ -291,6 +305,7 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
                 "error_uas": headline["error_uas"],
                 "pull": headline["pull"],
                 "within_2_sigma": bool(abs(headline["value_uas"] - injected) < 2 * headline["error_uas"]),
+                "failed_members": variants["failed"],
                 **estimates,
                 "median_residual_small_parallax_uas": small_parallax_residual("constant"),
             },

@@ -46,8 +46,8 @@ from scipy.optimize import minimize_scalar
 from .catalogue import _mas as parallax_values  # the catalogue's parallax-unit and shape rules
 from .constants import is_missing
 
-__all__ = ["ZeropointFit", "ZeropointTrendFit", "fit_zeropoint", "fit_zeropoint_trend", "combine_fits", "student_t_factor",
-           "consistency_factor"]
+__all__ = ["ZeropointFit", "ZeropointTrendFit", "fit_zeropoint", "fit_zeropoint_trend", "combine_fits", "failed_members",
+           "usable_members", "student_t_factor", "consistency_factor"]
 
 #: Search range of the fractional scatter tau.
 SCATTER_BOUNDS = (1e-4, 3.0)
@@ -481,6 +481,83 @@ def student_t_factor(k):
 
     k = int(k)
     return 1.0 if k < 2 else float(t.ppf(norm.cdf(1.0), k - 1))
+
+
+#: An ensemble member whose fitted fractional scatter is this many times the ensemble's smallest has failed to train.
+FAILED_SCATTER_RATIO = 3.0
+
+
+def failed_members(fits, ratio=FAILED_SCATTER_RATIO):
+    """Which members of an ensemble failed to learn luminosities, judged by their fits on the Gaia parallaxes.
+
+    A member's fitted fractional scatter tau (:attr:`ZeropointFit.scatter`) is
+    its distance precision on the stars it was fitted to.  Members trained the
+    same way reach similar tau (within a factor of 2 in the calibration
+    studies, docs/calibration.rst); a training that diverged or collapsed has
+    tau several times larger and a zero-point that can be off by hundreds of
+    uas.  Such a member is flagged when its tau exceeds ``ratio`` times the
+    smallest tau of the ensemble.
+
+    Parameters
+    ----------
+    fits : sequence of ZeropointFit
+        The members' fits on the same stars (:func:`fit_zeropoint` with the scatter fitted).
+    ratio : float
+        Threshold on tau / min(tau) (> 1).
+
+    Returns
+    -------
+    ndarray of bool, shape (K,)
+        True for a failed member.
+
+    Examples
+    --------
+    >>> import astropy.units as u
+    >>> fits = [ZeropointFit(-52 * u.uas, 1 * u.uas, tau, 0.002, 3000) for tau in (0.07, 0.09, 0.54)]
+    >>> failed_members(fits).tolist()
+    [False, False, True]
+    """
+    fits = list(fits)
+    if not fits:
+        raise ValueError("fits is empty")
+    if not ratio > 1:
+        raise ValueError(f"ratio must be > 1, got {ratio!r}")
+    tau = np.array([f.scatter for f in fits], dtype=float)
+    if not np.all(np.isfinite(tau)) or np.any(tau <= 0):
+        raise ValueError(f"every member needs a fitted scatter > 0, got {tau.tolist()}")
+    return tau > ratio * tau.min()
+
+
+def usable_members(fits):
+    """Which ensemble members to combine: all but the failed ones (:func:`failed_members`).
+
+    A ``RuntimeWarning`` names each member left out.  When fewer than two
+    members would remain, all are kept (with a warning): the spread between
+    them then carries the failure into the error.
+
+    Parameters
+    ----------
+    fits : sequence of ZeropointFit
+
+    Returns
+    -------
+    ndarray of bool, shape (K,)
+        True for a member to combine.
+    """
+    import warnings
+
+    failed = failed_members(fits)
+    if not failed.any():
+        return ~failed
+    tau = ", ".join(f"member {i}: {f.scatter:.3f}" for i, f in enumerate(fits))
+    if (~failed).sum() < 2:
+        warnings.warn(f"fewer than two ensemble members trained well (fractional scatter {tau}); all are kept, "
+                      "so the spread between them dominates the error", RuntimeWarning, stacklevel=3)
+        return np.ones(len(fits), bool)
+    warnings.warn(f"ensemble member(s) {np.flatnonzero(failed).tolist()} failed to train (fractional scatter over "
+                  f"{FAILED_SCATTER_RATIO:g}x the best member's; {tau}) and are left out of the zero-point",
+                  RuntimeWarning, stacklevel=3)
+    return ~failed
 
 
 def combine_fits(fits):

@@ -77,9 +77,48 @@ def test_cli_tiny_study(tmp_path, capsys):
         scaled = [fit_zeropoint(saved["parallax"], saved["parallax_error"], p, fit_scale=True).value.to_value(u.uas)
                   for p in saved["model_parallax"]]
         assert np.mean(scaled) == pytest.approx(t["value_refit_scaled_ensemble"][i].to_value(u.uas), rel=1e-9)
+    # --reanalyse redoes the refits from the saved files: the same numbers, also for files without magnitudes
+    # (the survey is simulated again from its seed)
+    saved = dict(np.load(out / "realisation_01.npz"))
+    del saved["magnitude"]
+    np.savez_compressed(out / "realisation_01.npz", **saved)
+    assert main(["calibrate-study", "--out", str(out), "--reanalyse", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    for first, second in zip(summary["runs"], again["runs"]):
+        for est in ESTIMATES:
+            assert second[f"value_{est}"] == pytest.approx(first[f"value_{est}"], rel=1e-9, abs=1e-9)
+            assert second[f"sigma_{est}"] == pytest.approx(first[f"sigma_{est}"], rel=1e-9)
+    assert (out / "calibration_study.original.ecsv").exists() and (out / "calibration_study.ecsv").exists()
 
 
 def test_cli_study_bad_input(tmp_path, capsys):
     assert main(["calibrate-study", "--out", str(tmp_path / "s"), "--ensemble", "1"]) == 2
     assert "--ensemble must be >= 2" in capsys.readouterr().err
+    assert main(["calibrate-study", "--out", str(tmp_path / "none"), "--reanalyse"]) == 2
+    assert "calibration_study.ecsv' does not exist" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
+
+
+def test_refits_leave_a_failed_member_out():
+    from astronn_gaiacal.calibration import refits_from_parallaxes
+    from astronn_gaiacal.zeropoint_fit import combine_fits, fit_zeropoint
+
+    rng = np.random.default_rng(7)
+    n, zp = 3000, -0.0523
+    true = rng.uniform(0.2, 3.0, n)
+    err = rng.uniform(0.02, 0.06, n)
+    plx = true + zp + rng.normal(0, err)
+    mag = rng.uniform(7, 12, n)
+    # members 0, 1, 3 learned luminosities to 6 %; member 2 diverged (a factor ~2 off, 60 % scatter)
+    models = np.array([true * np.exp(rng.normal(0, 0.06, n)) for _ in range(4)])
+    models[2] = true * 0.5 * np.exp(rng.normal(0, 0.6, n))
+    with pytest.warns(RuntimeWarning, match=r"member\(s\) \[2\] failed"):
+        fits = refits_from_parallaxes(models, plx * u.mas, err * u.mas, mag)
+    assert fits["failed"] == [2] and len(fits["members"]) == 4
+    good = [fit_zeropoint(plx, err, models[i]) for i in (0, 1, 3)]
+    expected, _ = combine_fits(good)
+    assert fits["refit_ensemble"][0].value.to_value(u.uas) == pytest.approx(expected.value.to_value(u.uas), rel=1e-12)
+    assert fits["refit_ensemble"][0].error.to_value(u.uas) == pytest.approx(expected.error.to_value(u.uas), rel=1e-12)
+    # the screened estimate finds the injected -52.3 uas; with the failed member in, the mean is far off
+    assert abs(fits["refit_ensemble"][0].value.to_value(u.uas) + 52.3) < 3 * fits["refit_ensemble"][0].error.to_value(u.uas)
+    assert abs(np.mean([f.value.to_value(u.uas) for f in fits["members"]]) + 52.3) > 50

@@ -95,6 +95,41 @@ def test_masks_depend_on_the_key_only(rng):
     assert not np.array_equal(one[0], one[2]) and not np.array_equal(one[0], one[1])
 
 
+def _splitmix_uint16(key, first_word, n_words):
+    """The documented mask stream, computed independently: SplitMix64 of a keyed counter, four 16-bit numbers per word."""
+    w = np.arange(first_word, first_word + n_words, dtype=np.uint64)
+    z = np.uint64(key) + w * np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    return z.view(np.uint16)  # little-endian: bits 0-15 first
+
+
+def test_output_mask_is_the_documented_stream(rng):
+    spec = _spec(64, 8, 2, 4, 4)
+    x = np.abs(rng.normal(size=(3, 64, 2))).astype(np.float32) + 0.1
+    kernel = np.abs(rng.normal(size=(8, 2, 4))).astype(np.float32)
+    bias = np.ones(4, np.float32)  # every pooled value > 0: zeros are the output dropout's alone
+    key, reps = 2**63 + 12345, 5
+    out = mc_conv_pool(x, kernel, bias, spec, key, reps, 0.0, 0.3, threads=2)
+    words_in = (spec.in_channels * spec.pool * spec.columns + 3) // 4
+    words_out = (spec.pooled * spec.filters + 3) // 4
+    threshold = fused.keep_threshold(0.3)
+    for row in range(reps * 3):
+        u = _splitmix_uint16(key, row * (words_in + words_out) + words_in, words_out)[: out.shape[1]]
+        np.testing.assert_array_equal(out[row] == 0, u < threshold)
+
+
+def test_outputs_are_aligned_for_tensorflow(rng):
+    for shape, dtype in (((3, 5), np.float32), ((7, 2, 3), np.int8), ((0, 4), np.float32)):
+        a = fused.aligned_empty(shape, dtype)
+        assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
+        assert a.ctypes.data % fused.TENSOR_ALIGNMENT == 0
+    spec = _spec(64, 8, 2, 4, 4)
+    out = mc_conv_pool(np.ones((2, 64, 2)), np.ones((8, 2, 4)), np.zeros(4), spec, 1, 3, 0.3, 0.3)
+    assert out.ctypes.data % fused.TENSOR_ALIGNMENT == 0
+
+
 def test_no_rows_and_bad_arguments(rng):
     spec = _spec(64, 8, 2, 4, 4)
     kernel, bias = np.ones((8, 2, 4), np.float32), np.zeros(4, np.float32)

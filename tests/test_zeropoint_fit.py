@@ -361,3 +361,44 @@ def test_consistency_inflated_keeps_the_value_and_scales_the_statistical_term(rn
     assert fit.value == combined[0].value
     stat, ens = combined[1]["statistical"].to_value(u.uas), combined[1]["ensemble"].to_value(u.uas)
     assert fit.error.to_value(u.uas) == pytest.approx(np.hypot(factor * stat, ens))
+
+
+def _members(rng, scatters, n=3000):
+    """One survey (Berkson stars), one model-parallax vector per member with the given fractional scatter."""
+    true = rng.uniform(0.2, 3.0, n)
+    err = rng.uniform(0.5, 1.5, n) * 0.04
+    plx = true + ZP + rng.normal(0, err)
+    models = [true * np.exp(rng.normal(0, s, n)) for s in scatters]  # a failed member: a much worse luminosity
+    return plx, err, models
+
+
+def test_failed_members_are_those_with_several_times_the_best_scatter(rng):
+    from astronn_gaiacal.zeropoint_fit import failed_members
+
+    plx, err, models = _members(rng, (0.05, 0.08, 0.06, 0.4))
+    fits = [fit_zeropoint(plx, err, m) for m in models]
+    # the fitted scatter is each member's own precision (independently injected above)
+    np.testing.assert_allclose([f.scatter for f in fits[:3]], (0.05, 0.08, 0.06), rtol=0.15)
+    assert fits[3].scatter > 0.25
+    assert failed_members(fits).tolist() == [False, False, False, True]
+    assert failed_members(fits, ratio=10).tolist() == [False] * 4
+    with pytest.raises(ValueError, match="ratio"):
+        failed_members(fits, ratio=1.0)
+    with pytest.raises(ValueError, match="fits is empty"):
+        failed_members([])
+
+
+def test_usable_members_leaves_failed_ones_out_with_a_warning(rng):
+    from astronn_gaiacal.zeropoint_fit import usable_members
+
+    plx, err, models = _members(rng, (0.05, 0.06, 0.5))
+    fits = [fit_zeropoint(plx, err, m) for m in models]
+    with pytest.warns(RuntimeWarning, match=r"member\(s\) \[2\] failed to train"):
+        keep = usable_members(fits)
+    assert keep.tolist() == [True, True, False]
+    # the screened combination recovers the zero-point; the failed member would have pulled it away
+    screened, _ = combine_fits([f for f, k in zip(fits, keep) if k])
+    assert abs(screened.value.to_value(u.mas) - ZP) < 3 * screened.error.to_value(u.mas)
+    # fewer than two good members: all kept, and said so
+    with pytest.warns(RuntimeWarning, match="fewer than two"):
+        assert usable_members(fits[1:]).tolist() == [True, True]

@@ -25,6 +25,10 @@ def add_arguments(parser):
                         help=f"injected constant zero-point in uas (default {PAPER_ZEROPOINT_UAS})")
     parser.add_argument("--seed", type=int, default=0, help="base seed")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--reanalyse", action="store_true",
+                        help="no training: recompute the refit estimates of the study already in --out from its saved "
+                             "realisation files (after the refits changed) and rewrite its table, summary and plot "
+                             "(the first table is kept as calibration_study.original.ecsv)")
     add_jobs_argument(parser)
 
 
@@ -44,7 +48,7 @@ def run(args):
     import os
     import sys
 
-    from ._common import UsageError, astronn_chatter_to_stderr, checked_jobs, print_json
+    from ._common import UsageError, astronn_chatter_to_stderr, checked_jobs
 
     for name in ("k", "n_train", "epochs", "mc_num"):
         if getattr(args, name) < 1:
@@ -54,16 +58,42 @@ def run(args):
     n_jobs = checked_jobs(args)
 
     import astropy.units as u
-    import numpy as np
 
-    from .._io import atomic_path
-    from ..calibration import calibration_study, plot_pulls, summarise_pulls
+    from ..calibration import calibration_study
 
+    if args.reanalyse:
+        from astropy.table import QTable
+
+        from ..calibration import reanalyse_study
+
+        path = os.path.join(args.out, "calibration_study.ecsv")
+        if not os.path.isfile(path):
+            raise UsageError(f"--reanalyse: {path!r} does not exist (run the study with --out {args.out} first)")
+        try:
+            table = reanalyse_study(QTable.read(path, format="ascii.ecsv"), args.out)
+        except (OSError, ValueError, KeyError) as err:
+            raise UsageError(f"--reanalyse: {err}") from None
+        first = os.path.join(args.out, "calibration_study.original.ecsv")
+        if not os.path.exists(first):  # keep the study's table as it was first written
+            os.replace(path, first)
+        return _write(args, table)
     with astronn_chatter_to_stderr():
         table = calibration_study(k=args.k, n_train=args.n_train, epochs=args.epochs, ensemble=args.ensemble,
                                   mc_num=args.mc_num, seed=args.seed, injected=args.injected_uas * u.uas, n_jobs=n_jobs,
                                   save_dir=args.out,
                                   log=lambda line: print(f"[calibrate-study] {line}", file=sys.stderr, flush=True))
+    return _write(args, table)
+
+
+def _write(args, table):
+    import os
+
+    import numpy as np
+
+    from .._io import atomic_path
+    from ..calibration import plot_pulls, summarise_pulls
+    from ._common import print_json
+
     os.makedirs(args.out, exist_ok=True)
     with atomic_path(os.path.join(args.out, "calibration_study.ecsv"), overwrite=True) as tmp:
         table.write(tmp, format="ascii.ecsv")

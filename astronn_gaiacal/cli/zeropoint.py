@@ -126,7 +126,8 @@ def _refit(net, args, summary):
     summary["refit"] = {**numbers, "data": args.refit,
                         "statistical_error_uas": float(parts["statistical"].to_value("uas")),
                         "ensemble_error_uas": float(parts["ensemble"].to_value("uas")),
-                        "member_spread_uas": float(parts["member_spread"].to_value("uas"))}
+                        "member_spread_uas": float(parts["member_spread"].to_value("uas")),
+                        "failed_members": parts["failed"]}
 
 
 def run(args):

@@ -222,14 +222,18 @@ class DeepEnsemble:
 
         The value is the members' mean; the error is the members' mean
         statistical error in quadrature with the standard error of that mean
-        (:func:`~astronn_gaiacal.zeropoint_fit.combine_fits`).  With
-        ``components=True`` also returns ``{'statistical', 'ensemble', 'member_spread'}`` (uas).
+        (:func:`~astronn_gaiacal.zeropoint_fit.combine_fits`), over the members that trained
+        (:func:`~astronn_gaiacal.zeropoint_fit.usable_members`).  With ``components=True`` also
+        returns ``{'statistical', 'ensemble', 'member_spread'}`` (uas) and ``'failed'``, the
+        indices of the members left out.
         """
-        from ..zeropoint_fit import combine_fits
+        from ..zeropoint_fit import combine_fits, usable_members
 
         fits = [m.refit_zeropoint(input_data, parallax, parallax_error, magnitude=magnitude, batch_size=batch_size,
                                   fit_scale=fit_scale) for m in self.members]
-        combined, parts = combine_fits(fits)
+        keep = usable_members(fits)
+        combined, parts = combine_fits([f for f, k in zip(fits, keep) if k])
+        parts["failed"] = np.flatnonzero(~keep).tolist()
         return (combined, parts) if components else combined
 
     def zeropoint(self, mc_num=None, components=False):

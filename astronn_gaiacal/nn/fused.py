@@ -43,10 +43,10 @@ from .._io import atomic_path, cache_folder
 from ..training import available_cores
 from .fast import keep_threshold
 
-__all__ = ["ConvPoolSpec", "kernel_cache_dir", "mc_conv_pool", "phase_split"]
+__all__ = ["ConvPoolSpec", "aligned_empty", "kernel_cache_dir", "mc_conv_pool", "phase_split"]
 
 #: Kernel source version: bump when the generated code changes.
-_SOURCE_VERSION = 1
+_SOURCE_VERSION = 2
 CACHE_ENV = "ASTRONN_GAIACAL_KERNEL_CACHE"
 
 
@@ -137,14 +137,11 @@ def _mix64(z):
 
 
 @njit(inline="always", cache=True)
-def _uniform16(buf, key, base):
+def _words(buf, key, base):
     gamma = np.uint64(0x9E3779B97F4A7C15)
-    for w in range(buf.shape[0] // 4):
-        z = _mix64(key + (base + np.uint64(w)) * gamma)
-        buf[4 * w] = np.uint16(z & np.uint64(0xFFFF))
-        buf[4 * w + 1] = np.uint16((z >> np.uint64(16)) & np.uint64(0xFFFF))
-        buf[4 * w + 2] = np.uint16((z >> np.uint64(32)) & np.uint64(0xFFFF))
-        buf[4 * w + 3] = np.uint16(z >> np.uint64(48))
+    start = key + base * gamma
+    for w in range(buf.shape[0]):
+        buf[w] = _mix64(start + np.uint64(w) * gamma)
 '''
 
 
@@ -162,13 +159,15 @@ def rows(xs, kernel, bias, out, key, thr_in, scale_in, thr_out, scale_out, row0,
     words_in = ({rows * cols} + 3) // 4
     words_out = ({n * cout} + 3) // 4
     m = np.empty(({rows}, {cols}), np.float32)
-    u_in = np.empty(4 * words_in, np.uint16)
-    u_out = np.empty(4 * words_out, np.uint16)
+    r_in = np.empty(words_in, np.uint64)
+    r_out = np.empty(words_out, np.uint64)
+    u_in = r_in.view(np.uint16)
+    u_out = r_out.view(np.uint16)
     for row in range(row0, row1):
         b = row % n_in
         base = np.uint64(row) * np.uint64(words_in + words_out)
-        _uniform16(u_in, key, base)
-        _uniform16(u_out, key, base + np.uint64(words_in))
+        _words(r_in, key, base)
+        _words(r_out, key, base + np.uint64(words_in))
         for i in range({rows}):
             for j in range({cols}):
                 v = xs[b, i, j] * scale_in
@@ -193,6 +192,20 @@ def rows(xs, kernel, bias, out, key, thr_in, scale_in, thr_out, scale_out, row0,
         lines.append(f"            o_row[j * {cout} + {o}] = v * scale_out if u_out[j * {cout} + {o}] >= thr_out "
                      "else np.float32(0)")
     return "\n".join(lines) + "\n"
+
+
+#: Byte alignment TensorFlow needs to wrap a NumPy array without copying it (``EIGEN_MAX_ALIGN_BYTES``).
+TENSOR_ALIGNMENT = 64
+
+
+def aligned_empty(shape, dtype=np.float32):
+    """``np.empty(shape, dtype)`` starting on a :data:`TENSOR_ALIGNMENT`-byte boundary: an array a
+    ``tf.numpy_function`` returns is then handed to TensorFlow as it is instead of copied."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    raw = np.empty(nbytes + TENSOR_ALIGNMENT, np.uint8)
+    offset = -raw.ctypes.data % TENSOR_ALIGNMENT
+    return raw[offset:offset + nbytes].view(dtype).reshape(shape)
 
 
 def kernel_cache_dir():
@@ -301,7 +314,7 @@ def mc_conv_pool(x, kernel, bias, spec, key, reps, rate_in, rate_out, threads=No
                          f"got {kernel.shape}")
     bias = np.ascontiguousarray(np.broadcast_to(np.asarray(bias, np.float32), (spec.filters,)))
     n_rows = int(reps) * x.shape[0]
-    out = np.empty((n_rows, spec.pooled * spec.filters), np.float32)
+    out = aligned_empty((n_rows, spec.pooled * spec.filters))
     if n_rows == 0:
         return out
     run = load_kernel(spec)

@@ -39,14 +39,14 @@ import numpy as np
 from .._compat import keras, tf
 from . import fast
 from .fast import keep_threshold
-from .fused import _HEADER, check_positive, kernel_threads, load_module, thread_pool
+from .fused import _HEADER, aligned_empty, check_positive, kernel_threads, load_module, thread_pool
 from .graph import dropout_types, functional_models, plain_activation, single_consumer_links
 
 __all__ = ["ConvStackSpec", "conv_stack", "conv_stack_backward", "conv_stack_forward", "conv_stack_masks",
            "conv_stacks", "call_with_fused_stacks"]
 
 #: Generated source version: bump when the code changes.
-_SOURCE_VERSION = 2
+_SOURCE_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -158,13 +158,6 @@ def kernel_source(spec):
     load1 += [f"    bias1_{o} = b1[{o}]" for o in range(c1n)]
     load2 = [f"    {name} = w2[{name[3:].replace('_', ', ')}]" for name in w2]
     g = [f'''
-
-@njit(inline="always", cache=True)
-def _words(buf, key, base):
-    gamma = np.uint64(0x9E3779B97F4A7C15)
-    for w in range(buf.shape[0]):
-        buf[w] = _mix64(key + (base + np.uint64(w)) * gamma)
-
 
 @njit(cache=True, nogil=True)
 def masks(key, thr1, thr2, n_rows):
@@ -361,8 +354,8 @@ def conv_stack_forward(x, w1, b1, w2, b2, spec, key, rate1, rate2, threads=None)
     x = _input(x, spec)
     w1, b1, w2, b2 = _weights(spec, kernel1=w1, bias1=b1, kernel2=w2, bias2=b2)
     bsz = x.shape[0]
-    out = np.empty((bsz, spec.outputs), np.float32)
-    arg = np.empty((bsz, spec.filters2, spec.pooled), np.int8)
+    out = aligned_empty((bsz, spec.outputs))
+    arg = aligned_empty((bsz, spec.filters2, spec.pooled), np.int8)
     thr1, scale1, thr2, scale2 = _rates(rate1, rate2)
     common = (x, w1, b1, w2, b2, out, arg, _key(key), thr1, scale1, thr2, scale2)
     if bsz:
