@@ -52,8 +52,9 @@ DEFAULT_BATCH_SIZE = 64
 #: pieces (one APOGEE spectrum x 100 passes; a few thousand Gaia rows x 100 passes).
 DEFAULT_CALL_VALUES = 2**20
 #: The same when the model has a fused stretch (:mod:`astronn_gaiacal.nn.fused`): its passes never
-#: materialise the tiled activations, so a call can hold more inputs (about 11 APOGEE spectra x 100 passes).
-DEFAULT_FUSED_CALL_VALUES = 2**23
+#: materialise the tiled activations, so a call can hold more inputs (about 22 APOGEE spectra x 100 passes;
+#: measured 4-14 % faster than 11, docs/performance.rst).
+DEFAULT_FUSED_CALL_VALUES = 2**24
 
 
 def _iter_layers(model):
