@@ -29,6 +29,7 @@ array([0.001 , 0.0005,    nan])
 import json
 import os
 import warnings
+import weakref
 
 import numpy as np
 from astropy import units as u
@@ -226,7 +227,13 @@ def _as_column(name, values, unit, n=None):
     return arr, unit
 
 
+#: The read-only spectra arrays datasets own, by id: a new dataset made from another's shares them.
+_OWNED = weakref.WeakValueDictionary()
+
+
 def _as_spectra(name, values):
+    if _OWNED.get(id(values)) is values:
+        return values
     if isinstance(values, u.Quantity):
         values = values.value
     if hasattr(values, "mask"):
@@ -241,6 +248,7 @@ def _as_spectra(name, values):
 
 def _readonly(arr):
     arr.setflags(write=False)
+    _OWNED[id(arr)] = arr
     return arr
 
 

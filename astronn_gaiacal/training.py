@@ -17,6 +17,8 @@ same seed.
 
 Workers are started with ``spawn`` (TensorFlow is not fork-safe), so a script
 that calls this must guard its entry point with ``if __name__ == "__main__":``.
+A worker ends itself within a second of its parent's death (a killed or
+out-of-memory parent leaves no training running).
 """
 import contextlib
 import hashlib
@@ -24,6 +26,8 @@ import os
 import pickle
 import sys
 import tempfile
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -113,7 +117,22 @@ def _load_arrays(kwargs):
     return out
 
 
-def _worker_init(threads):
+#: Seconds between a worker's checks that the process that started it is still alive.
+PARENT_POLL_S = 1.0
+
+
+def _exit_with_parent(parent_pid):
+    """End this worker as soon as its parent is gone (killed, out of memory): no orphaned training goes on."""
+    while True:
+        time.sleep(PARENT_POLL_S)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+
+
+def _worker_init(threads, parent_pid=None):
+    if parent_pid is not None:
+        threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True,
+                         name="astronn_gaiacal_parent_watch").start()
     from ._compat import tf  # activates Keras 2 before anything else touches TensorFlow
 
     with contextlib.suppress(RuntimeError):  # already initialised: keep TF's setting
@@ -199,7 +218,7 @@ def train_jobs(jobs, n_jobs=None, progress=True):
         shared = _share_arrays(jobs, tmp)
         folders = [os.path.join(tmp, f"model_{i:03d}") for i in range(len(jobs))]
         with ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn"), initializer=_worker_init,
-                                 initargs=(threads,)) as pool:
+                                 initargs=(threads, os.getpid())) as pool:
             futures, finished, waiting = {}, set(), list(range(len(jobs)))
 
             def submit_ready():

@@ -80,3 +80,50 @@ def test_dependencies_must_point_back(data):
     with pytest.raises(ValueError, match="both"):
         train_jobs([TrainJob(functools.partial(toy_model, epochs=1), 0, _fit_kwargs(data)), both], n_jobs=1,
                    progress=False)
+
+
+_ORPHAN_SCRIPT = """
+import os, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from astronn_gaiacal.training import _worker_init
+
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_worker_init, initargs=(1, os.getpid()))
+    worker = pool.submit(os.getpid).result()
+    pool.submit(time.sleep, 120)  # a long training
+    print(worker, flush=True)
+    time.sleep(120)
+"""
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return "\\tZ" not in next(line for line in f if line.startswith("State:"))
+    except (FileNotFoundError, StopIteration):
+        return False
+
+
+@pytest.mark.skipif(not __import__("os").path.isdir("/proc/self"), reason="needs /proc (Linux)")
+def test_workers_end_when_their_parent_is_killed(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "parent.py"
+    script.write_text(_ORPHAN_SCRIPT)
+    parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        worker = int(parent.stdout.readline())
+        assert _alive(worker)
+        os.kill(parent.pid, signal.SIGKILL)  # as the out-of-memory killer does
+        parent.wait()
+        deadline = time.time() + 30
+        while _alive(worker) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not _alive(worker), "the worker outlived its parent"
+    finally:
+        parent.kill()

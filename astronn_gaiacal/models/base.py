@@ -47,10 +47,10 @@ class NotTrainedError(AttributeError):
     """The model has no trained network yet (call ``fit`` or ``load_folder``)."""
 
 
-def _as_2d_float(x, name):
+def _as_2d_float(x, name, dtype=np.float64):
     if isinstance(x, u.Quantity):
         raise TypeError(f"{name} must be a plain array here, not a Quantity")
-    arr = np.asarray(x, dtype=np.float64)
+    arr = np.asarray(x, dtype=dtype)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
     if arr.ndim == 1:
@@ -76,6 +76,19 @@ def _as_1d_float(x, name, n, unit=None):
     if arr.shape != (n,):
         raise ValueError(f"{name} must have shape ({n},) to match the spectra, got {np.shape(x)}")
     return arr
+
+
+def _column_moments(a, rows=4096):
+    """Float64 mean and standard deviation of each column of ``a``, over blocks of rows (no full-size temporaries)."""
+    n = a.shape[0]
+    mean = np.zeros(a.shape[1])
+    for start in range(0, n, rows):
+        mean += np.sum(a[start:start + rows], axis=0, dtype=np.float64)
+    mean /= max(n, 1)
+    ss = np.zeros(a.shape[1])
+    for start in range(0, n, rows):
+        ss += np.sum(np.square(a[start:start + rows] - mean), axis=0)
+    return mean, np.sqrt(ss / max(n, 1))
 
 
 def _missing(a):
@@ -559,7 +572,14 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         order; only the copying differs (float32, one gather per batch, no
         unused ``input_err``).
         """
-        out = super().pre_training_checklist_child(input_data, labels, sample_weight)
+        input_std = self.input_std
+        if isinstance(input_std, dict) and input_data["input_err"].shape[1] == 1:
+            # fit()'s zero column: astroNN divides it by the input std, which would make it full size
+            self.input_std = {**input_std, "input": np.ones(1)}
+        try:
+            out = super().pre_training_checklist_child(input_data, labels, sample_weight)
+        finally:
+            self.input_std = input_std
         norm_train, norm_val, labels_train, labels_val, weight_train, weight_val = out
         gen = self.training_generator
         self.training_generator = _Batches(
@@ -580,8 +600,8 @@ class GaiaCalBCNNBase(BayesianCNNBase):
                 f"folder with astroNN.models.load_folder()"
             )
 
-    def _check_spectra(self, spectra, name="spectra"):
-        spectra = _as_2d_float(spectra, name)
+    def _check_spectra(self, spectra, name="spectra", dtype=np.float64):
+        spectra = _as_2d_float(spectra, name, dtype)
         if self.spectrum_length is not None and spectra.shape[1] != self.spectrum_length:
             raise ValueError(
                 f"{name} has {spectra.shape[1]} pixels per star; {type(self).__name__} expects "
@@ -654,8 +674,8 @@ class GaiaCalBCNNBase(BayesianCNNBase):
 
     # ------------------------------------------------------------------ fitting
     def _set_normalisation(self, spectra, mag, features, parallax):
-        spec_mean = np.mean(spectra, axis=0)
-        spec_std = np.std(spectra, axis=0) if self.standardize_spectra else np.ones(spectra.shape[1])
+        spec_mean, spec_std = _column_moments(spectra)
+        spec_std = spec_std if self.standardize_spectra else np.ones(spectra.shape[1])
         spec_std = np.where(spec_std > 0, spec_std, 1.0)
         feat_mean = features.mean(axis=0) if features.shape[1] else np.empty(0)
         feat_std = features.std(axis=0) if features.shape[1] else np.empty(0)
@@ -786,7 +806,7 @@ class GaiaCalBCNNBase(BayesianCNNBase):
                 offset_features = full[:, self.spectrum_length + 1 :]
         if self.spectrum_length is None:
             self.spectrum_length = int(_as_2d_float(spectra, "spectra").shape[1])
-        spec = self._check_spectra(spectra)
+        spec = self._check_spectra(spectra, dtype=np.float32)  # the network's precision; no float64 copy
         n = spec.shape[0]
         mag = _as_1d_float(magnitude, "magnitude", n, unit=u.mag)
         if _missing(mag).any():
@@ -824,7 +844,10 @@ class GaiaCalBCNNBase(BayesianCNNBase):
             self._set_normalisation(spec, mag, feats, labels[:, 0])
         if source is not None:
             self._adopt_luminosity(source, luminosity_from, freeze_luminosity)
-        x = np.concatenate([spec, mag[:, None], feats], axis=1).astype(np.float32)
+        x = np.empty((n, spec.shape[1] + 1 + feats.shape[1]), np.float32)  # one float32 copy of the spectra
+        x[:, : spec.shape[1]] = spec
+        x[:, spec.shape[1]] = mag
+        x[:, spec.shape[1] + 1 :] = feats
         x_err = None
         if spectra_err is not None:
             err = _as_2d_float(spectra_err, "spectra_err")
@@ -849,7 +872,9 @@ class GaiaCalBCNNBase(BayesianCNNBase):
             extra = callbacks if isinstance(callbacks, list) else ([] if callbacks is None else [callbacks])
             self.callbacks = [*extra, WeightAveraging(min(start, self.max_epochs - 1))]
         try:
-            super().fit(x, labels, inputs_err=x_err, labels_err=labels_err, sample_weight=sample_weight)
+            # no spectra errors: one zero column instead of astroNN's full-size zeros (unused by the network)
+            inputs_err = np.zeros((n, 1), np.float32) if x_err is None else x_err
+            super().fit(x, labels, inputs_err=inputs_err, labels_err=labels_err, sample_weight=sample_weight)
         finally:
             self.reduce_lr_patience, self.callbacks = patience, callbacks
         return self
