@@ -121,10 +121,11 @@ def test_output_mask_is_the_documented_stream(rng):
 
 
 def test_outputs_are_aligned_for_tensorflow(rng):
-    for shape, dtype in (((3, 5), np.float32), ((7, 2, 3), np.int8), ((0, 4), np.float32)):
+    shapes = [(3, 5), (7, 2, 3), (0, 4), (0,), ()]
+    for shape, dtype in [(s, t) for s in shapes for t in (np.float32, np.int8, np.float64)] * 20:
         a = fused.aligned_empty(shape, dtype)
         assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
-        assert a.ctypes.data % fused.TENSOR_ALIGNMENT == 0
+        assert a.ctypes.data % fused.TENSOR_ALIGNMENT == 0, (shape, dtype)
     spec = _spec(64, 8, 2, 4, 4)
     out = mc_conv_pool(np.ones((2, 64, 2)), np.ones((8, 2, 4)), np.zeros(4), spec, 1, 3, 0.3, 0.3)
     assert out.ctypes.data % fused.TENSOR_ALIGNMENT == 0

@@ -202,10 +202,11 @@ def aligned_empty(shape, dtype=np.float32):
     """``np.empty(shape, dtype)`` starting on a :data:`TENSOR_ALIGNMENT`-byte boundary: an array a
     ``tf.numpy_function`` returns is then handed to TensorFlow as it is instead of copied."""
     dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    count = int(np.prod(shape, dtype=np.int64))
+    nbytes = max(count, 1) * dtype.itemsize  # an empty slice would not move NumPy's data pointer
     raw = np.empty(nbytes + TENSOR_ALIGNMENT, np.uint8)
     offset = -raw.ctypes.data % TENSOR_ALIGNMENT
-    return raw[offset:offset + nbytes].view(dtype).reshape(shape)
+    return raw[offset:offset + nbytes].view(dtype)[:count].reshape(shape)
 
 
 def kernel_cache_dir():
