@@ -41,7 +41,7 @@ from astropy import units as u
 
 from . import pipeline, plots
 from ._io import atomic_path
-from .calibration import DEFAULT_ESTIMATE, REFIT_VARIANTS, ensemble_refits
+from .calibration import DEFAULT_ESTIMATE, ENSEMBLE_REFITS, ensemble_refits
 from .zeropoint_fit import FAILED_SCATTER_RATIO
 from .catalogue import catalogue_from_dataset, write_catalogue
 from .constants import PAPER_ZEROPOINT_UAS
@@ -224,9 +224,9 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
     log("refitting the zero-point on the training stars with the luminosity networks fixed")
     variants, _ = ensemble_refits(trained[:n_members], train["spectra"], train["parallax"], train["parallax_error"],
                                   train.corrected_mag())
-    members = [m for i, m in enumerate(trained[:n_members]) if i not in variants["failed"]]
+    constant = DeepEnsemble(trained[:n_members]).without(variants["failed"])
     models = {"no_offset": trained[-1],
-              "constant": DeepEnsemble(members) if len(members) > 1 else members[0],
+              "constant": constant if len(constant) > 1 else constant.members[0],
               "multivariate": trained[n_members]}
     timing["refit"] = time.time() - t
     for name, model in models.items():
@@ -263,7 +263,7 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
             "ensemble_error_uas": float(parts["ensemble"].to_value(u.uas)),
             "member_spread_uas": float(parts["member_spread"].to_value(u.uas)),
             **({"consistency_factor": float(parts["consistency_factor"])} if "consistency_factor" in parts else {}),
-        } for name, (fit, parts) in ((n, variants[n]) for n in (*REFIT_VARIANTS, "refit_consistency_ensemble"))},
+        } for name, (fit, parts) in ((n, variants[n]) for n in ENSEMBLE_REFITS)},
     }
     for est in estimates.values():
         est["pull"] = (est["value_uas"] - injected) / est["error_uas"]

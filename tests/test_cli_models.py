@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 from astropy.table import QTable, Table
 
+from astronn_gaiacal.calibration import DEFAULT_ESTIMATE
 from astronn_gaiacal.cli import main
 from astronn_gaiacal.dataset import Dataset
+from astronn_gaiacal.zeropoint_fit import fit_zeropoint
 
 from _toy import N_PIX, toy_survey
 
@@ -67,14 +69,27 @@ def test_train_predict_zeropoint_constant(tmp_path, data_file, capsys):
     tf.keras.utils.set_random_seed(3)
     code, stdout, _ = _run(capsys, "zeropoint", str(out), "--refit", data_file, "--json", "--mc-num", "20")
     refit = json.loads(stdout)
-    assert code == 0 and refit["zeropoint_estimate"] == "refit" and refit["refit"]["n_stars"] == 160
+    assert code == 0 and refit["zeropoint_estimate"] == DEFAULT_ESTIMATE == "refit_consistency_ensemble"
+    assert refit["refit"]["n_stars"] == 160 and refit["refit"]["members"] == 1
     assert refit["learned_zeropoint_uas"] == pytest.approx(zp["zeropoint_uas"], abs=5 * zp["zeropoint_err_uas"] + 1e-6)
     ds, net = read_dataset(data_file), load(str(out))
     net.mc_num = 20
     tf.keras.utils.set_random_seed(3)
     expected = net.refit_zeropoint(ds["spectra"], ds["parallax"], ds["parallax_error"], magnitude=ds.corrected_mag())
+    # one member: the plain refit, its error times the PDG factor of the four luminosity quartiles
+    tf.keras.utils.set_random_seed(3)
+    model_plx = net.predict_parallax(ds["spectra"], magnitude=ds.corrected_mag())[0].to_value("mas")
+    luminosity = model_plx * 10 ** (0.2 * np.asarray(ds.corrected_mag(), dtype=float))
+    edges = np.quantile(luminosity, [0.25, 0.5, 0.75])
+    group = np.searchsorted(edges, luminosity, side="right")
+    zp_g, err_g = np.transpose([(f.value.to_value("uas"), f.error.to_value("uas")) for f in (
+        fit_zeropoint(ds["parallax"][group == g], ds["parallax_error"][group == g], model_plx[group == g])
+        for g in range(4))])
+    mean = np.sum(zp_g / err_g**2) / np.sum(1 / err_g**2)
+    factor = np.sqrt(max(1.0, np.sum((zp_g - mean) ** 2 / err_g**2) / 3))
+    assert refit["refit"]["consistency_factor"] == pytest.approx(factor, rel=1e-4)
     assert refit["zeropoint_uas"] == pytest.approx(expected.value.to_value("uas"), rel=1e-5)
-    assert refit["zeropoint_err_uas"] == pytest.approx(expected.error.to_value("uas"), rel=1e-5)
+    assert refit["zeropoint_err_uas"] == pytest.approx(factor * expected.error.to_value("uas"), rel=1e-4)
     code, _, err = _run(capsys, "zeropoint", str(out), "--refit", str(tmp_path / "missing.h5"))
     assert code == 2 and "no such file" in err
 

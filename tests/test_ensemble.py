@@ -66,6 +66,44 @@ def test_predict_adds_between_member_spread(ensemble):
     np.testing.assert_allclose(err["total"] ** 2, err["model"] ** 2 + err["predictive"] ** 2, rtol=1e-10)
 
 
+def test_without_drops_members(ensemble):
+    ens, _, _ = ensemble
+    kept = ens.without([1])
+    assert isinstance(kept, DeepEnsemble) and kept.members == [ens.members[0], ens.members[2]]
+    assert len(ens) == 3  # the original is unchanged
+    with pytest.raises(IndexError, match=r"\[3\]"):
+        ens.without([3])
+    with pytest.raises(ValueError, match="no member"):
+        ens.without([0, 1, 2])
+
+
+def test_refit_zeropoint_estimates(ensemble):
+    from astronn_gaiacal.calibration import DEFAULT_ESTIMATE
+    from astronn_gaiacal.zeropoint_fit import combine_fits, fit_zeropoint
+
+    ens, _, data = ensemble
+    ens.mc_num = 10
+    args = (data["spectra"], data["parallax"], data["parallax_error"])
+    fit, parts = ens.refit_zeropoint(*args, magnitude=data["mag"], components=True)
+    plain, plain_parts = ens.refit_zeropoint(*args, magnitude=data["mag"], components=True, estimate="refit_ensemble")
+    # the default estimate is the plain ensemble refit with its statistical term inflated by the consistency factor
+    assert DEFAULT_ESTIMATE == "refit_consistency_ensemble" and parts["consistency_factor"] >= 1.0
+    assert fit.value.to_value(u.uas) == pytest.approx(plain.value.to_value(u.uas), rel=1e-12)
+    expected = np.hypot(parts["consistency_factor"] * plain_parts["statistical"].to_value(u.uas),
+                        plain_parts["ensemble"].to_value(u.uas))
+    assert fit.error.to_value(u.uas) == pytest.approx(expected, rel=1e-12)
+    # the plain ensemble refit combines the members' own refits
+    members = [m.refit_zeropoint(*args, magnitude=data["mag"]) for m in ens.members]
+    assert plain.value.to_value(u.uas) == pytest.approx(combine_fits(members)[0].value.to_value(u.uas), rel=1e-9)
+    assert plain_parts["failed"] == [] and len(members) == 3
+    mean_plx = np.mean([m.predict_parallax(data["spectra"], magnitude=data["mag"])[0].to_value(u.mas)
+                        for m in ens.members], axis=0)
+    assert abs(fit_zeropoint(data["parallax"], data["parallax_error"], mean_plx).value.to_value(u.uas)
+               - plain.value.to_value(u.uas)) < 3 * plain.error.to_value(u.uas)
+    with pytest.raises(ValueError, match="estimate must be one of"):
+        ens.refit_zeropoint(*args, magnitude=data["mag"], estimate="mc")
+
+
 def test_load_rejects_non_model_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="neither"):
         load(tmp_path)

@@ -44,7 +44,8 @@ def _summary_text(summary):
                      f"({summary['zeropoint_convention']}; estimate '{summary['zeropoint_estimate']}')")
     if "refit" in summary:
         r = summary["refit"]
-        lines.append(f"  refit on {r['n_stars']} stars: statistical {r['statistical_error_uas']:.2f}, ensemble "
+        lines.append(f"  refit on {r['n_stars']} stars, {r['members']} member(s): statistical "
+                     f"{r['statistical_error_uas']:.2f} (x consistency factor {r['consistency_factor']:.2f}), ensemble "
                      f"{r['ensemble_error_uas']:.2f} uas; luminosity scatter {100 * r['scatter']:.1f}%; learned "
                      f"offset {summary['learned_zeropoint_uas']:.2f} +- {summary['learned_zeropoint_err_uas']:.2f} uas")
     if "refit_trend" in summary:
@@ -111,22 +112,25 @@ def _refit(net, args, summary):
                          f"{net.spectrum_length}")
     if net.offset == "multivariate":
         return _refit_trend(net, args, summary, ds)
+    from ..calibration import DEFAULT_ESTIMATE
     from ..models.ensemble import DeepEnsemble
 
+    ensemble = DeepEnsemble.of(net)
     try:
-        fit, parts = DeepEnsemble.of(net).refit_zeropoint(ds["spectra"], ds["parallax"], ds["parallax_error"],
-                                                       magnitude=ds.corrected_mag(), components=True)
+        fit, parts = ensemble.refit_zeropoint(ds["spectra"], ds["parallax"], ds["parallax_error"],
+                                              magnitude=ds.corrected_mag(), components=True)
     except ValueError as err:
         raise UsageError(f"cannot refit on {args.refit}: {err}") from None
     numbers = fit.to_dict()
     summary["learned_zeropoint_uas"] = summary.pop("zeropoint_uas")
     summary["learned_zeropoint_err_uas"] = summary.pop("zeropoint_err_uas")
     summary.update(zeropoint_uas=numbers["value_uas"], zeropoint_err_uas=numbers["error_uas"],
-                   zeropoint_estimate="refit_ensemble" if len(getattr(net, "members", [net])) > 1 else "refit")
-    summary["refit"] = {**numbers, "data": args.refit,
+                   zeropoint_estimate=DEFAULT_ESTIMATE)
+    summary["refit"] = {**numbers, "data": args.refit, "members": len(ensemble),
                         "statistical_error_uas": float(parts["statistical"].to_value("uas")),
                         "ensemble_error_uas": float(parts["ensemble"].to_value("uas")),
                         "member_spread_uas": float(parts["member_spread"].to_value("uas")),
+                        "consistency_factor": float(parts.get("consistency_factor", 1.0)),
                         "failed_members": parts["failed"]}
 
 

@@ -74,6 +74,24 @@ class DeepEnsemble:
         """``model`` itself if it is an ensemble, else a one-member ensemble of it (no between-member spread)."""
         return model if isinstance(model, cls) else cls([model])
 
+    def without(self, indices):
+        """The ensemble without the members at ``indices`` (e.g. those whose training failed).
+
+        Raises
+        ------
+        IndexError
+            An index is not a member's.
+        ValueError
+            No member would be left.
+        """
+        drop = {int(i) for i in indices}
+        outside = sorted(i for i in drop if not 0 <= i < len(self.members))
+        if outside:
+            raise IndexError(f"indices {outside} are not members of this {len(self.members)}-member ensemble")
+        if len(drop) == len(self.members):
+            raise ValueError("indices would leave no member")
+        return type(self)([m for i, m in enumerate(self.members) if i not in drop])
+
     def __getattr__(self, name):
         # descriptive attributes (offset, offset_features, spectrum_length, band, ...) of the members
         if name in ("members", "folder_name"):
@@ -217,23 +235,42 @@ class DeepEnsemble:
         return result
 
     def refit_zeropoint(self, input_data, parallax, parallax_error, magnitude=None, batch_size=None, components=False,
-                        fit_scale=False):
+                        estimate=None):
         """Each member's :meth:`~astronn_gaiacal.models.GaiaCalBCNNBase.refit_zeropoint`, combined.
 
-        The value is the members' mean; the error is the members' mean
-        statistical error in quadrature with the standard error of that mean
-        (:func:`~astronn_gaiacal.zeropoint_fit.combine_fits`), over the members that trained
-        (:func:`~astronn_gaiacal.zeropoint_fit.usable_members`).  With ``components=True`` also
-        returns ``{'statistical', 'ensemble', 'member_spread'}`` (uas) and ``'failed'``, the
-        indices of the members left out.
-        """
-        from ..zeropoint_fit import combine_fits, usable_members
+        The members that trained (:func:`~astronn_gaiacal.zeropoint_fit.usable_members`) are
+        combined into one of the ensemble estimates of :mod:`astronn_gaiacal.calibration`; the
+        default, :data:`~astronn_gaiacal.calibration.DEFAULT_ESTIMATE`, is the one whose error the
+        calibration study found calibrated (docs/calibration.rst).  A one-member ensemble works
+        too (no between-member term).
 
-        fits = [m.refit_zeropoint(input_data, parallax, parallax_error, magnitude=magnitude, batch_size=batch_size,
-                                  fit_scale=fit_scale) for m in self.members]
-        keep = usable_members(fits)
-        combined, parts = combine_fits([f for f, k in zip(fits, keep) if k])
-        parts["failed"] = np.flatnonzero(~keep).tolist()
+        Parameters
+        ----------
+        input_data, parallax, parallax_error, magnitude, batch_size
+            As for :meth:`~astronn_gaiacal.models.GaiaCalBCNNBase.refit_zeropoint`.
+        components : bool
+            Also return the parts of the error: ``{'statistical', 'ensemble', 'member_spread'}``
+            (uas), ``'failed'`` (the indices of the members left out) and, for
+            ``refit_consistency_ensemble``, ``'consistency_factor'``.
+        estimate : str, optional
+            ``'refit_ensemble'``, ``'refit_scaled_ensemble'``, ``'refit_curved_ensemble'`` or
+            ``'refit_consistency_ensemble'``.
+
+        Returns
+        -------
+        ZeropointFit, or (ZeropointFit, dict) with ``components=True``
+        """
+        from ..calibration import DEFAULT_ESTIMATE, ENSEMBLE_REFITS, refits_from_parallaxes
+
+        estimate = DEFAULT_ESTIMATE if estimate is None else estimate
+        if estimate not in ENSEMBLE_REFITS:
+            raise ValueError(f"estimate must be one of {list(ENSEMBLE_REFITS)}, got {estimate!r}")
+        stars = [m._refit_stars(input_data, parallax, parallax_error, magnitude, batch_size) for m in self.members]
+        has, plx, plx_err, _ = stars[0]
+        mag = self.members[0]._magnitude_for(input_data, magnitude)[1][has]
+        fits = refits_from_parallaxes(np.array([s[3] for s in stars]), plx, plx_err, mag)
+        combined, parts = fits[estimate]
+        parts = {**parts, "failed": fits["failed"]}
         return (combined, parts) if components else combined
 
     def zeropoint(self, mc_num=None, components=False):
