@@ -35,6 +35,7 @@ from ..constants import MAGIC_NUMBER, PAPER_FAKEMAG_SCALE, PAPER_OFFSET_FEATURES
 from ..inference import mc_predict, mc_predict_shared_masks
 from ..nn.fused_training import call_with_fused_stacks, has_conv_stacks
 from ..nn.layers import BlockConv1D, ConstantFeature, FastMaxPooling1D, FastMCDropout, FakemagLogVariance, FakemagToParallax, Scale, SliceColumns
+from ..nn.batches import training_batches
 from ..nn.callbacks import WeightAveraging
 from ..nn.losses import DEFAULT_LOSS, LOSS_CLASSES, loss_from_name
 
@@ -93,52 +94,6 @@ def _column_moments(a, rows=4096):
 
 def _missing(a):
     return (a == MAGIC_NUMBER) | ~np.isfinite(a)
-
-
-class _Batches(keras.utils.Sequence):
-    """Training batches for the plugin's models: astroNN's ``BayesianCNNDataGenerator`` semantics, less copying.
-
-    Parameters
-    ----------
-    inputs, labels : dict of ndarray
-        astroNN's normalised inputs (``'input'``, ``'labels_err'``; ``'input_err'``
-        is dropped, the joint model does not read it) and labels.
-    sample_weight : ndarray or None
-    batch_size, steps : int
-    shuffle : bool
-        Draw a new random permutation at the end of each epoch (as astroNN).
-    order : ndarray, optional
-        The first epoch's order: the replaced astroNN generator's, so that the
-        batches (and NumPy's random stream) are exactly astroNN's.
-    """
-
-    def __init__(self, inputs, labels, sample_weight, batch_size, steps, shuffle, order=None):
-        super().__init__()
-        x = np.asarray(inputs["input"], dtype=np.float32)
-        self.x = {
-            "input": np.ascontiguousarray(x[..., None] if x.ndim == 2 else x),
-            "labels_err": np.asarray(inputs["labels_err"], dtype=np.float32).reshape(len(x), -1)[:, 0],
-        }
-        self.y = {k: np.asarray(v, dtype=np.float32) for k, v in labels.items()}
-        self.w = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float32)
-        self.batch_size, self.steps, self.shuffle = int(batch_size), int(steps), bool(shuffle)
-        self.n = len(x)
-        if order is None:
-            self.on_epoch_end()
-        else:
-            self.order = np.asarray(order)
-
-    def __len__(self):
-        return self.steps
-
-    def on_epoch_end(self):
-        self.order = np.random.permutation(self.n) if self.shuffle else np.arange(self.n)
-
-    def __getitem__(self, index):
-        idx = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        x = {k: v[idx] for k, v in self.x.items()}
-        y = {k: v[idx] for k, v in self.y.items()}
-        return (x, y) if self.w is None else (x, y, self.w[idx])
 
 
 class GaiaCalBCNNBase(BayesianCNNBase):
@@ -565,12 +520,13 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         return self._metric_results()
 
     def pre_training_checklist_child(self, input_data, labels, sample_weight):
-        """astroNN's checklist, then its Python batch generators replaced by :class:`_Batches`.
+        """astroNN's checklist, then its Python batch generators replaced by ``tf.data`` pipelines.
 
-        Same batches as astroNN's: a fresh random permutation of the training
-        set each epoch, ``n_train // batch_size`` full batches, validation in
-        order; only the copying differs (float32, one gather per batch, no
-        unused ``input_err``).
+        The same batches as astroNN's (``n_train // batch_size`` per epoch in a new
+        random order each epoch, validation in order) from
+        :func:`~astronn_gaiacal.nn.batches.training_batches`: gathered in-graph from
+        arrays shared with NumPy, without astroNN's float64 copies or its unused
+        ``input_err``.
         """
         input_std = self.input_std
         if isinstance(input_std, dict) and input_data["input_err"].shape[1] == 1:
@@ -582,15 +538,15 @@ class GaiaCalBCNNBase(BayesianCNNBase):
             self.input_std = input_std
         norm_train, norm_val, labels_train, labels_val, weight_train, weight_val = out
         gen = self.training_generator
-        self.training_generator = _Batches(
-            norm_train, labels_train, weight_train, gen.batch_size, len(gen), shuffle=True, order=gen.idx_list
-        )
+        self.training_generator, shared = training_batches(norm_train, labels_train, weight_train, gen.batch_size,
+                                                           len(gen), shuffle=True)
+        norm_train = {**norm_train, "input": shared}  # astroNN keeps what it gets back: one copy, not two
         if self.has_val:
             val = self.validation_generator
-            self.validation_generator = _Batches(
-                norm_val, labels_val, weight_val, val.batch_size, len(val), shuffle=False, order=val.idx_list
-            )
-        return out
+            self.validation_generator, shared = training_batches(norm_val, labels_val, weight_val, val.batch_size,
+                                                                 len(val), shuffle=False)
+            norm_val = {**norm_val, "input": shared}
+        return norm_train, norm_val, labels_train, labels_val, weight_train, weight_val
 
     # ------------------------------------------------------------------ inputs
     def has_model_check(self):
