@@ -46,7 +46,7 @@ from .fast import keep_threshold
 __all__ = ["ConvPoolSpec", "aligned_empty", "kernel_cache_dir", "mc_conv_pool", "phase_split"]
 
 #: Kernel source version: bump when the generated code changes.
-_SOURCE_VERSION = 2
+_SOURCE_VERSION = 3
 CACHE_ENV = "ASTRONN_GAIACAL_KERNEL_CACHE"
 
 
@@ -146,10 +146,17 @@ def _words(buf, key, base):
 
 
 def kernel_source(spec):
-    """Python source of the Numba kernel for ``spec`` (loops over the kernel taps, channels and pool unrolled)."""
+    """Python source of the Numba kernel for ``spec`` (loops over the kernel taps, channels and pool unrolled).
+
+    One loop over the pooled pixels per output channel, with that channel's weights in scalar
+    locals: they stay in vector registers (all channels in one loop spilled them), and each
+    loop's pooled values go to a scratch row; a last loop applies the output dropout and
+    interleaves the channels in Flatten's order.
+    """
     spec.check()
     k, cin, cout, p, left = spec.kernel_size, spec.in_channels, spec.filters, spec.pool, spec.left
     rows, cols, n, lead = cin * p, spec.columns, spec.pooled, spec.lead
+    weights = [f"w_{t}_{c}_{o}" for o in range(cout) for t in range(k) for c in range(cin)]
     lines = [_HEADER.format(version=_SOURCE_VERSION), f'''
 
 @njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
@@ -159,11 +166,14 @@ def rows(xs, kernel, bias, out, key, thr_in, scale_in, thr_out, scale_out, row0,
     words_in = ({rows * cols} + 3) // 4
     words_out = ({n * cout} + 3) // 4
     m = np.empty(({rows}, {cols}), np.float32)
+    pooled = np.empty(({cout}, {n}), np.float32)
     r_in = np.empty(words_in, np.uint64)
     r_out = np.empty(words_out, np.uint64)
     u_in = r_in.view(np.uint16)
-    u_out = r_out.view(np.uint16)
-    for row in range(row0, row1):
+    u_out = r_out.view(np.uint16)''']
+    lines += [f"    {w} = kernel[{w[2:].replace('_', ', ')}]" for w in weights]
+    lines += [f"    bias_{o} = bias[{o}]" for o in range(cout)]
+    lines.append(f'''    for row in range(row0, row1):
         b = row % n_in
         base = np.uint64(row) * np.uint64(words_in + words_out)
         _words(r_in, key, base)
@@ -171,26 +181,26 @@ def rows(xs, kernel, bias, out, key, thr_in, scale_in, thr_out, scale_out, row0,
         for i in range({rows}):
             for j in range({cols}):
                 v = xs[b, i, j] * scale_in
-                m[i, j] = v if u_in[i * {cols} + j] >= thr_in else np.float32(0)
-        o_row = out[row]
-        for j in range({n}):''']
+                m[i, j] = v if u_in[i * {cols} + j] >= thr_in else np.float32(0)''')
     for o in range(cout):
+        lines.append(f"        for j in range({n}):")
         for q in range(p):
             terms = []
             for t in range(k):
                 u = q - left + t
                 r, d = u % p, u // p
                 for c in range(cin):
-                    terms.append(f"kernel[{t}, {c}, {o}] * m[{c * p + r}, j + {d + lead}]")
-            lines.append(f"            a{q} = bias[{o}] + " + " + ".join(terms))
+                    terms.append(f"w_{t}_{c}_{o} * m[{c * p + r}, j + {d + lead}]")
+            lines.append(f"            a{q} = bias_{o} + " + " + ".join(terms))
         best = "a0"
         for q in range(1, p):
             best = f"max({best}, a{q})"
-        lines.append(f"            v = {best}")
-        if spec.relu:
-            lines.append("            v = max(v, np.float32(0))")
-        lines.append(f"            o_row[j * {cout} + {o}] = v * scale_out if u_out[j * {cout} + {o}] >= thr_out "
-                     "else np.float32(0)")
+        lines.append(f"            pooled[{o}, j] = max({best}, np.float32(0))" if spec.relu
+                     else f"            pooled[{o}, j] = {best}")
+    lines.append(f"        o_row = out[row]\n        for j in range({n}):")
+    for o in range(cout):
+        lines.append(f"            o_row[j * {cout} + {o}] = pooled[{o}, j] * scale_out "
+                     f"if u_out[j * {cout} + {o}] >= thr_out else np.float32(0)")
     return "\n".join(lines) + "\n"
 
 
