@@ -197,3 +197,36 @@ def test_bad_input(trained):
         ToyApogeeBCNN().fit(data["spectra"][:40], data["parallax"][:40], data["parallax_error"][:40], data["mag"][:40])
     with pytest.raises(ValueError, match="parallax_error must be positive"):
         ToyApogeeBCNN().fit(data["spectra"][:8], data["parallax"][:8], np.zeros(8), data["mag"][:8])
+
+
+def test_predict_works_in_blocks_without_copies(trained, monkeypatch):
+    """Checks and normalisation run in row blocks on the input as given: the same numbers for float32 and
+    float64 input and for any block size, and bad pixels reported with their rows in the whole input."""
+    from astronn_gaiacal.models import base
+
+    net, _, data = trained["constant"]
+    net.mc_num = 10
+    spectra = np.asarray(data["spectra"][:11], dtype=np.float64)
+
+    def run(x):
+        astronn_gaiacal._compat.tf.keras.utils.set_random_seed(5)
+        return net.predict(x)
+
+    ref, ref_err = run(spectra)
+    monkeypatch.setattr(base, "_BLOCK_ROWS", 3)
+    for x in (spectra, spectra.astype(np.float32)):
+        out, err = run(x)
+        if x.dtype == np.float64:  # float64 input: the same arithmetic, bit for bit
+            np.testing.assert_array_equal(out, ref)
+            np.testing.assert_array_equal(err["total"], ref_err["total"])
+        else:  # float32 input is read as float32: the values differ by its rounding only
+            np.testing.assert_allclose(out, ref, rtol=1e-4)
+    normalised = net._normalise_spectra(spectra)
+    mean = np.asarray(net.input_mean["input"]).ravel()[: net.n_pixels]
+    std = np.asarray(net.input_std["input"]).ravel()[: net.n_pixels]
+    np.testing.assert_array_equal(normalised, ((spectra - mean) / std).astype(np.float32))
+    bad = spectra.copy()
+    bad[5, 2] = np.nan
+    bad[7, 0] = bad[7, 9] = -9999.0
+    with pytest.raises(ValueError, match=r"3 NaN/-9999 pixel value\(s\) in 2 star\(s\) \(first: row 5\)"):
+        net.predict(bad)

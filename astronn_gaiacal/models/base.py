@@ -48,9 +48,17 @@ class NotTrainedError(AttributeError):
     """The model has no trained network yet (call ``fit`` or ``load_folder``)."""
 
 
+#: Rows per block where a whole-array temporary would be as large as the spectra.
+_BLOCK_ROWS = 4096
+
+
 def _as_2d_float(x, name, dtype=np.float64):
+    """``x`` as a 2-d float array; ``dtype=None`` keeps float32/float64 input as it is (no copy)."""
     if isinstance(x, u.Quantity):
         raise TypeError(f"{name} must be a plain array here, not a Quantity")
+    if dtype is None:
+        dtype = getattr(x, "dtype", None)
+        dtype = dtype if dtype in (np.float32, np.float64) else np.float64
     arr = np.asarray(x, dtype=dtype)
     if arr.ndim == 3 and arr.shape[-1] == 1:
         arr = arr[..., 0]
@@ -563,11 +571,16 @@ class GaiaCalBCNNBase(BayesianCNNBase):
                 f"{name} has {spectra.shape[1]} pixels per star; {type(self).__name__} expects "
                 f"{self.spectrum_length}"
             )
-        bad = _missing(spectra)
-        if bad.any():
-            rows = np.unique(np.nonzero(bad)[0])
+        n_bad, bad_rows = 0, []
+        for start in range(0, spectra.shape[0], _BLOCK_ROWS):
+            bad = _missing(spectra[start:start + _BLOCK_ROWS])
+            if bad.any():
+                n_bad += int(bad.sum())
+                bad_rows.append(start + np.flatnonzero(bad.any(axis=1)))
+        if n_bad:
+            rows = np.concatenate(bad_rows)
             raise ValueError(
-                f"{name} contains {int(bad.sum())} NaN/-9999 pixel value(s) in {rows.size} star(s) "
+                f"{name} contains {n_bad} NaN/-9999 pixel value(s) in {rows.size} star(s) "
                 f"(first: row {rows[0]}); set masked pixels to 1 as the paper's continuum "
                 f"normalisation does, or remove those stars"
             )
@@ -612,9 +625,9 @@ class GaiaCalBCNNBase(BayesianCNNBase):
             raise ValueError(f"offset_features has {arr.shape[1]} columns; the model needs {len(names)}: {names}")
         return arr
 
-    def _split_layout(self, input_data):
+    def _split_layout(self, input_data, dtype=np.float64):
         """Spectra (and magnitude, features where present) from spectra-only, spectra+mag or full layouts."""
-        x = _as_2d_float(input_data, "input_data")
+        x = _as_2d_float(input_data, "input_data", dtype)
         length = self.spectrum_length
         if length is None:
             raise NotTrainedError(f"{type(self).__name__} has no spectrum_length yet")
@@ -880,7 +893,10 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         mean = np.asarray(self.input_mean["input"], dtype=float).ravel()[:n_pix]
         std = np.asarray(self.input_std["input"], dtype=float).ravel()
         std = std[:n_pix] if std.size > 1 else np.ones(n_pix)
-        return ((spectra - mean) / std).astype(np.float32)
+        out = np.empty(spectra.shape, np.float32)
+        for start in range(0, spectra.shape[0], _BLOCK_ROWS):  # float64 arithmetic, one block at a time
+            out[start:start + _BLOCK_ROWS] = (spectra[start:start + _BLOCK_ROWS] - mean) / std
+        return out
 
     def _label_std(self):
         return float(np.asarray(self.labels_std["output"]).ravel()[0])
@@ -910,8 +926,8 @@ class GaiaCalBCNNBase(BayesianCNNBase):
             deviations and their quadrature sum.
         """
         self.has_model_check()
-        spectra, _ = self._split_layout(input_data)
-        x = self._normalise_spectra(self._check_spectra(spectra))
+        spectra, _ = self._split_layout(input_data, dtype=None)  # float32 or float64 as given: no full-size copy
+        x = self._normalise_spectra(self._check_spectra(spectra, dtype=None))
         mean, var = mc_predict(
             self.keras_model_predict, x, mc_num=self.mc_num, batch_size=batch_size,
             progress=self.verbose > 0, desc="fakemag", bf16=self.inference_bf16,
