@@ -69,7 +69,7 @@ ENSEMBLE_REFITS = (*REFIT_VARIANTS, "refit_consistency_ensemble")
 DEFAULT_ESTIMATE = "refit_consistency_ensemble"
 
 
-def ensemble_refits(members, spectra, parallax, parallax_error, magnitude):
+def ensemble_refits(members, spectra, parallax, parallax_error, magnitude, batch_size=None):
     """Every refit variant of :data:`REFIT_VARIANTS` for the members of an ensemble, one prediction per member.
 
     Members whose training failed (:func:`~astronn_gaiacal.zeropoint_fit.usable_members`: a fitted
@@ -87,7 +87,8 @@ def ensemble_refits(members, spectra, parallax, parallax_error, magnitude):
     model_parallax : ndarray, shape (K, N)
         Each member's MC-mean model parallaxes (mas), all members.
     """
-    model_plx = np.array([m.predict_parallax(spectra, magnitude=magnitude)[0].to_value(u.mas) for m in members])
+    model_plx = np.array([m.predict_parallax(spectra, magnitude=magnitude, batch_size=batch_size)[0].to_value(u.mas)
+                          for m in members])
     return refits_from_parallaxes(model_plx, parallax, parallax_error, magnitude), model_plx
 
 

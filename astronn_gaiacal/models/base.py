@@ -625,9 +625,11 @@ class GaiaCalBCNNBase(BayesianCNNBase):
             raise ValueError(f"offset_features has {arr.shape[1]} columns; the model needs {len(names)}: {names}")
         return arr
 
-    def _split_layout(self, input_data, dtype=np.float64):
-        """Spectra (and magnitude, features where present) from spectra-only, spectra+mag or full layouts."""
-        x = _as_2d_float(input_data, "input_data", dtype)
+    def _split_layout(self, input_data):
+        """Spectra (and magnitude, features where present) from spectra-only, spectra+mag or full layouts.
+
+        Views of ``input_data``: float32 or float64 input is not copied."""
+        x = _as_2d_float(input_data, "input_data", dtype=None)
         length = self.spectrum_length
         if length is None:
             raise NotTrainedError(f"{type(self).__name__} has no spectrum_length yet")
@@ -926,8 +928,8 @@ class GaiaCalBCNNBase(BayesianCNNBase):
             deviations and their quadrature sum.
         """
         self.has_model_check()
-        spectra, _ = self._split_layout(input_data, dtype=None)  # float32 or float64 as given: no full-size copy
-        x = self._normalise_spectra(self._check_spectra(spectra, dtype=None))
+        spectra, _ = self._split_layout(input_data)
+        x = self._normalise_spectra(self._check_spectra(spectra, dtype=None))  # no full-size copy
         mean, var = mc_predict(
             self.keras_model_predict, x, mc_num=self.mc_num, batch_size=batch_size,
             progress=self.verbose > 0, desc="fakemag", bf16=self.inference_bf16,
@@ -1072,8 +1074,8 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         has, plx, plx_err, model_plx = self._refit_stars(input_data, parallax, parallax_error, magnitude, batch_size)
         return fit_zeropoint(plx, plx_err, model_plx, scatter=scatter, fit_scale=fit_scale)
 
-    def _refit_stars(self, input_data, parallax, parallax_error, magnitude, batch_size):
-        """Stars with a Gaia parallax: mask, parallaxes, errors and MC-mean model parallaxes (mas)."""
+    def _refit_inputs(self, input_data, parallax, parallax_error, magnitude):
+        """Stars with a Gaia parallax: mask, and their spectra, magnitudes, parallaxes and errors (mas)."""
         spectra, mag = self._magnitude_for(input_data, magnitude)
         n = spectra.shape[0]
         plx = _as_1d_float(parallax, "parallax", n, unit=u.mas)
@@ -1081,8 +1083,15 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         has = ~_missing(plx)
         if has.sum() < 3:
             raise ValueError(f"parallax has {int(has.sum())} valid value(s); at least 3 are needed")
-        fakemag, _ = self.predict(spectra[has], batch_size=batch_size)
-        return has, plx[has], plx_err[has], conversions.fakemag_to_parallax(fakemag[:, 0], mag[has])
+        if not has.all():
+            spectra, mag, plx, plx_err = spectra[has], mag[has], plx[has], plx_err[has]
+        return has, spectra, mag, plx, plx_err
+
+    def _refit_stars(self, input_data, parallax, parallax_error, magnitude, batch_size):
+        """Stars with a Gaia parallax: mask, parallaxes, errors and MC-mean model parallaxes (mas)."""
+        has, spectra, mag, plx, plx_err = self._refit_inputs(input_data, parallax, parallax_error, magnitude)
+        fakemag, _ = self.predict(spectra, batch_size=batch_size)
+        return has, plx, plx_err, conversions.fakemag_to_parallax(fakemag[:, 0], mag)
 
     def refit_zeropoint_trend(self, input_data, parallax, parallax_error, features, magnitude=None, names=None,
                               fit_scale=True, batch_size=None, separately=False):

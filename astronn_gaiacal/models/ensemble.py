@@ -260,15 +260,13 @@ class DeepEnsemble:
         -------
         ZeropointFit, or (ZeropointFit, dict) with ``components=True``
         """
-        from ..calibration import DEFAULT_ESTIMATE, ENSEMBLE_REFITS, refits_from_parallaxes
+        from ..calibration import DEFAULT_ESTIMATE, ENSEMBLE_REFITS, ensemble_refits
 
         estimate = DEFAULT_ESTIMATE if estimate is None else estimate
         if estimate not in ENSEMBLE_REFITS:
             raise ValueError(f"estimate must be one of {list(ENSEMBLE_REFITS)}, got {estimate!r}")
-        stars = [m._refit_stars(input_data, parallax, parallax_error, magnitude, batch_size) for m in self.members]
-        has, plx, plx_err, _ = stars[0]
-        mag = self.members[0]._magnitude_for(input_data, magnitude)[1][has]
-        fits = refits_from_parallaxes(np.array([s[3] for s in stars]), plx, plx_err, mag)
+        _, spectra, mag, plx, plx_err = self.members[0]._refit_inputs(input_data, parallax, parallax_error, magnitude)
+        fits, _ = ensemble_refits(self.members, spectra, plx, plx_err, mag, batch_size=batch_size)
         combined, parts = fits[estimate]
         parts = {**parts, "failed": fits["failed"]}
         return (combined, parts) if components else combined
