@@ -24,7 +24,7 @@ setup(
     python_requires=_versions["PYTHON_REQUIRES"],
     install_requires=_versions["install_requires"](),
     extras_require={
-        # catalogue-scale inference (astronn_gaiacal.scale): Dask, and LSDB/HATS for HEALPix-partitioned catalogues
+        # catalogue-scale inference (astronn_gaiacal.distributed): Dask, and LSDB/HATS for HEALPix-partitioned catalogues
         "scale": ["dask[dataframe]>=2024.12", "distributed>=2024.12", "lsdb>=0.11", "hats>=0.11", "hats-import>=0.11",
                   "nested-pandas>=0.7"],
         "test": ["pytest>=7", "pytest-timeout", "dask[dataframe]>=2024.12", "distributed>=2024.12", "lsdb>=0.11",

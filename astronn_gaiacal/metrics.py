@@ -22,7 +22,7 @@ import numpy as np
 from astropy import units as u
 from astropy.stats import median_absolute_deviation
 
-from ._io import atomic_path
+from .io.atomic import atomic_path
 from .constants import SIGMA_MAD_SCALE, is_missing
 
 __all__ = ["fractional_residuals", "sigma_mad", "median_bias", "accuracy", "plot_fractional_residuals"]

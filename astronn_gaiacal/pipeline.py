@@ -105,7 +105,7 @@ def train(
 
     Parameters
     ----------
-    ds : astronn_gaiacal.dataset.Dataset
+    ds : astronn_gaiacal.io.dataset.Dataset
         Needs spectra, mag (and optionally mag_ext), parallax, parallax_error
         and, for a multivariate offset, the feature columns.
     model : str or class
@@ -120,7 +120,7 @@ def train(
         Number of members; 1 trains a single model.
     n_jobs : int or None
         Ensemble members trained at once in worker processes (``None``: one per
-        core; see :mod:`astronn_gaiacal.training`).
+        core; see :mod:`astronn_gaiacal.models.workers`).
     weight_averaging : float, optional
         Average the weights over this fraction of the last epochs
         (:class:`~astronn_gaiacal.nn.callbacks.WeightAveraging`); default the model's (off).
@@ -137,7 +137,7 @@ def train(
         Stars left out and why (see :func:`trainable_mask`).
     """
     from .models.ensemble import DeepEnsemble
-    from .training import TrainJob, train_jobs
+    from .models.workers import TrainJob, train_jobs
 
     probe = build_model(model, offset, features, loss=loss, loss_config=loss_config, lr=lr)
     keep, excluded = trainable_mask(ds, probe.offset, probe.offset_features)
@@ -195,10 +195,10 @@ def catalogue_for(model, ds, mc_num=100, batch_size=None):
     """The Table-1 catalogue (QTable) of a dataset under a model.
 
     Gaia columns and stellar labels present in ``ds`` are copied
-    (:data:`~astronn_gaiacal.catalogue.GAIA_PASSTHROUGH_COLUMNS`,
-    :data:`~astronn_gaiacal.catalogue.LABEL_PASSTHROUGH_COLUMNS`).
+    (:data:`~astronn_gaiacal.io.catalogue.GAIA_PASSTHROUGH_COLUMNS`,
+    :data:`~astronn_gaiacal.io.catalogue.LABEL_PASSTHROUGH_COLUMNS`).
     """
-    from .catalogue import GAIA_PASSTHROUGH_COLUMNS, LABEL_PASSTHROUGH_COLUMNS, catalogue_from_dataset
+    from .io.catalogue import GAIA_PASSTHROUGH_COLUMNS, LABEL_PASSTHROUGH_COLUMNS, catalogue_from_dataset
 
     stars = predict_stars(model, ds, mc_num=mc_num, batch_size=batch_size)
     return catalogue_from_dataset(

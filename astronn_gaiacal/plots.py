@@ -6,7 +6,7 @@ returns its path.
 import numpy as np
 from astropy import units as u
 
-from ._io import atomic_path
+from .io.atomic import atomic_path
 from .constants import MAGIC_NUMBER
 
 

@@ -6,7 +6,7 @@ dust, observes them with an APOGEE-like magnitude limit, gives them Gaia DR2-lik
 photometry and parallaxes (errors drawn from the real DR2 errors of APOGEE stars,
 plus an injected zero-point), and synthesises 7514-pixel continuum-normalised
 spectra from the real mean DR14 spectrum.  The output is an
-:class:`astronn_gaiacal.dataset.Dataset` with the columns of the dataset
+:class:`astronn_gaiacal.io.dataset.Dataset` with the columns of the dataset
 contract plus ``true_*`` columns.  ``docs/simulation.rst`` describes the model,
 its sources and its limits.
 
@@ -448,7 +448,7 @@ def paper_quadratic_zeropoint(*features):
     >>> f({"phot_g_mean_mag": [16.0, 20.0]}).to("uas").round(2)
     <Quantity [-55.49, -55.23] uas>
     """
-    from .trends import paper_trend
+    from .zeropoint.trends import paper_trend
 
     features = features or ("phot_g_mean_mag",)
     for name in features:
@@ -776,7 +776,7 @@ def simulate_catalogue(n_stars, seed=0, snr="apogee", zeropoint=None, fractions=
 
 
 def _dataset(columns, units, attrs, spectra=None, spectra_err=None):
-    from .dataset import Dataset
+    from .io.dataset import Dataset
 
     return Dataset(spectra=spectra, spectra_err=spectra_err, columns=columns, units=units, attrs=attrs)
 
@@ -861,8 +861,8 @@ def _write(path, columns, units, attrs, key, dib, overwrite, chunk_size, progres
     import h5py
     from tqdm.auto import tqdm
 
-    from ._io import atomic_path
-    from .dataset import write_dataset
+    from .io.atomic import atomic_path
+    from .io.dataset import write_dataset
 
     if not isinstance(chunk_size, numbers.Integral) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
@@ -1020,7 +1020,7 @@ def plot_survey(dataset, path):
             "phot_g_mean_mag", "parallax_error", "true_zeropoint", "mag_ext")
     missing = [c for c in need if c not in dataset]
     if missing:
-        from .dataset import DatasetError
+        from .io.dataset import DatasetError
 
         raise DatasetError(f"plot_survey needs the simulator's column(s) {missing}")
     plt = _plt()

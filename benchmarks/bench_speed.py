@@ -40,7 +40,7 @@ import astronn_gaiacal  # noqa: E402,F401  (compatibility layer before TensorFlo
 import tensorflow as tf  # noqa: E402
 
 from astronn_gaiacal.constants import APOGEE_SPECTRUM_LENGTH as NPIX  # noqa: E402
-from astronn_gaiacal.inference import mc_predict  # noqa: E402
+from astronn_gaiacal.nn.inference import mc_predict  # noqa: E402
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -226,10 +226,10 @@ def offset_model():
 def bench_offset(model, rows, mc_num, chunk, shared_masks=False):
     """Rows/s of the offset network alone, streamed in chunks of ``chunk`` rows.
 
-    ``shared_masks=True`` uses :func:`~astronn_gaiacal.inference.mc_predict_shared_masks`
+    ``shared_masks=True`` uses :func:`~astronn_gaiacal.nn.inference.mc_predict_shared_masks`
     (each pass's masks shared by a batch of 4096 rows, folded into the weights).
     """
-    from astronn_gaiacal.inference import mc_predict_shared_masks
+    from astronn_gaiacal.nn.inference import mc_predict_shared_masks
 
     rng = np.random.default_rng(4)
     width = int(model.input_shape[1])

@@ -2,7 +2,7 @@
 
 Trains a multivariate model for one epoch on toy stars (its offset network has the paper's size:
 3 features -> 32 -> 16 -> 1 with MC dropout), writes a mock Gaia table (phot_g_mean_mag, bp_rp, teff) as
-Parquet, and times :func:`astronn_gaiacal.scale.zeropoint_catalog` on LocalClusters of 1 and 2
+Parquet, and times :func:`astronn_gaiacal.distributed.zeropoint_catalog` on LocalClusters of 1 and 2
 single-threaded workers (model loading excluded: each worker loads it once before the clock starts).
 The reference row is the same model evaluated in this process (``net.predict_zeropoint``, TensorFlow's
 whole thread pool), the path astroNN users have.  Prints a table and the time 1.8e9 Gaia DR3 rows would
@@ -26,7 +26,7 @@ GAIA_DR3_ROWS = 1.8e9
 
 def _warm(folder):
     """Load the model on a worker before timing (returns its class name, not the model)."""
-    from astronn_gaiacal import scale
+    from astronn_gaiacal import distributed as scale
 
     return type(scale.worker_model(folder)).__name__
 
@@ -42,7 +42,7 @@ def main(argv=None):
     from distributed import Client, LocalCluster
 
     from _toy import toy_survey
-    from astronn_gaiacal import scale
+    from astronn_gaiacal import distributed as scale
     from astronn_gaiacal._compat import keras
     from astronn_gaiacal.models import DenseGaiaBNN, load
 

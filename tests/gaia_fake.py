@@ -1,4 +1,4 @@
-"""A fake Gaia archive for offline tests of astronn_gaiacal.xmatch.
+"""A fake Gaia archive for offline tests of astronn_gaiacal.sources.xmatch.
 
 It subclasses astroquery's own test double ``DummyConnHandler`` and answers the
 TAP async protocol (POST async -> 303, GET phase, GET results) that the real

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import astronn_gaiacal  # noqa: F401
-from astronn_gaiacal.inference import dropout_disabled
+from astronn_gaiacal.nn.inference import dropout_disabled
 from astronn_gaiacal.models import ApogeeGaiaBCNN
 from astronn_gaiacal.models.paper import transfer_astronn_weights
 from astroNN.models import ApogeeDR14GaiaDR2BCNN

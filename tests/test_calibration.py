@@ -6,7 +6,7 @@ import pytest
 from astropy import units as u
 from astropy.table import QTable
 
-from astronn_gaiacal.calibration import ESTIMATES, calibration_study, summarise_pulls
+from astronn_gaiacal.studies.calibration import ESTIMATES, calibration_study, summarise_pulls
 from astronn_gaiacal.cli import main
 
 
@@ -67,7 +67,7 @@ def test_cli_tiny_study(tmp_path, capsys):
     assert (out / "pulls.png").stat().st_size > 5000
     assert json.loads((out / "summary.json").read_text())["settings"]["injected_uas"] == -40
     # the saved per-realisation arrays reproduce the recorded refits
-    from astronn_gaiacal.zeropoint_fit import fit_zeropoint
+    from astronn_gaiacal.zeropoint.fit import fit_zeropoint
 
     for i in range(2):
         saved = np.load(out / f"realisation_{i:02d}.npz")
@@ -100,8 +100,8 @@ def test_cli_study_bad_input(tmp_path, capsys):
 
 
 def test_refits_leave_a_failed_member_out():
-    from astronn_gaiacal.calibration import refits_from_parallaxes
-    from astronn_gaiacal.zeropoint_fit import combine_fits, fit_zeropoint
+    from astronn_gaiacal.zeropoint.estimates import refits_from_parallaxes
+    from astronn_gaiacal.zeropoint.fit import combine_fits, fit_zeropoint
 
     rng = np.random.default_rng(7)
     n, zp = 3000, -0.0523

@@ -8,7 +8,7 @@ from astropy.io import fits
 from astropy.table import QTable
 
 import astronn_gaiacal  # noqa: F401
-from astronn_gaiacal.catalogue import (
+from astronn_gaiacal.io.catalogue import (
     CATALOGUE_COLUMNS,
     build_catalogue,
     catalogue_from_dataset,
@@ -17,7 +17,7 @@ from astronn_gaiacal.catalogue import (
     write_catalogue,
 )
 from astronn_gaiacal.constants import MAGIC_NUMBER as M
-from astronn_gaiacal.dataset import Dataset
+from astronn_gaiacal.io.dataset import Dataset
 
 # All stars have corrected K = 10, so parallax [mas] = fakemag / 100 and distance [pc] = 1e5 / fakemag.
 # fakemag 500 +- 25 (total) +- 10 (model): NN parallax 5 +- 0.25 (total) +- 0.1 (model) mas, 200 +- 10 +- 4 pc.

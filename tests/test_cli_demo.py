@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from astropy.table import QTable
 
-from astronn_gaiacal.calibration import DEFAULT_ESTIMATE
+from astronn_gaiacal.zeropoint.estimates import DEFAULT_ESTIMATE
 from astronn_gaiacal.cli import main
 from astronn_gaiacal.constants import PAPER_QUADRATIC_TRENDS, PAPER_ZEROPOINT_UAS
-from astronn_gaiacal.dataset import read_dataset
+from astronn_gaiacal.io.dataset import read_dataset
 
 
 def _run(capsys, *argv):

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 from astropy.table import QTable, Table
 
-from astronn_gaiacal.calibration import DEFAULT_ESTIMATE
+from astronn_gaiacal.zeropoint.estimates import DEFAULT_ESTIMATE
 from astronn_gaiacal.cli import main
-from astronn_gaiacal.dataset import Dataset
-from astronn_gaiacal.zeropoint_fit import fit_zeropoint
+from astronn_gaiacal.io.dataset import Dataset
+from astronn_gaiacal.zeropoint.fit import fit_zeropoint
 
 from _toy import N_PIX, toy_survey
 
@@ -63,7 +63,7 @@ def test_train_predict_zeropoint_constant(tmp_path, data_file, capsys):
     # --refit: maximum likelihood with the network fixed, the same numbers as the Python API
     import tensorflow as tf
 
-    from astronn_gaiacal.dataset import read_dataset
+    from astronn_gaiacal.io.dataset import read_dataset
     from astronn_gaiacal.models import load
 
     tf.keras.utils.set_random_seed(3)
@@ -122,7 +122,7 @@ def test_train_multivariate_and_zeropoint_table(tmp_path, data_file, capsys):
     # --refit on a multivariate model: the trend fit with the network fixed, as the Python API gives it
     import tensorflow as tf
 
-    from astronn_gaiacal.dataset import read_dataset
+    from astronn_gaiacal.io.dataset import read_dataset
     from astronn_gaiacal.models import load
 
     tf.keras.utils.set_random_seed(4)

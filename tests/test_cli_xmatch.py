@@ -8,7 +8,7 @@ import pytest
 from astropy.table import Table
 
 import astronn_gaiacal  # noqa: F401  (compatibility layer first)
-from astronn_gaiacal import xmatch
+from astronn_gaiacal.sources import xmatch
 from astronn_gaiacal.cli import main
 from gaia_fake import arcsec_offset, fake_gaia, make_sky
 
@@ -108,7 +108,7 @@ def test_bad_input_exits_2(files, capsys):
 
 
 def test_hdf5_dataset_gets_gaia_columns(files, rng):
-    dataset = pytest.importorskip("astronn_gaiacal.dataset")
+    dataset = pytest.importorskip("astronn_gaiacal.io.dataset")
     path, stars, sky, hit = files
     spectra = rng.normal(1, 0.01, (len(stars), 9))
     ds = dataset.Dataset(spectra=spectra, spectra_err=np.full_like(spectra, 0.01),

@@ -10,7 +10,7 @@ from astropy.table import MaskedColumn, QTable, Table
 import astronn_gaiacal  # noqa: F401
 from astronn_gaiacal.constants import MAGIC_NUMBER, PAPER_OFFSET_FEATURES
 from astronn_gaiacal.conversions import extinction_correction
-from astronn_gaiacal.dataset import (
+from astronn_gaiacal.io.dataset import (
     CANONICAL_UNITS,
     Dataset,
     DatasetError,

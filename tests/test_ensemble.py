@@ -78,8 +78,8 @@ def test_without_drops_members(ensemble):
 
 
 def test_refit_zeropoint_estimates(ensemble):
-    from astronn_gaiacal.calibration import DEFAULT_ESTIMATE
-    from astronn_gaiacal.zeropoint_fit import combine_fits, fit_zeropoint
+    from astronn_gaiacal.zeropoint.estimates import DEFAULT_ESTIMATE
+    from astronn_gaiacal.zeropoint.fit import combine_fits, fit_zeropoint
 
     ens, _, data = ensemble
     ens.mc_num = 10

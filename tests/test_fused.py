@@ -4,7 +4,7 @@ import pytest
 
 import astronn_gaiacal  # noqa: F401
 from astronn_gaiacal._compat import keras, tf
-from astronn_gaiacal.inference import _fusions, _Walker, mc_predict
+from astronn_gaiacal.nn.inference import _fusions, _Walker, mc_predict
 from astronn_gaiacal.nn import fused
 from astronn_gaiacal.nn.fused import ConvPoolSpec, mc_conv_pool
 

@@ -4,7 +4,7 @@ import pytest
 
 import astronn_gaiacal  # noqa: F401
 from astronn_gaiacal._compat import keras, tf
-from astronn_gaiacal.inference import dropout_disabled, mc_predict
+from astronn_gaiacal.nn.inference import dropout_disabled, mc_predict
 from astronn_gaiacal.models.paper import astronn_twin
 from astronn_gaiacal.nn import fast
 

@@ -5,7 +5,7 @@ from astropy import units as u
 from astropy.table import Table
 
 import astronn_gaiacal
-from astronn_gaiacal.inference import dropout_disabled
+from astronn_gaiacal.nn.inference import dropout_disabled
 from astronn_gaiacal.models import NotTrainedError
 from astroNN.models import load_folder
 

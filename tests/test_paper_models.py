@@ -9,7 +9,7 @@ from astropy import units as u
 
 import astronn_gaiacal  # noqa: F401  (compatibility layer)
 from astronn_gaiacal._compat import keras
-from astronn_gaiacal.inference import dropout_disabled
+from astronn_gaiacal.nn.inference import dropout_disabled
 from astronn_gaiacal.models.paper import paper_zeropoint
 from astroNN.models import ApogeeBCNN, ApogeeDR14GaiaDR2BCNN, load_folder
 

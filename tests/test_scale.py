@@ -1,4 +1,4 @@
-"""Catalogue-scale inference on a real distributed.LocalCluster (2 workers): astronn_gaiacal.scale."""
+"""Catalogue-scale inference on a real distributed.LocalCluster (2 workers): astronn_gaiacal.distributed."""
 import json
 import os
 
@@ -10,10 +10,10 @@ dd = pytest.importorskip("dask.dataframe")
 lsdb = pytest.importorskip("lsdb")
 pd = pytest.importorskip("pandas")
 
-from astronn_gaiacal import scale  # noqa: E402
+from astronn_gaiacal import distributed as scale  # noqa: E402
 from astronn_gaiacal._compat import keras  # noqa: E402
-from astronn_gaiacal.dataset import Dataset, read_dataset  # noqa: E402
-from astronn_gaiacal.inference import dropout_disabled  # noqa: E402
+from astronn_gaiacal.io.dataset import Dataset, read_dataset  # noqa: E402
+from astronn_gaiacal.nn.inference import dropout_disabled  # noqa: E402
 from astronn_gaiacal.models import DenseGaiaBNN, load  # noqa: E402
 
 from _toy import toy_survey  # noqa: E402

@@ -5,8 +5,8 @@ from astropy import units as u
 
 import astronn_gaiacal  # noqa: F401
 from astronn_gaiacal.constants import MAGIC_NUMBER
-from astronn_gaiacal.dataset import Dataset, MissingColumnError
-from astronn_gaiacal.selection import CUTS, log_luminosity, paper_selection, train_validation_split
+from astronn_gaiacal.io.dataset import Dataset, MissingColumnError
+from astronn_gaiacal.sources.selection import CUTS, log_luminosity, paper_selection, train_validation_split
 
 GOOD = {"mag": 10.0, "mag_ext": 0.05, "snr": 250.0, "parallax": 0.5, "parallax_error": 0.05,
         "visibility_periods_used": 12, "starflag": 0, "vscatter": 0.5}

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from astronn_gaiacal._compat import keras, tf  # noqa: I001  (before astroNN)
 from astroNN.nn.layers import MCDropout
-from astronn_gaiacal.inference import dense_chain, mc_predict, mc_predict_shared_masks
+from astronn_gaiacal.nn.inference import dense_chain, mc_predict, mc_predict_shared_masks
 from astronn_gaiacal.nn.fast import effective_rate
 from astronn_gaiacal.nn.layers import FastMCDropout
 

@@ -12,8 +12,8 @@ import astronn_gaiacal  # noqa: F401  (compatibility layer first)
 from astronn_gaiacal import conversions as conv
 from astronn_gaiacal import simulate as sim
 from astronn_gaiacal.constants import PAPER_QUADRATIC_TRENDS, PAPER_ZEROPOINT_UAS, SOLAR_ABSMAG_KS
-from astronn_gaiacal.dataset import Dataset, DatasetError, read_dataset
-from astronn_gaiacal.trends import paper_trend
+from astronn_gaiacal.io.dataset import Dataset, DatasetError, read_dataset
+from astronn_gaiacal.zeropoint.trends import paper_trend
 
 
 @pytest.fixture(scope="module")

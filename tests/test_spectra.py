@@ -11,8 +11,8 @@ import astronn_gaiacal  # noqa: F401
 from astroNN.apogee.chips import apogee_continuum, gap_delete
 from astronn_gaiacal.cli import main
 from astronn_gaiacal.constants import APOGEE_PIXMASK_BITS, APOGEE_SPECTRUM_LENGTH, MAGIC_NUMBER
-from astronn_gaiacal.dataset import read_dataset
-from astronn_gaiacal.spectra import (
+from astronn_gaiacal.io.dataset import read_dataset
+from astronn_gaiacal.sources.spectra import (
     apstar_dr,
     continuum_normalise,
     find_apstar_files,

@@ -8,7 +8,7 @@ from astropy import units as u
 
 import astronn_gaiacal
 from astronn_gaiacal.constants import DR3_OFFSET_FEATURES
-from astronn_gaiacal.inference import dropout_disabled
+from astronn_gaiacal.nn.inference import dropout_disabled
 from astronn_gaiacal.models import ApogeeDR17GaiaDR3BCNN, DenseGaiaBNN
 from astroNN.models import load_folder
 

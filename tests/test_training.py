@@ -6,7 +6,7 @@ import pytest
 
 import astronn_gaiacal  # noqa: F401
 from astronn_gaiacal.models import DeepEnsemble
-from astronn_gaiacal.training import TrainJob, default_jobs, train_jobs
+from astronn_gaiacal.models.workers import TrainJob, default_jobs, train_jobs
 
 from _toy import N_PIX, toy_model, toy_survey
 
@@ -86,7 +86,7 @@ _ORPHAN_SCRIPT = """
 import os, sys, time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
-from astronn_gaiacal.training import _worker_init
+from astronn_gaiacal.models.workers import _worker_init
 
 if __name__ == "__main__":
     pool = ProcessPoolExecutor(1, mp_context=get_context("spawn"), initializer=_worker_init, initargs=(1, os.getpid()))

@@ -3,7 +3,7 @@ import pytest
 from astropy import units as u
 
 from astronn_gaiacal.constants import PAPER_QUADRATIC_TRENDS
-from astronn_gaiacal.trends import fit_quadratic_trend, paper_trend, quadratic
+from astronn_gaiacal.zeropoint.trends import fit_quadratic_trend, paper_trend, quadratic
 
 
 def test_paper_trend_values_and_ranges():

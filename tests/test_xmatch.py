@@ -16,8 +16,8 @@ from astropy.time import Time
 from astropy.utils.exceptions import AstropyUserWarning
 
 import astronn_gaiacal  # noqa: F401  (compatibility layer first)
-from astronn_gaiacal import xmatch
-from astronn_gaiacal.xmatch import (
+from astronn_gaiacal.sources import xmatch
+from astronn_gaiacal.sources.xmatch import (
     GaiaArchiveError,
     GaiaTruncatedResultError,
     add_gaia_columns,
@@ -431,7 +431,7 @@ def test_unreachable_archive_with_default_settings_fails_fast(scene, tmp_path, m
 
 
 def test_importing_the_module_does_not_import_astroquery_gaia():
-    code = "import astronn_gaiacal.xmatch, sys; print('astroquery.gaia' in sys.modules)"
+    code = "import astronn_gaiacal.sources.xmatch, sys; print('astroquery.gaia' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

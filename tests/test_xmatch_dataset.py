@@ -8,7 +8,7 @@ from astropy import units as u
 from astropy.table import Table
 
 import astronn_gaiacal  # noqa: F401  (compatibility layer first)
-from astronn_gaiacal.xmatch import crossmatch_local, dataset_columns, to_dataset
+from astronn_gaiacal.sources.xmatch import crossmatch_local, dataset_columns, to_dataset
 from gaia_fake import arcsec_offset, make_sky
 
 
@@ -39,7 +39,7 @@ def test_dataset_columns_use_the_missing_value_conventions(apogee):
 @pytest.fixture
 def stub_dataset(monkeypatch):
     """A recording stand-in with the contract's constructor (docs: /work/wt/notes/DATASET_CONTRACT.md)."""
-    module = types.ModuleType("astronn_gaiacal.dataset")
+    module = types.ModuleType("astronn_gaiacal.io.dataset")
 
     class DatasetError(ValueError):
         pass
@@ -50,7 +50,7 @@ def stub_dataset(monkeypatch):
             self.columns, self.units, self.attrs = columns, units, attrs
 
     module.Dataset, module.DatasetError = Dataset, DatasetError
-    monkeypatch.setitem(sys.modules, "astronn_gaiacal.dataset", module)
+    monkeypatch.setitem(sys.modules, "astronn_gaiacal.io.dataset", module)
     return module
 
 
@@ -90,7 +90,7 @@ def test_to_dataset_takes_ks_from_the_archive_when_the_table_has_none(apogee, st
 
 
 def test_to_dataset_with_the_real_dataset_module(apogee, tmp_path, rng):
-    dataset = pytest.importorskip("astronn_gaiacal.dataset")
+    dataset = pytest.importorskip("astronn_gaiacal.io.dataset")
     table, matched, _ = apogee
     spectra = rng.normal(1, 0.01, (len(table), 7))
     ds = to_dataset(table, matched, spectra=spectra, spectra_err=np.full_like(spectra, 0.01))

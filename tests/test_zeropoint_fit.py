@@ -1,10 +1,10 @@
-"""Maximum-likelihood zero-point refit (astronn_gaiacal.zeropoint_fit) and the models' refit_zeropoint."""
+"""Maximum-likelihood zero-point refit (astronn_gaiacal.zeropoint.fit) and the models' refit_zeropoint."""
 import numpy as np
 import pytest
 from astropy import units as u
 
 import astronn_gaiacal  # noqa: F401
-from astronn_gaiacal.zeropoint_fit import (ZeropointFit, _hessian, _information, combine_fits, fit_zeropoint,
+from astronn_gaiacal.zeropoint.fit import (ZeropointFit, _hessian, _information, combine_fits, fit_zeropoint,
                                            fit_zeropoint_trend, student_t_factor)
 
 from _toy import N_PIX, ToyApogeeBCNN, toy_survey
@@ -307,7 +307,7 @@ def _population_survey(rng, n, error=0.0):
 
 
 def test_consistency_factor_is_the_pdg_factor_and_one_for_a_right_model(rng):
-    from astronn_gaiacal.zeropoint_fit import consistency_factor
+    from astronn_gaiacal.zeropoint.fit import consistency_factor
 
     gaia, model, lum = _population_survey(rng, 4000)
     factor, fits = consistency_factor(gaia, 0.03, model, lum, n_groups=4)
@@ -327,7 +327,7 @@ def test_consistency_factor_is_the_pdg_factor_and_one_for_a_right_model(rng):
 
 def test_consistency_factor_grows_with_a_population_luminosity_error(rng):
     """A 4 % luminosity error of the most luminous quarter biases the constant refit; S widens its error to cover it."""
-    from astronn_gaiacal.zeropoint_fit import consistency_factor
+    from astronn_gaiacal.zeropoint.fit import consistency_factor
 
     gaia, model, lum = _population_survey(rng, 8000, error=0.04)
     fit = fit_zeropoint(gaia, 0.03, model)
@@ -338,7 +338,7 @@ def test_consistency_factor_grows_with_a_population_luminosity_error(rng):
 
 
 def test_consistency_factor_bad_input():
-    from astronn_gaiacal.zeropoint_fit import consistency_factor
+    from astronn_gaiacal.zeropoint.fit import consistency_factor
 
     x = np.linspace(0.5, 2.0, 40)
     with pytest.raises(ValueError, match="groups must have one finite value per star"):
@@ -348,8 +348,8 @@ def test_consistency_factor_bad_input():
 
 
 def test_consistency_inflated_keeps_the_value_and_scales_the_statistical_term(rng):
-    from astronn_gaiacal.calibration import consistency_inflated
-    from astronn_gaiacal.zeropoint_fit import consistency_factor
+    from astronn_gaiacal.zeropoint.estimates import consistency_inflated
+    from astronn_gaiacal.zeropoint.fit import consistency_factor
 
     gaia, model, lum = _population_survey(rng, 4000, error=0.04)
     mag = 5 * np.log10(lum / model)  # so that model parallax * 10**(mag/5) orders the stars as lum
@@ -373,7 +373,7 @@ def _members(rng, scatters, n=3000):
 
 
 def test_failed_members_are_those_with_several_times_the_best_scatter(rng):
-    from astronn_gaiacal.zeropoint_fit import failed_members
+    from astronn_gaiacal.zeropoint.fit import failed_members
 
     plx, err, models = _members(rng, (0.05, 0.08, 0.06, 0.4))
     fits = [fit_zeropoint(plx, err, m) for m in models]
@@ -389,7 +389,7 @@ def test_failed_members_are_those_with_several_times_the_best_scatter(rng):
 
 
 def test_usable_members_leaves_failed_ones_out_with_a_warning(rng):
-    from astronn_gaiacal.zeropoint_fit import usable_members
+    from astronn_gaiacal.zeropoint.fit import usable_members
 
     plx, err, models = _members(rng, (0.05, 0.06, 0.5))
     fits = [fit_zeropoint(plx, err, m) for m in models]

@@ -35,7 +35,7 @@ def load_dataset(path, require=(), features=()):
 
     if not os.path.exists(path):
         raise UsageError(f"no such file: {path}")
-    from ..dataset import DatasetError, read_dataset
+    from ..io.dataset import DatasetError, read_dataset
 
     try:
         return read_dataset(path, require=require, features=features)
@@ -114,8 +114,8 @@ def add_cluster_arguments(group):
 
 
 def run_scaled(kind, func, args, **kwargs):
-    """Run a :mod:`astronn_gaiacal.scale` job for a subcommand and report it; 1 if partitions failed."""
-    from ..scale import PartitionFailure
+    """Run a :mod:`astronn_gaiacal.distributed` job for a subcommand and report it; 1 if partitions failed."""
+    from ..distributed import PartitionFailure
 
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be a positive integer, got {args.workers}")

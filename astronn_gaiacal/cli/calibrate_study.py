@@ -10,7 +10,7 @@ def add_arguments(parser):
 
     parser.add_argument("--out", default="calibration_study", metavar="DIR",
                         help="output folder: calibration_study.ecsv, summary.json, pulls.png, realisation_<i>.npz")
-    from ..demo import CONFIGS
+    from ..studies.demo import CONFIGS
 
     demo = CONFIGS["default"]
     parser.add_argument("-k", type=int, default=10, help="number of realisations (default 10)")
@@ -59,12 +59,12 @@ def run(args):
 
     import astropy.units as u
 
-    from ..calibration import calibration_study
+    from ..studies.calibration import calibration_study
 
     if args.reanalyse:
         from astropy.table import QTable
 
-        from ..calibration import reanalyse_study
+        from ..studies.calibration import reanalyse_study
 
         path = os.path.join(args.out, "calibration_study.ecsv")
         if not os.path.isfile(path):
@@ -90,8 +90,8 @@ def _write(args, table):
 
     import numpy as np
 
-    from .._io import atomic_path
-    from ..calibration import plot_pulls, summarise_pulls
+    from ..io.atomic import atomic_path
+    from ..studies.calibration import plot_pulls, summarise_pulls
     from ._common import print_json
 
     os.makedirs(args.out, exist_ok=True)

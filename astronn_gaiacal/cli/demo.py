@@ -27,7 +27,7 @@ def add_arguments(parser):
 def run(args):
     import sys
 
-    from ..demo import run_demo
+    from ..studies.demo import run_demo
     from ._common import UsageError, astronn_chatter_to_stderr, checked_jobs, print_json
 
     config = {k: getattr(args, k) for k in ("n_train", "n_test", "epochs", "ensemble", "mc_num")

@@ -35,7 +35,7 @@ def _run_partitioned(args):
         raise UsageError("--mc-num, --chunk-rows and --batch-size must be positive integers")
     if not os.path.isdir(args.model):
         raise UsageError(f"no such model folder: {args.model}")
-    from .. import scale
+    from .. import distributed as scale
 
     return run_scaled("predict", lambda **kw: scale.predict_partitioned(args.model, args.data, args.out, **kw), args,
                       mc_num=args.mc_num, dropout=not args.no_dropout, batch_size=args.batch_size,
@@ -48,7 +48,7 @@ def run(args):
     import numpy as np
 
     from .. import pipeline
-    from ..catalogue import write_catalogue
+    from ..io.catalogue import write_catalogue
     from ..constants import is_missing
     from ._common import UsageError, load_dataset, load_model, print_json
 

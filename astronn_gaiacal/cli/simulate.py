@@ -66,7 +66,7 @@ def run(args):
         raise UsageError("--n-test needs --test-out")
     zeropoint = _zeropoint(args)
 
-    from ..dataset import read_dataset
+    from ..io.dataset import read_dataset
     from ..simulate import plot_survey, write_survey, write_train_test
 
     if args.test_out:

@@ -32,8 +32,8 @@ def add_arguments(parser):
 
 def run(args):
     from ..constants import APOGEE_DEFAULT_DR
-    from ..dataset import write_dataset
-    from ..spectra import SUPPORTED_DRS, load_apstar_batch, plot_spectra
+    from ..io.dataset import write_dataset
+    from ..sources.spectra import SUPPORTED_DRS, load_apstar_batch, plot_spectra
 
     out = args.out
     if not out.lower().endswith((".h5", ".hdf5")):

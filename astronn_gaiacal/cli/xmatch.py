@@ -49,7 +49,7 @@ def _epoch(text):
 
 def _read(path):
     """(table, dataset or None)."""
-    from ..tableio import read_table
+    from ..io.tables import read_table
 
     if path.lower().endswith(_HDF5):
         dataset = load_dataset(path)
@@ -58,14 +58,14 @@ def _read(path):
 
 
 def _write(table, matched, dataset, path, overwrite):
-    from ..tableio import write_table
-    from ..xmatch import add_gaia_columns, dataset_columns
+    from ..io.tables import write_table
+    from ..sources.xmatch import add_gaia_columns, dataset_columns
 
     combined = add_gaia_columns(table, matched)
     if not path.lower().endswith(_HDF5):
         write_table(combined, path, overwrite=overwrite)
         return
-    from ..dataset import Dataset, write_dataset
+    from ..io.dataset import Dataset, write_dataset
 
     if dataset is not None:  # keep spectra and attributes, add the Gaia columns
         values, units = dataset_columns(combined[[n for n in combined.colnames if n not in table.colnames]])
@@ -79,8 +79,8 @@ def _write(table, matched, dataset, path, overwrite):
 def run(args):
     from astropy import units as u
 
-    from ..tableio import TableFormatError, table_format
-    from ..xmatch import GaiaArchiveError, crossmatch, crossmatch_local, gaia_archive, plot_crossmatch
+    from ..io.tables import TableFormatError, table_format
+    from ..sources.xmatch import GaiaArchiveError, crossmatch, crossmatch_local, gaia_archive, plot_crossmatch
 
     for path in (args.out, args.plot):
         if path and os.path.exists(path) and not args.overwrite:

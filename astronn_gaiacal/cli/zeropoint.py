@@ -79,7 +79,7 @@ def _run_catalog(args):
         raise UsageError("--mc-num and --batch-size must be positive integers")
     if not os.path.isdir(args.model):
         raise UsageError(f"no such model folder: {args.model}")
-    from .. import scale
+    from .. import distributed as scale
 
     from ._common import run_scaled
 
@@ -112,7 +112,7 @@ def _refit(net, args, summary):
                          f"{net.spectrum_length}")
     if net.offset == "multivariate":
         return _refit_trend(net, args, summary, ds)
-    from ..calibration import DEFAULT_ESTIMATE
+    from ..zeropoint.estimates import DEFAULT_ESTIMATE
     from ..models.ensemble import DeepEnsemble
 
     ensemble = DeepEnsemble.of(net)
@@ -160,8 +160,8 @@ def run(args):
         print_json(summary) if args.json else print(_summary_text(summary))
         return 0
 
-    from ..tableio import TableFormatError, read_table, write_table
-    from ..trends import fit_quadratic_trend
+    from ..io.tables import TableFormatError, read_table, write_table
+    from ..zeropoint.trends import fit_quadratic_trend
 
     if not os.path.exists(args.table):
         raise UsageError(f"no such file: {args.table}")

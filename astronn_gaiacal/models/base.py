@@ -29,10 +29,10 @@ from astroNN.nn.utilities import Normalizer
 
 from .. import conversions
 from .._compat import keras, tf
-from .._io import atomic_directory
+from ..io.atomic import atomic_directory
 from .._versions import __version__
 from ..constants import MAGIC_NUMBER, PAPER_FAKEMAG_SCALE, PAPER_OFFSET_FEATURES
-from ..inference import mc_predict, mc_predict_shared_masks
+from ..nn.inference import mc_predict, mc_predict_shared_masks
 from ..nn.fused_training import call_with_fused_stacks, has_conv_stacks
 from ..nn.layers import BlockConv1D, ConstantFeature, FastMaxPooling1D, FastMCDropout, FakemagLogVariance, FakemagToParallax, Scale, SliceColumns
 from ..nn.batches import training_batches
@@ -915,8 +915,8 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         batch_size : int, optional
             Stars per compiled MC-dropout call (each is ``batch_size * mc_num``
             rows); by default chosen so that a call holds about
-            :data:`~astronn_gaiacal.inference.DEFAULT_CALL_VALUES` input values
-            (:data:`~astronn_gaiacal.inference.DEFAULT_FUSED_CALL_VALUES` for the
+            :data:`~astronn_gaiacal.nn.inference.DEFAULT_CALL_VALUES` input values
+            (:data:`~astronn_gaiacal.nn.inference.DEFAULT_FUSED_CALL_VALUES` for the
             paper's network, whose passes run in fused kernels).
 
         Returns
@@ -998,7 +998,7 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         batch_size : int, optional
         shared_masks : bool
             Multivariate only: share each pass's dropout masks by a batch of
-            stars (:func:`~astronn_gaiacal.inference.mc_predict_shared_masks`):
+            stars (:func:`~astronn_gaiacal.nn.inference.mc_predict_shared_masks`):
             about 10x faster, the same distribution for every star, MC noise
             correlated between the stars of a batch.  Off by default.
 
@@ -1045,7 +1045,7 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         The model parallaxes are the MC-dropout means :math:`L\\,10^{-m/5}`
         (no dropout noise, unlike during training); the zero-point and the
         fractional scatter of the model parallaxes are then fitted to the Gaia
-        parallaxes (:func:`astronn_gaiacal.zeropoint_fit.fit_zeropoint`).
+        parallaxes (:func:`astronn_gaiacal.zeropoint.fit.fit_zeropoint`).
         Works for any offset variant (for ``'none'`` it measures the offset the
         network absorbed).  Stars without a Gaia parallax (NaN/-9999) are left
         out; ``n_stars`` of the result counts the stars used.
@@ -1069,7 +1069,7 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         -------
         ZeropointFit
         """
-        from ..zeropoint_fit import fit_zeropoint
+        from ..zeropoint.fit import fit_zeropoint
 
         has, plx, plx_err, model_plx = self._refit_stars(input_data, parallax, parallax_error, magnitude, batch_size)
         return fit_zeropoint(plx, plx_err, model_plx, scatter=scatter, fit_scale=fit_scale)
@@ -1098,7 +1098,7 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         """Zero-point quadratic in each feature (and a luminosity scale) with this model's luminosity network held fixed.
 
         The additive form of the paper's eqs. 7-9, fitted by maximum likelihood
-        to the Gaia parallaxes (:func:`astronn_gaiacal.zeropoint_fit.fit_zeropoint_trend`);
+        to the Gaia parallaxes (:func:`astronn_gaiacal.zeropoint.fit.fit_zeropoint_trend`);
         the free scale keeps a luminosity-scale error of the network out of the
         trend.  Works for any offset variant; stars without a Gaia parallax are
         left out.
@@ -1123,7 +1123,7 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         -------
         ZeropointTrendFit, or ``{name: ZeropointTrendFit}`` with ``separately=True``
         """
-        from ..zeropoint_fit import _feature_column, fit_zeropoint_trend
+        from ..zeropoint.fit import _feature_column, fit_zeropoint_trend
 
         n = self._magnitude_for(input_data, magnitude)[0].shape[0]
         names = list(names or self.offset_features)

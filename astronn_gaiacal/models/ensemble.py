@@ -22,7 +22,7 @@ import os
 import numpy as np
 from astropy import units as u
 
-from .._io import atomic_directory
+from ..io.atomic import atomic_directory
 from .._versions import __version__
 
 MANIFEST = "astronn_gaiacal_ensemble.json"
@@ -122,13 +122,13 @@ class DeepEnsemble:
             (docs/calibration.rst).
         n_jobs : int or None
             Members trained at once in worker processes
-            (:func:`astronn_gaiacal.training.train_jobs`); ``None`` uses one per
+            (:func:`astronn_gaiacal.models.workers.train_jobs`); ``None`` uses one per
             core.  One training keeps about one core busy, so on ``c`` cores this
             is up to ``c`` times faster.
         **fit_kwargs
             Passed to each member's ``fit`` (spectra, parallax, parallax_error, magnitude, ...).
         """
-        from ..training import TrainJob, train_jobs
+        from .workers import TrainJob, train_jobs
 
         if int(n_members) < 1:
             raise ValueError(f"n_members must be >= 1, got {n_members!r}")
@@ -238,9 +238,9 @@ class DeepEnsemble:
                         estimate=None):
         """Each member's :meth:`~astronn_gaiacal.models.GaiaCalBCNNBase.refit_zeropoint`, combined.
 
-        The members that trained (:func:`~astronn_gaiacal.zeropoint_fit.usable_members`) are
-        combined into one of the ensemble estimates of :mod:`astronn_gaiacal.calibration`; the
-        default, :data:`~astronn_gaiacal.calibration.DEFAULT_ESTIMATE`, is the one whose error the
+        The members that trained (:func:`~astronn_gaiacal.zeropoint.fit.usable_members`) are
+        combined into one of the ensemble estimates of :mod:`astronn_gaiacal.studies.calibration`; the
+        default, :data:`~astronn_gaiacal.zeropoint.estimates.DEFAULT_ESTIMATE`, is the one whose error the
         calibration study found calibrated (docs/calibration.rst).  A one-member ensemble works
         too (no between-member term).
 
@@ -260,7 +260,7 @@ class DeepEnsemble:
         -------
         ZeropointFit, or (ZeropointFit, dict) with ``components=True``
         """
-        from ..calibration import DEFAULT_ESTIMATE, ENSEMBLE_REFITS, ensemble_refits
+        from ..zeropoint.estimates import DEFAULT_ESTIMATE, ENSEMBLE_REFITS, ensemble_refits
 
         estimate = DEFAULT_ESTIMATE if estimate is None else estimate
         if estimate not in ENSEMBLE_REFITS:

@@ -26,7 +26,7 @@ from astropy import units as u
 
 from .._compat import keras
 from ..constants import PAPER_MAG_COLUMN, PAPER_OFFSET_FEATURES
-from ..inference import mc_predict
+from ..nn.inference import mc_predict
 
 #: offset-branch input columns of the paper's 7518-column layout
 PAPER_FEATURE_COLUMNS = slice(PAPER_MAG_COLUMN + 1, None)

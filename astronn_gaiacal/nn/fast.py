@@ -4,7 +4,7 @@ TensorFlow's ``Conv1D`` with two or four channels, ``MaxPooling1D`` and
 ``tf.nn.dropout`` run at a few per cent of the machine's matrix-multiply rate
 on CPU (oneDNN and Eigen are tuned for wide channels).  The functions here
 compute the *same* mathematical operations in a form that runs faster; they
-are used by :mod:`astronn_gaiacal.inference` for the MC-dropout passes.
+are used by :mod:`astronn_gaiacal.nn.inference` for the MC-dropout passes.
 
 * :func:`conv1d_direct`: a stride-1 1-D convolution as a sum of
   ``kernel_size * in_channels`` shifted, scaled slices per output channel,

@@ -39,8 +39,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._io import atomic_path, cache_folder
-from ..training import available_cores
+from ..io.atomic import atomic_path, cache_folder
 from .fast import keep_threshold
 
 __all__ = ["ConvPoolSpec", "aligned_empty", "kernel_cache_dir", "mc_conv_pool", "phase_split"]
@@ -276,9 +275,17 @@ def load_kernel(spec):
         return _KERNELS[spec]
 
 
+def available_cores():
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def kernel_threads():
     """Threads of the fused kernels: TensorFlow's intra-op setting when one is made (worker processes
-    of :mod:`astronn_gaiacal.training` set it to their share), else the cores this process may use."""
+    of :mod:`astronn_gaiacal.models.workers` set it to their share), else the cores this process may use."""
     from .._compat import tf
 
     set_threads = int(tf.config.threading.get_intra_op_parallelism_threads())

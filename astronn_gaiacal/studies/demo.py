@@ -15,12 +15,12 @@ Then everything is evaluated on the test set and written to ``out``.
 
 The constant zero-point is reported two ways: the offset the networks learned
 (the paper's estimate) and the maximum-likelihood refit on the training stars
-with each luminosity network held fixed (:mod:`astronn_gaiacal.zeropoint_fit`).
+with each luminosity network held fixed (:mod:`astronn_gaiacal.zeropoint.fit`).
 A constant-ensemble member whose training failed (its distances scatter several
-times more than the best member's, :func:`~astronn_gaiacal.zeropoint_fit.failed_members`)
+times more than the best member's, :func:`~astronn_gaiacal.zeropoint.fit.failed_members`)
 is left out of the zero-point, the saved ensemble and the catalogue, and the
 report names it.
-The headline value is :data:`astronn_gaiacal.calibration.DEFAULT_ESTIMATE`,
+The headline value is :data:`astronn_gaiacal.zeropoint.estimates.DEFAULT_ESTIMATE`,
 the one whose uncertainty the calibration study found calibrated
 (docs/calibration.rst).  Outputs:
 
@@ -39,19 +39,19 @@ import time
 import numpy as np
 from astropy import units as u
 
-from . import pipeline, plots
-from ._io import atomic_path
-from .calibration import DEFAULT_ESTIMATE, ENSEMBLE_REFITS, ensemble_refits
-from .zeropoint_fit import FAILED_SCATTER_RATIO
-from .catalogue import catalogue_from_dataset, write_catalogue
-from .constants import PAPER_ZEROPOINT_UAS
-from .metrics import accuracy
-from .models.ensemble import DeepEnsemble
-from .training import TrainJob, default_jobs, train_jobs
-from .trends import fit_quadratic_trend
+from .. import pipeline, plots
+from ..io.atomic import atomic_path
+from ..zeropoint.estimates import DEFAULT_ESTIMATE, ENSEMBLE_REFITS, ensemble_refits
+from ..zeropoint.fit import FAILED_SCATTER_RATIO
+from ..io.catalogue import catalogue_from_dataset, write_catalogue
+from ..constants import PAPER_ZEROPOINT_UAS
+from ..metrics import accuracy
+from ..models.ensemble import DeepEnsemble
+from ..models.workers import TrainJob, default_jobs, train_jobs
+from ..zeropoint.trends import fit_quadratic_trend
 
 #: Demo sizes.  The default is sized for about 10 min on 2 CPU cores (the trainings run side by side,
-#: :mod:`astronn_gaiacal.training`): 70 epochs at a learning rate of 3e-3 (the paper's 1e-3 needs more)
+#: :mod:`astronn_gaiacal.models.workers`): 70 epochs at a learning rate of 3e-3 (the paper's 1e-3 needs more)
 #: bring the luminosity scatter to 5-8 %, which limits the zero-point, and averaging the weights of the
 #: last 35 % of the epochs halves the spread of the members' zero-points (docs/calibration.rst); the
 #: no-offset model only has to show its bias, so it gets half the epochs, and so does the multivariate model
@@ -67,7 +67,7 @@ CONFIGS = {
 #: Injected trend for the multivariate demonstration (mas): the paper's eq. 7 shape in G.
 def injected_trend(columns):
     """Zero-point injected in the multivariate demo: ``1.18(G-16)^2 - 0.92(G-16) - 55.49`` uas, G clipped to 11-17."""
-    from .simulate import paper_quadratic_zeropoint
+    from ..simulate import paper_quadratic_zeropoint
 
     return paper_quadratic_zeropoint("phot_g_mean_mag")(columns)
 
@@ -178,14 +178,14 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
     config : dict, optional
         Override entries of :data:`CONFIGS` (e.g. for tests).
     n_jobs : int, optional
-        Trainings run at once (:mod:`astronn_gaiacal.training`); default one per core.
+        Trainings run at once (:mod:`astronn_gaiacal.models.workers`); default one per core.
 
     Returns
     -------
     dict
         The report (also written to ``report.json``).
     """
-    from .simulate import simulate_train_test
+    from ..simulate import simulate_train_test
 
     base = CONFIGS["full" if full else "default"]
     cfg = dict(base, **(config or {}))
@@ -349,7 +349,7 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
               for label, name in (("no offset", "no_offset"), ("constant offset", "constant"))}
     files["fig3"] = plots.plot_parallax_residuals(test.quantity("parallax"), nn_plx,
                                                   os.path.join(out, "fig3_parallax_residuals.png"), zeropoint=value)
-    from .trends import QuadraticTrend
+    from ..zeropoint.trends import QuadraticTrend
 
     files["fig4"] = plots.plot_zeropoint_trends(
         {f: test_mv[f] for f in models["multivariate"].offset_features}, fits["multivariate"]["zeropoint"],

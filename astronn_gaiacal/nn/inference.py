@@ -41,9 +41,9 @@ import weakref
 import numpy as np
 from tqdm.auto import tqdm
 
-from ._compat import keras, tf
-from .nn import fast, fused
-from .nn.graph import dropout_types, functional_models, plain_activation, single_consumer_links
+from .._compat import keras, tf
+from . import fast, fused
+from .graph import dropout_types, functional_models, plain_activation, single_consumer_links
 
 #: Stars per compiled call of the old interface (kept for callers that pass it explicitly).
 DEFAULT_BATCH_SIZE = 64
@@ -94,7 +94,7 @@ def _deterministic_types():
     from astroNN.models.apogee_models import DeNormAdd
     from astroNN.nn.layers import BoolMask
 
-    from .nn.layers import ConstantFeature, FakemagLogVariance, FakemagToParallax, Scale, SliceColumns
+    from .layers import ConstantFeature, FakemagLogVariance, FakemagToParallax, Scale, SliceColumns
 
     L = keras.layers
     return (
@@ -124,7 +124,7 @@ class _Walker:
         self.mc = mc_num
         self.gen = generator
         self.bf16 = bf16
-        from .nn.layers import FastMCDropout
+        from .layers import FastMCDropout
 
         self.mcdropout = MCDropout
         self.plain_dropout = (MCDropout, FastMCDropout)  # same mask law as fast.dropout

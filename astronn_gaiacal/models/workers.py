@@ -35,6 +35,8 @@ from multiprocessing import get_context
 import numpy as np
 from tqdm.auto import tqdm
 
+from ..nn.fused import available_cores
+
 __all__ = ["TrainJob", "available_cores", "default_jobs", "train_jobs"]
 
 
@@ -65,14 +67,6 @@ class TrainJob:
     fit_kwargs: dict = field(default_factory=dict)
     name: str = "model"
     luminosity_from_job: int = None
-
-
-def available_cores():
-    """CPU cores this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
 
 
 def default_jobs(n_models):
@@ -133,7 +127,7 @@ def _worker_init(threads, parent_pid=None):
     if parent_pid is not None:
         threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True,
                          name="astronn_gaiacal_parent_watch").start()
-    from ._compat import tf  # activates Keras 2 before anything else touches TensorFlow
+    from .._compat import tf  # activates Keras 2 before anything else touches TensorFlow
 
     with contextlib.suppress(RuntimeError):  # already initialised: keep TF's setting
         tf.config.threading.set_intra_op_parallelism_threads(threads)
@@ -142,7 +136,7 @@ def _worker_init(threads, parent_pid=None):
 
 def _train_one(factory, seed, fit_kwargs):
     """Seed Keras, build, fit: one training, the same in this process and in a worker."""
-    from ._compat import keras
+    from .._compat import keras
 
     keras.utils.set_random_seed(int(seed))
     net = factory()
@@ -212,7 +206,7 @@ def train_jobs(jobs, n_jobs=None, progress=True):
         _check_picklable(job)
     n_jobs = min(n_jobs, len(jobs))
     threads = max(1, available_cores() // n_jobs)
-    from .models.ensemble import load
+    from .ensemble import load
 
     with tempfile.TemporaryDirectory(prefix="astronn_gaiacal_train_") as tmp:
         shared = _share_arrays(jobs, tmp)

@@ -3,7 +3,7 @@
 Examples
 --------
 >>> import os, tempfile
->>> from astronn_gaiacal._io import atomic_path
+>>> from astronn_gaiacal.io.atomic import atomic_path
 >>> d = tempfile.mkdtemp()
 >>> with atomic_path(os.path.join(d, "cat.fits")) as tmp:
 ...     with open(tmp, "w") as f:

@@ -20,8 +20,8 @@ and the stars kept add up to N.  Every threshold is a parameter (default from
 Examples
 --------
 >>> import numpy as np
->>> from astronn_gaiacal.dataset import Dataset
->>> from astronn_gaiacal.selection import paper_selection
+>>> from astronn_gaiacal.io.dataset import Dataset
+>>> from astronn_gaiacal.sources.selection import paper_selection
 >>> ds = Dataset(columns={"mag": [9.0, 9.0, 9.0], "mag_ext": [0.1, 0.1, 0.1], "snr": [250.0, 150.0, 300.0],
 ...     "parallax": [0.5, 0.5, 0.5], "parallax_error": [0.05, 0.05, 0.2],
 ...     "visibility_periods_used": [12, 12, 12], "starflag": [0, 0, 0], "vscatter": [0.1, 0.1, 0.1]})
@@ -37,7 +37,7 @@ from collections.abc import Mapping
 import numpy as np
 from astropy import units as u
 
-from .constants import (
+from ..constants import (
     PAPER_MAX_PARALLAX_ERROR_MAS,
     PAPER_MAX_VSCATTER_KMS,
     PAPER_MIN_LOG_LUMINOSITY,
@@ -47,7 +47,7 @@ from .constants import (
     SOLAR_ABSMAG_KS,
     is_missing,
 )
-from .dataset import Dataset, MissingColumnError
+from ..io.dataset import Dataset, MissingColumnError
 
 __all__ = ["SelectionReport", "Selection", "paper_selection", "log_luminosity", "train_validation_split"]
 
@@ -212,7 +212,7 @@ def paper_selection(dataset, sample="train", *, snr_split=PAPER_SNR_SPLIT,
     if isinstance(dataset, Mapping):
         dataset = Dataset(columns=dataset)
     elif not isinstance(dataset, Dataset):
-        from .dataset import read_dataset
+        from ..io.dataset import read_dataset
 
         dataset = read_dataset(dataset)
     if sample not in ("train", "test", "all"):

@@ -25,7 +25,7 @@ which is never true; here missing means -9999 or NaN, tested properly.)
 Examples
 --------
 >>> import astropy.units as u
->>> from astronn_gaiacal.catalogue import build_catalogue
+>>> from astronn_gaiacal.io.catalogue import build_catalogue
 >>> cat = build_catalogue(fakemag=[500.0, 500.0], fakemag_error=[25.0, 25.0], fakemag_model_error=[10.0, 10.0],
 ...                       mag=[10.0, 10.0], parallax=[5.2, -9999.0] * u.mas, parallax_error=[0.1, 0.1] * u.mas,
 ...                       zeropoint=-0.05 * u.mas)
@@ -37,8 +37,8 @@ Examples
 import numpy as np
 from astropy import units as u
 
-from ._io import atomic_path
-from .constants import MAGIC_NUMBER, is_missing
+from .atomic import atomic_path
+from ..constants import MAGIC_NUMBER, is_missing
 
 __all__ = ["CATALOGUE_COLUMNS", "GAIA_PASSTHROUGH_COLUMNS", "LABEL_PASSTHROUGH_COLUMNS", "weighted_parallax", "build_catalogue",
            "catalogue_from_dataset", "write_catalogue", "plot_catalogue"]
@@ -221,7 +221,7 @@ def build_catalogue(fakemag, fakemag_error, fakemag_model_error, mag, *, paralla
     """
     from astropy.table import QTable
 
-    from .conversions import fakemag_to_distance, fakemag_to_parallax
+    from ..conversions import fakemag_to_distance, fakemag_to_parallax
 
     fm = _shape(_plain(fakemag, "fakemag"), "fakemag", None, False)
     n = fm.shape[0]
@@ -316,7 +316,7 @@ def build_catalogue(fakemag, fakemag_error, fakemag_model_error, mag, *, paralla
 
 def catalogue_from_dataset(dataset, fakemag, fakemag_error, fakemag_model_error, zeropoint=None,
                            zeropoint_error=None, gaia_columns=GAIA_PASSTHROUGH_COLUMNS):
-    """Build the catalogue of a :class:`~astronn_gaiacal.dataset.Dataset` and the model's outputs for it.
+    """Build the catalogue of a :class:`~astronn_gaiacal.io.dataset.Dataset` and the model's outputs for it.
 
     Takes ``apogee_id``, ``ra``, ``dec``, the extinction-corrected ``mag`` and
     (if present) ``parallax``/``parallax_error`` from the dataset, and copies
@@ -354,7 +354,7 @@ def write_catalogue(table, path, overwrite=False):
     """
     from astropy.table import Column, Table
 
-    from ._versions import __version__
+    from .._versions import __version__
 
     missing = [c for c in CATALOGUE_COLUMNS if c not in table.colnames]
     if missing:

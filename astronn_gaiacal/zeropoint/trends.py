@@ -10,7 +10,7 @@ zero-points.
 Examples
 --------
 >>> import numpy as np
->>> from astronn_gaiacal.trends import paper_trend
+>>> from astronn_gaiacal.zeropoint.trends import paper_trend
 >>> paper_trend("teff", [4500.0]).round(2)
 <Quantity [-53.17] uas>
 """
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy import units as u
 
-from .constants import MAGIC_NUMBER, PAPER_QUADRATIC_TRENDS
+from ..constants import MAGIC_NUMBER, PAPER_QUADRATIC_TRENDS
 
 
 def quadratic(x, coeffs, pivot=0.0):

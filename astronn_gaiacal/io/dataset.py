@@ -14,7 +14,7 @@ accepted too.
 Examples
 --------
 >>> import numpy as np, os, tempfile
->>> from astronn_gaiacal.dataset import Dataset, read_dataset
+>>> from astronn_gaiacal.io.dataset import Dataset, read_dataset
 >>> ds = Dataset(spectra=np.ones((3, 5)), columns={"mag": [10.5, 11.0, -9999.0],
 ...              "parallax": [1.0, 0.5, np.nan], "apogee_id": ["a", "b", "c"]},
 ...              units={"parallax": "uas"}, attrs={"band": "Ks", "gaia_release": "dr2"})
@@ -34,8 +34,8 @@ import weakref
 import numpy as np
 from astropy import units as u
 
-from ._io import atomic_path
-from .constants import MAGIC_NUMBER, is_missing
+from .atomic import atomic_path
+from ..constants import MAGIC_NUMBER, is_missing
 
 __all__ = [
     "CANONICAL_UNITS",
@@ -403,7 +403,7 @@ class Dataset:
         extinction below -1 (e.g. -9999) means no correction; a missing
         ``mag`` stays -9999/NaN.
         """
-        from .conversions import extinction_correction
+        from ..conversions import extinction_correction
 
         mag = self["mag"]
         ext = self._columns.get("mag_ext", np.zeros(self._n))
@@ -535,7 +535,7 @@ def write_dataset(path, dataset, overwrite=False):
 
     ``.h5``/``.hdf5`` gives the HDF5 dataset format; a table ending
     (``.fits``, ``.ecsv``, ``.vot``, ``.parquet``, ...; see
-    :mod:`astronn_gaiacal.tableio`) gives a table with the same columns (via
+    :mod:`astronn_gaiacal.io.tables`) gives a table with the same columns (via
     :meth:`Dataset.to_table`).
 
     Raises
@@ -549,7 +549,7 @@ def write_dataset(path, dataset, overwrite=False):
         raise TypeError(f"dataset must be a Dataset; got {type(dataset).__name__}")
     path = os.fspath(path)
     if not _is_hdf5(path):
-        from .tableio import TableFormatError, table_format, write_table
+        from .tables import TableFormatError, table_format, write_table
 
         try:
             fmt = table_format(path)
@@ -659,7 +659,7 @@ def _read_hdf5(path):
 
 
 def _read_table_file(path):
-    from .tableio import TableFormatError, read_table
+    from .tables import TableFormatError, read_table
 
     try:
         table = read_table(path)
@@ -675,7 +675,7 @@ def read_dataset(source, require=(), features=()):
     ----------
     source : str, os.PathLike, astropy Table or Dataset
         An HDF5 dataset file (``.h5``/``.hdf5``), a FITS/ECSV/CSV/VOTable/Parquet
-        table file with the same column names (read by :func:`astronn_gaiacal.tableio.read_table`), an astropy Table/QTable, or a
+        table file with the same column names (read by :func:`astronn_gaiacal.io.tables.read_table`), an astropy Table/QTable, or a
         :class:`Dataset` (validated again).
     require : iterable of str
         Columns that must be present and not all missing (``"spectra"`` included).

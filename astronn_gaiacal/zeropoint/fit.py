@@ -26,7 +26,7 @@ the observed information (the inverse Hessian of both parameters).
 Examples
 --------
 >>> import numpy as np, astropy.units as u
->>> from astronn_gaiacal.zeropoint_fit import fit_zeropoint
+>>> from astronn_gaiacal.zeropoint.fit import fit_zeropoint
 >>> rng = np.random.default_rng(1)
 >>> model = rng.uniform(0.2, 3.0, 20000)          # conditional-mean predictions (mas)
 >>> true = model * (1 + rng.normal(0, 0.05, model.size))  # 5 % scatter about them
@@ -43,8 +43,8 @@ import numpy as np
 from astropy import units as u
 from scipy.optimize import minimize_scalar
 
-from .catalogue import _mas as parallax_values  # the catalogue's parallax-unit and shape rules
-from .constants import is_missing
+from ..io.catalogue import _mas as parallax_values  # the catalogue's parallax-unit and shape rules
+from ..constants import is_missing
 
 __all__ = ["ZeropointFit", "ZeropointTrendFit", "fit_zeropoint", "fit_zeropoint_trend", "combine_fits", "failed_members",
            "usable_members", "student_t_factor", "consistency_factor"]
@@ -287,7 +287,7 @@ class ZeropointTrendFit:
         return np.where(inside, value, np.nan) * u.uas, np.where(inside, error, np.nan) * u.uas
 
     def trend(self, feature):
-        """The quadratic in one feature with the others at their pivots (:class:`~astronn_gaiacal.trends.QuadraticTrend`)."""
+        """The quadratic in one feature with the others at their pivots (:class:`~astronn_gaiacal.zeropoint.trends.QuadraticTrend`)."""
         from .trends import QuadraticTrend
 
         if feature not in self.features:
@@ -377,7 +377,7 @@ def fit_zeropoint_trend(parallax, parallax_error, model_parallax, features, name
     >>> round(fixed.trend("phot_g_mean_mag").coeffs[1])   # uas/mag at G = 16, against -0.92
     -41
     """
-    from .constants import PAPER_QUADRATIC_TRENDS
+    from ..constants import PAPER_QUADRATIC_TRENDS
 
     names = tuple(names) if names is not None else tuple(getattr(features, "colnames", None) or list(features))
     if not names:

@@ -2,7 +2,7 @@
 
 Each realisation draws an independent mock survey (its own seed) with the
 paper's constant zero-point injected, trains a deep ensemble of constant-offset
-models on it with the demo's recipe (:data:`astronn_gaiacal.demo.CONFIGS`), and
+models on it with the demo's recipe (:data:`astronn_gaiacal.studies.demo.CONFIGS`), and
 records the recovered zero-point with each estimate the package offers:
 
 ``mc``
@@ -12,7 +12,7 @@ records the recovered zero-point with each estimate the package offers:
     quadrature with the mean MC spread;
 ``refit``
     member 0's maximum-likelihood refit on the training stars with the
-    luminosity network held fixed (:mod:`astronn_gaiacal.zeropoint_fit`), with
+    luminosity network held fixed (:mod:`astronn_gaiacal.zeropoint.fit`), with
     its statistical error;
 ``refit_ensemble``
     the members' mean refit, with the standard error of that mean (members'
@@ -26,13 +26,13 @@ records the recovered zero-point with each estimate the package offers:
     too (``fit_curvature=True``);
 ``refit_consistency_ensemble``
     as ``refit_ensemble``, with the statistical term multiplied by the
-    :func:`~astronn_gaiacal.zeropoint_fit.consistency_factor` of the ensemble's
+    :func:`~astronn_gaiacal.zeropoint.fit.consistency_factor` of the ensemble's
     mean model parallaxes over four quantiles of model luminosity: when the
     populations' zero-points disagree, a luminosity error the members share is
     there, and the error grows by the disagreement.
 
 Every ensemble estimate leaves out the members whose training failed
-(:func:`~astronn_gaiacal.zeropoint_fit.usable_members`: distances that scatter
+(:func:`~astronn_gaiacal.zeropoint.fit.usable_members`: distances that scatter
 several times more than the best member's); the table's ``failed_members``
 column counts them.  :func:`reanalyse_study` redoes the refits of a finished
 study from its saved files.
@@ -49,101 +49,11 @@ import numpy as np
 from astropy import units as u
 from astropy.table import QTable
 
-from .constants import PAPER_ZEROPOINT_UAS
+from ..constants import PAPER_ZEROPOINT_UAS
+from ..zeropoint.estimates import (DEFAULT_ESTIMATE, ENSEMBLE_REFITS, ESTIMATES, REFIT_VARIANTS, ensemble_refits,
+                                    refits_from_parallaxes)
 
-__all__ = ["DEFAULT_ESTIMATE", "ENSEMBLE_REFITS", "ESTIMATES", "REFIT_VARIANTS", "calibration_study",
-           "consistency_inflated", "ensemble_refits", "reanalyse_study", "refits_from_parallaxes", "summarise_pulls",
-           "plot_pulls"]
-
-
-#: Zero-point estimates compared by the study (see the module docstring).
-ESTIMATES = ("mc", "ensemble", "refit", "refit_ensemble", "refit_scaled_ensemble", "refit_curved_ensemble",
-             "refit_consistency_ensemble")
-#: The refit variants: estimate name -> keyword arguments of :func:`~astronn_gaiacal.zeropoint_fit.fit_zeropoint`.
-REFIT_VARIANTS = {"refit_ensemble": {}, "refit_scaled_ensemble": {"fit_scale": True},
-                  "refit_curved_ensemble": {"fit_curvature": True}}
-#: The estimates that combine the refits of an ensemble's members (:func:`refits_from_parallaxes`).
-ENSEMBLE_REFITS = (*REFIT_VARIANTS, "refit_consistency_ensemble")
-#: The estimate reported by default (the demo's headline value); chosen by the pre-registered
-#: study of docs/calibration.rst.
-DEFAULT_ESTIMATE = "refit_consistency_ensemble"
-
-
-def ensemble_refits(members, spectra, parallax, parallax_error, magnitude, batch_size=None):
-    """Every refit variant of :data:`REFIT_VARIANTS` for the members of an ensemble, one prediction per member.
-
-    Members whose training failed (:func:`~astronn_gaiacal.zeropoint_fit.usable_members`: a fitted
-    scatter several times the best member's) are left out of every combined estimate, with a
-    warning, as long as two members remain; otherwise all are kept and the spread between them
-    carries the failure into the error.
-
-    Returns
-    -------
-    fits : dict
-        ``{estimate: (combined ZeropointFit, parts)}`` (:func:`~astronn_gaiacal.zeropoint_fit.combine_fits`)
-        for each of :data:`REFIT_VARIANTS` and ``'refit_consistency_ensemble'`` (whose parts add
-        ``'consistency_factor'``), plus ``'members'``: every member's plain refit, and ``'failed'``:
-        the indices of the members left out.
-    model_parallax : ndarray, shape (K, N)
-        Each member's MC-mean model parallaxes (mas), all members.
-    """
-    model_plx = np.array([m.predict_parallax(spectra, magnitude=magnitude, batch_size=batch_size)[0].to_value(u.mas)
-                          for m in members])
-    return refits_from_parallaxes(model_plx, parallax, parallax_error, magnitude), model_plx
-
-
-def refits_from_parallaxes(model_plx, parallax, parallax_error, magnitude):
-    """The ``fits`` dict of :func:`ensemble_refits` from the members' model parallaxes ``(K, N)`` (mas)."""
-    from .zeropoint_fit import combine_fits, fit_zeropoint, usable_members
-
-    model_plx = np.atleast_2d(np.asarray(model_plx, dtype=float))
-    plain = [fit_zeropoint(parallax, parallax_error, p) for p in model_plx]
-    keep = usable_members(plain)
-    fits = {"members": plain, "failed": [i for i in range(len(plain)) if not keep[i]]}
-    for name, kwargs in REFIT_VARIANTS.items():
-        if kwargs:
-            per_member = [fit_zeropoint(parallax, parallax_error, p, **kwargs) for p in model_plx[keep]]
-        else:
-            per_member = [f for f, k in zip(plain, keep) if k]
-        fits[name] = combine_fits(per_member)
-    fits["refit_consistency_ensemble"] = consistency_inflated(fits["refit_ensemble"], parallax, parallax_error,
-                                                              model_plx[keep], magnitude)
-    return fits
-
-
-#: Quantile groups of model luminosity for ``refit_consistency_ensemble``.
-CONSISTENCY_GROUPS = 4
-
-
-def consistency_inflated(combined, parallax, parallax_error, model_parallax, magnitude):
-    """``refit_ensemble`` with its statistical term times the consistency factor of the luminosity groups.
-
-    Parameters
-    ----------
-    combined : tuple
-        ``(ZeropointFit, parts)`` of the ensemble's refits (:func:`~astronn_gaiacal.zeropoint_fit.combine_fits`).
-    parallax, parallax_error : Quantity or array_like [mas]
-    model_parallax : ndarray (K, N)
-        The members' model parallaxes (mas).
-    magnitude : array_like
-        Extinction-corrected magnitudes (the luminosity is ``model parallax * 10**(m/5)``).
-
-    Returns
-    -------
-    (ZeropointFit, parts)
-        Same value; error ``sqrt((S * statistical)^2 + ensemble^2)``; ``parts['consistency_factor']`` = S.
-    """
-    from dataclasses import replace
-
-    from .zeropoint_fit import consistency_factor
-
-    fit, parts = combined
-    mean_plx = np.mean(np.atleast_2d(model_parallax), axis=0)
-    luminosity = mean_plx * 10 ** (np.asarray(u.Quantity(magnitude).value, dtype=float) / 5)
-    factor, _ = consistency_factor(parallax, parallax_error, mean_plx, luminosity, CONSISTENCY_GROUPS)
-    stat, ens = parts["statistical"].to_value(u.uas), parts["ensemble"].to_value(u.uas)
-    error = np.hypot(factor * stat, ens) * u.uas
-    return replace(fit, error=error), {**parts, "statistical": factor * stat * u.uas, "consistency_factor": factor}
+__all__ = ["calibration_study", "reanalyse_study", "summarise_pulls", "plot_pulls"]
 
 
 def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=None, seed=0,
@@ -157,7 +67,7 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
         Number of realisations (independent mock surveys).
     n_train, epochs, ensemble, mc_num : int, optional
         Training stars (S/N > 200), epochs, ensemble members and MC-dropout
-        passes of each realisation; default the demo's (:data:`astronn_gaiacal.demo.CONFIGS`).
+        passes of each realisation; default the demo's (:data:`astronn_gaiacal.studies.demo.CONFIGS`).
     seed : int
         Realisation ``i`` uses survey seed ``seed + 1000 i`` and training seeds from ``seed + 1000 i``.
     injected : Quantity
@@ -171,7 +81,7 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
     log : callable, optional
         Receives one line per realisation.
     n_jobs : int, optional
-        Members trained at once (:mod:`astronn_gaiacal.training`; default one per core).
+        Members trained at once (:mod:`astronn_gaiacal.models.workers`; default one per core).
     weight_averaging : float, optional
         Fraction of the last epochs whose weights are averaged; default the demo's.
     save_dir : str, optional
@@ -190,10 +100,10 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
     """
     from tqdm.auto import tqdm
 
-    from . import pipeline
+    from .. import pipeline
     from .demo import CONFIGS
-    from .simulate import simulate_train_test
-    from ._io import atomic_path
+    from ..simulate import simulate_train_test
+    from ..io.atomic import atomic_path
 
     demo = CONFIGS["default"]
     n_train = demo["n_train"] if n_train is None else n_train
@@ -280,7 +190,7 @@ def reanalyse_study(table, folder):
     """Recompute a study's refit estimates from its saved ``realisation_<i>.npz`` (no retraining).
 
     Use it when the refit estimates change (e.g. the screening of failed
-    members, :func:`~astronn_gaiacal.zeropoint_fit.usable_members`): the
+    members, :func:`~astronn_gaiacal.zeropoint.fit.usable_members`): the
     members' model parallaxes are saved, so only the fits are redone.  The
     ``mc`` and ``ensemble`` columns (the networks' learned offsets) are kept.
 
@@ -300,7 +210,7 @@ def reanalyse_study(table, folder):
     """
     import warnings
 
-    from .simulate import simulate_train_test
+    from ..simulate import simulate_train_test
 
     inj = float(table.meta["injected_uas"])
     out = table.copy()
@@ -369,7 +279,7 @@ def plot_pulls(table, path):
     str
         ``path``.
     """
-    from .plots import _plt, _save
+    from ..plots import _plt, _save
 
     plt = _plt()
     fig, axes = plt.subplots(1, len(ESTIMATES), figsize=(4 * len(ESTIMATES), 3.4), sharey=True)

@@ -58,7 +58,7 @@ import time
 
 import numpy as np
 
-from ._io import atomic_path
+from .io.atomic import atomic_path
 from ._versions import __version__
 
 __all__ = [
@@ -260,7 +260,7 @@ def partition_seed(seed, key):
 
     Examples
     --------
-    >>> from astronn_gaiacal.scale import partition_seed
+    >>> from astronn_gaiacal.distributed import partition_seed
     >>> partition_seed(0, "part.00000") == partition_seed(0, "part.00000")
     True
     >>> partition_seed(0, "part.00000") == partition_seed(0, "part.00001")
@@ -282,7 +282,7 @@ def _pixel_key(pixel):
 def _inference_mode(net, dropout, seed, key, which):
     """Seed (per partition) and, with ``dropout=False``, switch MC dropout off in the sub-models named ``which``."""
     from ._compat import keras
-    from .inference import dropout_disabled
+    from .nn.inference import dropout_disabled
 
     with _LOCK, contextlib.ExitStack() as stack:
         if not dropout:
@@ -454,7 +454,7 @@ def cluster_client(scheduler=None, n_workers=None, threads_per_worker=1):
 
     Examples
     --------
-    >>> from astronn_gaiacal.scale import cluster_client
+    >>> from astronn_gaiacal.distributed import cluster_client
     >>> with cluster_client(n_workers=1) as client:                 # doctest: +SKIP
     ...     print(len(client.scheduler_info()["workers"]))
     1
@@ -861,7 +861,7 @@ def _spectra_files(sources):
 
 def _iter_dataset_chunks(path, chunk_rows):
     """Datasets of at most ``chunk_rows`` stars from one file; HDF5 spectra are read chunk by chunk."""
-    from .dataset import Dataset, _is_hdf5, read_dataset
+    from .io.dataset import Dataset, _is_hdf5, read_dataset
 
     if not _is_hdf5(path):
         ds = read_dataset(path)
@@ -887,7 +887,7 @@ def _read_hdf5_columns(path):
     """The 1-D columns, their units and the attributes of an HDF5 dataset file, without its spectra."""
     import h5py
 
-    from .dataset import _JSON_ATTR, _ORDER_ATTR, _RESERVED_ATTRS, FORMAT_NAME, SPECTRA_NAMES
+    from .io.dataset import _JSON_ATTR, _ORDER_ATTR, _RESERVED_ATTRS, FORMAT_NAME, SPECTRA_NAMES
 
     def text(v):
         return v.decode() if isinstance(v, bytes) else v.item() if isinstance(v, np.generic) else v
@@ -947,7 +947,7 @@ def predict_partitioned(model, sources, out, *, scheduler=None, n_workers=None, 
     sources : str, path or list of paths
         A folder (its ``.h5``/``.hdf5``/``.parquet``/``.fits`` files, sorted
         by name), a glob pattern or a list of files; each is one partition in
-        the dataset format (:mod:`astronn_gaiacal.dataset`) with ``spectra``
+        the dataset format (:mod:`astronn_gaiacal.io.dataset`) with ``spectra``
         and ``mag``.
     out : str or path
         Output folder: ``part.NNNNN.parquet`` per input file (in input order)

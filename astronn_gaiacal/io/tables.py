@@ -2,7 +2,7 @@
 
 FITS, ECSV, CSV, VOTable and Parquet go through ``astropy.table``.  An
 ``.h5``/``.hdf5`` file is read as the HDF5 dataset format
-(:mod:`astronn_gaiacal.dataset`, spectra dropped) when it is one, else as an
+(:mod:`astronn_gaiacal.io.dataset`, spectra dropped) when it is one, else as an
 astropy HDF5 table, else as one 1-D dataset per column.  Writing is atomic.
 """
 import os
@@ -10,7 +10,7 @@ import warnings
 
 from astropy.table import Table
 
-from ._io import atomic_path
+from .atomic import atomic_path
 
 #: file ending -> astropy format name ('hdf5' = any HDF5 file)
 FORMATS = {
@@ -115,7 +115,7 @@ def write_table(table, path, overwrite=False):
     """
     fmt = table_format(path)
     if fmt == "hdf5":
-        raise TableFormatError("write HDF5 files with astronn_gaiacal.dataset.write_dataset")
+        raise TableFormatError("write HDF5 files with astronn_gaiacal.io.dataset.write_dataset")
     extra = {"tabledata_format": "binary2"} if fmt == "votable" else {}
     with atomic_path(path, overwrite=overwrite) as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Keyword name .* is greater than 8 characters")

@@ -22,7 +22,7 @@ Offline, against a local extract (here two synthetic Gaia DR3 sources):
 
 >>> import numpy as np
 >>> from astropy.table import Table
->>> from astronn_gaiacal.xmatch import crossmatch_local, gaia_columns
+>>> from astronn_gaiacal.sources.xmatch import crossmatch_local, gaia_columns
 >>> gaia = Table({name: np.zeros(2) for name in gaia_columns("dr3", by="source_id")})
 >>> gaia["source_id"] = [11, 22]
 >>> gaia["ra"], gaia["dec"] = [10.0, 10.0], [20.0, 20.01]
@@ -55,9 +55,9 @@ from astropy.time import Time
 from astropy.utils.exceptions import AstropyUserWarning
 from tqdm.auto import tqdm
 
-from ._io import atomic_path
-from .tableio import read_table, write_table
-from .constants import DR3_OFFSET_FEATURES, GAIA_REF_EPOCH, MAGIC_NUMBER, PAPER_XMATCH_RADIUS_ARCSEC
+from ..io.atomic import atomic_path
+from ..io.tables import read_table, write_table
+from ..constants import DR3_OFFSET_FEATURES, GAIA_REF_EPOCH, MAGIC_NUMBER, PAPER_XMATCH_RADIUS_ARCSEC
 
 __all__ = [
     "RELEASES",
@@ -241,7 +241,7 @@ def gaia_columns(release="dr3", with_2mass=False, by="position"):
 
     Examples
     --------
-    >>> from astronn_gaiacal.xmatch import gaia_columns
+    >>> from astronn_gaiacal.sources.xmatch import gaia_columns
     >>> gaia_columns("dr2")[-3:]
     ['visibility_periods_used', 'ruwe', 'xmatch_sep']
     >>> gaia_columns("dr3", by="source_id")[-4:]
@@ -730,7 +730,7 @@ def _cache_dir(cache):
     if cache is False or cache is None:
         return None
     if cache is True:
-        from ._io import cache_folder
+        from ..io.atomic import cache_folder
 
         return cache_folder("xmatch", CACHE_ENV)
     return os.fspath(cache)
@@ -855,7 +855,7 @@ def crossmatch(table, release="dr3", *, by="position", radius=None, ra="ra", dec
     Examples
     --------
     >>> from astropy.table import Table
-    >>> from astronn_gaiacal.xmatch import crossmatch
+    >>> from astronn_gaiacal.sources.xmatch import crossmatch
     >>> stars = Table({"ra": [297.210708], "dec": [50.091083]})  # 2M19485057+5005279
     >>> gaia = crossmatch(stars, "dr2", with_2mass=True)  # doctest: +SKIP
     >>> gaia["parallax", "ks_m"]  # doctest: +SKIP
@@ -1156,7 +1156,7 @@ def to_dataset(table, matched, spectra=None, spectra_err=None, columns=None):
 
     Returns
     -------
-    astronn_gaiacal.dataset.Dataset
+    astronn_gaiacal.io.dataset.Dataset
         Columns ``mag`` (2MASS Ks, not extinction corrected: the table's K, or
         the cross-match's ``ks_m`` when the table has none), ``mag_ext``, the
         APOGEE labels, and the Gaia columns (``parallax``, ``parallax_error``,
@@ -1165,7 +1165,7 @@ def to_dataset(table, matched, spectra=None, spectra_err=None, columns=None):
         ``ra``/``dec`` are ``gaia_ra``/``gaia_dec`` when the table has its own.
         Missing values are -9999 or NaN.
     """
-    from .dataset import Dataset, DatasetError
+    from ..io.dataset import Dataset, DatasetError
 
     if len(table) != len(matched):
         raise DatasetError(f"matched has {len(matched)} rows but table has {len(table)}")

@@ -11,7 +11,7 @@ primary header.
 
 Examples
 --------
->>> from astronn_gaiacal.spectra import load_apstar
+>>> from astronn_gaiacal.sources.spectra import load_apstar
 >>> star = load_apstar("tests/data/apStar-dr17-2M19485057+5005279.fits")  # doctest: +SKIP
 >>> star.spectrum.shape, round(star.mag, 3), round(star.mag_ext, 4)        # doctest: +SKIP
 ((7514,), 10.522, 0.0321)
@@ -24,8 +24,8 @@ import sys
 
 import numpy as np
 
-from ._io import atomic_path
-from .constants import (
+from ..io.atomic import atomic_path
+from ..constants import (
     APOGEE_DEFAULT_DR,
     APOGEE_PIXMASK_BITS,
     APOGEE_SPECTRUM_LENGTH,
@@ -400,7 +400,7 @@ class ApStarBatch:
 
 
 def load_apstar_batch(sources, dr=None, row=0, target_bits=APOGEE_PIXMASK_BITS, progress=True, verbose=True):
-    """Continuum-normalise many apStar files into one :class:`~astronn_gaiacal.dataset.Dataset`.
+    """Continuum-normalise many apStar files into one :class:`~astronn_gaiacal.io.dataset.Dataset`.
 
     Parameters
     ----------
@@ -429,7 +429,7 @@ def load_apstar_batch(sources, dr=None, row=0, target_bits=APOGEE_PIXMASK_BITS, 
     """
     from tqdm.auto import tqdm
 
-    from .dataset import Dataset
+    from ..io.dataset import Dataset
 
     paths, empty = find_apstar_files(sources)
     if not paths and not empty:
@@ -494,7 +494,7 @@ def plot_spectra(spectra, path, labels=None, dr=APOGEE_DEFAULT_DR, max_spectra=5
     import matplotlib.pyplot as plt
     from astroNN.apogee.chips import wavelength_solution
 
-    from .dataset import Dataset
+    from ..io.dataset import Dataset
 
     if isinstance(spectra, Dataset):
         if labels is None and "apogee_id" in spectra:
