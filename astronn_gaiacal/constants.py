@@ -55,9 +55,15 @@ LN10 = float(np.log(10.0))
 
 
 def is_missing(x):
-    """Boolean mask of entries that are the magic number or NaN."""
+    """Boolean mask of missing entries: the magic number, NaN or infinite.
+
+    Examples
+    --------
+    >>> is_missing([1.0, -9999.0, float("nan"), float("inf")]).tolist()
+    [False, True, True, True]
+    """
     x = np.asarray(x, dtype=float)
-    return (x == MAGIC_NUMBER) | np.isnan(x)
+    return (x == MAGIC_NUMBER) | ~np.isfinite(x)
 
 
 #: Reference epochs (Julian years, TCB) of the Gaia releases' astrometry.
@@ -81,3 +87,24 @@ PAPER_VALIDATION_FRACTION = 0.1
 
 #: sigma_MAD = 1.4826 median|R - median R|, paper eq. 10.
 SIGMA_MAD_SCALE = 1.4826
+
+#: Sign convention of every zero-point the package reports.
+ZEROPOINT_CONVENTION = "parallax_gaia = parallax_true + zeropoint"
+
+#: File endings read and written as the HDF5 dataset format.
+HDF5_EXTENSIONS = (".h5", ".hdf5", ".hdf")
+
+#: Registered model class used when none is named (the paper's APOGEE x Gaia DR2 network).
+DEFAULT_MODEL = "ApogeeGaiaBCNN"
+
+#: Units of the dataset and catalogue columns that carry one (astropy unit strings).
+COLUMN_UNITS = {
+    "parallax": "mas", "parallax_error": "mas", "true_parallax": "mas", "gaia_parallax": "mas",
+    "gaia_parallax_error": "mas", "pmra": "mas / yr", "pmra_error": "mas / yr", "pmdec": "mas / yr",
+    "pmdec_error": "mas / yr", "ra": "deg", "dec": "deg", "ra_apogee": "deg", "dec_apogee": "deg", "ecl_lat": "deg",
+    "teff": "K", "teff_error": "K", "mag": "mag", "mag_error": "mag", "mag_ext": "mag", "phot_g_mean_mag": "mag",
+    "phot_bp_mean_mag": "mag", "phot_rp_mean_mag": "mag", "bp_rp": "mag", "vscatter": "km / s",
+    "nu_eff_used_in_astrometry": "1 / um", "pseudocolour": "1 / um", "true_parallax": "mas",
+    "true_zeropoint": "mas", "true_distance": "pc", "true_mass": "solMass", "true_absmag_ks": "mag", "true_mag": "mag",
+    "true_luminosity": "solLum", "zeropoint": "mas", "zeropoint_error": "mas",
+}
