@@ -27,7 +27,7 @@ Examples
 import numpy as np
 from astropy import units as u
 
-from .constants import LN10, MAGIC_NUMBER
+from .constants import LN10, MAGIC_NUMBER, is_missing
 
 __all__ = [
     "mag_to_fakemag",
@@ -270,3 +270,46 @@ def extinction_correction(mag, extinction):
     magic = a["mag"] == MAGIC_NUMBER
     nan = np.isnan(a["mag"]) | np.isnan(ext)
     return _finish(a["mag"] - np.where(ext < -1.0, 0.0, ext), magic, nan & ~magic)
+
+
+def mas_values(x, name, n=None, scalar_ok=False):
+    """Per-star float array in mas from a parallax-like Quantity or plain numbers (taken as mas).
+
+    The magic number stays the magic number in any unit.  ``scalar_ok`` broadcasts a scalar to ``n`` stars.
+    """
+    if isinstance(x, u.Quantity):
+        try:
+            converted = x.to_value(u.mas)
+        except u.UnitConversionError:
+            raise u.UnitTypeError(f"{name} must be a parallax-like Quantity (mas); got unit '{x.unit}'") from None
+        raw = np.asarray(x.value, dtype=float)
+        arr = np.where(is_missing(raw), raw, converted)  # -9999 stays -9999 in any unit
+    else:
+        arr = plain_values(x, name)
+    return per_star(arr, name, n, scalar_ok)
+
+
+def plain_values(x, name):
+    """Float array from numbers, a dimensionless/mag Quantity or a masked column (masked -> NaN)."""
+    if isinstance(x, u.Quantity):
+        if x.unit.physical_type != "dimensionless" and x.unit != u.mag:
+            raise u.UnitTypeError(f"{name} must be dimensionless or in mag; got unit '{x.unit}'")
+        x = x.value
+    if np.ma.isMaskedArray(x) or hasattr(x, "mask"):
+        x = np.ma.filled(np.ma.asarray(x, dtype=float), np.nan)
+    try:
+        return np.array(x, dtype=float)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be numeric") from None
+
+
+def per_star(arr, name, n, scalar_ok=False):
+    """``arr`` checked to be 1-D with ``n`` values (a scalar broadcast with ``scalar_ok``)."""
+    if arr.ndim == 0 and scalar_ok and n is not None:
+        return np.full(n, float(arr))
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one value per star){' or a scalar' if scalar_ok else ''}; "
+                         f"got shape {arr.shape}")
+    if n is not None and arr.shape[0] != n:
+        raise ValueError(f"{name} has {arr.shape[0]} values; expected {n} (one per star)")
+    return arr

@@ -39,6 +39,7 @@ from astropy import units as u
 
 from .atomic import atomic_path
 from ..constants import MAGIC_NUMBER, is_missing
+from ..conversions import mas_values, per_star, plain_values
 
 __all__ = ["CATALOGUE_COLUMNS", "GAIA_PASSTHROUGH_COLUMNS", "LABEL_PASSTHROUGH_COLUMNS", "weighted_parallax", "build_catalogue",
            "catalogue_from_dataset", "write_catalogue", "plot_catalogue"]
@@ -60,44 +61,6 @@ GAIA_PASSTHROUGH_COLUMNS = ("source_id", "parallax", "parallax_error", "pmra", "
 #: Stellar labels and S/N that the ``predict`` command (and :func:`astronn_gaiacal.pipeline.catalogue_for`)
 #: also copies when present.
 LABEL_PASSTHROUGH_COLUMNS = ("teff", "logg", "fe_h", "snr")
-
-
-def _mas(x, name, n=None, scalar_ok=False):
-    """Float array in mas (plain numbers are mas); broadcast to n."""
-    if isinstance(x, u.Quantity):
-        try:
-            converted = x.to_value(u.mas)
-        except u.UnitConversionError:
-            raise u.UnitTypeError(f"{name} must be a parallax-like Quantity (mas); got unit '{x.unit}'") from None
-        raw = np.asarray(x.value, dtype=float)
-        arr = np.where(is_missing(raw), raw, converted)  # -9999 stays -9999 in any unit
-    else:
-        arr = _plain(x, name)
-    return _shape(arr, name, n, scalar_ok)
-
-
-def _plain(x, name):
-    if isinstance(x, u.Quantity):
-        if x.unit.physical_type != "dimensionless" and x.unit != u.mag:
-            raise u.UnitTypeError(f"{name} must be dimensionless or in mag; got unit '{x.unit}'")
-        x = x.value
-    if np.ma.isMaskedArray(x) or hasattr(x, "mask"):
-        x = np.ma.filled(np.ma.asarray(x, dtype=float), np.nan)
-    try:
-        return np.array(x, dtype=float)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be numeric") from None
-
-
-def _shape(arr, name, n, scalar_ok):
-    if arr.ndim == 0 and scalar_ok and n is not None:
-        return np.full(n, float(arr))
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one value per star){' or a scalar' if scalar_ok else ''}; "
-                         f"got shape {arr.shape}")
-    if n is not None and arr.shape[0] != n:
-        raise ValueError(f"{name} has {arr.shape[0]} values; expected {n} (one per star)")
-    return arr
 
 
 def _valid(*arrays):
@@ -130,11 +93,11 @@ def weighted_parallax(nn_parallax, nn_parallax_error, gaia_parallax, gaia_parall
     >>> p.to_value("mas").tolist()
     [1.5, 1.0, 2.0, -9999.0]
     """
-    nn = _mas(nn_parallax, "nn_parallax")
+    nn = mas_values(nn_parallax, "nn_parallax")
     n = nn.shape[0]
-    nn_err = _mas(nn_parallax_error, "nn_parallax_error", n)
-    g = _mas(gaia_parallax, "gaia_parallax", n)
-    g_err = _mas(gaia_parallax_error, "gaia_parallax_error", n)
+    nn_err = mas_values(nn_parallax_error, "nn_parallax_error", n)
+    g = mas_values(gaia_parallax, "gaia_parallax", n)
+    g_err = mas_values(gaia_parallax_error, "gaia_parallax_error", n)
     nn_ok = _valid(nn, nn_err) & (nn_err > 0)
     g_ok = _valid(g, g_err) & (g_err > 0)
     with np.errstate(all="ignore"):
@@ -156,7 +119,7 @@ def _ids(values, n, name):
     if arr.dtype.kind == "S":
         arr = np.char.decode(arr, "utf-8")
     arr = arr.astype(str)
-    return _shape(arr, name, n, False)
+    return per_star(arr, name, n, False)
 
 
 def _deg(values, n, name):
@@ -167,8 +130,8 @@ def _deg(values, n, name):
             out = values.to(u.deg)
         except u.UnitConversionError:
             raise u.UnitTypeError(f"{name} must be an angle; got unit '{values.unit}'") from None
-        return _shape(_magic(out.value), name, n, False) * u.deg
-    return _shape(_magic(_plain(values, name)), name, n, False) * u.deg
+        return per_star(_magic(out.value), name, n, False) * u.deg
+    return per_star(_magic(plain_values(values, name)), name, n, False) * u.deg
 
 
 def _magic(arr):
@@ -223,11 +186,11 @@ def build_catalogue(fakemag, fakemag_error, fakemag_model_error, mag, *, paralla
 
     from ..conversions import fakemag_to_distance, fakemag_to_parallax
 
-    fm = _shape(_plain(fakemag, "fakemag"), "fakemag", None, False)
+    fm = per_star(plain_values(fakemag, "fakemag"), "fakemag", None, False)
     n = fm.shape[0]
-    fm_err = _shape(_plain(fakemag_error, "fakemag_error"), "fakemag_error", n, False)
-    fm_merr = _shape(_plain(fakemag_model_error, "fakemag_model_error"), "fakemag_model_error", n, False)
-    m = _shape(_plain(mag, "mag"), "mag", n, False)
+    fm_err = per_star(plain_values(fakemag_error, "fakemag_error"), "fakemag_error", n, False)
+    fm_merr = per_star(plain_values(fakemag_model_error, "fakemag_model_error"), "fakemag_model_error", n, False)
+    m = per_star(plain_values(mag, "mag"), "mag", n, False)
 
     # NN quantities: defined where fakemag > 0 and mag are valid; each error also needs its own input
     nn_ok = _valid(fm, m) & (fm > 0)
@@ -246,8 +209,8 @@ def build_catalogue(fakemag, fakemag_error, fakemag_model_error, mag, *, paralla
     # the model's zero-point is recorded whether or not Gaia parallaxes are given
     if zeropoint is None and zeropoint_error is not None:
         raise ValueError("zeropoint_error given without zeropoint")
-    zp = _mas(0.0 if zeropoint is None else zeropoint, "zeropoint", n, scalar_ok=True)
-    zp_err = _mas(0.0 if zeropoint_error is None else zeropoint_error, "zeropoint_error", n, scalar_ok=True)
+    zp = mas_values(0.0 if zeropoint is None else zeropoint, "zeropoint", n, scalar_ok=True)
+    zp_err = mas_values(0.0 if zeropoint_error is None else zeropoint_error, "zeropoint_error", n, scalar_ok=True)
     meta = {}
     zp_columns = {}
     if zeropoint is None:
@@ -267,8 +230,8 @@ def build_catalogue(fakemag, fakemag_error, fakemag_model_error, mag, *, paralla
     else:
         if parallax_error is None:
             raise ValueError("parallax given without parallax_error; the weighting needs both")
-        g = _mas(parallax, "parallax", n)
-        g_err = _mas(parallax_error, "parallax_error", n)
+        g = mas_values(parallax, "parallax", n)
+        g_err = mas_values(parallax_error, "parallax_error", n)
         ok = _valid(g, g_err, zp, zp_err)
         with np.errstate(all="ignore"):
             gaia_c = np.where(ok, g - zp, MAGIC_NUMBER)

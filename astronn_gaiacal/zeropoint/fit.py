@@ -43,7 +43,7 @@ import numpy as np
 from astropy import units as u
 from scipy.optimize import minimize_scalar
 
-from ..io.catalogue import _mas as parallax_values  # the catalogue's parallax-unit and shape rules
+from ..conversions import mas_values as parallax_values
 from ..constants import is_missing
 
 __all__ = ["ZeropointFit", "ZeropointTrendFit", "fit_zeropoint", "fit_zeropoint_trend", "combine_fits", "failed_members",
