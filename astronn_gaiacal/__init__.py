@@ -1,64 +1,80 @@
 """astronn_gaiacal: joint spectro-photometric distances and Gaia parallax zero-point.
 
 An astroNN plugin implementing Leung & Bovy (2019, MNRAS 489, 2079).  Importing
-it makes astroNN 1.1.0 work on the installed TensorFlow (see
-:mod:`astronn_gaiacal._compat`) and registers the plugin's models, layers and
-losses where ``astroNN.models.load_folder`` finds them.
+it is cheap (no TensorFlow, no astroNN) and prepares both:
+
+* it sets ``TF_USE_LEGACY_KERAS=1``, so that TensorFlow, whenever it is
+  imported later, gives astroNN 1.1.0 the Keras 2 API
+  (:mod:`astronn_gaiacal._compat`);
+* it installs an import hook that, right after ``astroNN.models`` is
+  imported, imports :mod:`astronn_gaiacal.nn` and :mod:`astronn_gaiacal.models`,
+  which register the plugin's models, layers and losses where
+  ``astroNN.models.load_folder`` finds them (:mod:`astronn_gaiacal.registry`).
+  So ``import astronn_gaiacal`` then ``from astroNN.models import load_folder``
+  is all a saved folder needs, and the command line's ``--help`` stays instant.
+
+The names below are the curated public API; each lives in the module of its
+layer (docs/architecture.rst) and is imported from there on first use.
+
+=====================  ==========================================================
+models                 ``ApogeeGaiaBCNN``, ``ApogeeDR17GaiaDR3BCNN``, ``DenseGaiaBNN``,
+                       ``GaiaCalBCNNBase``, ``DeepEnsemble``, ``load``
+data                   ``Dataset``, ``read_dataset``, ``write_dataset``,
+                       ``simulate_survey``, ``crossmatch``, ``crossmatch_local``
+pipeline               ``train``, ``predict_stars``, ``catalogue_for``
+zero-point             ``fit_zeropoint``, ``fit_zeropoint_trend``, ``DEFAULT_ESTIMATE``
+conventions            ``ZEROPOINT_CONVENTION``
+settings               ``conf`` (astropy ``ConfigNamespace``: archive URL, timeouts, chunk size, caches)
+registration           ``register``, ``registered``
+=====================  ==========================================================
 """
-from . import _compat  # noqa: F401  (must run before anything imports TensorFlow)
-from ._versions import __version__
-from .registry import register, registered
-from .nn import layers as _layers, losses as _losses
+import importlib
+import sys
 
-for _cls in (
-    _layers.FakemagToParallax,
-    _layers.FakemagLogVariance,
-    _layers.Scale,
-    _layers.SliceColumns,
-    _layers.ConstantFeature,
-    _layers.BlockConv1D,
-    _layers.FastMaxPooling1D,
-    _layers.FastMCDropout,
-):
-    register(_cls)
-for _name, _cls in _losses.LOSS_CLASSES.items():
-    register(_cls)
-    register(getattr(_losses, _name))
-
-from . import models  # noqa: E402,F401  (registers the model classes)
-
-__all__ = ["__version__", "register", "registered", "show_versions"]
+from . import _compat  # (must run before anything imports TensorFlow; cheap)
+from ._versions import __version__, show_versions
+from .registry import on_demand, register, registered
 
 
-def show_versions(file=None):
-    """Print installed versions next to the supported ranges.
+@on_demand
+def _define_components(_astronn_models=None):
+    """Import the plugin's nn and models, whose import registers their components.
 
-    Parameters
-    ----------
-    file : file-like, optional
-        Where to print; defaults to ``sys.stdout``.
+    Runs right after ``astroNN.models`` is imported (the hook below) and from
+    :func:`registered`.  A module already being imported is left to finish.
     """
-    import platform
-    import sys
-    from importlib import metadata
-
-    from ._versions import STACKS, SUPPORTED
-
-    out = file or sys.stdout
-    print(f"astronn_gaiacal {__version__}", file=out)
-    print(f"python          {platform.python_version()}  (supported {_versions_python()})", file=out)
-    for dist, spec in SUPPORTED.items():
-        try:
-            installed = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            installed = "not installed"
-        print(f"{dist:<23} {installed:<14} supported {spec}", file=out)
-    print(f"keras API       {_compat.KERAS_VERSION} (tf.keras route: {_compat.KERAS_ROUTE})", file=out)
-    for name, stack in STACKS.items():
-        print(f"tested stack    {name}: {stack}", file=out)
+    for name in ("nn", "models"):
+        if f"{__name__}.{name}" not in sys.modules:
+            importlib.import_module(f".{name}", __name__)
 
 
-def _versions_python():
-    from ._versions import PYTHON_REQUIRES
+_compat.on_import("astroNN.models", after=_define_components)
 
-    return PYTHON_REQUIRES
+#: Public name -> module that defines it.
+_EXPORTS = {
+    **dict.fromkeys(("ApogeeGaiaBCNN", "ApogeeDR17GaiaDR3BCNN", "DenseGaiaBNN", "GaiaCalBCNNBase", "DeepEnsemble",
+                     "load"), "models"),
+    **dict.fromkeys(("Dataset", "read_dataset", "write_dataset"), "io.dataset"),
+    "simulate_survey": "simulate",
+    **dict.fromkeys(("crossmatch", "crossmatch_local"), "sources.xmatch"),
+    **dict.fromkeys(("train", "predict_stars", "catalogue_for"), "pipeline"),
+    "fit_zeropoint": "zeropoint.fit",
+    "fit_zeropoint_trend": "zeropoint.trends",
+    "DEFAULT_ESTIMATE": "zeropoint.estimates",
+    "ZEROPOINT_CONVENTION": "constants",
+    "conf": "config",
+}
+
+__all__ = ["__version__", "register", "registered", "show_versions", *_EXPORTS]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -30,6 +30,9 @@ SOLAR_ABSMAG_KS = 3.27
 PAPER_ZEROPOINT_UAS = -52.3
 PAPER_ZEROPOINT_ERR_UAS = 2.0
 
+#: Degrees of freedom of the Student-t likelihood (``gaia_student_t_nll`` and the robust zero-point refits).
+DEFAULT_STUDENT_T_NU = 4.0
+
 #: Offset-model features of the paper's multivariate model.
 PAPER_OFFSET_FEATURES = ("phot_g_mean_mag", "bp_rp", "teff")
 
@@ -62,7 +65,9 @@ def is_missing(x):
     >>> is_missing([1.0, -9999.0, float("nan"), float("inf")]).tolist()
     [False, True, True, True]
     """
-    x = np.asarray(x, dtype=float)
+    x = np.asarray(x)
+    if x.dtype.kind not in "fc":  # float32 spectra stay float32: no full-size float64 copy
+        x = x.astype(float)
     return (x == MAGIC_NUMBER) | ~np.isfinite(x)
 
 
@@ -104,7 +109,8 @@ COLUMN_UNITS = {
     "pmdec_error": "mas / yr", "ra": "deg", "dec": "deg", "ra_apogee": "deg", "dec_apogee": "deg", "ecl_lat": "deg",
     "teff": "K", "teff_error": "K", "mag": "mag", "mag_error": "mag", "mag_ext": "mag", "phot_g_mean_mag": "mag",
     "phot_bp_mean_mag": "mag", "phot_rp_mean_mag": "mag", "bp_rp": "mag", "vscatter": "km / s",
-    "nu_eff_used_in_astrometry": "1 / um", "pseudocolour": "1 / um", "true_parallax": "mas",
+    "nu_eff_used_in_astrometry": "1 / um", "pseudocolour": "1 / um",
     "true_zeropoint": "mas", "true_distance": "pc", "true_mass": "solMass", "true_absmag_ks": "mag", "true_mag": "mag",
-    "true_luminosity": "solLum", "zeropoint": "mas", "zeropoint_error": "mas",
+    "true_luminosity": "solLum", "zeropoint": "mas", "zeropoint_error": "mas", "ref_epoch": "yr", "ks_m": "mag",
+    "ks_msigcom": "mag", "xmatch_sep": "arcsec", "distance": "pc", "mass": "solMass",
 }

@@ -19,8 +19,8 @@ Examples
 >>> import astropy.units as u
 >>> from astronn_gaiacal import conversions as conv
 >>> L = conv.mag_to_fakemag(10.522, 6.067 * u.mas)
->>> round(float(L), 2)
-774.1
+>>> round(float(L), 2)  # 6.067 * 10**(10.522 / 5)
+771.57
 >>> conv.fakemag_to_distance(L, 10.522).round(2)
 <Quantity 164.83 pc>
 """

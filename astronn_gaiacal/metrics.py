@@ -22,8 +22,8 @@ import numpy as np
 from astropy import units as u
 from astropy.stats import median_absolute_deviation
 
-from .io.atomic import atomic_path
 from .constants import SIGMA_MAD_SCALE, is_missing
+from .io.figures import new_figure, save_figure
 
 __all__ = ["fractional_residuals", "sigma_mad", "median_bias", "accuracy", "plot_fractional_residuals"]
 
@@ -136,18 +136,14 @@ def plot_fractional_residuals(x, predicted, reference, path, xlabel="x", ylabel=
     dict
         :func:`accuracy` of the plotted residuals.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     resid = fractional_residuals(predicted, reference)
     xv = _values(x, "x")
     if xv.shape != resid.shape:
         raise ValueError(f"x has shape {xv.shape} but the residuals have shape {resid.shape}")
     acc = accuracy(predicted, reference)
     ok = np.isfinite(resid) & np.isfinite(xv)
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig = new_figure(figsize=(7, 4.5))
+    ax = fig.subplots()
     ax.scatter(xv[ok], resid[ok], s=4, alpha=0.5, lw=0)
     ax.axhline(0.0, color="k", lw=0.8)
     ax.axhline(acc["median_bias"], color="C3", lw=1.0, label=f"median bias {acc['median_bias']:+.4f}")
@@ -159,7 +155,5 @@ def plot_fractional_residuals(x, predicted, reference, path, xlabel="x", ylabel=
     ax.set_title(title or f"{acc['n']} stars")
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, overwrite=overwrite)
     return acc

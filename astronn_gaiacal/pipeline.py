@@ -1,6 +1,8 @@
-"""From a dataset to a trained model, and from a model to per-star results.
+"""From a dataset to a trained model, and from a model to per-star results and summaries.
 
-The command line and the demo are thin layers over these functions.
+The command line (:mod:`astronn_gaiacal.cli`) and the experiments
+(:mod:`astronn_gaiacal.studies`) are thin layers over these functions: every
+number a subcommand prints is computed here.
 """
 import functools
 import os
@@ -8,13 +10,20 @@ import os
 import numpy as np
 from astropy import units as u
 
-from .constants import MAGIC_NUMBER
+from .constants import DEFAULT_MODEL, ZEROPOINT_CONVENTION, is_missing
+from .io.catalogue import GAIA_PASSTHROUGH_COLUMNS, LABEL_PASSTHROUGH_COLUMNS, catalogue_from_dataset
+from .io.dataset import DatasetError, MissingColumnError
+from .io.quality import (duplicate_flags, feature_range_flags, flag_counts, magnitude_flags,
+                         parallax_unit_problem, spectrum_flags)
+from .models import DeepEnsemble
+from .models.workers import TrainJob, train_jobs
+from .nn.losses import DEFAULT_LOSS
 from .registry import get_model_class
+from .zeropoint.estimates import DEFAULT_ESTIMATE
+from .zeropoint.trends import fit_quadratic_trend
 
-
-def _missing(x):
-    x = np.asarray(x, dtype=float)
-    return (x == MAGIC_NUMBER) | ~np.isfinite(x)
+#: Fewest stars with a zero-point, and distinct feature values, for a quadratic summary of a feature.
+MIN_TREND_STARS = 4
 
 
 def trainable_mask(ds, offset, features=()):
@@ -30,23 +39,56 @@ def trainable_mask(ds, offset, features=()):
     n = len(ds)
     keep = np.ones(n, bool)
     reasons = {}
-    spectra_bad = _missing(ds["spectra"]).any(axis=1)
+    spectra_bad = is_missing(ds["spectra"]).any(axis=1)
     reasons["spectra with NaN/-9999 pixels"] = int(spectra_bad.sum())
-    mag_bad = _missing(ds.corrected_mag())
+    mag_bad = is_missing(ds.corrected_mag())
     reasons["missing magnitude"] = int((mag_bad & ~spectra_bad).sum())
     keep &= ~spectra_bad & ~mag_bad
+    for reason, flag in (("not a continuum-normalised spectrum (flag_spectrum)", spectrum_flags(ds["spectra"])),
+                         ("magnitude outside the plausible range (flag_magnitude)", magnitude_flags(ds.corrected_mag())),
+                         ("repeated star (flag_duplicate)", star_duplicates(ds))):
+        bad = flag & keep
+        reasons[reason] = int(bad.sum())
+        keep &= ~bad
     if offset == "multivariate":
         for name in features:
-            bad = _missing(ds[name]) & keep
+            bad = is_missing(ds[name]) & keep
             reasons[f"missing {name}"] = int(bad.sum())
             keep &= ~bad
-    err_bad = keep & ~_missing(ds["parallax"]) & (_missing(ds["parallax_error"]) | (np.asarray(ds["parallax_error"]) <= 0))
+    err_bad = keep & ~is_missing(ds["parallax"]) & (is_missing(ds["parallax_error"])
+                                                     | (np.asarray(ds["parallax_error"]) <= 0))
     reasons["parallax without a positive error"] = int(err_bad.sum())
     keep &= ~err_bad
     return keep, {k: v for k, v in reasons.items() if v}
 
 
-def build_model(model="ApogeeGaiaBCNN", offset=None, features=None, loss="gaia_gaussian_nll", lr=None, **kwargs):
+def star_duplicates(ds):
+    """True for rows repeating an earlier star: the same ``source_id`` or ``apogee_id``, or an identical spectrum."""
+    flag = np.zeros(len(ds), bool)
+    for name in ("source_id", "apogee_id"):
+        if name in ds:
+            flag |= duplicate_flags(ds[name])
+    if "spectra" in ds and len(ds):
+        spectra = np.ascontiguousarray(ds["spectra"])
+        seen = {}
+        for i in range(len(spectra)):
+            key = hash(spectra[i].tobytes())
+            if key in seen and np.array_equal(spectra[seen[key]], spectra[i]):
+                flag[i] = True
+            else:
+                seen.setdefault(key, i)
+    return flag
+
+
+def check_parallax_unit(ds):
+    """Raise :class:`~astronn_gaiacal.io.dataset.DatasetError` when ``parallax_error`` cannot be in mas."""
+    if "parallax_error" in ds:
+        problem = parallax_unit_problem(ds["parallax_error"])
+        if problem:
+            raise DatasetError(problem)
+
+
+def build_model(model=DEFAULT_MODEL, offset=None, features=None, loss=DEFAULT_LOSS, lr=None, **kwargs):
     """Instantiate a registered model class by name with the given options."""
     cls = get_model_class(model) if isinstance(model, str) else model
     options = dict(offset=offset, offset_features=features, loss=loss, **kwargs)
@@ -55,7 +97,7 @@ def build_model(model="ApogeeGaiaBCNN", offset=None, features=None, loss="gaia_g
     return cls(**options)
 
 
-def configured_model(model, offset, features, loss="gaia_gaussian_nll", loss_config=None, lr=None, epochs=None,
+def configured_model(model, offset, features, loss=DEFAULT_LOSS, loss_config=None, lr=None, epochs=None,
                      batch_size=None, verbose=0, weight_averaging=None):
     """:func:`build_model` with the training settings applied (a picklable factory via ``functools.partial``)."""
     net = build_model(model, offset, features, loss=loss, loss_config=loss_config, lr=lr)
@@ -84,12 +126,12 @@ def fit_arguments(net, ds):
 
 def train(
     ds,
-    model="ApogeeGaiaBCNN",
+    model=DEFAULT_MODEL,
     offset=None,
     features=None,
     epochs=None,
     batch_size=None,
-    loss="gaia_gaussian_nll",
+    loss=DEFAULT_LOSS,
     loss_config=None,
     lr=None,
     seed=0,
@@ -136,9 +178,9 @@ def train(
     excluded : dict
         Stars left out and why (see :func:`trainable_mask`).
     """
-    from .models.ensemble import DeepEnsemble
-    from .models.workers import TrainJob, train_jobs
-
+    if lr is not None and not float(lr) > 0:
+        raise ValueError(f"the learning rate must be positive, got {lr}")
+    check_parallax_unit(ds)
     probe = build_model(model, offset, features, loss=loss, loss_config=loss_config, lr=lr)
     keep, excluded = trainable_mask(ds, probe.offset, probe.offset_features)
     if keep.sum() == 0:
@@ -159,50 +201,386 @@ def train(
     return result, excluded
 
 
+def _has_column(table, name):
+    names = getattr(table, "colnames", None)  # astropy Table; Dataset, DataFrame and dict answer ``in``
+    return name in names if names is not None else name in table
+
+
+def _n_rows(table):
+    if isinstance(table, dict):
+        return len(next(iter(table.values()))) if table else 0
+    return len(table)
+
+
+def missing_features(model, table):
+    """The offset features of ``model`` that ``table`` has no column for.
+
+    Parameters
+    ----------
+    model : GaiaCalBCNNBase or DeepEnsemble
+    table : astropy Table, Dataset, pandas DataFrame or dict of columns
+
+    Returns
+    -------
+    list of str
+        Empty for a constant or no-offset model, or when every feature is there.
+    """
+    if model.offset != "multivariate":
+        return []
+    return [name for name in model.offset_features if not _has_column(table, name)]
+
+
+def table_zeropoints(model, table, mc_num=None, batch_size=None, shared_masks=False):
+    """Per-star zero-points of the stars of a table: the one implementation for every caller.
+
+    Parameters
+    ----------
+    model : GaiaCalBCNNBase or DeepEnsemble
+        A model with offset ``'constant'`` or ``'multivariate'``.
+    table : astropy Table, Dataset, pandas DataFrame or dict of 1-d arrays
+        The stars, one row each.  A multivariate model reads its
+        :attr:`offset_features` columns (converted to float; masked entries
+        become NaN); a constant model only counts the rows.  Columns given
+        as plain arrays in a dict must be numeric (convert nullable pandas
+        columns first).
+    mc_num : int, optional
+        MC-dropout passes; default the model's :attr:`mc_num`.
+    batch_size : int, optional
+        Stars per inference call (multivariate); default the model's own
+        (``predict_zeropoint``'s default).
+    shared_masks : bool
+        Multivariate: share each pass's dropout masks by a batch of stars
+        (see :meth:`~astronn_gaiacal.models.ZeropointModel.predict_zeropoint`).
+
+    Returns
+    -------
+    zeropoint, zeropoint_error : Quantity [mas], shape (N,)
+        For a constant model its one value repeated for every row; for a
+        multivariate model one value per star, NaN where a feature is missing
+        (NaN/-9999).  Convention: ``parallax_gaia = parallax_true + zeropoint``.
+        With a given ``mc_num`` (and a seed set beforehand), the numbers are
+        those of ``model.predict_zeropoint`` with the same arguments.
+
+    Raises
+    ------
+    MissingColumnError
+        A multivariate model's feature column is not in ``table`` (a
+        ``KeyError`` and a :class:`~astronn_gaiacal.io.dataset.DatasetError`);
+        the message names the missing columns.
+    ValueError
+        The model has offset ``'none'``.
+    """
+    if model.offset not in ("constant", "multivariate"):
+        raise ValueError(f"the model has offset={model.offset!r}: it has no zero-point")
+    n = _n_rows(table)
+    options = {} if mc_num is None else {"mc_num": int(mc_num)}
+    if model.offset == "constant":
+        value, error = model.predict_zeropoint(**options)
+        return np.full(n, value.to_value(u.mas)) * u.mas, np.full(n, error.to_value(u.mas)) * u.mas
+    missing = missing_features(model, table)
+    if missing:
+        raise MissingColumnError(f"the table lacks offset feature column(s) {', '.join(missing)} (the model needs "
+                                 f"{', '.join(model.offset_features)})")
+    if n == 0:
+        return np.empty(0) * u.mas, np.empty(0) * u.mas
+    if batch_size is not None:
+        options["batch_size"] = int(batch_size)
+    if shared_masks:
+        options["shared_masks"] = True
+    return model.predict_zeropoint({name: table[name] for name in model.offset_features}, **options)
+
+
+def zeropoint_range_flags(model, table):
+    """``out_of_range`` per star: an offset feature outside the model's stored training range (``feature_ranges``).
+
+    All False for a constant or no-offset model, and for a model folder that stores no ranges.
+    """
+    n = _n_rows(table)
+    if model.offset != "multivariate" or missing_features(model, table):
+        return np.zeros(n, bool)
+    return feature_range_flags({name: _float_column(table, name) for name in model.offset_features},
+                               getattr(model, "feature_ranges", None))
+
+
+def _float_column(table, name):
+    col = table[name]
+    values = np.ma.filled(np.ma.asarray(getattr(col, "value", col)).astype(np.float64), np.nan)
+    return np.asarray(values, dtype=np.float64)
+
+
 def predict_stars(model, ds, mc_num=None, batch_size=None):
-    """Per-star NN results for a dataset.
+    """Per-star NN results for a dataset, with the quality flags of docs/policy.rst.
 
     Returns
     -------
     dict
-        ``fakemag``, ``fakemag_error``, ``fakemag_model_error`` (arrays);
-        ``zeropoint``/``zeropoint_error`` (Quantity, mas; per star for a
-        multivariate model, broadcast for a constant one, absent for 'none').
+        ``fakemag``, ``fakemag_error``, ``fakemag_model_error`` (arrays; NaN
+        for a star flagged ``flag_spectrum`` or ``flag_magnitude``: it cannot
+        have an NN distance); ``zeropoint``/``zeropoint_error`` (Quantity, mas;
+        per star for a multivariate model, broadcast for a constant one, absent
+        for 'none'; :func:`table_zeropoints`); the boolean flags
+        ``flag_spectrum``, ``flag_magnitude``, ``flag_duplicate`` and, for a
+        multivariate model, ``out_of_range``.
+
+    Raises
+    ------
+    MissingColumnError
+        A multivariate model's feature column is not in ``ds``: the zero-point
+        is never dropped silently.
     """
+    missing = missing_features(model, ds)
+    if missing:
+        raise MissingColumnError(f"the dataset lacks offset feature column(s) {', '.join(missing)} (the model needs "
+                                 f"{', '.join(model.offset_features)}; without them it has no zero-point)")
     if mc_num is not None:
         model.mc_num = int(mc_num)
     fakemag, err = model.predict(ds["spectra"], batch_size=batch_size)
+    flags = {"flag_spectrum": spectrum_flags(ds["spectra"]), "flag_magnitude": magnitude_flags(ds.corrected_mag()),
+             "flag_duplicate": star_duplicates(ds)}
+    no_distance = flags["flag_spectrum"] | flags["flag_magnitude"]
     out = {
-        "fakemag": fakemag[:, 0],
-        "fakemag_error": err["total"][:, 0],
-        "fakemag_model_error": err["model"][:, 0],
-        "fakemag_predictive_error": err["predictive"][:, 0],
+        name: np.where(no_distance, np.nan, values[:, 0])
+        for name, values in (("fakemag", fakemag), ("fakemag_error", err["total"]),
+                             ("fakemag_model_error", err["model"]), ("fakemag_predictive_error", err["predictive"]))
     }
-    n = len(ds)
-    if model.offset == "constant":
-        value, error = model.predict_zeropoint()
-        out["zeropoint"] = np.full(n, value.to_value(u.mas)) * u.mas
-        out["zeropoint_error"] = np.full(n, error.to_value(u.mas)) * u.mas
-    elif model.offset == "multivariate":
-        missing = [name for name in model.offset_features if name not in ds]
-        if not missing:
-            zp, zp_err = model.predict_zeropoint({name: ds[name] for name in model.offset_features})
-            out["zeropoint"], out["zeropoint_error"] = zp, zp_err
+    if model.offset in ("constant", "multivariate"):
+        out["zeropoint"], out["zeropoint_error"] = table_zeropoints(model, ds)
+    if model.offset == "multivariate":
+        flags["out_of_range"] = zeropoint_range_flags(model, ds)
+    out.update(flags)
     return out
 
 
 def catalogue_for(model, ds, mc_num=100, batch_size=None):
-    """The Table-1 catalogue (QTable) of a dataset under a model.
+    """The Table-1 catalogue (QTable) of a dataset under a model, with the flag columns of :func:`predict_stars`.
 
     Gaia columns and stellar labels present in ``ds`` are copied
     (:data:`~astronn_gaiacal.io.catalogue.GAIA_PASSTHROUGH_COLUMNS`,
     :data:`~astronn_gaiacal.io.catalogue.LABEL_PASSTHROUGH_COLUMNS`).
     """
-    from .io.catalogue import GAIA_PASSTHROUGH_COLUMNS, LABEL_PASSTHROUGH_COLUMNS, catalogue_from_dataset
-
     stars = predict_stars(model, ds, mc_num=mc_num, batch_size=batch_size)
-    return catalogue_from_dataset(
+    catalogue = catalogue_from_dataset(
         ds, stars["fakemag"], stars["fakemag_error"], stars["fakemag_model_error"],
         zeropoint=stars.get("zeropoint"), zeropoint_error=stars.get("zeropoint_error"),
         gaia_columns=GAIA_PASSTHROUGH_COLUMNS + LABEL_PASSTHROUGH_COLUMNS,
     )
+    for name in ("flag_spectrum", "flag_magnitude", "flag_duplicate", "out_of_range"):
+        if name in stars:
+            catalogue[name] = stars[name]
+    # the NN uncertainties come calibrated by the model's scale (models.calibration); the header says which
+    catalogue.meta["ERRSCALE"] = (float(model.uncertainty_scale), "NN uncertainties = network's x ERRSCALE")
+    catalogue.meta["ERRCALIB"] = (bool(model.uncertainty_calibrated), "ERRSCALE fitted on held-out Gaia parallaxes")
+    return catalogue
+
+
+def uncertainty_summary(model):
+    """JSON-ready uncertainty calibration of a model (:mod:`~astronn_gaiacal.models.calibration`).
+
+    Returns
+    -------
+    dict
+        ``uncertainty_scale`` (the factor applied to the network's uncertainties),
+        ``uncertainty_calibrated`` (False: scale 1, the network's own) and
+        ``uncertainty_calibration`` (the fit's numbers, or ``None``).
+    """
+    cal = model.uncertainty_calibration
+    return {"uncertainty_scale": float(model.uncertainty_scale), "uncertainty_calibrated": cal is not None,
+            "uncertainty_calibration": None if cal is None else cal.to_dict()}
+
+
+def catalogue_summary(catalogue):
+    """Counts of a catalogue: stars, stars with an NN distance, median fractional error, and each flag."""
+    dist, dist_err = catalogue["dist"].value, catalogue["dist_error"].value
+    ok = ~is_missing(dist) & ~is_missing(dist_err) & np.isfinite(dist) & np.isfinite(dist_err)
+    return {
+        "n_stars": len(catalogue), "n_with_distance": int(ok.sum()),
+        "median_fractional_dist_error": float(np.median(dist_err[ok] / dist[ok])) if ok.any() else None,
+        "flags": flag_counts(catalogue),
+    }
+
+
+def model_summary(model, folder=None):
+    """JSON-ready description of a trained model or ensemble, with its learned zero-point if constant.
+
+    Parameters
+    ----------
+    model : GaiaCalBCNNBase or DeepEnsemble
+    folder : str, optional
+        Where it is saved (recorded as ``folder``).
+
+    Returns
+    -------
+    dict
+        ``model_class``, ``folder``, ``offset``, ``offset_features``,
+        ``ensemble_members``, ``loss``, ``zeropoint_convention``, the keys of
+        :func:`uncertainty_summary`; ``final_loss``
+        and ``epochs`` when the training history is there; for a constant model
+        ``zeropoint_uas``, ``zeropoint_err_uas`` and ``zeropoint_estimate``
+        (``'mc'`` for a single model, ``'ensemble'`` with the parts
+        ``zeropoint_mc_err_uas`` and ``zeropoint_ensemble_err_uas`` for an
+        ensemble: the calibration study's names).
+    """
+    ensemble = isinstance(model, DeepEnsemble)
+    first = model.members[0] if ensemble else model
+    summary = {
+        "model_class": type(first).__name__,
+        "folder": str(folder) if folder else None,
+        "offset": first.offset,
+        "offset_features": first.offset_features if first.offset == "multivariate" else [],
+        "ensemble_members": len(model.members) if ensemble else 1,
+        "loss": first.loss_name,
+        "zeropoint_convention": ZEROPOINT_CONVENTION,
+        **uncertainty_summary(model),
+    }
+    history = getattr(first, "history", None)
+    if history is not None and getattr(history, "history", None):
+        summary["final_loss"] = float(history.history["loss"][-1])
+        summary["epochs"] = len(history.history["loss"])
+    if first.offset == "constant":
+        if ensemble:
+            value, error, parts = model.zeropoint(components=True)
+            summary["zeropoint_mc_err_uas"] = float(parts["mc"].to_value(u.uas))
+            summary["zeropoint_ensemble_err_uas"] = float(parts["ensemble"].to_value(u.uas))
+        else:
+            value, error = model.zeropoint()
+        summary["zeropoint_uas"] = float(value.to_value(u.uas))
+        summary["zeropoint_err_uas"] = float(error.to_value(u.uas))
+        summary["zeropoint_estimate"] = "ensemble" if ensemble else "mc"
+    return summary
+
+
+def refit_report(model, ds, source=None):
+    """Refit of a model's zero-point on a dataset's Gaia parallaxes, its network(s) held fixed.
+
+    Parameters
+    ----------
+    model : GaiaCalBCNNBase or DeepEnsemble
+        Constant offset: a single model counts as a one-member ensemble and the
+        estimate is :data:`~astronn_gaiacal.zeropoint.estimates.DEFAULT_ESTIMATE`.
+        Multivariate offset: a single model; a quadratic in each feature with a
+        free luminosity scale (:meth:`~astronn_gaiacal.models.ZeropointModel.refit_zeropoint_trend`).
+    ds : Dataset
+        ``spectra``, ``mag`` (``mag_ext``), ``parallax``, ``parallax_error`` and,
+        multivariate, the feature columns.
+    source : str, optional
+        Recorded as ``data`` (e.g. the dataset's file name).
+
+    Returns
+    -------
+    dict
+        Constant: ``zeropoint_uas``, ``zeropoint_err_uas``, ``zeropoint_estimate``
+        and ``refit`` (the fit's numbers, ``members``, ``statistical_error_uas``,
+        ``ensemble_error_uas``, ``member_spread_uas``, ``consistency_factor``,
+        ``failed_members``, ``data``).  Multivariate: ``refit_trend`` (the
+        trend fit's numbers and ``data``).
+
+    Raises
+    ------
+    TypeError
+        A multivariate ensemble (refit one member's folder instead).
+    ValueError
+        The model has offset ``'none'``.
+    """
+    if model.offset == "multivariate":
+        if isinstance(model, DeepEnsemble):
+            raise TypeError("the trend refit of a multivariate model takes a single model, not an ensemble")
+        fit = model.refit_zeropoint_trend(ds["spectra"], ds["parallax"], ds["parallax_error"],
+                                          {f: ds[f] for f in model.offset_features}, magnitude=ds.corrected_mag())
+        return {"refit_trend": {**fit.to_dict(), "data": source}}
+    if model.offset != "constant":
+        raise ValueError(f"the model has offset={model.offset!r}: it has no zero-point to refit")
+    ensemble = DeepEnsemble.of(model)
+    fit, parts = ensemble.refit_zeropoint(ds["spectra"], ds["parallax"], ds["parallax_error"],
+                                          magnitude=ds.corrected_mag(), components=True)
+    numbers = fit.to_dict()
+    return {
+        "zeropoint_uas": numbers["value_uas"], "zeropoint_err_uas": numbers["error_uas"],
+        "zeropoint_estimate": DEFAULT_ESTIMATE,
+        "refit": {**numbers, "data": source, "members": len(ensemble),
+                  "statistical_error_uas": float(parts["statistical"].to_value(u.uas)),
+                  "ensemble_error_uas": float(parts["ensemble"].to_value(u.uas)),
+                  "member_spread_uas": float(parts["member_spread"].to_value(u.uas)),
+                  "consistency_factor": float(parts.get("consistency_factor", 1.0)),
+                  "failed_members": parts["failed"]},
+    }
+
+
+def zeropoint_summary(model, folder=None, refit=None, refit_source=None):
+    """:func:`model_summary`, and with ``refit`` the :func:`refit_report` on that dataset.
+
+    With a refit of a constant model the refit becomes the reported
+    ``zeropoint_uas``/``zeropoint_err_uas`` and the learned offset moves to
+    ``learned_zeropoint_uas``/``learned_zeropoint_err_uas``.
+
+    Returns
+    -------
+    dict
+    """
+    summary = model_summary(model, folder)
+    if refit is None:
+        return summary
+    report = refit_report(model, refit, source=refit_source)
+    if "refit" in report:
+        summary["learned_zeropoint_uas"] = summary.pop("zeropoint_uas")
+        summary["learned_zeropoint_err_uas"] = summary.pop("zeropoint_err_uas")
+    summary.update(report)
+    return summary
+
+
+def add_zeropoint_columns(model, table, mc_num=None, batch_size=None, shared_masks=False):
+    """Add per-star ``zeropoint`` and ``zeropoint_error`` columns (mas) to ``table``, and summarise them.
+
+    Parameters
+    ----------
+    model, mc_num, batch_size, shared_masks
+        As for :func:`table_zeropoints`.
+    table : astropy Table
+        Changed in place; a multivariate model also adds the boolean column
+        ``out_of_range`` (:func:`zeropoint_range_flags`).
+
+    Returns
+    -------
+    dict
+        ``n_stars``, ``n_missing_features`` (stars without a zero-point),
+        ``n_out_of_range`` (extrapolated stars), ``mean_uas`` and
+        ``median_uas`` over the stars with a zero-point inside the training
+        ranges (None if there is none), and, for a multivariate model,
+        ``feature_ranges`` (the model's) and ``quadratic_trends``: the paper's
+        quadratic summary (eqs. 7-9,
+        :func:`~astronn_gaiacal.zeropoint.trends.fit_quadratic_trend`) of each
+        feature with at least :data:`MIN_TREND_STARS` distinct in-range values,
+        its ``valid_range`` the model's training range.
+
+    Raises
+    ------
+    MissingColumnError
+        See :func:`table_zeropoints`.
+    """
+    zp, zp_err = table_zeropoints(model, table, mc_num=mc_num, batch_size=batch_size, shared_masks=shared_masks)
+    table["zeropoint"] = zp.to(u.mas)
+    table["zeropoint_error"] = zp_err.to(u.mas)
+    has_zp = np.isfinite(zp.value)
+    outside = zeropoint_range_flags(model, table)
+    if model.offset == "multivariate":
+        table["out_of_range"] = outside
+    good = has_zp & ~outside
+    ranges = getattr(model, "feature_ranges", None) or {}
+    summary = {
+        "n_stars": len(table), "n_missing_features": int((~has_zp).sum()), "n_out_of_range": int(outside.sum()),
+        "mean_uas": float(np.mean(zp[good].to_value(u.uas))) if good.any() else None,
+        "median_uas": float(np.median(zp[good].to_value(u.uas))) if good.any() else None,
+    }
+    if model.offset == "multivariate":
+        summary["feature_ranges"] = {name: [float(v) for v in ranges[name]] for name in model.offset_features
+                                     if name in ranges}
+    if model.offset == "multivariate" and good.sum() >= MIN_TREND_STARS:
+        trends = {}
+        for name in model.offset_features:
+            x = _float_column(table, name)
+            if np.unique(x[good]).size >= MIN_TREND_STARS:
+                trend = fit_quadratic_trend(x[good], zp[good], zp_err[good], feature=name).to_dict()
+                if name in ranges:  # valid where the model was trained, not where the input happens to lie
+                    trend["valid_range"] = [float(v) for v in ranges[name]]
+                trends[name] = trend
+        summary["quadratic_trends"] = trends
+    return summary

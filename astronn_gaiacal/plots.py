@@ -1,22 +1,28 @@
-"""Figures like the paper's, written as PNG files (matplotlib, Agg backend).
+"""Figures like the paper's, written as PNG files.
 
-Every function takes plain arrays or Quantities, writes one PNG atomically and
-returns its path.
+Every ``plot_*`` function takes plain arrays or Quantities, writes one PNG
+atomically and returns its path.  Figures are drawn on matplotlib's Agg canvas
+without pyplot, so the user's backend is never switched.  :func:`new_figure`
+and :func:`save_figure` (from :mod:`astronn_gaiacal.io.figures`) make and write
+such a figure for any other plot of the package.
 """
 import numpy as np
 from astropy import units as u
 
-from .io.atomic import atomic_path
 from .constants import MAGIC_NUMBER
+from .io.figures import new_figure, save_figure
+from .metrics import sigma_mad
+from .models.calibration import coverage
 
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+__all__ = [
+    "new_figure",
+    "save_figure",
+    "plot_distance_comparison",
+    "plot_parallax_residuals",
+    "plot_reliability",
+    "plot_sigma_mad",
+    "plot_zeropoint_trends",
+]
 
 
 def _values(x, unit=None):
@@ -24,13 +30,6 @@ def _values(x, unit=None):
         x = x.to_value(unit) if unit is not None else x.value
     x = np.asarray(x, dtype=float)
     return np.where(x == MAGIC_NUMBER, np.nan, x)
-
-
-def _save(fig, path):
-    with atomic_path(path, overwrite=True) as tmp:
-        fig.savefig(tmp, dpi=110, format="png", bbox_inches="tight")
-    _plt().close(fig)
-    return str(path)
 
 
 def _binned(x, y, bins, stat=np.nanmedian, min_count=5):
@@ -55,9 +54,9 @@ def plot_parallax_residuals(gaia_parallax, nn_parallax, path, zeropoint=None):
     zeropoint : Quantity, optional
         Injected or fitted zero-point; drawn as the expected residual ``-zeropoint``.
     """
-    plt = _plt()
     gaia = _values(gaia_parallax, u.mas)
-    fig, axes = plt.subplots(1, len(nn_parallax), figsize=(5 * len(nn_parallax), 4), sharey=True, squeeze=False)
+    fig = new_figure(figsize=(5 * len(nn_parallax), 4))
+    axes = fig.subplots(1, len(nn_parallax), sharey=True, squeeze=False)
     bins = np.quantile(gaia[np.isfinite(gaia)], np.linspace(0, 1, 16)) if np.isfinite(gaia).any() else [0, 1]
     for ax, (label, nn) in zip(axes[0], nn_parallax.items()):
         resid = _values(nn, u.mas) - gaia
@@ -72,7 +71,7 @@ def plot_parallax_residuals(gaia_parallax, nn_parallax, path, zeropoint=None):
         ax.set_ylim(-0.5, 0.5)
         ax.legend(loc="upper right", fontsize=8)
     axes[0][0].set_ylabel(r"$\varpi_{\rm NN} - \varpi_{\rm Gaia}$ [mas]")
-    return _save(fig, path)
+    return save_figure(fig, path, bbox_inches="tight")
 
 
 def plot_zeropoint_trends(features, zeropoint, zeropoint_error, path, truth=None, trends=None, refit=None):
@@ -90,12 +89,12 @@ def plot_zeropoint_trends(features, zeropoint, zeropoint_error, path, truth=None
         ``{name: QuadraticTrend}`` fitted summaries to overplot.
     refit : tuple of Quantity, or dict of them, optional
         Per-star ``(zeropoint, error)`` of another estimate of the same stars
-        (e.g. :meth:`~astronn_gaiacal.models.GaiaCalBCNNBase.refit_zeropoint_trend`), binned like the model;
+        (e.g. :meth:`~astronn_gaiacal.models.ZeropointModel.refit_zeropoint_trend`), binned like the model;
         a dict ``{name: (zeropoint, error)}`` gives each panel its own (one fit per feature).
     """
-    plt = _plt()
     zp, err = _values(zeropoint, u.uas), _values(zeropoint_error, u.uas)
-    fig, axes = plt.subplots(1, len(features), figsize=(4.5 * len(features), 3.8), sharey=True, squeeze=False)
+    fig = new_figure(figsize=(4.5 * len(features), 3.8))
+    axes = fig.subplots(1, len(features), sharey=True, squeeze=False)
     for ax, (name, x) in zip(axes[0], features.items()):
         x = _values(x)
         bins = np.quantile(x[np.isfinite(x)], np.linspace(0, 1, 13))
@@ -120,7 +119,7 @@ def plot_zeropoint_trends(features, zeropoint, zeropoint_error, path, truth=None
         ax.set_xlabel(name)
         ax.legend(fontsize=7, loc="best")
     axes[0][0].set_ylabel(r"zero-point $\varpi_0$ [$\mu$as]")
-    return _save(fig, path)
+    return save_figure(fig, path, bbox_inches="tight")
 
 
 def plot_sigma_mad(labels, fractional_residual, path):
@@ -133,11 +132,9 @@ def plot_sigma_mad(labels, fractional_residual, path):
     fractional_residual : array_like
         (NN - reference) / reference per star.
     """
-    from .metrics import sigma_mad
-
-    plt = _plt()
     r = _values(fractional_residual)
-    fig, axes = plt.subplots(1, len(labels), figsize=(4.5 * len(labels), 3.6), sharey=True, squeeze=False)
+    fig = new_figure(figsize=(4.5 * len(labels), 3.6))
+    axes = fig.subplots(1, len(labels), sharey=True, squeeze=False)
     for ax, (name, x) in zip(axes[0], labels.items()):
         x = _values(x)
         bins = np.quantile(x[np.isfinite(x)], np.linspace(0, 1, 11))
@@ -149,16 +146,16 @@ def plot_sigma_mad(labels, fractional_residual, path):
         ax.set_xlabel(name)
         ax.legend(fontsize=8)
     axes[0][0].set_ylabel("fractional distance residual [%]")
-    return _save(fig, path)
+    return save_figure(fig, path, bbox_inches="tight")
 
 
 def plot_distance_comparison(nn_distance, reference_distance, path, reference_label="Gaia"):
     """NN distance against a reference distance (Gaia inverse parallax, or the truth)."""
-    plt = _plt()
     nn = _values(nn_distance, u.kpc)
     ref = _values(reference_distance, u.kpc)
     good = np.isfinite(nn) & np.isfinite(ref) & (ref > 0)
-    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    fig = new_figure(figsize=(4.5, 4.5))
+    ax = fig.subplots()
     ax.scatter(ref[good], nn[good], s=2, alpha=0.3, rasterized=True)
     if good.any():
         hi = np.nanpercentile(np.concatenate([ref[good], nn[good]]), 99)
@@ -167,4 +164,41 @@ def plot_distance_comparison(nn_distance, reference_distance, path, reference_la
         ax.set_ylim(0, hi)
     ax.set_xlabel(f"{reference_label} distance [kpc]")
     ax.set_ylabel("NN distance [kpc]")
-    return _save(fig, path)
+    return save_figure(fig, path, bbox_inches="tight")
+
+
+#: Nominal coverages of :func:`plot_reliability` (0.6827 and 0.9545 are 1 and 2 sigma).
+RELIABILITY_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.6827, 0.8, 0.9, 0.9545, 0.99)
+
+
+def plot_reliability(panels, path, levels=RELIABILITY_LEVELS):
+    """Reliability diagram: observed against nominal coverage of the reported uncertainties, one panel per split.
+
+    Parameters
+    ----------
+    panels : dict
+        ``{panel title: {label: (residual, sigma)}}``, e.g. ``{'S/N': {'50-100': (r, s), ...},
+        'population': {'giants': ..., 'dwarfs': ...}}``; per star the error of the
+        estimate against the truth and its reported uncertainty (same unit).
+    levels : sequence of float
+        Nominal two-sided Gaussian coverages (:func:`~astronn_gaiacal.models.calibration.coverage`).
+    """
+    fig = new_figure(figsize=(4.2 * len(panels), 4.2))
+    axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
+    for ax, (title, groups) in zip(axes, panels.items()):
+        ax.plot([0, 1], [0, 1], color="k", lw=0.8, label="calibrated")
+        for label, (residual, sigma) in groups.items():
+            cov = coverage(_values(residual), _values(sigma), levels)
+            if cov["n"]:
+                ax.plot(cov["nominal"], cov["observed"], "o-", ms=3,
+                        label=f"{label} (n={cov['n']}; 1σ {100 * cov['within_1sigma']:.0f}%, "
+                              f"2σ {100 * cov['within_2sigma']:.0f}%)")
+        for p in (0.6827, 0.9545):
+            ax.axvline(p, color="0.7", lw=0.6, ls=":")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.02)
+        ax.set_xlabel("nominal coverage")
+        ax.set_title(title)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0].set_ylabel("observed coverage")
+    return save_figure(fig, path, bbox_inches="tight")

@@ -5,6 +5,16 @@
 :func:`register` decorator puts a class or function there, and into Keras'
 serialisation registry, without ever replacing one of astroNN's own objects.
 
+Registration is lazy and never imports astroNN by itself: a component
+registered before astroNN's module is imported waits in a queue, and is put in
+place by an import hook (:func:`astronn_gaiacal._compat.on_import`) right after
+``astroNN.models``, ``astroNN.nn.layers`` or ``astroNN.nn.losses`` has been
+imported, before any ``load_folder`` call can look for it.  The package's own
+components are defined, and so registered, by importing
+:mod:`astronn_gaiacal.nn` and :mod:`astronn_gaiacal.models`; ``import
+astronn_gaiacal`` arranges for that to happen as soon as ``astroNN.models`` is
+imported, and :func:`registered` does it on demand.
+
 Examples
 --------
 >>> from astronn_gaiacal import register
@@ -17,51 +27,83 @@ Examples
 True
 """
 import inspect
+import sys
+import warnings
 
-from ._compat import keras
+from . import _compat
 
 KERAS_PACKAGE = "astronn_gaiacal"
 
 #: name -> object, for everything registered through :func:`register`
 _REGISTERED = {"models": {}, "losses": {}, "layers": {}}
 
+#: The astroNN module each kind is registered in.
+NAMESPACES = {"models": "astroNN.models", "losses": "astroNN.nn.losses", "layers": "astroNN.nn.layers"}
+
+#: Registered while their astroNN module was not imported yet: kind -> {name: object}.
+_PENDING = {kind: {} for kind in _REGISTERED}
+
+#: Callables that define (import) components on demand; see :func:`on_demand`.
+_DEFINERS = []
+
 
 def _kind(obj):
-    from astroNN.models.base_master_nn import NeuralNetMaster
-
-    if inspect.isclass(obj) and issubclass(obj, NeuralNetMaster):
-        return "models"
-    if inspect.isclass(obj) and issubclass(obj, keras.layers.Layer):
+    keras_loaded = "tensorflow" in sys.modules or "tf_keras" in sys.modules  # a Keras class implies it
+    if inspect.isclass(obj) and keras_loaded and issubclass(obj, _compat.keras.layers.Layer):
         return "layers"
-    if (inspect.isclass(obj) and issubclass(obj, keras.losses.Loss)) or (
+    if (inspect.isclass(obj) and keras_loaded and issubclass(obj, _compat.keras.losses.Loss)) or (
         callable(obj) and not inspect.isclass(obj)
     ):
         return "losses"
+    if inspect.isclass(obj) and "astroNN.models.base_master_nn" in sys.modules:
+        # an astroNN model class implies astroNN is loaded
+        from astroNN.models.base_master_nn import NeuralNetMaster
+
+        if issubclass(obj, NeuralNetMaster):
+            return "models"
     raise TypeError(
         f"register() takes an astroNN model class, a Keras layer class, a Keras loss "
         f"class or a loss function; got {obj!r}"
     )
 
 
-def _namespace(kind):
-    if kind == "models":
-        import astroNN.models as ns
-    elif kind == "losses":
-        import astroNN.nn.losses as ns
-    else:
-        import astroNN.nn.layers as ns
-    return ns
-
-
-def _set_once(namespace, name, obj, kind):
+def _refuse_shadowing(namespace, name, obj, kind):
     existing = getattr(namespace, name, None)
     if existing is not None and existing is not obj and _REGISTERED[kind].get(name) is not existing:
         raise ValueError(
             f"cannot register {obj!r} as {namespace.__name__}.{name}: that name already "
             f"belongs to {existing!r}, which astronn_gaiacal must not shadow; rename the class"
         )
+
+
+def _set_once(namespace, name, obj, kind):
+    _refuse_shadowing(namespace, name, obj, kind)
     setattr(namespace, name, obj)
-    _REGISTERED[kind][name] = obj
+    if kind == "models" and name not in namespace.__all__:
+        namespace.__all__.append(name)
+
+
+def _flush(kind):
+    """Put the components waiting for ``NAMESPACES[kind]`` in place (the import hook)."""
+
+    def after_import(namespace):
+        pending = _PENDING[kind]
+        while pending:
+            name, obj = pending.popitem()
+            try:
+                _set_once(namespace, name, obj, kind)
+            except ValueError as err:  # inside someone's import: warn rather than break it
+                _REGISTERED[kind].pop(name, None)
+                warnings.warn(str(err), stacklevel=2)
+
+    return after_import
+
+
+def on_demand(definer):
+    """Have :func:`registered` call ``definer()`` first (it imports modules that register components)."""
+    if definer not in _DEFINERS:
+        _DEFINERS.append(definer)
+    return definer
 
 
 def register(obj=None, *, name=None):
@@ -91,7 +133,11 @@ def register(obj=None, *, name=None):
         return lambda o: register(o, name=name)
     kind = _kind(obj)
     reg_name = name or obj.__name__
+    namespace = sys.modules.get(NAMESPACES[kind])
+    if namespace is not None:
+        _refuse_shadowing(namespace, reg_name, obj, kind)  # before touching Keras' registry
     if kind in ("layers", "losses"):
+        keras = _compat.keras
         custom = keras.utils.get_custom_objects()
         if inspect.isclass(obj):
             key = f"{KERAS_PACKAGE}>{reg_name}"
@@ -102,13 +148,16 @@ def register(obj=None, *, name=None):
             # plain name: Keras then serialises the function as its name, which is
             # exactly what astroNN's load_folder looks up in astroNN.nn.losses
             custom[reg_name] = obj
-    _set_once(_namespace(kind), reg_name, obj, kind)
-    if kind == "models":
-        import astroNN.models as ns
-
-        if reg_name not in ns.__all__:
-            ns.__all__.append(reg_name)
+    if namespace is not None:
+        _set_once(namespace, reg_name, obj, kind)
+    else:  # astroNN not imported yet: the import hook puts it in place
+        _PENDING[kind][reg_name] = obj
+        _compat.on_import(NAMESPACES[kind], after=_FLUSHERS[kind])
+    _REGISTERED[kind][reg_name] = obj
     return obj
+
+
+_FLUSHERS = {kind: _flush(kind) for kind in _REGISTERED}
 
 
 def registered(kind="models"):
@@ -125,6 +174,8 @@ def registered(kind="models"):
     """
     if kind not in _REGISTERED:
         raise ValueError(f"kind must be one of {sorted(_REGISTERED)}, got {kind!r}")
+    for definer in list(_DEFINERS):
+        definer()
     return dict(sorted(_REGISTERED[kind].items()))
 
 

@@ -1,8 +1,9 @@
 """A fake Gaia archive for offline tests of astronn_gaiacal.sources.xmatch.
 
-It subclasses astroquery's own test double ``DummyConnHandler`` and answers the
-TAP async protocol (POST async -> 303, GET phase, GET results) that the real
-``GaiaClass``/``TapPlus``/``Job`` code speaks.  Answers are computed from a sky
+It is a transport adapter of ``requests`` (mounted on the session of a real
+``pyvo.dal.TAPService``) and answers the TAP/UWS async protocol that pyvo's
+``AsyncTAPJob`` speaks: POST async -> 303 to the job, POST phase=RUN, GET the
+job document (phase, result link or error summary), GET the result, DELETE.  Answers are computed from a sky
 of Gaia sources whose columns come from a real DR3 archive response
 (tests/data/gaia_dr3_two_sources.vot), by brute force over the sky: an
 independent implementation of the ADQL join the client sends.
@@ -10,14 +11,14 @@ independent implementation of the ADQL join the client sends.
 import io
 import os
 import re
+import urllib.parse
 
 import numpy as np
+import requests
+import urllib3
 from astropy.coordinates import SkyCoord
 from astropy import units as u
 from astropy.table import MaskedColumn, Table
-from astroquery.utils.tap.conn.tapconn import TapConn
-from astroquery.utils.tap.conn.tests.DummyConnHandler import DummyConnHandler
-from astroquery.utils.tap.conn.tests.DummyResponse import DummyResponse
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 RECORDED_DR3 = os.path.join(DATA, "gaia_dr3_two_sources.vot")
@@ -67,14 +68,30 @@ def _multipart(data, content_type):
     return fields
 
 
-def _response(status, body=None, headers=None):
-    response = DummyResponse(status)
-    response.set_data(method="GET", body=body, headers=headers or [])
-    return response
+ROOT = "http://fake-gaia.test/"
+TAP = ROOT + "tap-server/tap"
+
+_JOB = """<?xml version="1.0" encoding="UTF-8"?>
+<uws:job xmlns:uws="http://www.ivoa.net/xml/UWS/v1.0" xmlns:xlink="http://www.w3.org/1999/xlink"
+         xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" version="1.1">
+  <uws:jobId>{jobid}</uws:jobId>
+  <uws:ownerId xsi:nil="true"/>
+  <uws:phase>{phase}</uws:phase>
+  <uws:quote xsi:nil="true"/>
+  <uws:creationTime>2026-01-01T00:00:00Z</uws:creationTime>
+  <uws:startTime xsi:nil="true"/>
+  <uws:endTime xsi:nil="true"/>
+  <uws:executionDuration>0</uws:executionDuration>
+  <uws:destruction xsi:nil="true"/>
+  <uws:parameters/>
+  <uws:results>{results}</uws:results>
+  {error}
+</uws:job>
+"""
 
 
-class FakeGaiaArchive(DummyConnHandler):
-    """Answers the async TAP requests of astroquery's GaiaClass from ``sky``.
+class FakeGaiaArchive(requests.adapters.BaseAdapter):
+    """Answers the async TAP requests of pyvo's TAPService from ``sky``.
 
     Attributes
     ----------
@@ -95,41 +112,68 @@ class FakeGaiaArchive(DummyConnHandler):
         self.sky = sky
         self.jobs = []
         self.posts = 0
+        self.deleted = 0
         self.fail = lambda upload: None
         self.truncate = None
         self.job_error = None
         self._results = {}
+        self._phase = {}
 
     # --- the TAP protocol -----------------------------------------------------------------
-    def encode_multipart(self, fields, files):
-        # the real encoder (astroquery < 0.4.11's DummyConnHandler lacks this method)
-        return TapConn(ishttps=False, host="host").encode_multipart(fields, files)
+    def send(self, request, **kwargs):
+        path = urllib.parse.urlsplit(request.url).path
+        job = re.fullmatch(r"/tap-server/tap/async/(\d+)(/phase|/results/result)?", path)
+        if request.method == "POST" and path == "/tap-server/tap/async":
+            return self._submit(request)
+        if job is None:
+            raise AssertionError(f"unexpected {request.method} {request.url}")
+        jobid, what = job.groups()
+        if request.method == "POST" and what == "/phase":
+            fields = dict(urllib.parse.parse_qsl(request.body if isinstance(request.body, str)
+                                                  else request.body.decode()))
+            assert fields == {"PHASE": "RUN"}, fields
+            self._phase[jobid] = "ERROR" if self.job_error else "COMPLETED"
+            return self._response(request, 303, headers={"Location": f"{TAP}/async/{jobid}"})
+        if request.method == "GET" and what is None:
+            return self._response(request, 200, self._job_document(jobid), {"Content-Type": "text/xml"})
+        if request.method == "GET" and what == "/results/result":
+            return self._response(request, 200, self._results[jobid], {"Content-Type": "application/x-votable+xml"})
+        if request.method == "DELETE" and what is None:
+            self.deleted += 1
+            return self._response(request, 303, headers={"Location": f"{TAP}/async"})
+        raise AssertionError(f"unexpected {request.method} {request.url}")
 
-    def execute_tappost(self, subcontext=None, data=None, content_type=None, verbose=False):
-        if subcontext != "async":
-            raise AssertionError(f"unexpected POST to {subcontext!r}")
+    def close(self):
+        pass
+
+    def _submit(self, request):
         self.posts += 1
-        fields = _multipart(data, content_type)
+        fields = _multipart(request.body, request.headers["Content-Type"])
         query = fields["QUERY"].decode()
+        assert fields["UPLOAD"].decode() == "xm_input,param:xm_input"
         upload = Table.read(io.BytesIO(fields["xm_input"]), format="votable")
         self.jobs.append({"query": query, "upload": upload, "fields": fields})
         status = self.fail(upload)
         if status is not None:
-            return _response(status, body="Internal Server Error")
+            return self._response(request, status, b"Internal Server Error")
         jobid = str(len(self.jobs))
-        self._results[jobid] = self.answer(query, upload)
-        return _response(303, headers=[["location", f"http://test:1111/tap/async/{jobid}"]])
+        self._results[jobid] = self.answer(query, upload).encode()
+        self._phase[jobid] = "PENDING"
+        return self._response(request, 303, headers={"Location": f"{TAP}/async/{jobid}"})
 
-    def execute_tapget(self, request=None, verbose=False):
-        match = re.fullmatch(r"async/(\d+)/(phase|results/result|error)", request)
-        if not match:
-            raise AssertionError(f"unexpected GET {request!r}")
-        jobid, what = match.groups()
-        if what == "phase":
-            return _response(200, body="ERROR" if self.job_error else "COMPLETED")
-        if what == "error":
-            return _response(200, body=self.job_error)
-        return _response(200, body=self._results[jobid])
+    def _job_document(self, jobid):
+        phase = self._phase[jobid]
+        results = (f'<uws:result id="result" xlink:href="{TAP}/async/{jobid}/results/result"/>'
+                   if phase == "COMPLETED" else "")
+        error = (f'<uws:errorSummary type="fatal" hasDetail="false"><uws:message>{self.job_error}</uws:message>'
+                 "</uws:errorSummary>" if phase == "ERROR" else "")
+        return _JOB.format(jobid=jobid, phase=phase, results=results, error=error).encode()
+
+    @staticmethod
+    def _response(request, status, body=b"", headers=None):
+        raw = urllib3.HTTPResponse(body=io.BytesIO(body), headers=headers or {}, status=status,
+                                   preload_content=False, decode_content=False)
+        return requests.adapters.HTTPAdapter().build_response(request, raw)
 
     # --- the database ---------------------------------------------------------------------
     def answer(self, query, upload):
@@ -185,14 +229,14 @@ class FakeGaiaArchive(DummyConnHandler):
         return list(np.flatnonzero(inside & (near | still)))
 
 
-def fake_gaia(sky):
-    """(GaiaClass driven by a FakeGaiaArchive, the fake)."""
-    from astroquery.gaia import GaiaClass
-    from astroquery.utils.tap.core import TapPlus
+def fake_gaia(sky, fake=None):
+    """(the package's archive client, a pyvo TAPService, answered by a FakeGaiaArchive; the fake)."""
+    from astronn_gaiacal.sources.xmatch import gaia_archive
 
-    fake = FakeGaiaArchive(sky)
-    tapplus = TapPlus(url="http://test:1111/tap", connhandler=fake)
-    return GaiaClass(tap_plus_conn_handler=fake, datalink_handler=tapplus, show_server_messages=False), fake
+    fake = FakeGaiaArchive(sky) if fake is None else fake
+    session = requests.Session()
+    session.mount(ROOT, fake)
+    return gaia_archive(ROOT, session=session), fake
 
 
 def arcsec_offset(ra, dec, east_arcsec, north_arcsec):

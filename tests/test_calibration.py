@@ -101,7 +101,8 @@ def test_cli_study_bad_input(tmp_path, capsys):
 
 def test_refits_leave_a_failed_member_out():
     from astronn_gaiacal.zeropoint.estimates import refits_from_parallaxes
-    from astronn_gaiacal.zeropoint.fit import combine_fits, fit_zeropoint
+    from astronn_gaiacal.zeropoint.fit import fit_zeropoint
+    from astronn_gaiacal.zeropoint.estimates import combine_fits
 
     rng = np.random.default_rng(7)
     n, zp = 3000, -0.0523

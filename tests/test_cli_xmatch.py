@@ -1,4 +1,4 @@
-"""``astronn-gaiacal xmatch``: formats, local and archive paths, exit code 2 on failure."""
+"""``astronn-gaiacal xmatch``: formats, local and archive paths, exit code 2 on bad input, 3 on an outage."""
 import json
 import os
 import socket
@@ -79,7 +79,7 @@ def test_archive_path_with_2mass(files, monkeypatch, capsys):
     assert len(os.listdir(path / "cache")) == 3
 
 
-def test_archive_failure_exits_2_with_one_line(files, capsys):
+def test_archive_failure_exits_3_with_one_line(files, capsys):
     path, _, _, _ = files
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -88,7 +88,7 @@ def test_archive_failure_exits_2_with_one_line(files, capsys):
     rc = main(["xmatch", str(path / "stars.csv"), "--release", "dr2", "--archive-url", f"http://127.0.0.1:{port}/",
                "--retries", "0", "--no-cache", "--out", str(out)])
     err = capsys.readouterr().err.strip()
-    assert rc == 2
+    assert rc == 3
     assert len(err.splitlines()) == 1
     assert err.startswith("astronn-gaiacal xmatch: error: cannot reach the Gaia archive (http://127.0.0.1:")
     assert not out.exists()

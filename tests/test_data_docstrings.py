@@ -6,7 +6,8 @@ import pytest
 
 import astronn_gaiacal  # noqa: F401
 
-MODULES = ["dataset", "spectra", "selection", "catalogue", "metrics", "zeropoint_fit", "trends"]
+MODULES = ["io.dataset", "io.columns", "io.hdf5", "io.figures", "io.catalogue", "sources.spectra", "sources.selection",
+           "metrics", "zeropoint.fit", "zeropoint.trends"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -17,8 +17,12 @@ from astronn_gaiacal.io.dataset import (
     MissingColumnError,
     canonical_unit,
     read_dataset,
+    read_dataset_chunks,
+    read_dataset_table,
     write_dataset,
 )
+from astronn_gaiacal.io.hdf5 import is_dataset_file
+from astronn_gaiacal.io.tables import read_table
 
 N, P = 7, 40
 
@@ -244,6 +248,41 @@ def test_structured_attrs_round_trip(tmp_path):
     assert json.loads(read_dataset(tmp_path / "a.fits").attrs["selection"]) == report
     with pytest.warns(UserWarning, match="do not keep the dataset attributes"):
         ds.write(tmp_path / "a.vot")
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".fits"])
+def test_read_in_chunks(dataset, tmp_path, suffix):
+    path = tmp_path / f"set{suffix}"
+    dataset.write(path)
+    chunks = list(read_dataset_chunks(path, 3))
+    assert [len(c) for c in chunks] == [3, 3, 1]
+    for start, chunk in zip((0, 3, 6), chunks):
+        part = dataset.subset(np.arange(start, min(start + 3, N)))
+        np.testing.assert_array_equal(chunk["spectra"], part["spectra"])
+        assert chunk.names == dataset.names and chunk.attrs == dataset.attrs
+        for name in dataset.names:
+            np.testing.assert_array_equal(chunk[name], part[name], err_msg=name)
+            assert chunk.unit(name) == part.unit(name)
+    with pytest.raises(ValueError, match="chunk_rows"):
+        next(read_dataset_chunks(path, 0))
+
+
+def test_dataset_file_as_table(dataset, tmp_path):
+    path = tmp_path / "set.h5"
+    dataset.write(path)
+    assert is_dataset_file(path) and not is_dataset_file(tmp_path / "nope.h5")
+    table = read_dataset_table(path)
+    assert table.colnames == dataset.names and table.meta == dataset.attrs
+    assert table["parallax"].unit == u.mas and list(table["apogee_id"]) == list(dataset["apogee_id"])
+    np.testing.assert_array_equal(table["mag"], dataset["mag"])
+    # a generic HDF5 table (no dataset format) and other formats go to the table reader
+    plain = tmp_path / "plain.h5"
+    with h5py.File(plain, "w") as f:
+        f["mag"] = [9.0, 9.5]
+    assert not is_dataset_file(plain)
+    np.testing.assert_array_equal(read_dataset_table(plain)["mag"], read_table(plain)["mag"])
+    dataset.write(tmp_path / "set.ecsv")
+    assert read_dataset_table(tmp_path / "set.ecsv").colnames == ["spectra", "spectra_err", *dataset.names]
 
 
 # ------------------------------------------------------------ dataset methods

@@ -79,7 +79,8 @@ def test_without_drops_members(ensemble):
 
 def test_refit_zeropoint_estimates(ensemble):
     from astronn_gaiacal.zeropoint.estimates import DEFAULT_ESTIMATE
-    from astronn_gaiacal.zeropoint.fit import combine_fits, fit_zeropoint
+    from astronn_gaiacal.zeropoint.fit import fit_zeropoint
+    from astronn_gaiacal.zeropoint.estimates import combine_fits
 
     ens, _, data = ensemble
     ens.mc_num = 10
@@ -132,3 +133,45 @@ def test_train_bootstrap_weights(bootstrap):
         else:  # the default: every member sees every star once
             assert weight is None
         assert member.fit_kwargs["parallax"] is plx
+
+
+def test_single_model_and_ensemble_share_one_interface(ensemble):
+    """Both are ZeropointModels with the same signatures; the ensemble describes itself by its members."""
+    import inspect
+
+    from astronn_gaiacal.models import GaiaCalBCNNBase, ZeropointModel
+    from astronn_gaiacal.models.protocol import DESCRIPTIVE_ATTRIBUTES
+
+    ens, _, _ = ensemble
+    single = ens.members[0]
+    assert isinstance(single, ZeropointModel) and isinstance(ens, ZeropointModel)
+    for name in ("predict", "test", "predict_parallax", "predict_distance", "predict_zeropoint", "member_parallaxes",
+                 "refit_zeropoint", "refit_zeropoint_trend", "zeropoint"):
+        assert inspect.signature(getattr(GaiaCalBCNNBase, name)) == inspect.signature(getattr(DeepEnsemble, name)), name
+    for name in DESCRIPTIVE_ATTRIBUTES:
+        expected = 3 if name == "n_members" else getattr(single, name)
+        assert getattr(ens, name) == expected, name
+    assert single.n_members == 1
+    assert not hasattr(ens, "keras_model")  # no forwarding of anything else to the members
+
+
+def test_single_model_as_one_member_ensemble(ensemble):
+    """A single model refits as the one-member ensemble of it; its zero-point has no between-member part."""
+    ens, _, data = ensemble
+    single = ens.members[0]
+    single.mc_num = 10
+    args = (data["spectra"], data["parallax"], data["parallax_error"])
+    astronn_gaiacal._compat.keras.utils.set_random_seed(2)
+    own, own_parts = single.refit_zeropoint(*args, magnitude=data["mag"], components=True)
+    astronn_gaiacal._compat.keras.utils.set_random_seed(2)
+    as_ensemble = single.refit_zeropoint(*args, magnitude=data["mag"], estimate="refit_ensemble")
+    astronn_gaiacal._compat.keras.utils.set_random_seed(2)
+    of = DeepEnsemble.of(single).refit_zeropoint(*args, magnitude=data["mag"], estimate="refit_ensemble")
+    assert as_ensemble.value == of.value == own.value and own_parts["failed"] == []
+    assert own_parts["ensemble"].value == 0 and own_parts["statistical"] == own.error
+    with pytest.raises(ValueError, match="estimate must be one of"):
+        ens.refit_zeropoint(*args, magnitude=data["mag"], estimate="refit")
+    with pytest.raises(ValueError, match="scatter and fit_scale"):
+        ens.refit_zeropoint(*args, magnitude=data["mag"], fit_scale=True)
+    value, error, parts = single.zeropoint(mc_num=20, components=True)
+    assert parts["mc"] == error and parts["ensemble"].value == 0 and value.unit == u.uas

@@ -50,3 +50,18 @@ def test_plot(tmp_path, rng):
     acc = plot_fractional_residuals(rng.uniform(100, 300, 500), pred, ref, str(tmp_path / "r.png"), xlabel="SNR")
     assert acc["n"] == 500 and acc["sigma_mad"] == pytest.approx(0.1, rel=0.15)
     assert (tmp_path / "r.png").stat().st_size > 10000
+
+
+def test_figures_leave_the_matplotlib_backend_alone(tmp_path, rng, monkeypatch):
+    import matplotlib
+
+    from astronn_gaiacal import plots
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the package switched the matplotlib backend")
+
+    monkeypatch.setattr(matplotlib, "use", refuse)
+    ref = rng.uniform(0.5, 2, 50)
+    plot_fractional_residuals(ref, ref * 1.01, ref, str(tmp_path / "r.png"))
+    assert plots.plot_distance_comparison(ref, ref, tmp_path / "d.png") == str(tmp_path / "d.png")
+    assert (tmp_path / "r.png").stat().st_size > 0 and (tmp_path / "d.png").stat().st_size > 0

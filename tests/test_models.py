@@ -202,7 +202,7 @@ def test_bad_input(trained):
 def test_predict_works_in_blocks_without_copies(trained, monkeypatch):
     """Checks and normalisation run in row blocks on the input as given: the same numbers for float32 and
     float64 input and for any block size, and bad pixels reported with their rows in the whole input."""
-    from astronn_gaiacal.models import base
+    from astronn_gaiacal.models import inputs
 
     net, _, data = trained["constant"]
     net.mc_num = 10
@@ -213,7 +213,7 @@ def test_predict_works_in_blocks_without_copies(trained, monkeypatch):
         return net.predict(x)
 
     ref, ref_err = run(spectra)
-    monkeypatch.setattr(base, "_BLOCK_ROWS", 3)
+    monkeypatch.setattr(inputs, "BLOCK_ROWS", 3)
     for x in (spectra, spectra.astype(np.float32)):
         out, err = run(x)
         if x.dtype == np.float64:  # float64 input: the same arithmetic, bit for bit
@@ -230,3 +230,56 @@ def test_predict_works_in_blocks_without_copies(trained, monkeypatch):
     bad[7, 0] = bad[7, 9] = -9999.0
     with pytest.raises(ValueError, match=r"3 NaN/-9999 pixel value\(s\) in 2 star\(s\) \(first: row 5\)"):
         net.predict(bad)
+
+
+def test_magic_number_must_match_astronn_config(monkeypatch):
+    """astroNN masks its configured MagicNumber; fit refuses to train when it is not the plugin's -9999."""
+    import astroNN.config
+
+    from astronn_gaiacal.constants import MAGIC_NUMBER
+    from astronn_gaiacal.models import check_magic_number
+
+    assert astroNN.config.MAGIC_NUMBER == MAGIC_NUMBER
+    check_magic_number()
+    monkeypatch.setattr(astroNN.config, "MAGIC_NUMBER", -1234.0)
+    with pytest.raises(ValueError, match=r"MagicNumber = -1234 \(\[Basics\] MagicNumber"):
+        check_magic_number()
+    data = toy_survey(100, seed=1, n_pixels=N_PIX)
+    with pytest.raises(ValueError, match="MagicNumber"):
+        ToyApogeeBCNN().fit(data["spectra"], data["parallax"], data["parallax_error"], data["mag"])
+
+
+def test_models_package_imports_at_the_top_without_cycles():
+    """Every intra-package import of models/ is at module level, and the modules import in a DAG."""
+    import ast
+    import pathlib
+
+    from astronn_gaiacal import models
+
+    folder = pathlib.Path(models.__file__).parent
+    graph = {}
+    for path in folder.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        top = set(tree.body)
+        graph[path.stem] = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level > 0:
+                assert node in top, f"{path.name}:{node.lineno} imports inside a function or block"
+                if node.level == 1:
+                    targets = [node.module] if node.module else [a.name for a in node.names]
+                    graph[path.stem] |= {t.split(".")[0] for t in targets}
+    graph.pop("__init__")
+    done, visiting = set(), []
+
+    def visit(name):
+        assert name not in visiting, f"import cycle: {' -> '.join(visiting + [name])}"
+        if name in done or name not in graph:
+            return
+        visiting.append(name)
+        for dep in graph[name]:
+            visit(dep)
+        visiting.pop()
+        done.add(name)
+
+    for name in graph:
+        visit(name)

@@ -52,3 +52,12 @@ def test_ensemble_folder_loads_with_its_members(saved):
         np.testing.assert_allclose(_sums(member), sums, rtol=1e-6, atol=1e-6)
     value, error = ens.zeropoint(mc_num=20)
     assert np.isfinite(value.value) and error.value > 0
+
+
+def test_loading_checks_the_astronn_magic_number(saved, monkeypatch):
+    import astroNN.config
+
+    folder, _, _ = saved
+    monkeypatch.setattr(astroNN.config, "MAGIC_NUMBER", -1.0)
+    with pytest.raises(ValueError, match="MagicNumber"):
+        load_folder(f"{folder}/dense_constant")

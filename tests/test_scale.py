@@ -162,7 +162,7 @@ def test_parquet_million_rows_match_in_process(net, model_folder, parquet_dir, m
     # the whole output reads back as one Parquet dataset (the manifest is skipped)
     assert len(pd.read_parquet(out, columns=["zeropoint"])) == N_ROWS
     # every worker loaded the model exactly once, however many partitions it ran
-    loads = client.run(scale._model_loads)
+    loads = client.run(scale.workers.model_loads)
     assert len(loads) == 2
     assert all(v == {os.path.abspath(model_folder): 1} for v in loads.values())
 

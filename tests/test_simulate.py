@@ -33,8 +33,12 @@ def _model(ds):
 
 
 def test_doctests():
-    result = doctest.testmod(sim, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted >= 5 and result.failed == 0
+    attempted = 0
+    for module in (sim, sim.photometry, sim.spectra, sim.population, sim.survey, sim.seeds):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+        assert result.failed == 0, module.__name__
+        attempted += result.attempted
+    assert attempted >= 5
 
 
 # --- determinism ---------------------------------------------------------------------------
@@ -294,7 +298,7 @@ def test_dib_off_by_default_and_present_when_on():
     assert plain.attrs["dib_strength"] == 0.0
     with_dib = sim.simulate_survey(40, seed=5, dib=True)
     assert with_dib.attrs["dib_strength"] == 1.0
-    lam = sim._wavelength()
+    lam = sim.spectra.wavelength()
     near = np.abs(lam - sim.DIB_WAVELENGTH) < 4 * sim.DIB_SIGMA
     far = ~near
     np.testing.assert_array_equal(plain["spectra"][:, far], with_dib["spectra"][:, far])
@@ -353,8 +357,8 @@ def test_write_is_atomic(tmp_path, monkeypatch):
         calls.append(1)
         return real(*args, **kwargs)
 
-    real = sim._noisy_spectra
-    monkeypatch.setattr(sim, "_noisy_spectra", failing)
+    real = sim.survey.noisy_spectra
+    monkeypatch.setattr(sim.survey, "noisy_spectra", failing)
     with pytest.raises(KeyboardInterrupt):
         sim.write_survey(str(tmp_path / "new.h5"), 600, seed=1, chunk_size=256, progress=False)
     assert sorted(os.listdir(tmp_path)) == ["mock.h5"]

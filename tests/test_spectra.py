@@ -12,6 +12,7 @@ from astroNN.apogee.chips import apogee_continuum, gap_delete
 from astronn_gaiacal.cli import main
 from astronn_gaiacal.constants import APOGEE_PIXMASK_BITS, APOGEE_SPECTRUM_LENGTH, MAGIC_NUMBER
 from astronn_gaiacal.io.dataset import read_dataset
+from astronn_gaiacal.sources.apogee_columns import header_keywords
 from astronn_gaiacal.sources.spectra import (
     apstar_dr,
     continuum_normalise,
@@ -151,10 +152,21 @@ def test_batch_reports_and_skips(tmp_path, data_path, capsys):
     assert ds["mag"][1] == dwarf.mag and ds["mag_ext"][0] == pytest.approx(0.4688, abs=5e-5)
     assert list(ds["nvisits"]) == [3, 1] and ds.attrs == {"band": "Ks", "continuum_dr": 17}
     assert str(ds.unit("ra")) == "deg" and str(ds.unit("vscatter")) == "km / s"
+    assert all(name in ds for name in header_keywords())
     with pytest.raises(ValueError, match="empty"):
         load_apstar_batch([])
     paths, empty = find_apstar_files(folder)
     assert len(paths) == 4 and not empty
+
+
+def test_header_keywords_come_from_the_apogee_map(data_path):
+    path = data_path(DWARF)
+    raw = read_apstar(path)
+    header = fits.getheader(path)
+    assert set(raw.meta) == set(header_keywords())
+    assert header_keywords()["mag_ext"] == "AKTARG"  # allStar's AK_TARG, cut to a FITS keyword's 8 characters
+    assert raw.meta["mag_ext"] == pytest.approx(header["AKTARG"]) and raw.meta["mag_error"] == header["K_ERR"]
+    assert raw.meta["apogee_id"] == header["OBJID"]
 
 
 def test_header_missing_values(tmp_path, data_path):

@@ -1,4 +1,4 @@
-"""Gaia cross-match: the real astroquery GaiaClass/TapPlus/Job code against a fake archive, and the local path."""
+"""Gaia cross-match: the real pyvo TAPService/AsyncTAPJob code against a fake archive, and the local path."""
 import inspect
 import os
 import socket
@@ -17,6 +17,7 @@ from astropy.utils.exceptions import AstropyUserWarning
 
 import astronn_gaiacal  # noqa: F401  (compatibility layer first)
 from astronn_gaiacal.sources import xmatch
+from astronn_gaiacal.sources.xmatch import archive as xmatch_archive
 from astronn_gaiacal.sources.xmatch import (
     GaiaArchiveError,
     GaiaTruncatedResultError,
@@ -271,7 +272,7 @@ def test_truncated_response_raises(scene, tmp_path):
 def test_http_500_retries_then_names_the_chunk_and_resumes_from_cache(scene, tmp_path, monkeypatch):
     inputs, sky, expected_id = scene
     waits = []
-    monkeypatch.setattr(xmatch, "_sleep", waits.append)
+    monkeypatch.setattr(xmatch_archive, "_sleep", waits.append)
     gaia, fake = fake_gaia(sky)
     fake.fail = lambda upload: 500 if 3 in upload["xm_row"] else None  # chunk 2 of 3 (rows 3-5)
     with pytest.raises(GaiaArchiveError) as info:
@@ -294,21 +295,16 @@ def test_http_500_retries_then_names_the_chunk_and_resumes_from_cache(scene, tmp
     assert len(os.listdir(tmp_path)) == 3
 
     class Silent(type(fake)):
-        def execute_tappost(self, *args, **kwargs):
+        def send(self, *args, **kwargs):
             raise AssertionError("the cache should have answered")
 
-        execute_tapget = execute_tappost
-
-    silent = Silent(sky)
-    from astroquery.gaia import GaiaClass
-
-    again = crossmatch(inputs, archive=GaiaClass(tap_plus_conn_handler=silent, show_server_messages=False),
-                       cache=tmp_path, chunk_size=3, progress=False)
+    silent_archive, silent = fake_gaia(sky, Silent(sky))
+    again = crossmatch(inputs, archive=silent_archive, cache=tmp_path, chunk_size=3, progress=False)
     assert silent.posts == 0
     for name in result.colnames:
         np.testing.assert_array_equal(again[name].mask, result[name].mask)
         np.testing.assert_array_equal(again[name].filled(0), result[name].filled(0))
-    # a second run with the default archive=None uses the cache without importing astroquery.gaia
+    # a second run with the default archive=None uses the cache without contacting the archive
     assert crossmatch(inputs, cache=tmp_path, chunk_size=3, progress=False).meta["n_matched"] == 4
 
 
@@ -332,7 +328,7 @@ def test_interrupt_keeps_finished_chunks_and_no_partial_files(scene, tmp_path):
 
 def test_transient_error_is_retried(scene, monkeypatch):
     inputs, sky, expected_id = scene
-    monkeypatch.setattr(xmatch, "_sleep", lambda s: None)
+    monkeypatch.setattr(xmatch_archive, "_sleep", lambda s: None)
     gaia, fake = fake_gaia(sky)
     calls = []
     fake.fail = lambda upload: 503 if not calls.append(1) and len(calls) == 1 else None
@@ -399,11 +395,13 @@ def test_silent_server_times_out_instead_of_hanging(scene):
 
 
 def test_default_settings_bound_the_failure_time():
-    # worst case with a black-holed archive: the status request at import, then every attempt's connect
+    # worst case with a black-holed archive: every attempt's connect, and the waits between them
+    from astronn_gaiacal import conf
+
     defaults = inspect.signature(crossmatch).parameters
-    connect, _ = defaults["timeout"].default
-    retries, backoff = defaults["retries"].default, defaults["backoff"].default
-    worst = min(connect, xmatch._STATUS_TIMEOUT) + (retries + 1) * connect + backoff * (2**retries - 1)
+    assert defaults["timeout"].default is None and defaults["retries"].default is None  # conf's values
+    connect, retries, backoff = conf.connect_timeout, conf.retries, defaults["backoff"].default
+    worst = (retries + 1) * connect + backoff * (2**retries - 1)
     assert worst < 60
 
 

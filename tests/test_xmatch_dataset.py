@@ -1,5 +1,4 @@
 """Assembling the training dataset format from an APOGEE-like table and its Gaia cross-match."""
-import sys
 import types
 
 import numpy as np
@@ -8,6 +7,9 @@ from astropy import units as u
 from astropy.table import Table
 
 import astronn_gaiacal  # noqa: F401  (compatibility layer first)
+from astronn_gaiacal.sources.apogee_columns import APOGEE_FIELDS, FITS_KEYWORD_LENGTH, header_keywords, table_columns
+from astronn_gaiacal.sources.xmatch import APOGEE_COLUMNS
+from astronn_gaiacal.sources.xmatch import apogee as xmatch_apogee
 from astronn_gaiacal.sources.xmatch import crossmatch_local, dataset_columns, to_dataset
 from gaia_fake import arcsec_offset, make_sky
 
@@ -50,7 +52,8 @@ def stub_dataset(monkeypatch):
             self.columns, self.units, self.attrs = columns, units, attrs
 
     module.Dataset, module.DatasetError = Dataset, DatasetError
-    monkeypatch.setitem(sys.modules, "astronn_gaiacal.io.dataset", module)
+    for name in ("Dataset", "DatasetError"):  # where to_dataset looks them up
+        monkeypatch.setattr(xmatch_apogee, name, getattr(module, name))
     return module
 
 
@@ -102,3 +105,19 @@ def test_to_dataset_with_the_real_dataset_module(apogee, tmp_path, rng):
     np.testing.assert_allclose(back["parallax"], ds["parallax"], equal_nan=True)
     np.testing.assert_array_equal(back["source_id"], ds["source_id"])
     np.testing.assert_allclose(back["spectra"], spectra)
+
+
+def test_one_apogee_map_names_allstar_columns_and_header_keywords(apogee, stub_dataset):
+    # allStar's AK_TARG is AKTARG in apStar headers: a FITS keyword has at most 8 characters
+    assert APOGEE_FIELDS["mag_ext"].table == ("AK_TARG", "AKTARG") and APOGEE_FIELDS["mag_ext"].header == "AKTARG"
+    assert header_keywords()["mag_ext"] == "AKTARG" and table_columns()["mag_ext"][0] == "AK_TARG"
+    assert all(len(field.header) <= FITS_KEYWORD_LENGTH for field in APOGEE_FIELDS.values() if field.header)
+    assert APOGEE_COLUMNS == table_columns()
+    assert list(APOGEE_COLUMNS) == ["apogee_id", "ra", "dec", "teff", "logg", "fe_h", "snr", "mag", "mag_ext",
+                                    "starflag", "vscatter"]
+    assert header_keywords("i") == {"starflag": "STARFLAG", "nvisits": "NVISITS"}
+    # a table made from apStar headers (AKTARG) gives the same mag_ext as allStar's AK_TARG
+    table, matched, _ = apogee
+    headers = table.copy()
+    headers.rename_column("AK_TARG", "AKTARG")
+    np.testing.assert_array_equal(to_dataset(headers, matched).columns["mag_ext"], table["AK_TARG"])

@@ -4,8 +4,9 @@ import pytest
 from astropy import units as u
 
 import astronn_gaiacal  # noqa: F401
-from astronn_gaiacal.zeropoint.fit import (ZeropointFit, _hessian, _information, combine_fits, fit_zeropoint,
-                                           fit_zeropoint_trend, student_t_factor)
+from astronn_gaiacal.zeropoint.fit import ZeropointFit, _hessian, _information, fit_zeropoint
+from astronn_gaiacal.zeropoint.trends import fit_zeropoint_trend
+from astronn_gaiacal.zeropoint.estimates import combine_fits, student_t_factor
 
 from _toy import N_PIX, ToyApogeeBCNN, toy_survey
 
@@ -373,7 +374,7 @@ def _members(rng, scatters, n=3000):
 
 
 def test_failed_members_are_those_with_several_times_the_best_scatter(rng):
-    from astronn_gaiacal.zeropoint.fit import failed_members
+    from astronn_gaiacal.zeropoint.estimates import failed_members
 
     plx, err, models = _members(rng, (0.05, 0.08, 0.06, 0.4))
     fits = [fit_zeropoint(plx, err, m) for m in models]
@@ -389,7 +390,7 @@ def test_failed_members_are_those_with_several_times_the_best_scatter(rng):
 
 
 def test_usable_members_leaves_failed_ones_out_with_a_warning(rng):
-    from astronn_gaiacal.zeropoint.fit import usable_members
+    from astronn_gaiacal.zeropoint.estimates import usable_members
 
     plx, err, models = _members(rng, (0.05, 0.06, 0.5))
     fits = [fit_zeropoint(plx, err, m) for m in models]

@@ -1,22 +1,38 @@
-"""Shared helpers of the subcommands."""
+"""Shared helpers of the subcommands: typed exits, input validation, output.
+
+Library modules are imported inside the helpers that need them, so that
+building the parser (``--help``) does not load TensorFlow.
+"""
+import contextlib
+import io
 import json
+import os
 import sys
+
+import numpy as np
+
+#: Exit codes of ``astronn-gaiacal`` (docs/cli.rst).
+EXIT_OK = 0
+EXIT_INTERNAL_ERROR = 1
+EXIT_BAD_INPUT = 2
+EXIT_UNAVAILABLE = 3
 
 
 class UsageError(Exception):
-    """Bad input: reported in one line on stderr, exit code 2."""
+    """Bad input (an argument, or a file it names): one line on stderr, exit code 2."""
+
+
+class ServiceUnavailable(Exception):
+    """The Gaia archive or the Dask cluster could not be used: one line on stderr, exit code 3."""
 
 
 def astronn_chatter_to_stderr():
     """Context manager sending astroNN's progress prints to stderr, keeping stdout for results/JSON."""
-    import contextlib
-
     return contextlib.redirect_stdout(sys.stderr)
 
 
 def print_json(obj, file=None):
     """Print ``obj`` as JSON (NumPy scalars and arrays converted)."""
-    import numpy as np
 
     def default(o):
         if isinstance(o, np.generic):
@@ -25,65 +41,177 @@ def print_json(obj, file=None):
             return o.tolist()
         raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
-    json.dump(obj, file or sys.stdout, indent=2, default=default, allow_nan=True)
+    json.dump(_json_ready(obj), file or sys.stdout, indent=2, default=default, allow_nan=False)
     print(file=file or sys.stdout)
 
 
+def _json_ready(obj):
+    """``obj`` with NaN/inf floats replaced by ``None`` (``null``): JSON has no NaN."""
+    if isinstance(obj, dict):
+        return {k: _json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_ready(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _json_ready(obj.tolist())
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if np.isfinite(obj) else None
+    return obj
+
+
+def check_positive(args, *names, allow_none=True):
+    """UsageError naming ``--name`` when an integer/float option is not > 0."""
+    for name in names:
+        value = getattr(args, name)
+        if value is None and allow_none:
+            continue
+        if value is None or not value > 0:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} must be a positive number, got {value}")
+
+
+def numeric_columns(table, names, path):
+    """UsageError naming the column when one of ``names`` holds text (e.g. 'N/A') instead of numbers."""
+    for name in names:
+        if name not in getattr(table, "colnames", table):
+            continue
+        col = table[name]
+        kind = np.asarray(getattr(col, "value", col)).dtype.kind
+        if kind not in "fiub":
+            raise UsageError(f"column '{name}' of {path} is not numeric (dtype {np.asarray(col).dtype}); write "
+                             "missing values as empty cells, NaN or -9999")
+
+
+def _same_or_inside(path, other):
+    a, b = os.path.realpath(path), os.path.realpath(other)
+    return a == b or b.startswith(a.rstrip(os.sep) + os.sep)
+
+
+def refuse_input_as_output(out, *inputs, flag="--out"):
+    """UsageError if ``out`` is one of the inputs, or (a folder) contains one: the input is never the output."""
+    for path in inputs:
+        if out and path and os.path.exists(path) and _same_or_inside(out, path):
+            raise UsageError(f"{flag} {out} is (or contains) the input {path}: choose another output path")
+
+
+def is_own_output(path):
+    """True if ``path`` is something this tool wrote: a model/ensemble folder, a catalogue output folder,
+    an HDF5 dataset file, or a table with the tool's result columns."""
+    from ..io.tables import TableFormatError, read_table
+
+    if os.path.isdir(path):
+        from ..models.folders import MANIFEST, PARAMETER_FILE, read_plugin_config
+
+        if os.path.isfile(os.path.join(path, MANIFEST)) or os.path.isfile(os.path.join(path, "_manifest.json")):
+            return True
+        if not os.path.isfile(os.path.join(path, PARAMETER_FILE)):
+            return False
+        try:
+            return read_plugin_config(path) is not None
+        except (ValueError, OSError):
+            return False
+    if not os.path.isfile(path):
+        return False
+    from ..constants import HDF5_EXTENSIONS
+
+    if path.lower().endswith(HDF5_EXTENSIONS):
+        try:
+            import h5py
+
+            from ..io.hdf5 import FORMAT_NAME
+
+            with h5py.File(path, "r") as f:
+                return str(f.attrs.get("format", "")) == FORMAT_NAME
+        except OSError:
+            return False
+    try:
+        names = read_table(path).colnames
+    except (TableFormatError, OSError, ValueError):
+        return False
+    return bool({"zeropoint", "dist", "weighted_dist", "gaia_parallax"} & set(names)) or "source_id" in names \
+        and "parallax" in names
+
+
+def check_output(path, overwrite, inputs=(), what="output file", flag="--out"):
+    """The output rules of docs/policy.rst: never an input; an existing path only with ``--overwrite``, and
+    ``--overwrite`` only replaces what the tool itself wrote (:func:`is_own_output`)."""
+    if not path:
+        return
+    refuse_input_as_output(path, *inputs, flag=flag)
+    if not os.path.lexists(path):
+        return
+    if not overwrite:
+        raise UsageError(f"{what} {path} already exists (use --overwrite to replace it)")
+    if not is_own_output(path):
+        raise UsageError(f"{flag} {path} exists and was not written by astronn-gaiacal: --overwrite only replaces "
+                         "the tool's own outputs; choose a new path")
+
+
 def load_dataset(path, require=(), features=()):
-    """Read a dataset file for a subcommand; any problem becomes a one-line UsageError."""
-    import os
+    """Read a dataset file for a subcommand; a missing, unreadable or incomplete file is a UsageError."""
+    from ..io.dataset import DatasetError, read_dataset
+    from ..io.tables import TableFormatError
 
     if not os.path.exists(path):
         raise UsageError(f"no such file: {path}")
-    from ..io.dataset import DatasetError, read_dataset
-
     try:
-        return read_dataset(path, require=require, features=features)
-    except (DatasetError, OSError, KeyError, ValueError) as err:
+        ds = read_dataset(path, require=require, features=features)
+    except (DatasetError, TableFormatError, OSError) as err:  # MissingColumnError is a DatasetError
+        raise UsageError(f"cannot read {path}: {err}") from None
+    from ..io.quality import parallax_unit_problem
+
+    if "parallax_error" in ds and "parallax_error" in require:
+        problem = parallax_unit_problem(ds["parallax_error"])
+        if problem:
+            raise UsageError(f"{path}: {problem}")
+    return ds
+
+
+def load_table(path):
+    """Read a table file (FITS/CSV/ECSV/VOTable/Parquet) for a subcommand; problems become a UsageError."""
+    from ..io.tables import TableFormatError, read_table
+
+    if not os.path.exists(path):
+        raise UsageError(f"no such file: {path}")
+    try:
+        return read_table(path)
+    except (TableFormatError, OSError) as err:
         raise UsageError(f"cannot read {path}: {err}") from None
 
 
 def load_model(path):
-    """Open a model or ensemble folder; problems become a UsageError."""
+    """Open a model or ensemble folder; a folder that is not one is a UsageError."""
     from ..models import load
 
+    from ..models import DeepEnsemble, GaiaCalBCNNBase
+    from ..models.folders import folder_kind, read_plugin_config
+
     try:
-        with astronn_chatter_to_stderr():
-            return load(path)
-    except (FileNotFoundError, OSError, KeyError, ValueError, TypeError) as err:
+        if folder_kind(path) == "model" and read_plugin_config(path) is None:
+            raise ValueError("no parameter file")
+    except (OSError, ValueError) as err:
+        raise UsageError(f"cannot load model {path}: {err} (MODEL must be a folder written by "
+                         "`astronn-gaiacal train`; plain astroNN folders have no zero-point model)") from None
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):  # astroNN's banner: not a result, not an error
+            net = load(path)
+    except (OSError, KeyError, ValueError) as err:
         raise UsageError(f"cannot load model {path}: {err}") from None
+    if not isinstance(net, (GaiaCalBCNNBase, DeepEnsemble)):
+        raise UsageError(f"{path} holds an astroNN {type(net).__name__}, not an astronn_gaiacal model; train one "
+                         "with `astronn-gaiacal train`")
+    return net
 
 
-def summarise_model(net, folder=None):
-    """JSON-ready description of a trained model (or ensemble), with its zero-point if constant."""
-    import astropy.units as u
+def refuse_existing(path, overwrite, what="output file"):
+    """UsageError if ``path`` exists and ``--overwrite`` was not given."""
+    if path and os.path.exists(path) and not overwrite:
+        raise UsageError(f"{what} {path} already exists (use --overwrite to replace it)")
 
-    members = getattr(net, "members", None)
-    first = members[0] if members else net
-    summary = {
-        "model_class": type(first).__name__,
-        "folder": str(folder) if folder else None,
-        "offset": first.offset,
-        "offset_features": first.offset_features if first.offset == "multivariate" else [],
-        "ensemble_members": len(members) if members else 1,
-        "loss": first.loss_name,
-        "zeropoint_convention": "parallax_gaia = parallax_true + zeropoint",
-    }
-    history = getattr(first, "history", None)
-    if history is not None and getattr(history, "history", None):
-        summary["final_loss"] = float(history.history["loss"][-1])
-        summary["epochs"] = len(history.history["loss"])
-    if first.offset == "constant":
-        if members:
-            value, error, parts = net.zeropoint(components=True)
-            summary["zeropoint_mc_err_uas"] = float(parts["mc"].to_value(u.uas))
-            summary["zeropoint_ensemble_err_uas"] = float(parts["ensemble"].to_value(u.uas))
-        else:
-            value, error = net.zeropoint()
-        summary["zeropoint_uas"] = float(value.to_value(u.uas))
-        summary["zeropoint_err_uas"] = float(error.to_value(u.uas))
-        summary["zeropoint_estimate"] = "ensemble" if members else "mc"  # calibration study's names
-    return summary
+
+def check_spectra_length(ds, path, expected, what="the model"):
+    """UsageError if the dataset's spectra are not ``expected`` pixels long (``None``: any length)."""
+    if expected is not None and ds["spectra"].shape[1] != expected:
+        raise UsageError(f"{path} has {ds['spectra'].shape[1]}-pixel spectra; {what} expects {expected}")
 
 
 def add_jobs_argument(parser):
@@ -113,23 +241,7 @@ def add_cluster_arguments(group):
                        help="compute at most this many of the remaining partitions, then stop (rerun to continue)")
 
 
-def run_scaled(kind, func, args, **kwargs):
-    """Run a :mod:`astronn_gaiacal.distributed` job for a subcommand and report it; 1 if partitions failed."""
-    from ..distributed import PartitionFailure
-
-    if args.workers is not None and args.workers < 1:
-        raise UsageError(f"--workers must be a positive integer, got {args.workers}")
-    if args.scheduler and args.workers is not None:
-        raise UsageError("--workers sets up a LocalCluster; it cannot be combined with --scheduler")
-    try:
-        summary = func(scheduler=args.scheduler, n_workers=args.workers, seed=args.seed, retries=args.retries,
-                       max_partitions=args.max_partitions, overwrite=args.overwrite, **kwargs)
-        code = 0
-    except PartitionFailure as err:
-        print(f"astronn-gaiacal {kind}: {err}", file=sys.stderr)
-        summary, code = err.summary, 1
-    except (FileNotFoundError, FileExistsError, KeyError, TypeError, ValueError) as err:
-        raise UsageError(str(err).strip("'\"")) from None
+def _report_scaled(args, summary):
     summary = {**summary, "computed": len(summary["computed"])}
     if args.json:
         print_json(summary)
@@ -139,4 +251,52 @@ def run_scaled(kind, func, args, **kwargs):
               f"{summary['computed']} partition(s) computed now, {summary['skipped']} already written"
               + (f", {len(summary['failed'])} failed" if summary["failed"] else "")
               + (f"; {summary['rows_per_s']:.0f} rows/s" if summary["rows_computed"] else ""))
+
+
+def run_scaled(kind, func, args, model, data, **kwargs):
+    """Run a :mod:`astronn_gaiacal.distributed` job for a subcommand and report it.
+
+    Exit 0 when done, 3 (after the report) when partitions failed or the
+    scheduler at ``--scheduler`` cannot be reached.  Missing inputs and an
+    output folder of another kind (``FileNotFoundError``/``FileExistsError``
+    from the job's checks of its paths) are bad input.  An identical rerun of
+    a finished command (same model files, input files and options:
+    :func:`~astronn_gaiacal.distributed.resume.command_key`) returns at once,
+    without loading TensorFlow or starting a cluster, and writes nothing.
+    """
+    from ..distributed.resume import command_key, finished_run
+
+    key = command_key(kind, model, data, vars(args))
+    done = finished_run(args.out, key)
+    if done is not None:
+        n = int(done.get("n_partitions", len(done.get("partitions", {}))))
+        _report_scaled(args, {"out": os.path.abspath(args.out), "kind": kind, "n_partitions": n, "computed": [],
+                              "skipped": n, "failed": [], "complete": True, "rows": int(done.get("rows", 0)),
+                              "rows_computed": 0, "seconds": 0.0, "rows_per_s": None})
+        return EXIT_OK
+    from ..distributed import PartitionFailure, cluster_client
+
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be a positive integer, got {args.workers}")
+    if args.scheduler is not None and not args.scheduler.strip():
+        raise UsageError("--scheduler needs an address, e.g. tcp://host:8786")
+    if args.scheduler and args.workers is not None:
+        raise UsageError("--workers sets up a LocalCluster; it cannot be combined with --scheduler")
+    with contextlib.ExitStack() as stack:
+        scheduler = args.scheduler
+        if scheduler:
+            try:
+                scheduler = stack.enter_context(cluster_client(scheduler=scheduler))
+            except OSError as err:
+                raise ServiceUnavailable(f"cannot reach the Dask scheduler {args.scheduler}: {err}") from None
+        try:
+            summary = func(scheduler=scheduler, n_workers=args.workers, seed=args.seed, retries=args.retries,
+                           max_partitions=args.max_partitions, overwrite=args.overwrite, command_key=key, **kwargs)
+            code = EXIT_OK
+        except PartitionFailure as err:
+            print(f"astronn-gaiacal {kind}: {err}", file=sys.stderr)
+            summary, code = err.summary, EXIT_UNAVAILABLE
+        except (FileNotFoundError, FileExistsError) as err:
+            raise UsageError(str(err).strip("'\"")) from None
+    _report_scaled(args, summary)
     return code

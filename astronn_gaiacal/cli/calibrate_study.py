@@ -1,17 +1,21 @@
 """``astronn-gaiacal calibrate-study``: pull distribution of the zero-point uncertainty over K mock surveys."""
+import os
+import sys
+
+import numpy as np
+
+from ..constants import PAPER_ZEROPOINT_UAS
+from ..studies.configs import CONFIGS
+from ._common import UsageError, add_jobs_argument, astronn_chatter_to_stderr, checked_jobs, print_json
+
 NAME = "calibrate-study"
 HELP = ("repeat simulate -> train (deep ensemble, constant offset) -> zeropoint over K seeds and report the pulls "
         "(recovered - injected)/sigma of each uncertainty estimate (MC dropout, ensemble)")
 
 
 def add_arguments(parser):
-    from ..constants import PAPER_ZEROPOINT_UAS
-    from ._common import add_jobs_argument
-
     parser.add_argument("--out", default="calibration_study", metavar="DIR",
                         help="output folder: calibration_study.ecsv, summary.json, pulls.png, realisation_<i>.npz")
-    from ..studies.demo import CONFIGS
-
     demo = CONFIGS["default"]
     parser.add_argument("-k", type=int, default=10, help="number of realisations (default 10)")
     parser.add_argument("--n-train", type=int, default=demo["n_train"],
@@ -44,11 +48,36 @@ def _text(summary):
     return "\n".join(lines)
 
 
-def run(args):
-    import os
-    import sys
+def _reanalyse(args):
+    from astropy.table import QTable
 
-    from ._common import UsageError, astronn_chatter_to_stderr, checked_jobs
+    from ..studies.calibration import StudyFileError, reanalyse_study, realisation_path
+
+    path = os.path.join(args.out, "calibration_study.ecsv")
+    if not os.path.isfile(path):
+        raise UsageError(f"--reanalyse: {path!r} does not exist (run the study with --out {args.out} first)")
+    try:
+        table = QTable.read(path, format="ascii.ecsv")
+    except (OSError, ValueError) as err:
+        raise UsageError(f"--reanalyse: cannot read {path}: {err}") from None
+    absent = [realisation_path(args.out, i) for i in range(len(table))
+              if not os.path.isfile(realisation_path(args.out, i))]
+    if absent:
+        raise UsageError(f"--reanalyse: {absent[0]!r} is missing ({len(absent)} realisation file(s) absent)")
+    try:
+        table = reanalyse_study(table, args.out)
+    except StudyFileError as err:
+        raise UsageError(f"--reanalyse: {err}") from None
+    first = os.path.join(args.out, "calibration_study.original.ecsv")
+    if not os.path.exists(first):  # keep the study's table as it was first written
+        os.replace(path, first)
+    return table
+
+
+def run(args):
+    import astropy.units as u
+
+    from ..studies.calibration import calibration_study
 
     for name in ("k", "n_train", "epochs", "mc_num"):
         if getattr(args, name) < 1:
@@ -56,27 +85,8 @@ def run(args):
     if args.ensemble < 2:
         raise UsageError("--ensemble must be >= 2 (the spread between members is one of the estimates)")
     n_jobs = checked_jobs(args)
-
-    import astropy.units as u
-
-    from ..studies.calibration import calibration_study
-
     if args.reanalyse:
-        from astropy.table import QTable
-
-        from ..studies.calibration import reanalyse_study
-
-        path = os.path.join(args.out, "calibration_study.ecsv")
-        if not os.path.isfile(path):
-            raise UsageError(f"--reanalyse: {path!r} does not exist (run the study with --out {args.out} first)")
-        try:
-            table = reanalyse_study(QTable.read(path, format="ascii.ecsv"), args.out)
-        except (OSError, ValueError, KeyError) as err:
-            raise UsageError(f"--reanalyse: {err}") from None
-        first = os.path.join(args.out, "calibration_study.original.ecsv")
-        if not os.path.exists(first):  # keep the study's table as it was first written
-            os.replace(path, first)
-        return _write(args, table)
+        return _write(args, _reanalyse(args))
     with astronn_chatter_to_stderr():
         table = calibration_study(k=args.k, n_train=args.n_train, epochs=args.epochs, ensemble=args.ensemble,
                                   mc_num=args.mc_num, seed=args.seed, injected=args.injected_uas * u.uas, n_jobs=n_jobs,
@@ -86,13 +96,8 @@ def run(args):
 
 
 def _write(args, table):
-    import os
-
-    import numpy as np
-
     from ..io.atomic import atomic_path
     from ..studies.calibration import plot_pulls, summarise_pulls
-    from ._common import print_json
 
     os.makedirs(args.out, exist_ok=True)
     with atomic_path(os.path.join(args.out, "calibration_study.ecsv"), overwrite=True) as tmp:

@@ -1,12 +1,14 @@
 """``astronn-gaiacal demo``: the whole method on a built-in mock survey (no network, no data)."""
+import sys
+
+from ._common import UsageError, add_jobs_argument, astronn_chatter_to_stderr, checked_jobs, print_json
+
 NAME = "demo"
 HELP = ("simulate a mock APOGEE x Gaia survey with an injected zero-point, train the no-offset, constant and "
         "multivariate models, and report (JSON, text, FITS catalogue, PNG plots)")
 
 
 def add_arguments(parser):
-    from ._common import add_jobs_argument
-
     parser.add_argument("--out", default="demo_out", metavar="DIR", help="output folder (default: demo_out)")
     parser.add_argument("--full", action="store_true",
                         help="the paper's scale: 35,112 training / 33,468 test stars, 40 epochs (hours on a CPU)")
@@ -25,10 +27,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    import sys
-
     from ..studies.demo import run_demo
-    from ._common import UsageError, astronn_chatter_to_stderr, checked_jobs, print_json
 
     config = {k: getattr(args, k) for k in ("n_train", "n_test", "epochs", "ensemble", "mc_num")
               if getattr(args, k) is not None}

@@ -1,4 +1,6 @@
 """``astronn-gaiacal models``: list the registered model classes."""
+from ._common import print_json
+
 NAME = "models"
 HELP = "list the registered model classes (names usable with `train --model`)"
 
@@ -8,8 +10,7 @@ def add_arguments(parser):
 
 
 def run(args):
-    from .. import registered
-    from ._common import print_json
+    from ..registry import registered
 
     rows = []
     for name, cls in registered("models").items():

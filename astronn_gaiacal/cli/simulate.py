@@ -1,4 +1,11 @@
 """``astronn-gaiacal simulate``: write a mock APOGEE x Gaia DR2 dataset."""
+import os
+
+import numpy as np
+
+from ..constants import HDF5_EXTENSIONS, PAPER_ZEROPOINT_UAS
+from ._common import UsageError, check_output, print_json
+
 NAME = "simulate"
 HELP = ("write a mock APOGEE x Gaia DR2 survey (HDF5 dataset format) with an injected parallax zero-point; "
         "with --test-out, split it at S/N 200 into a training and a test set as in the paper")
@@ -9,6 +16,20 @@ _PAPER_FEATURES = {
     "paper-bp-rp": ("bp_rp",),
     "paper-teff": ("teff",),
     "paper-all": ("phot_g_mean_mag", "bp_rp", "teff"),
+}
+
+
+#: The outlier flags: default, metavar and help (the fields of :class:`~astronn_gaiacal.simulate.outliers.Outliers`).
+_OUTLIER_FLAGS = {
+    "--binary-fraction": (0.0, "F", "fraction of unresolved binaries: the system is brighter by 2.5 log10(1 + q^4), "
+                                    "the spectrum the primary's (default 0)"),
+    "--binary-q-min": (1.0, "Q", "smallest binary mass ratio, q uniform in [Q, 1] (default 1: equal-mass twins, "
+                                 "twice the luminosity)"),
+    "--mismatch-fraction": (0.0, "F", "fraction of mis-matched cross-matches: the Gaia parallax and error of "
+                                      "another star (default 0)"),
+    "--tail-fraction": (0.0, "F", "fraction of stars whose Gaia parallax noise is --tail-scale times broader than "
+                                  "the quoted error (default 0)"),
+    "--tail-scale": (5.0, "K", "width of the broad Gaia error component in quoted errors (default 5)"),
 }
 
 
@@ -25,6 +46,9 @@ def add_arguments(parser):
     parser.add_argument("--zeropoint-uas", type=float, default=None,
                         help="the constant zero-point in uas (default -52.3, the paper's value)")
     parser.add_argument("--dib", action="store_true", help="add the weak diffuse-interstellar-band feature")
+    odd = parser.add_argument_group("outliers (off by default; docs/simulation.rst, column true_outlier)")
+    for flag, (default, metavar, text) in _OUTLIER_FLAGS.items():
+        odd.add_argument(flag, type=float, default=default, metavar=metavar, help=text)
     parser.add_argument("--plot", metavar="PNG", help="also write an overview figure of the (training) set")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
@@ -33,9 +57,7 @@ def add_arguments(parser):
 def _zeropoint(args):
     from astropy import units as u
 
-    from ..constants import PAPER_ZEROPOINT_UAS
     from ..simulate import paper_quadratic_zeropoint
-    from ._common import UsageError
 
     if args.zeropoint == "constant":
         value = PAPER_ZEROPOINT_UAS if args.zeropoint_uas is None else args.zeropoint_uas
@@ -45,36 +67,55 @@ def _zeropoint(args):
     return paper_quadratic_zeropoint(*_PAPER_FEATURES[args.zeropoint])
 
 
+def _outliers(args):
+    """The --*-fraction flags as an Outliers (None when all are 0); bad values are a usage error."""
+    from ..simulate.outliers import Outliers
+
+    try:
+        outliers = Outliers(binary=args.binary_fraction, mismatch=args.mismatch_fraction, tail=args.tail_fraction,
+                            binary_q_min=args.binary_q_min, tail_scale=args.tail_scale)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    return outliers if outliers.on else None
+
+
+def _outlier_counts(codes):
+    from ..simulate.outliers import OUTLIER_CODES
+
+    return {kind: int(np.sum(np.asarray(codes) == code)) for kind, code in OUTLIER_CODES.items() if code}
+
+
 def run(args):
-    import os
-
-    import numpy as np
-
-    from ._common import UsageError, print_json
-
     if args.n_stars < 1 or (args.n_test is not None and args.n_test < 1):
         raise UsageError("--n-stars and --n-test must be positive")
     outs = [args.out] + ([args.test_out] if args.test_out else [])
     if args.plot and not args.plot.endswith(".png"):
         raise UsageError(f"--plot {args.plot} must be a .png file")
+    if args.test_out and os.path.realpath(args.test_out) == os.path.realpath(args.out):
+        raise UsageError(f"--test-out {args.test_out} is the training set OUT: give the test set its own file")
     for path in outs + ([args.plot] if args.plot else []):
-        if path in outs and not path.endswith((".h5", ".hdf5")):
-            raise UsageError(f"output {path} must be an HDF5 file (.h5 or .hdf5)")
-        if os.path.exists(path) and not args.overwrite:
+        if path in outs and not path.lower().endswith(HDF5_EXTENSIONS):
+            raise UsageError(f"output {path} must be an HDF5 file ({', '.join(HDF5_EXTENSIONS)})")
+        flag = "OUT" if path == args.out else "--test-out" if path == args.test_out else "--plot"
+        if path in outs:
+            check_output(path, args.overwrite, flag=flag)
+        elif os.path.exists(path) and not args.overwrite:
             raise UsageError(f"{path} exists; pass --overwrite to replace it")
     if args.n_test is not None and not args.test_out:
         raise UsageError("--n-test needs --test-out")
     zeropoint = _zeropoint(args)
+    outliers = _outliers(args)
 
     from ..io.dataset import read_dataset
     from ..simulate import plot_survey, write_survey, write_train_test
 
     if args.test_out:
         write_train_test(args.out, args.test_out, args.n_stars, args.n_test or args.n_stars, seed=args.seed,
-                         dib=args.dib, overwrite=args.overwrite, zeropoint=zeropoint, progress=True)
+                         dib=args.dib, overwrite=args.overwrite, zeropoint=zeropoint, progress=True,
+                         outliers=outliers)
     else:
         write_survey(args.out, args.n_stars, seed=args.seed, zeropoint=zeropoint, dib=args.dib,
-                     overwrite=args.overwrite, progress=True)
+                     overwrite=args.overwrite, progress=True, outliers=outliers)
     summary = {"files": []}
     for path in outs:
         ds = read_dataset(path)
@@ -84,6 +125,7 @@ def run(args):
             "snr_median": float(np.median(ds["snr"])),
             "zeropoint_mean_uas": float(ds["true_zeropoint"].mean() * 1000.0),
             "zeropoint_model": ds.attrs.get("zeropoint_model", ""),
+            **({"outliers": _outlier_counts(ds["true_outlier"])} if "true_outlier" in ds else {}),
         })
     if args.plot:
         summary["plot"] = plot_survey(read_dataset(args.out), args.plot)
@@ -92,7 +134,9 @@ def run(args):
     else:
         for f in summary["files"]:
             print(f"{f['path']}: {f['n_stars']} stars, median S/N {f['snr_median']:.0f}, "
-                  f"mean injected zero-point {f['zeropoint_mean_uas']:.2f} uas ({f['zeropoint_model']})")
+                  f"mean injected zero-point {f['zeropoint_mean_uas']:.2f} uas ({f['zeropoint_model']})"
+                  + ("; outliers " + ", ".join(f"{k} {v}" for k, v in f["outliers"].items()) if "outliers" in f
+                     else ""))
         if args.plot:
             print(f"overview figure: {summary['plot']}")
     return 0

@@ -9,6 +9,7 @@ reported one by one on stderr and skipped; a summary goes to stdout (JSON with
 """
 import os
 
+from ..constants import APOGEE_DEFAULT_DR, HDF5_EXTENSIONS
 from ._common import UsageError, print_json
 
 NAME = "spectra"
@@ -18,7 +19,8 @@ HELP = "continuum-normalise APOGEE apStar files into a dataset file (HDF5)"
 def add_arguments(parser):
     parser.add_argument("sources", nargs="+", metavar="FILES_OR_DIR",
                         help="apStar files and/or folders of apStar*.fits files")
-    parser.add_argument("--out", required=True, metavar="DATA.h5", help="dataset file to write (.h5 or .hdf5)")
+    parser.add_argument("--out", required=True, metavar="DATA.h5",
+                        help=f"dataset file to write ({', '.join(HDF5_EXTENSIONS)})")
     parser.add_argument("--dr", type=int, default=None,
                         help="APOGEE data release of the continuum mask (default: from each file name, else 17; "
                              "the paper used 14)")
@@ -31,13 +33,12 @@ def add_arguments(parser):
 
 
 def run(args):
-    from ..constants import APOGEE_DEFAULT_DR
     from ..io.dataset import write_dataset
     from ..sources.spectra import SUPPORTED_DRS, load_apstar_batch, plot_spectra
 
     out = args.out
-    if not out.lower().endswith((".h5", ".hdf5")):
-        raise UsageError(f"--out must be an HDF5 file (.h5 or .hdf5); got '{out}'")
+    if not out.lower().endswith(HDF5_EXTENSIONS):
+        raise UsageError(f"--out must be an HDF5 file ({', '.join(HDF5_EXTENSIONS)}); got '{out}'")
     for target in (out, args.plot):
         if target and os.path.exists(target) and not args.overwrite:
             raise UsageError(f"'{target}' already exists; pass --overwrite to replace it")

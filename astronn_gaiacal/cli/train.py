@@ -1,22 +1,27 @@
 """``astronn-gaiacal train``: train a joint model on a dataset file."""
+import os
+
+from ..constants import DEFAULT_MODEL
+from ._common import (UsageError, add_jobs_argument, astronn_chatter_to_stderr, check_output, check_positive,
+                      check_spectra_length, checked_jobs, load_dataset, load_model, print_json)
+
 NAME = "train"
 HELP = "train a joint distance + zero-point model on a dataset (HDF5 dataset format or a table)"
 
 
 def add_arguments(parser):
-    from ._common import add_jobs_argument
-
     parser.add_argument("data", metavar="DATA", help="training set: HDF5 dataset format, or FITS/ECSV/CSV/Parquet table")
     parser.add_argument("--offset", choices=["none", "constant", "multivariate"], default=None,
                         help="zero-point model (default: the model class's, 'constant' for ApogeeGaiaBCNN)")
     parser.add_argument("--features", nargs="+", metavar="NAME",
                         help="offset features (multivariate only; default phot_g_mean_mag bp_rp teff)")
-    parser.add_argument("--model", default="ApogeeGaiaBCNN", help="registered model class (see `astronn-gaiacal models`)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="registered model class (see `astronn-gaiacal models`)")
     parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the model's, 40)")
     parser.add_argument("--batch-size", type=int, default=None, help="batch size (default 64)")
     parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3)")
-    parser.add_argument("--loss", default="gaia_gaussian_nll",
-                        help="registered likelihood: gaia_gaussian_nll (paper, default), gaia_student_t_nll (robust), gaussian_nll")
+    parser.add_argument("--loss", default=None,
+                        help="registered likelihood: gaia_gaussian_nll (the paper's, default), gaia_student_t_nll "
+                             "(robust), gaussian_nll")
     parser.add_argument("--nu", type=float, default=None, help="degrees of freedom of gaia_student_t_nll (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (weights, dropout, shuffling)")
     parser.add_argument("--ensemble", type=int, default=1, metavar="K",
@@ -34,56 +39,70 @@ def add_arguments(parser):
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
-def run(args):
-    import os
-
-    from ._common import UsageError, astronn_chatter_to_stderr, checked_jobs, load_dataset, print_json, summarise_model
-
-    if os.path.exists(args.out) and not args.overwrite:
-        raise UsageError(f"output folder {args.out} already exists (use --overwrite to replace it)")
+def _check_options(args):
+    check_positive(args, "epochs", "batch_size", "lr", "nu")
+    check_output(args.out, args.overwrite, inputs=[args.data, args.luminosity_from], what="output folder")
     if args.features and args.offset not in (None, "multivariate"):
         raise UsageError(f"--features only applies to --offset multivariate, not --offset {args.offset}")
     if args.ensemble < 1:
         raise UsageError("--ensemble must be >= 1")
-    n_jobs = checked_jobs(args)
     if args.weight_averaging is not None and not 0 <= args.weight_averaging < 1:
         raise UsageError(f"--weight-averaging must be a fraction in [0, 1), got {args.weight_averaging}")
     if args.fine_tune_luminosity and args.luminosity_from is None:
         raise UsageError("--fine-tune-luminosity needs --luminosity-from MODEL_DIR")
     if args.luminosity_from is not None and not os.path.isdir(args.luminosity_from):
         raise UsageError(f"no such model folder: {args.luminosity_from}")
+
+
+def _check_luminosity_source(args, ds):
+    """The --luminosity-from folder: one trained model with spectra as long as DATA's."""
+    from ..models import DeepEnsemble
+
+    source = load_model(args.luminosity_from)
+    if isinstance(source, DeepEnsemble):
+        raise UsageError(f"--luminosity-from {args.luminosity_from} is an ensemble; give one member's folder")
+    check_spectra_length(ds, args.data, source.spectrum_length, "the network of --luminosity-from")
+
+
+def run(args):
     from .. import pipeline
-    from ..nn.losses import LOSS_CLASSES
+    from ..nn.losses import DEFAULT_LOSS, LOSS_CLASSES
     from ..registry import registered
 
+    _check_options(args)
+    n_jobs = checked_jobs(args)
+    loss = DEFAULT_LOSS if args.loss is None else args.loss
     if args.model not in registered("models"):
         raise UsageError(f"unknown model {args.model!r}; registered: {', '.join(registered('models'))}")
-    if args.loss not in LOSS_CLASSES:
-        raise UsageError(f"unknown loss {args.loss!r}; choose one of {', '.join(sorted(LOSS_CLASSES))}")
-    if args.nu is not None and args.loss != "gaia_student_t_nll":
+    if loss not in LOSS_CLASSES:
+        raise UsageError(f"unknown loss {loss!r}; choose one of {', '.join(sorted(LOSS_CLASSES))}")
+    if args.nu is not None and loss != "gaia_student_t_nll":
         raise UsageError("--nu only applies to --loss gaia_student_t_nll")
     probe = pipeline.build_model(args.model, args.offset, args.features)
-    needed = ["spectra", "mag", "parallax", "parallax_error"]
     features = probe.offset_features if probe.offset == "multivariate" else []
-    ds = load_dataset(args.data, require=needed, features=features)
-    try:
-        with astronn_chatter_to_stderr():
-            net, excluded = pipeline.train(
-                ds, model=args.model, offset=args.offset, features=args.features, epochs=args.epochs,
-                batch_size=args.batch_size, loss=args.loss, loss_config={"nu": args.nu} if args.nu else None,
-                lr=args.lr, seed=args.seed, ensemble=args.ensemble, verbose=0, n_jobs=n_jobs,
-                weight_averaging=args.weight_averaging, luminosity_from=args.luminosity_from,
-                freeze_luminosity=not args.fine_tune_luminosity,
-            )
-            folder = net.save(args.out, overwrite=args.overwrite)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        raise UsageError(str(err)) from None
-    summary = summarise_model(net, folder)
+    ds = load_dataset(args.data, require=["spectra", "mag", "parallax", "parallax_error"], features=features)
+    check_spectra_length(ds, args.data, probe.spectrum_length, f"model {args.model}")
+    if args.luminosity_from is not None:
+        _check_luminosity_source(args, ds)
+    if not pipeline.trainable_mask(ds, probe.offset, features)[0].any():
+        raise UsageError(f"no star in {args.data} is usable for training (each needs a spectrum without NaN/-9999 "
+                         "pixels, a magnitude and the offset features)")
+    with astronn_chatter_to_stderr():
+        net, excluded = pipeline.train(
+            ds, model=args.model, offset=args.offset, features=args.features, epochs=args.epochs,
+            batch_size=args.batch_size, loss=loss, loss_config={"nu": args.nu} if args.nu else None,
+            lr=args.lr, seed=args.seed, ensemble=args.ensemble, verbose=0, n_jobs=n_jobs,
+            weight_averaging=args.weight_averaging, luminosity_from=args.luminosity_from,
+            freeze_luminosity=not args.fine_tune_luminosity,
+        )
+        folder = net.save(args.out, overwrite=args.overwrite)
+    summary = pipeline.model_summary(net, folder)
     summary.update(n_stars=len(ds), excluded=excluded, data=os.path.abspath(args.data))
     if args.json:
         print_json(summary)
     else:
-        print(f"trained {summary['model_class']} (offset={summary['offset']}) on {len(ds) - sum(excluded.values())} stars -> {folder}")
+        print(f"trained {summary['model_class']} (offset={summary['offset']}) on "
+              f"{len(ds) - sum(excluded.values())} stars -> {folder}")
         for reason, count in excluded.items():
             print(f"  excluded {count} star(s): {reason}")
         if "zeropoint_uas" in summary:

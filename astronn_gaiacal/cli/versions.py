@@ -1,6 +1,9 @@
 """``astronn-gaiacal versions``."""
+from .._versions import show_versions
+
 NAME = "versions"
-HELP = "print installed and supported dependency versions"
+HELP = ("print installed and supported versions of every dependency, the optional ones included, "
+        "flagging any that is missing or outside its supported range")
 
 
 def add_arguments(parser):
@@ -8,7 +11,5 @@ def add_arguments(parser):
 
 
 def run(args):
-    from .. import show_versions
-
     show_versions()
     return 0

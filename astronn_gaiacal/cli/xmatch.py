@@ -1,13 +1,13 @@
 """``astronn-gaiacal xmatch``: add Gaia columns to a table (archive or local extract)."""
 import os
 import sys
+import warnings
 
-from ._common import UsageError, load_dataset, print_json
+from ..constants import HDF5_EXTENSIONS
+from ._common import ServiceUnavailable, UsageError, load_dataset, load_table, print_json
 
 NAME = "xmatch"
 HELP = "cross-match a table with Gaia DR2/EDR3/DR3 (ESA archive or a local Gaia file)"
-
-_HDF5 = (".h5", ".hdf5")
 
 
 def add_arguments(parser):
@@ -49,24 +49,35 @@ def _epoch(text):
 
 def _read(path):
     """(table, dataset or None)."""
-    from ..io.tables import read_table
-
-    if path.lower().endswith(_HDF5):
+    if path.lower().endswith(HDF5_EXTENSIONS):
         dataset = load_dataset(path)
         return dataset.to_table(), dataset
-    return read_table(path), None
+    return load_table(path), None
+
+
+def _check_input(table, args):
+    """The input's position or source_id columns, checked by the library before anything is matched."""
+    from ..sources.xmatch.matching import prepare_input
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # rows without a position: the match warns about them
+            prepare_input(table, args.by, args.ra, args.dec, _epoch(args.epoch) if args.by == "position" else None,
+                          args.source_id_column)
+    except (KeyError, ValueError, TypeError) as err:  # bad input, naming the argument or column
+        text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
+        raise UsageError(f"{args.table}: {' '.join(str(text).split())}") from None
 
 
 def _write(table, matched, dataset, path, overwrite):
+    from ..io.dataset import Dataset, write_dataset
     from ..io.tables import write_table
     from ..sources.xmatch import add_gaia_columns, dataset_columns
 
     combined = add_gaia_columns(table, matched)
-    if not path.lower().endswith(_HDF5):
+    if not path.lower().endswith(HDF5_EXTENSIONS):
         write_table(combined, path, overwrite=overwrite)
         return
-    from ..io.dataset import Dataset, write_dataset
-
     if dataset is not None:  # keep spectra and attributes, add the Gaia columns
         values, units = dataset_columns(combined[[n for n in combined.colnames if n not in table.colnames]])
         out = dataset.with_columns(units=units, **values)
@@ -76,11 +87,8 @@ def _write(table, matched, dataset, path, overwrite):
     write_dataset(path, out, overwrite=overwrite)
 
 
-def run(args):
-    from astropy import units as u
-
+def _check_arguments(args):
     from ..io.tables import TableFormatError, table_format
-    from ..sources.xmatch import GaiaArchiveError, crossmatch, crossmatch_local, gaia_archive, plot_crossmatch
 
     for path in (args.out, args.plot):
         if path and os.path.exists(path) and not args.overwrite:
@@ -88,32 +96,51 @@ def run(args):
     try:
         table_format(args.out)
     except TableFormatError:
-        raise UsageError(f"cannot tell the format of {args.out!r}: use .fits, .csv, .ecsv, .vot, .parquet or .h5") from None
+        raise UsageError(f"cannot tell the format of {args.out!r}: use .fits, .csv, .ecsv, .vot, .parquet or "
+                         ".h5") from None
     if not os.path.exists(args.table):
         raise UsageError(f"no such table: {args.table}")
     if args.local and not os.path.exists(args.local):
         raise UsageError(f"no such Gaia file: {args.local}")
+    if args.radius is not None and not args.radius > 0:
+        raise UsageError(f"--radius must be a positive number of arcsec, got {args.radius}")
+    if args.chunk_size < 1 or args.retries < 0:
+        raise UsageError("--chunk-size must be >= 1 and --retries >= 0")
+
+
+def run(args):
+    from astropy import units as u
+
+    from ..io.dataset import DatasetError
+    from ..io.tables import TableFormatError
+    from ..sources.xmatch import GaiaArchiveError, crossmatch, crossmatch_local, gaia_archive, plot_crossmatch
+
+    _check_arguments(args)
+    table, dataset = _read(args.table)
+    _check_input(table, args)
     radius = None if args.radius is None else args.radius * u.arcsec
     common = dict(release=args.release, by=args.by, radius=radius, ra=args.ra, dec=args.dec,
                   epoch=_epoch(args.epoch) if args.by == "position" else None,
                   source_id=args.source_id_column, with_2mass=args.with_2mass)
-    try:
-        table, dataset = _read(args.table)
-        if args.local:
+    if args.local:
+        try:
             matched = crossmatch_local(table, args.local, **common)
-        else:
+        except (TableFormatError, DatasetError) as err:  # the Gaia file is not a readable Gaia table
+            raise UsageError(f"{args.local}: {err}") from None
+    else:
+        try:
             archive = gaia_archive(args.archive_url) if args.archive_url else None
-            cache = False if args.no_cache else (args.cache_dir or True)
+        except ValueError as err:  # not an http(s) address
+            raise UsageError(f"--archive-url: {err}") from None
+        cache = False if args.no_cache else (args.cache_dir or True)
+        try:
             matched = crossmatch(table, **common, chunk_size=args.chunk_size, retries=args.retries, cache=cache,
                                  archive=archive, progress=sys.stderr.isatty())
-        _write(table, matched, dataset, args.out, args.overwrite)
-        if args.plot:
-            plot_crossmatch(matched, args.plot, overwrite=args.overwrite)
-    except GaiaArchiveError as err:
-        raise UsageError(str(err)) from None
-    except (KeyError, ValueError, TypeError, OSError) as err:
-        text = err.args[0] if isinstance(err, KeyError) and err.args else str(err)
-        raise UsageError(" ".join(str(text).split())) from None
+        except GaiaArchiveError as err:
+            raise ServiceUnavailable(" ".join(str(err).split())) from None
+    _write(table, matched, dataset, args.out, args.overwrite)
+    if args.plot:
+        plot_crossmatch(matched, args.plot, overwrite=args.overwrite)
     print_json({"rows": len(matched), "matched": int(matched.meta["n_matched"]), "release": args.release,
                 "by": args.by, "out": args.out, **({"plot": args.plot} if args.plot else {})})
     return 0

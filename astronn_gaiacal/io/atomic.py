@@ -18,13 +18,26 @@ import tempfile
 
 
 def cache_folder(subfolder, env_var):
-    """``$env_var`` if set, else ``<astropy cache>/astronn_gaiacal/<subfolder>`` (not created)."""
+    """A cache folder (not created): ``conf.<subfolder>_cache_dir`` if set, else ``$env_var`` (the older
+    setting, still read), else ``<astropy cache>/astronn_gaiacal/<subfolder>``."""
+    from ..config import conf
+
+    configured = getattr(conf, {"kernels": "kernel_cache_dir"}.get(subfolder, f"{subfolder}_cache_dir"), "")
+    if configured:
+        return os.path.expanduser(configured)
     env = os.environ.get(env_var)
     if env:
         return env
     from astropy.config import get_cache_dir
 
     return os.path.join(get_cache_dir(), "astronn_gaiacal", subfolder)
+
+
+def current_umask():
+    """The process's umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _check_target(path, overwrite):
@@ -76,6 +89,7 @@ def atomic_directory(path, overwrite=False):
     parent = os.path.dirname(path)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.", suffix=".partial", dir=parent)
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp's 0700 would stay on the renamed folder
     try:
         yield tmp
         _check_target(path, overwrite)

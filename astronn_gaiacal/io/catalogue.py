@@ -36,10 +36,14 @@ Examples
 """
 import numpy as np
 from astropy import units as u
+from astropy.table import Column, QTable, Table
 
-from .atomic import atomic_path
+from .._versions import __version__
 from ..constants import MAGIC_NUMBER, is_missing
-from ..conversions import mas_values, per_star, plain_values
+from ..conversions import fakemag_to_distance, fakemag_to_parallax, mas_values, per_star, plain_values
+from .atomic import atomic_path
+from .dataset import read_dataset
+from .figures import new_figure, save_figure
 
 __all__ = ["CATALOGUE_COLUMNS", "GAIA_PASSTHROUGH_COLUMNS", "LABEL_PASSTHROUGH_COLUMNS", "weighted_parallax", "build_catalogue",
            "catalogue_from_dataset", "write_catalogue", "plot_catalogue"]
@@ -182,10 +186,6 @@ def build_catalogue(fakemag, fakemag_error, fakemag_model_error, mag, *, paralla
     astropy.units.UnitTypeError
         A Quantity in the wrong unit.
     """
-    from astropy.table import QTable
-
-    from ..conversions import fakemag_to_distance, fakemag_to_parallax
-
     fm = per_star(plain_values(fakemag, "fakemag"), "fakemag", None, False)
     n = fm.shape[0]
     fm_err = per_star(plain_values(fakemag_error, "fakemag_error"), "fakemag_error", n, False)
@@ -285,8 +285,6 @@ def catalogue_from_dataset(dataset, fakemag, fakemag_error, fakemag_model_error,
     (if present) ``parallax``/``parallax_error`` from the dataset, and copies
     the other ``gaia_columns`` it has.  See :func:`build_catalogue`.
     """
-    from .dataset import read_dataset
-
     dataset = read_dataset(dataset, require=("mag",))
     has_plx = "parallax" in dataset and "parallax_error" in dataset
     extra = {name: dataset.quantity(name) if dataset.unit(name) is not None else dataset[name]
@@ -315,10 +313,6 @@ def write_catalogue(table, path, overwrite=False):
     FileExistsError
         If ``path`` exists and ``overwrite`` is False.
     """
-    from astropy.table import Column, Table
-
-    from .._versions import __version__
-
     missing = [c for c in CATALOGUE_COLUMNS if c not in table.colnames]
     if missing:
         raise KeyError(f"the catalogue lacks column(s) {missing}; build it with build_catalogue")
@@ -355,11 +349,6 @@ def plot_catalogue(table, path, overwrite=False):
     The left panel needs the catalogue's ``parallax`` column (skipped otherwise);
     the zero-point comes from ``zeropoint`` or the ``ZEROPT`` header value.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     def val(name, unit):
         col = table[name]
         arr = np.array(col.to_value(unit) if isinstance(col, u.Quantity) else col, dtype=float)
@@ -367,7 +356,8 @@ def plot_catalogue(table, path, overwrite=False):
         return arr
 
     has_gaia = "parallax" in table.colnames
-    fig, axes = plt.subplots(1, 2 if has_gaia else 1, figsize=(11 if has_gaia else 5.5, 4.5), squeeze=False)
+    fig = new_figure(figsize=(11 if has_gaia else 5.5, 4.5))
+    axes = fig.subplots(1, 2 if has_gaia else 1, squeeze=False)
     axes = axes[0]
     if has_gaia:
         ax = axes[0]
@@ -399,6 +389,4 @@ def plot_catalogue(table, path, overwrite=False):
     ax.set_ylabel("stars")
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, overwrite=overwrite)

@@ -7,9 +7,10 @@ APOGEE names (``mag``, ``mag_ext``, ``parallax``, ``parallax_error``,
 Columns with a physical unit are held in the unit of :data:`CANONICAL_UNITS`.
 Missing values are -9999 or NaN and are kept as they are.
 
-On disk the format is HDF5 (see ``docs/dataset_format.rst``); an astropy
-Table, or a FITS/ECSV/CSV/Parquet table file with the same column names, is
-accepted too.
+On disk the format is HDF5 (:mod:`astronn_gaiacal.io.hdf5`,
+``docs/dataset_format.rst``); an astropy Table, or a FITS/ECSV/CSV/Parquet
+table file with the same column names, is accepted too.  Column validation
+and units are in :mod:`astronn_gaiacal.io.columns`.
 
 Examples
 --------
@@ -33,9 +34,24 @@ import weakref
 
 import numpy as np
 from astropy import units as u
+from astropy.table import QTable, Table
 
+from ..constants import is_missing
+from ..conversions import extinction_correction
 from .atomic import atomic_path
-from ..constants import MAGIC_NUMBER, is_missing
+from .columns import CANONICAL_UNITS, DatasetError, MissingColumnError, as_column, as_spectra, canonical_unit
+from .hdf5 import (
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    RESERVED_ATTRS,
+    SPECTRA_NAMES,
+    is_dataset_file,
+    is_hdf5_path,
+    iter_hdf5,
+    read_hdf5,
+    write_hdf5,
+)
+from .tables import TableFormatError, read_table, table_format, write_table
 
 __all__ = [
     "CANONICAL_UNITS",
@@ -47,203 +63,19 @@ __all__ = [
     "MissingColumnError",
     "canonical_unit",
     "read_dataset",
+    "read_dataset_chunks",
+    "read_dataset_table",
     "write_dataset",
 ]
-
-#: Canonical unit of every column with a physical unit.  ``true_<name>`` (simulator
-#: truth) has the unit of ``<name>``.  Columns not listed keep the unit they come with.
-CANONICAL_UNITS = {
-    "mag": "mag",
-    "mag_error": "mag",
-    "mag_ext": "mag",
-    "parallax": "mas",
-    "parallax_error": "mas",
-    "zeropoint": "mas",
-    "ra": "deg",
-    "dec": "deg",
-    "ecl_lat": "deg",
-    "pmra": "mas / yr",
-    "pmra_error": "mas / yr",
-    "pmdec": "mas / yr",
-    "pmdec_error": "mas / yr",
-    "phot_g_mean_mag": "mag",
-    "phot_bp_mean_mag": "mag",
-    "phot_rp_mean_mag": "mag",
-    "bp_rp": "mag",
-    "teff": "K",
-    "vscatter": "km / s",
-    "nu_eff_used_in_astrometry": "1 / um",
-    "pseudocolour": "1 / um",
-    "distance": "pc",
-    "mass": "solMass",
-}
-
-#: The two 2-D members of a dataset.
-SPECTRA_NAMES = ("spectra", "spectra_err")
-
-#: Value of the HDF5 file attribute ``format`` that marks the dataset format.
-FORMAT_NAME = "astronn_gaiacal dataset"
-#: Version of the layout, file attribute ``format_version``.
-FORMAT_VERSION = 1
-#: File endings read and written as the HDF5 dataset format.
-HDF5_EXTENSIONS = (".h5", ".hdf5", ".hdf")
-
-_FORMAT_ATTR = "format"
-_VERSION_ATTR = "format_version"
-_ORDER_ATTR = "column_order"
-_JSON_ATTR = "json_attributes"
-_RESERVED_ATTRS = (_FORMAT_ATTR, _VERSION_ATTR, _ORDER_ATTR, _JSON_ATTR)
-
-
-class DatasetError(ValueError):
-    """Invalid dataset content; the message names the offending column or argument."""
-
-
-class MissingColumnError(DatasetError, KeyError):
-    """A required column is absent (both a :class:`DatasetError` and a ``KeyError``)."""
-
-    def __str__(self):
-        return str(self.args[0]) if self.args else ""
-
-
-def canonical_unit(name):
-    """Canonical unit of column ``name`` as an astropy unit, or None if it has none.
-
-    >>> canonical_unit("parallax"), canonical_unit("true_parallax"), canonical_unit("snr")
-    (Unit("mas"), Unit("mas"), None)
-    """
-    if name not in CANONICAL_UNITS and name.startswith("true_"):
-        name = name[len("true_"):]
-    if name not in CANONICAL_UNITS:
-        return None
-    return u.Unit(CANONICAL_UNITS[name])
-
-
-def _fill_masked(name, values):
-    """Masked entries become NaN (floats), -9999 (integers) or '' (strings)."""
-    mask = np.ma.getmaskarray(values)
-    data = np.ma.getdata(values)
-    if not mask.any():
-        return np.asarray(data)
-    kind = data.dtype.kind
-    if kind == "f":
-        fill = np.nan
-    elif kind in "iu":
-        if kind == "u" or np.iinfo(data.dtype).min > MAGIC_NUMBER:
-            data = data.astype(np.int64)
-        fill = int(MAGIC_NUMBER)
-    elif kind in "US":
-        fill = ""
-    elif kind == "b":
-        raise DatasetError(f"column '{name}' is boolean with masked entries; a boolean cannot be missing")
-    else:
-        data = data.astype(float)
-        fill = np.nan
-    out = np.array(data, copy=True)
-    out[mask] = fill
-    return out
-
-
-def _convert(name, values, unit):
-    """Values in ``unit`` to the canonical unit of ``name``; missing entries untouched."""
-    target = canonical_unit(name)
-    if unit is None or target is None:
-        return values, (None if unit is None else unit)
-    try:
-        scale = unit.to(target)
-    except u.UnitConversionError:
-        raise DatasetError(
-            f"column '{name}' has unit '{unit}', which cannot be converted to its canonical unit '{target}'"
-        ) from None
-    if scale == 1.0:
-        return values, target
-    if values.dtype.kind not in "fiu":
-        raise DatasetError(f"column '{name}' has a unit but is not numeric (dtype {values.dtype})")
-    out = values.astype(float)
-    keep = is_missing(out)
-    out = np.where(keep, out, out * scale)
-    return out, target
-
-
-def _parse_unit(name, unit):
-    """An astropy unit, or None for no/dimensionless unit.  A unit astropy does not know is
-    kept as it is (UnrecognizedUnit) on columns without a canonical unit, and an error on the others."""
-    if unit is None or unit == "":
-        return None
-    if isinstance(unit, bytes):
-        unit = unit.decode()
-    try:
-        parsed = u.Unit(unit, parse_strict="silent") if isinstance(unit, str) else u.Unit(unit)
-    except (ValueError, TypeError):
-        raise DatasetError(f"column '{name}' has an unknown unit {unit!r}") from None
-    if isinstance(parsed, u.UnrecognizedUnit) and canonical_unit(name) is not None:
-        raise DatasetError(
-            f"column '{name}' has an unknown unit {unit!r}; expected one convertible to '{canonical_unit(name)}'"
-        )
-    if parsed == u.dimensionless_unscaled:
-        return None
-    return parsed
-
-
-def _as_column(name, values, unit, n=None):
-    """Validate one column: 1-D, length n, numbers or strings; convert to canonical unit."""
-    if isinstance(values, u.Quantity):
-        if unit is not None and _parse_unit(name, unit) != _parse_unit(name, values.unit):
-            raise DatasetError(f"column '{name}' is a Quantity in '{values.unit}' but units gives '{unit}'")
-        unit = values.unit
-        values = values.value
-    unit = _parse_unit(name, unit)
-    if isinstance(values, np.ma.MaskedArray) or hasattr(values, "mask"):
-        values = _fill_masked(name, np.ma.asarray(values))
-    arr = np.asarray(values)
-    if arr.dtype.kind == "O":
-        try:
-            arr = np.array([v.decode() if isinstance(v, bytes) else v for v in arr.ravel()]).reshape(arr.shape)
-        except (AttributeError, UnicodeDecodeError):
-            pass
-        if arr.dtype.kind == "O":
-            raise DatasetError(f"column '{name}' must hold numbers or strings, not Python objects")
-    if arr.ndim != 1:
-        raise DatasetError(f"column '{name}' must be 1-D (one value per star); got shape {arr.shape}")
-    if n is not None and arr.shape[0] != n:
-        raise DatasetError(f"column '{name}' has {arr.shape[0]} values but the dataset has {n} stars")
-    kind = arr.dtype.kind
-    if kind == "S":
-        arr = np.char.decode(arr, "utf-8")
-        kind = "U"
-    if kind == "U":
-        if unit is not None:
-            raise DatasetError(f"column '{name}' holds strings but has unit '{unit}'")
-        return np.array(arr, copy=True), None
-    if kind == "f":
-        arr = arr.astype(np.float64)
-    elif kind in "iu":
-        arr = arr.astype(np.int64)
-    elif kind != "b":
-        raise DatasetError(f"column '{name}' must hold numbers or strings; got dtype {arr.dtype}")
-    arr, unit = _convert(name, np.array(arr, copy=True), unit)
-    if unit is None and canonical_unit(name) is not None:
-        unit = canonical_unit(name)
-    return arr, unit
-
 
 #: The read-only spectra arrays datasets own, by id: a new dataset made from another's shares them.
 _OWNED = weakref.WeakValueDictionary()
 
 
-def _as_spectra(name, values):
+def _spectra_member(name, values):
     if _OWNED.get(id(values)) is values:
         return values
-    if isinstance(values, u.Quantity):
-        values = values.value
-    if hasattr(values, "mask"):
-        values = np.ma.filled(np.ma.asarray(values, dtype=np.float32), np.nan)
-    arr = np.asarray(values)
-    if arr.dtype.kind not in "fiu":
-        raise DatasetError(f"'{name}' must be a numeric (N, P) array; got dtype {arr.dtype}")
-    if arr.ndim != 2:
-        raise DatasetError(f"'{name}' must be 2-D (N stars, P pixels); got shape {arr.shape}")
-    return np.array(arr, dtype=np.float32, copy=True)
+    return _readonly(as_spectra(name, values))
 
 
 def _readonly(arr):
@@ -257,7 +89,7 @@ def _check_attrs(attrs):
     for key, value in dict(attrs or {}).items():
         if not isinstance(key, str):
             raise DatasetError(f"attribute names must be strings; got {key!r}")
-        if key in _RESERVED_ATTRS:
+        if key in RESERVED_ATTRS:
             raise DatasetError(f"attribute '{key}' is reserved by the file format")
         if isinstance(value, bytes):
             value = value.decode()
@@ -315,15 +147,15 @@ class Dataset:
                 raise DatasetError(f"units given for '{key}', which is not a column")
         if spectra_err is not None and spectra is None:
             raise DatasetError("'spectra_err' given without 'spectra'")
-        self._spectra = None if spectra is None else _readonly(_as_spectra("spectra", spectra))
+        self._spectra = None if spectra is None else _spectra_member("spectra", spectra)
         self._spectra_err = None
         if spectra_err is not None:
-            err = _as_spectra("spectra_err", spectra_err)
+            err = _spectra_member("spectra_err", spectra_err)
             if err.shape != self._spectra.shape:
                 raise DatasetError(
                     f"'spectra_err' has shape {err.shape} but 'spectra' has shape {self._spectra.shape}"
                 )
-            self._spectra_err = _readonly(err)
+            self._spectra_err = err
         n = None if self._spectra is None else self._spectra.shape[0]
         self._columns = {}
         self._units = {}
@@ -332,7 +164,7 @@ class Dataset:
                 raise DatasetError(f"column names must be non-empty strings; got {name!r}")
             if name in SPECTRA_NAMES:
                 raise DatasetError(f"'{name}' is passed as its own argument, not as a column")
-            arr, unit = _as_column(name, values, units.get(name), n)
+            arr, unit = as_column(name, values, units.get(name), n)
             n = arr.shape[0] if n is None else n
             self._columns[name] = _readonly(arr)
             if unit is not None:
@@ -403,8 +235,6 @@ class Dataset:
         extinction below -1 (e.g. -9999) means no correction; a missing
         ``mag`` stays -9999/NaN.
         """
-        from ..conversions import extinction_correction
-
         mag = self["mag"]
         ext = self._columns.get("mag_ext", np.zeros(self._n))
         return np.asarray(extinction_correction(mag, ext), dtype=float)
@@ -479,8 +309,6 @@ class Dataset:
     # ------------------------------------------------------------ conversion
     def to_table(self):
         """The dataset as an astropy QTable (spectra as 2-D columns, attrs in ``meta``)."""
-        from astropy.table import QTable
-
         table = QTable(meta=dict(self.attrs))
         for key in SPECTRA_NAMES:
             if key in self:
@@ -525,18 +353,15 @@ class Dataset:
         write_dataset(path, self, overwrite=overwrite)
 
 
+
 # --------------------------------------------------------------------- files
-def _is_hdf5(path):
-    return os.fspath(path).lower().endswith(HDF5_EXTENSIONS)
-
-
 def write_dataset(path, dataset, overwrite=False):
     """Write ``dataset`` to ``path`` atomically.
 
-    ``.h5``/``.hdf5`` gives the HDF5 dataset format; a table ending
-    (``.fits``, ``.ecsv``, ``.vot``, ``.parquet``, ...; see
-    :mod:`astronn_gaiacal.io.tables`) gives a table with the same columns (via
-    :meth:`Dataset.to_table`).
+    ``.h5``/``.hdf5`` gives the HDF5 dataset format
+    (:func:`astronn_gaiacal.io.hdf5.write_hdf5`); a table ending (``.fits``,
+    ``.ecsv``, ``.vot``, ``.parquet``, ...; see :mod:`astronn_gaiacal.io.tables`)
+    gives a table with the same columns (via :meth:`Dataset.to_table`).
 
     Raises
     ------
@@ -548,119 +373,28 @@ def write_dataset(path, dataset, overwrite=False):
     if not isinstance(dataset, Dataset):
         raise TypeError(f"dataset must be a Dataset; got {type(dataset).__name__}")
     path = os.fspath(path)
-    if not _is_hdf5(path):
-        from .tables import TableFormatError, table_format, write_table
-
-        try:
-            fmt = table_format(path)
-        except TableFormatError as err:
-            raise DatasetError(str(err)) from None
-        if fmt == "ascii.csv" and "spectra" in dataset:
-            raise DatasetError("a CSV file cannot hold 'spectra'; use .h5, .fits or .ecsv")
-        table = dataset.to_table()
-        if fmt == "fits":  # a FITS header holds no structured value: keep those as JSON text
-            for key, value in table.meta.items():
-                if isinstance(value, (list, dict)):
-                    table.meta[key] = json.dumps(value)
-        elif fmt in ("votable", "ascii.csv") and dataset.attrs:
-            warnings.warn(f"{fmt} files do not keep the dataset attributes {sorted(dataset.attrs)}; "
-                          f"write .h5, .fits, .ecsv or .parquet to keep them", UserWarning, stacklevel=2)
-        write_table(table, path, overwrite=overwrite)
+    if is_hdf5_path(path):
+        with atomic_path(path, overwrite=overwrite) as tmp:
+            write_hdf5(tmp, **dataset._parts())
         return
-
-    import h5py
-
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        with h5py.File(tmp, "w", track_order=True) as f:
-            f.attrs[_FORMAT_ATTR] = FORMAT_NAME
-            f.attrs[_VERSION_ATTR] = FORMAT_VERSION
-            f.attrs[_ORDER_ATTR] = np.array(dataset.names, dtype=h5py.string_dtype())
-            json_attrs = []
-            for key, value in dataset.attrs.items():
-                if isinstance(value, (list, dict)):
-                    value = json.dumps(value)
-                    json_attrs.append(key)
-                f.attrs[key] = value
-            if json_attrs:
-                f.attrs[_JSON_ATTR] = np.array(json_attrs, dtype=h5py.string_dtype())
-            for key in SPECTRA_NAMES:
-                if key in dataset:
-                    data = dataset[key]
-                    f.create_dataset(key, data=data, chunks=(min(len(data), 256), data.shape[1]) if data.size else None)
-            for name in dataset.names:
-                values = dataset[name]
-                if values.dtype.kind == "U":
-                    ds = f.create_dataset(name, data=values.astype(object), dtype=h5py.string_dtype())
-                else:
-                    ds = f.create_dataset(name, data=values)
-                unit = dataset.unit(name)
-                if unit is not None:
-                    ds.attrs["unit"] = unit.to_string()
-
-
-def _read_hdf5(path):
-    import h5py
-
     try:
-        f = h5py.File(path, "r")
-    except FileNotFoundError:
-        raise
-    except OSError as err:
-        raise DatasetError(f"cannot read '{path}' as HDF5: {err}") from None
-    with f:
-        fmt = f.attrs.get(_FORMAT_ATTR)
-        fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
-        if fmt is not None and fmt != FORMAT_NAME:
-            raise DatasetError(f"'{path}' is an HDF5 file of format {fmt!r}, not an {FORMAT_NAME}")
-        attrs = {k: v for k, v in f.attrs.items() if k not in _RESERVED_ATTRS}
-        attrs = {k: (v.decode() if isinstance(v, bytes) else v.item() if isinstance(v, np.generic) else v)
-                 for k, v in attrs.items()}
-        for key in f.attrs.get(_JSON_ATTR, []):
-            key = key.decode() if isinstance(key, bytes) else str(key)
-            try:
-                attrs[key] = json.loads(attrs[key])
-            except (KeyError, TypeError, ValueError):
-                raise DatasetError(f"'{path}': attribute '{key}' is listed as JSON but is not") from None
-        if _ORDER_ATTR in f.attrs:
-            order = [o.decode() if isinstance(o, bytes) else str(o) for o in f.attrs[_ORDER_ATTR]]
-            missing = [n for n in order if n not in f]
-            if missing:
-                raise DatasetError(f"'{path}' lists column(s) {missing} that it does not contain")
-        else:
-            order = [k for k in f.keys() if k not in SPECTRA_NAMES]
-        arrays = {}
-        units = {}
-        for name in list(SPECTRA_NAMES) + order:
-            if name not in f:
-                continue
-            node = f[name]
-            if not isinstance(node, h5py.Dataset):
-                raise DatasetError(f"'{name}' in '{path}' is a group, not a dataset")
-            if name not in SPECTRA_NAMES and node.ndim != 1:
-                raise DatasetError(
-                    f"column '{name}' in '{path}' must be 1-D; got shape {node.shape} "
-                    f"(only {SPECTRA_NAMES} are 2-D)"
-                )
-            if h5py.check_string_dtype(node.dtype) is not None:
-                arrays[name] = np.array(node.asstr()[()], dtype=str)
-            else:
-                arrays[name] = node[()]
-            if "unit" in node.attrs:
-                unit = node.attrs["unit"]
-                units[name] = unit.decode() if isinstance(unit, bytes) else str(unit)
-        extra = [k for k in f.keys() if k not in arrays]
-        if extra:
-            raise DatasetError(f"'{path}' has member(s) {extra} missing from its column order")
-    spectra = arrays.pop("spectra", None)
-    spectra_err = arrays.pop("spectra_err", None)
-    for key in SPECTRA_NAMES:
-        units.pop(key, None)
-    return Dataset(spectra=spectra, spectra_err=spectra_err, columns=arrays, units=units, attrs=attrs)
+        fmt = table_format(path)
+    except TableFormatError as err:
+        raise DatasetError(str(err)) from None
+    if fmt == "ascii.csv" and "spectra" in dataset:
+        raise DatasetError("a CSV file cannot hold 'spectra'; use .h5, .fits or .ecsv")
+    table = dataset.to_table()
+    if fmt == "fits":  # a FITS header holds no structured value: keep those as JSON text
+        for key, value in table.meta.items():
+            if isinstance(value, (list, dict)):
+                table.meta[key] = json.dumps(value)
+    elif fmt in ("votable", "ascii.csv") and dataset.attrs:
+        warnings.warn(f"{fmt} files do not keep the dataset attributes {sorted(dataset.attrs)}; "
+                      f"write .h5, .fits, .ecsv or .parquet to keep them", UserWarning, stacklevel=2)
+    write_table(table, path, overwrite=overwrite)
 
 
 def _read_table_file(path):
-    from .tables import TableFormatError, read_table
-
     try:
         table = read_table(path)
     except TableFormatError as err:
@@ -675,8 +409,9 @@ def read_dataset(source, require=(), features=()):
     ----------
     source : str, os.PathLike, astropy Table or Dataset
         An HDF5 dataset file (``.h5``/``.hdf5``), a FITS/ECSV/CSV/VOTable/Parquet
-        table file with the same column names (read by :func:`astronn_gaiacal.io.tables.read_table`), an astropy Table/QTable, or a
-        :class:`Dataset` (validated again).
+        table file with the same column names (read by
+        :func:`astronn_gaiacal.io.tables.read_table`), an astropy Table/QTable,
+        or a :class:`Dataset` (validated again).
     require : iterable of str
         Columns that must be present and not all missing (``"spectra"`` included).
     features : iterable of str
@@ -698,8 +433,6 @@ def read_dataset(source, require=(), features=()):
         Shape mismatch, unconvertible unit, a required column with no valid
         value, or an unreadable file; the message names the column or file.
     """
-    from astropy.table import Table
-
     if isinstance(source, Dataset):
         dataset = source
     elif isinstance(source, Table):
@@ -708,7 +441,7 @@ def read_dataset(source, require=(), features=()):
         path = os.fspath(source)
         if not os.path.exists(path):
             raise FileNotFoundError(f"dataset file '{path}' does not exist")
-        dataset = _read_hdf5(path) if _is_hdf5(path) else _read_table_file(path)
+        dataset = Dataset(**read_hdf5(path)) if is_hdf5_path(path) else _read_table_file(path)
     else:
         raise TypeError(f"source must be a path, an astropy Table or a Dataset; got {type(source).__name__}")
     if isinstance(require, str) or isinstance(features, str):
@@ -721,8 +454,10 @@ def read_dataset(source, require=(), features=()):
                     f"{'; no spectra' if 'spectra' not in dataset else ''})"
                 )
             values = dataset[name]
-            if role == "offset feature" and values.dtype.kind not in "fiub":
-                raise DatasetError(f"offset feature '{name}' is not numeric (dtype {values.dtype})")
+            numeric = role == "offset feature" or not name.endswith("_id")
+            if numeric and values.dtype.kind not in "fiub":
+                raise DatasetError(f"{role} '{name}' is not numeric (dtype {values.dtype}); write missing values "
+                                   "as empty cells, NaN or -9999")
             if len(dataset) == 0:
                 continue
             if values.dtype.kind == "U":
@@ -734,3 +469,71 @@ def read_dataset(source, require=(), features=()):
             if all_missing:
                 raise DatasetError(f"{role} '{name}' has no valid value: every entry is missing (-9999 or NaN)")
     return dataset
+
+
+def read_dataset_chunks(path, chunk_rows):
+    """Datasets of at most ``chunk_rows`` consecutive stars of a dataset file, in order.
+
+    An HDF5 dataset file is read chunk by chunk (:func:`astronn_gaiacal.io.hdf5.iter_hdf5`:
+    the columns once, the ``spectra`` rows of one chunk at a time,
+    ``spectra_err`` not at all), so memory holds one chunk of spectra; other
+    formats are read whole (:func:`read_dataset`) and cut.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    chunk_rows : int
+
+    Yields
+    ------
+    Dataset
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "stars.h5")
+    >>> Dataset(spectra=np.zeros((5, 3)), columns={"mag": np.arange(5.0)}).write(path)
+    >>> [chunk["mag"].tolist() for chunk in read_dataset_chunks(path, 2)]
+    [[0.0, 1.0], [2.0, 3.0], [4.0]]
+    """
+    chunk_rows = int(chunk_rows)
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
+    path = os.fspath(path)
+    if not is_hdf5_path(path):
+        dataset = read_dataset(path)
+        for start in range(0, len(dataset), chunk_rows):
+            yield dataset.subset(np.arange(start, min(start + chunk_rows, len(dataset))))
+        return
+    for parts in iter_hdf5(path, chunk_rows):
+        yield Dataset(**parts)
+
+
+def read_dataset_table(path, hdf5_path=None):
+    """The per-star columns of a table file, or of an HDF5 dataset file, as an astropy Table.
+
+    A dataset file (:func:`astronn_gaiacal.io.hdf5.is_dataset_file`) gives its
+    1-D columns in their canonical units, with its attributes in ``meta``,
+    and without reading its spectra; any other file is read by
+    :func:`astronn_gaiacal.io.tables.read_table`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+    hdf5_path : str, optional
+        Group of a generic HDF5 file holding the columns (see ``read_table``).
+
+    Raises
+    ------
+    FileNotFoundError
+    DatasetError
+        An invalid dataset file.
+    TableFormatError
+        Any other file that cannot be read as a table.
+    """
+    if not is_dataset_file(path):
+        return read_table(path, hdf5_path)
+    parts = read_hdf5(path, spectra=())
+    if not parts["columns"]:
+        return Table(meta=_check_attrs(parts["attrs"]))
+    return Table(Dataset(**parts).to_table())

@@ -1,15 +1,18 @@
 """Reading and writing the table formats the package accepts.
 
-FITS, ECSV, CSV, VOTable and Parquet go through ``astropy.table``.  An
-``.h5``/``.hdf5`` file is read as the HDF5 dataset format
-(:mod:`astronn_gaiacal.io.dataset`, spectra dropped) when it is one, else as an
-astropy HDF5 table, else as one 1-D dataset per column.  Writing is atomic.
+FITS, ECSV, CSV, VOTable and Parquet go through ``astropy.table``.  An HDF5
+file (:data:`~astronn_gaiacal.constants.HDF5_EXTENSIONS`) is read as an astropy
+HDF5 table, else as one 1-D HDF5 dataset per column.  Writing is atomic.
+(:func:`astronn_gaiacal.io.dataset.read_dataset_table` also reads the HDF5
+dataset format as a table.)
 """
 import os
 import warnings
 
+import h5py
 from astropy.table import Table
 
+from ..constants import HDF5_EXTENSIONS
 from .atomic import atomic_path
 
 #: file ending -> astropy format name ('hdf5' = any HDF5 file)
@@ -24,9 +27,7 @@ FORMATS = {
     ".xml": "votable",
     ".parquet": "parquet",
     ".pq": "parquet",
-    ".h5": "hdf5",
-    ".hdf5": "hdf5",
-    ".hdf": "hdf5",
+    **{ending: "hdf5" for ending in HDF5_EXTENSIONS},
 }
 
 
@@ -46,18 +47,6 @@ def table_format(path):
 
 
 def _read_hdf5(path, hdf5_path=None):
-    import h5py
-
-    from .dataset import FORMAT_NAME, read_dataset
-
-    with h5py.File(path, "r") as f:
-        is_dataset = f.attrs.get("format") == FORMAT_NAME
-    if is_dataset:
-        table = Table(read_dataset(path).to_table())
-        for name in ("spectra", "spectra_err"):
-            if name in table.colnames:
-                del table[name]
-        return table
     try:
         return Table.read(path, format="hdf5", path=hdf5_path) if hdf5_path else Table.read(path, format="hdf5")
     except (ValueError, OSError, TypeError, KeyError):

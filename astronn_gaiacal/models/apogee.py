@@ -1,5 +1,10 @@
 """APOGEE models: the paper's joint network and its DR17/Gaia DR3 successor."""
-from ..constants import APOGEE_SPECTRUM_LENGTH, DR3_OFFSET_FEATURES, PAPER_OFFSET_FEATURES
+from ..constants import (
+    APOGEE_SPECTRUM_LENGTH,
+    DEFAULT_BAND,
+    DR3_OFFSET_FEATURES,
+    PAPER_OFFSET_FEATURES,
+)
 from ..registry import register
 from .base import GaiaCalBCNNBase
 
@@ -30,7 +35,7 @@ class ApogeeGaiaBCNN(GaiaCalBCNNBase):
     """
 
     spectrum_length = APOGEE_SPECTRUM_LENGTH
-    band = "Ks"
+    band = DEFAULT_BAND
     gaia_release = "dr2"
     default_offset = "constant"
     default_offset_features = PAPER_OFFSET_FEATURES

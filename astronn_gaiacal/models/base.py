@@ -15,100 +15,98 @@ All parallaxes inside the graph are in units of ``labels_std`` (mas); the
 fakemag returned by :meth:`~GaiaCalBCNNBase.predict` is
 :math:`L = k f \times` ``labels_std``.  The sign convention is
 :math:`\varpi_{\rm Gaia} = \varpi_{\rm true} + \varpi_0`.
+
+The class is assembled from its parts: options, ``fit`` and persistence
+here; the graph in :mod:`~astronn_gaiacal.models.network`, compilation and
+the training step in :mod:`~astronn_gaiacal.models.training`, predictions in
+:mod:`~astronn_gaiacal.models.prediction`, the luminosity-network transfer in
+:mod:`~astronn_gaiacal.models.transfer`, input checks in
+:mod:`~astronn_gaiacal.models.inputs` and the operations shared with a deep
+ensemble in :mod:`~astronn_gaiacal.models.protocol`.
 """
-import json
 import os
 import warnings
 
+import astroNN.config as astronn_config
 import numpy as np
-from astropy import units as u
 from astroNN.models.base_bayesian_cnn import BayesianCNNBase
-from astroNN.nn.layers import MCDropout
-from astroNN.nn.losses import mean_absolute_error, mean_error
 from astroNN.nn.utilities import Normalizer
+from astroNN.shared.nn_tools import folder_runnum
 
-from .. import conversions
-from .._compat import keras, tf
-from ..io.atomic import atomic_directory
 from .._versions import __version__
-from ..constants import MAGIC_NUMBER, PAPER_FAKEMAG_SCALE, PAPER_OFFSET_FEATURES
-from ..nn.inference import mc_predict, mc_predict_shared_masks
-from ..nn.fused_training import call_with_fused_stacks, has_conv_stacks
-from ..nn.layers import BlockConv1D, ConstantFeature, FastMaxPooling1D, FastMCDropout, FakemagLogVariance, FakemagToParallax, Scale, SliceColumns
-from ..nn.batches import training_batches
+from ..constants import (
+    DEFAULT_BAND,
+    MAGIC_NUMBER,
+    PAPER_FAKEMAG_SCALE,
+    PAPER_OFFSET_FEATURES,
+    ZEROPOINT_CONVENTION,
+)
+from ..io.atomic import atomic_directory
 from ..nn.callbacks import WeightAveraging
+from ..nn.layers import BlockConv1D, FastMaxPooling1D, FastMCDropout
 from ..nn.losses import DEFAULT_LOSS, LOSS_CLASSES, loss_from_name
+from .calibration import UNCERTAINTY_KEY, CalibratedUncertainty, UncertaintyCalibration, warn_uncalibrated
+from .folders import PLUGIN_KEY, read_plugin_config, write_plugin_config
+from .inputs import (
+    NotTrainedError,
+    as_2d_float,
+    check_spectra,
+    feature_matrix,
+    feature_ranges,
+    normalisation_moments,
+    training_features,
+    training_labels,
+    training_magnitude,
+    unpack_full_layout,
+)
+from .network import JointNetwork
+from .prediction import JointPrediction
+from .protocol import ZeropointModel
+from .training import LikelihoodTraining
+from .transfer import LuminosityTransfer
+
+__all__ = [
+    "OFFSET_VARIANTS",
+    "PLUGIN_KEY",
+    "ZEROPOINT_CONVENTION",
+    "GaiaCalBCNNBase",
+    "NotTrainedError",
+    "check_magic_number",
+]
 
 OFFSET_VARIANTS = ("none", "constant", "multivariate")
-PLUGIN_KEY = "astronn_gaiacal"
-ZEROPOINT_CONVENTION = "parallax_gaia = parallax_true + zeropoint"
 
 
-class NotTrainedError(AttributeError):
-    """The model has no trained network yet (call ``fit`` or ``load_folder``)."""
+def check_magic_number():
+    """Check that astroNN masks the same missing-value marker the plugin writes.
+
+    The plugin marks missing values with
+    :data:`~astronn_gaiacal.constants.MAGIC_NUMBER`; astroNN's ``Normalizer``
+    masks ``astroNN.config.MAGIC_NUMBER``, read from the ``MagicNumber``
+    option of the ``[Basics]`` section of astroNN's ``config.ini``
+    (``~/.astroNN/config.ini``).
+
+    Raises
+    ------
+    ValueError
+        The two differ.
+    """
+    configured = float(astronn_config.MAGIC_NUMBER)
+    if configured != MAGIC_NUMBER:
+        raise ValueError(
+            f"astroNN's config sets MagicNumber = {configured:g} ([Basics] MagicNumber in ~/.astroNN/config.ini), "
+            f"but astronn_gaiacal marks missing values with {MAGIC_NUMBER:g}: set MagicNumber = {MAGIC_NUMBER:g} "
+            f"there so astroNN masks the same values"
+        )
 
 
-#: Rows per block where a whole-array temporary would be as large as the spectra.
-_BLOCK_ROWS = 4096
-
-
-def _as_2d_float(x, name, dtype=np.float64):
-    """``x`` as a 2-d float array; ``dtype=None`` keeps float32/float64 input as it is (no copy)."""
-    if isinstance(x, u.Quantity):
-        raise TypeError(f"{name} must be a plain array here, not a Quantity")
-    if dtype is None:
-        dtype = getattr(x, "dtype", None)
-        dtype = dtype if dtype in (np.float32, np.float64) else np.float64
-    arr = np.asarray(x, dtype=dtype)
-    if arr.ndim == 3 and arr.shape[-1] == 1:
-        arr = arr[..., 0]
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must have shape (n_stars, n_columns), got {np.shape(x)}")
-    return arr
-
-
-def _as_1d_float(x, name, n, unit=None):
-    if isinstance(x, u.Quantity):
-        if unit is None:
-            raise TypeError(f"{name} must not be a Quantity")
-        try:
-            x = x.to_value(unit)
-        except u.UnitConversionError:
-            raise u.UnitTypeError(f"{name} must be in units of {unit}, got '{x.unit}'") from None
-    arr = np.asarray(x, dtype=np.float64)
-    if arr.ndim == 2 and arr.shape[1] == 1:
-        arr = arr[:, 0]
-    if arr.ndim == 0:
-        arr = np.full(n, float(arr))
-    if arr.shape != (n,):
-        raise ValueError(f"{name} must have shape ({n},) to match the spectra, got {np.shape(x)}")
-    return arr
-
-
-def _column_moments(a, rows=4096):
-    """Float64 mean and standard deviation of each column of ``a``, over blocks of rows (no full-size temporaries)."""
-    n = a.shape[0]
-    mean = np.zeros(a.shape[1])
-    for start in range(0, n, rows):
-        mean += np.sum(a[start:start + rows], axis=0, dtype=np.float64)
-    mean /= max(n, 1)
-    ss = np.zeros(a.shape[1])
-    for start in range(0, n, rows):
-        ss += np.sum(np.square(a[start:start + rows] - mean), axis=0)
-    return mean, np.sqrt(ss / max(n, 1))
-
-
-def _missing(a):
-    return (a == MAGIC_NUMBER) | ~np.isfinite(a)
-
-
-class GaiaCalBCNNBase(BayesianCNNBase):
+class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, LuminosityTransfer, CalibratedUncertainty,
+                      ZeropointModel, BayesianCNNBase):
     """Base class of the joint distance + Gaia zero-point models.
 
     Subclasses describe a survey with class attributes and may override
-    :meth:`luminosity_network` (and :meth:`offset_network`).
+    :meth:`luminosity_network` (and :meth:`offset_network`).  The prediction
+    and refit methods are those of :class:`~astronn_gaiacal.models.ZeropointModel`.
 
     Parameters
     ----------
@@ -177,7 +175,7 @@ class GaiaCalBCNNBase(BayesianCNNBase):
 
     spectrum_length = None
     pixel_mask = None
-    band = "Ks"
+    band = DEFAULT_BAND
     fakemag_scale = PAPER_FAKEMAG_SCALE
     default_offset = "constant"
     default_offset_features = PAPER_OFFSET_FEATURES
@@ -245,6 +243,7 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         self.offset_model = None
         self._plugin_config_restored = False
         self._fused_stacks = False
+        self.validation_split = None  # {'n_stars', 'val_size', 'seed'} of the last fit
 
     # ------------------------------------------------------------------ options
     def _validate_options(self):
@@ -262,11 +261,6 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         if self.offset == "multivariate":
             if not self.offset_features or len(set(self.offset_features)) != len(self.offset_features):
                 raise ValueError(f"offset_features must be distinct non-empty names, got {self.offset_features!r}")
-
-    @property
-    def luminosity_hidden(self):
-        """Widths of the luminosity network's dense layers (``num_hidden`` minus the offset network's)."""
-        return list(self.num_hidden[: len(self.num_hidden) - len(self.offset_hidden)])
 
     @property
     def n_features(self):
@@ -301,19 +295,18 @@ class GaiaCalBCNNBase(BayesianCNNBase):
             "luminosity_frozen": bool(self.luminosity_frozen),
             "parallax_unit": "mas",
             "zeropoint_convention": ZEROPOINT_CONVENTION,
+            "validation_split": self.validation_split,
+            UNCERTAINTY_KEY: None if self.uncertainty_calibration is None else self.uncertainty_calibration.to_dict(),
         }
 
     def _restore_plugin_config(self):
         """Read the plugin's options from a folder being loaded by ``load_folder``."""
         if self._plugin_config_restored or not self.fullfilepath:
             return
-        path = os.path.join(self.fullfilepath, "astroNN_model_parameter.json")
-        if not os.path.isfile(path):
-            return
-        with open(path) as f:
-            block = json.load(f).get(PLUGIN_KEY)
+        block = read_plugin_config(self.fullfilepath)
         if block is None:
-            raise ValueError(f"{path} has no '{PLUGIN_KEY}' section: not saved by astronn_gaiacal")
+            return
+        check_magic_number()
         self.offset = block["offset"]
         self.offset_features = list(block["offset_features"]) or list(self.default_offset_features)
         self.feature_ranges = block.get("feature_ranges")
@@ -326,235 +319,12 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         self.weight_averaging = float(block.get("weight_averaging", 0.0))
         self.luminosity_from = block.get("luminosity_from")
         self.luminosity_frozen = bool(block.get("luminosity_frozen", False))
+        self.validation_split = block.get("validation_split")
+        self.uncertainty_calibration = UncertaintyCalibration.from_dict(block.get(UNCERTAINTY_KEY))
+        if self.uncertainty_calibration is None:
+            warn_uncalibrated(self.fullfilepath)
         self._validate_options()
         self._plugin_config_restored = True
-
-    # ------------------------------------------------------------------ network
-    def _initializer(self):
-        return keras.initializers.RandomNormal(mean=0.0, stddev=0.05)
-
-    def _dropout(self, x):
-        return self.dropout_layer(self.dropout_rate, disable=self.disable_dropout)(x)
-
-    def luminosity_network(self, spectra):
-        """Spectrum ``(batch, n_pixels)`` -> ``(fakemag, log_variance)``, each ``(batch, 1)``.
-
-        The paper's architecture: Conv1D(2, 8) -> Conv1D(4, 8) -> MaxPool(4) ->
-        Dense(164) -> Dense(64), ReLU, MC dropout after every layer but the
-        last hidden one (as in astroNN's ``ApogeeDR14GaiaDR2BCNN``; dropout there
-        slows the joint fit badly), L2 regularisation; a Softplus fakemag head
-        and a linear log-variance head.
-        Override in a subclass for another survey.
-        """
-        reg = keras.regularizers.l2(self.l2)
-        x = keras.layers.Reshape((self.n_pixels, 1))(spectra)
-        x = self.conv_layer(
-            self.num_filters[0], self.filter_len, padding="same", kernel_initializer=self._initializer(),
-            kernel_regularizer=reg,
-        )(x)
-        x = self._dropout(keras.layers.Activation(self.activation)(x))
-        x = self.conv_layer(
-            self.num_filters[1], self.filter_len, padding="same", kernel_initializer=self._initializer(),
-            kernel_regularizer=reg,
-        )(x)
-        x = self.pool_layer(pool_size=self.pool_length)(keras.layers.Activation(self.activation)(x))
-        x = self._dropout(keras.layers.Flatten()(x))
-        for i, units in enumerate(self.luminosity_hidden):
-            x = keras.layers.Dense(units, kernel_initializer=self._initializer(), kernel_regularizer=reg)(x)
-            x = keras.layers.Activation(self.activation)(x)
-            if i < len(self.luminosity_hidden) - 1:  # none before the heads, as in astroNN
-                x = self._dropout(x)
-        return self._luminosity_heads(x)
-
-    def _luminosity_heads(self, x):
-        fakemag = keras.layers.Dense(1, activation="softplus", name="fakemag_output")(x)
-        logvar = keras.layers.Dense(1, activation="linear", name="fakemag_variance_output")(x)
-        return fakemag, logvar
-
-    def offset_network(self, features):
-        """Offset features ``(batch, F)`` -> zero-point ``(batch, 1)`` in label units.
-
-        Dense(32) -> Dense(16) with tanh and MC dropout, then a linear output
-        (covers any zero-point; ``offset_output_activation='tanh'`` bounds it).
-        """
-        reg = keras.regularizers.l2(self.l2)
-        x = features
-        for units in self.num_hidden[len(self.luminosity_hidden) :]:
-            x = keras.layers.Dense(
-                units, activation="tanh", kernel_initializer=self._initializer(), kernel_regularizer=reg
-            )(x)
-            x = self._dropout(x)
-        return keras.layers.Dense(
-            1, activation=self.offset_output_activation, kernel_initializer=self._initializer(), name="offset_output"
-        )(x)
-
-    def model(self):
-        n_pix, n_feat = self.n_pixels, self.n_features
-        width = n_pix + 1 + n_feat
-        if self._input_shape["input"][0] != width:
-            raise ValueError(
-                f"input layout has {self._input_shape['input'][0]} columns; {type(self).__name__} with "
-                f"offset={self.offset!r} expects {width} = {n_pix} pixels + 1 magnitude + {n_feat} features"
-            )
-        mean = np.asarray(self.input_mean["input"], dtype=float).ravel()
-        std = np.asarray(self.input_std["input"], dtype=float).ravel()
-        mag_mean = float(mean[n_pix] if mean.size > 1 else mean[0])
-        mag_std = float(std[n_pix] if std.size > 1 else std[0])
-
-        spec_in = keras.Input((n_pix,), name="spectra")
-        self.luminosity_model = keras.Model(spec_in, self.luminosity_network(spec_in), name="luminosity_model")
-        if self.offset != "none":
-            feat_in = keras.Input((max(n_feat, 1),), name="offset_features")
-            self.offset_model = keras.Model(feat_in, self.offset_network(feat_in), name="offset_model")
-        else:
-            self.offset_model = None
-
-        inp = keras.Input(self._input_shape["input"], name="input")
-        spectra = SliceColumns(0, n_pix, name="spectra_columns")(inp)
-        mag = SliceColumns(n_pix, n_pix + 1, name="magnitude_column")(inp)
-        fakemag, logvar = self.luminosity_model(spectra)
-        convert = FakemagToParallax(
-            fakemag_scale=self.fakemag_scale, mag_mean=mag_mean, mag_std=mag_std,
-            with_offset=self.offset != "none", with_variance=True,
-            variance_propagation=self.variance_propagation, name="fakemag_to_parallax",
-        )
-        if self.offset == "none":
-            plx, plx_logvar = convert([fakemag, mag, logvar])
-        else:
-            if self.offset == "constant":
-                features = ConstantFeature(name="constant_feature")(mag)
-            else:
-                features = SliceColumns(n_pix + 1, width, name="feature_columns")(inp)
-            plx, plx_logvar = convert([fakemag, mag, self.offset_model(features), logvar])
-        output = keras.layers.Activation("linear", name="output")(plx)
-        variance_output = keras.layers.Activation("linear", name="variance_output")(plx_logvar)
-        joint = keras.Model(inp, [output, variance_output], name=type(self).__name__)
-
-        pred_in = keras.Input((n_pix,), name="input")
-        f_p, s_p = self.luminosity_model(pred_in)
-        predict_out = keras.layers.Concatenate(name="fakemag_and_logvar")(
-            [
-                Scale(self.fakemag_scale, name="fakemag_scaled")(f_p),
-                FakemagLogVariance(self.fakemag_scale, self.variance_propagation, name="fakemag_logvar")(s_p),
-            ]
-        )
-        prediction = keras.Model(pred_in, predict_out, name="luminosity_prediction")
-        return joint, prediction
-
-    def _loss_function(self):
-        loss_obj = loss_from_name(self.loss_name, **self.loss_config)
-
-        def loss_fn(y_true, y_pred):
-            return loss_obj.call(y_true, y_pred)
-
-        loss_fn.__name__ = self.loss_name  # saved by name; astroNN's load_folder looks it up
-        return loss_fn
-
-    def compile(
-        self, optimizer=None, loss=None, metrics=None, weighted_metrics=None, loss_weights=None, sample_weight_mode=None
-    ):
-        """Build and compile the Keras model (called by astroNN's ``fit`` and ``load_folder``)."""
-        self._restore_plugin_config()
-        if optimizer is not None:
-            self.optimizer = optimizer
-        elif self.optimizer is None or self.optimizer == "adam":
-            self.optimizer = keras.optimizers.Adam(
-                learning_rate=self.lr, beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.optimizer_epsilon
-            )
-            # tf-keras compiles the Adam update with XLA only on GPUs; on CPU too the fused update is
-            # about 3x faster than its separate element-wise operations (same arithmetic)
-            self.optimizer.jit_compile = True
-        self._last_layer_activation = "softplus"
-        self.keras_model, self.keras_model_predict = self.model()
-        if self._luminosity_start is not None:  # fit(luminosity_from=...): start from those weights
-            self.luminosity_model.set_weights(self._luminosity_start)
-            self._luminosity_start = None
-        # frozen also when reloaded, so the saved optimizer state (offset network only) fits
-        self.luminosity_model.trainable = not self.luminosity_frozen
-        self.keras_model.compile(
-            optimizer=self.optimizer,
-            loss=self._loss_function(),
-            metrics={"output": [mean_absolute_error, mean_error]},
-            jit_compile=bool(self.jit_compile),
-        )
-        self._fused_stacks = bool(self.train_fused and not self.jit_compile and has_conv_stacks(self.keras_model))
-        self.keras_model.train_step = self.custom_train_step
-        self.keras_model.test_step = self.custom_test_step
-        return None
-
-    def recompile(self, weighted_metrics=None, loss_weights=None, sample_weight_mode=None):
-        self.keras_model.compile(
-            optimizer=self.optimizer, loss=self._loss_function(), metrics={"output": [mean_absolute_error, mean_error]},
-            jit_compile=bool(self.jit_compile),
-        )
-        self.keras_model.train_step = self.custom_train_step
-        self.keras_model.test_step = self.custom_test_step
-
-    def _step_loss(self, data, training):
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        if self._fused_stacks:
-            plx, plx_logvar = call_with_fused_stacks(self.keras_model, x["input"])
-        else:
-            plx, plx_logvar = self.keras_model(x["input"], training=training)
-        sigma = tf.reshape(tf.cast(x["labels_err"], plx.dtype), tf.shape(plx))
-        y_true = tf.concat([tf.cast(y["output"], plx.dtype), sigma], axis=-1)
-        y_pred = tf.concat([plx, plx_logvar], axis=-1)
-        loss = self.keras_model.compiled_loss(
-            y_true, y_pred, sample_weight, regularization_losses=self.keras_model.losses
-        )
-        return loss, y, [plx, plx_logvar], sample_weight
-
-    def _metric_results(self):
-        results = {}
-        for metric in self.keras_model.metrics:
-            value = metric.result()
-            if isinstance(value, dict):
-                results.update(value)
-            else:
-                results[metric.name] = value
-        return results
-
-    def custom_train_step(self, data):
-        """One optimisation step on the Gaia likelihood (replaces astroNN's loss hook)."""
-        with tf.GradientTape() as tape:
-            loss, y, y_pred, sample_weight = self._step_loss(data, training=True)
-        self.keras_model.optimizer.minimize(loss, self.keras_model.trainable_variables, tape=tape)
-        self.keras_model.compiled_metrics.update_state(y, y_pred, sample_weight)
-        return self._metric_results()
-
-    def custom_test_step(self, data):
-        _, y, y_pred, sample_weight = self._step_loss(data, training=False)
-        self.keras_model.compiled_metrics.update_state(y, y_pred, sample_weight)
-        return self._metric_results()
-
-    def pre_training_checklist_child(self, input_data, labels, sample_weight):
-        """astroNN's checklist, then its Python batch generators replaced by ``tf.data`` pipelines.
-
-        The same batches as astroNN's (``n_train // batch_size`` per epoch in a new
-        random order each epoch, validation in order) from
-        :func:`~astronn_gaiacal.nn.batches.training_batches`: gathered in-graph from
-        arrays shared with NumPy, without astroNN's float64 copies or its unused
-        ``input_err``.
-        """
-        input_std = self.input_std
-        if isinstance(input_std, dict) and input_data["input_err"].shape[1] == 1:
-            # fit()'s zero column: astroNN divides it by the input std, which would make it full size
-            self.input_std = {**input_std, "input": np.ones(1)}
-        try:
-            out = super().pre_training_checklist_child(input_data, labels, sample_weight)
-        finally:
-            self.input_std = input_std
-        norm_train, norm_val, labels_train, labels_val, weight_train, weight_val = out
-        gen = self.training_generator
-        self.training_generator, shared = training_batches(norm_train, labels_train, weight_train, gen.batch_size,
-                                                           len(gen), shuffle=True)
-        norm_train = {**norm_train, "input": shared}  # astroNN keeps what it gets back: one copy, not two
-        if self.has_val:
-            val = self.validation_generator
-            self.validation_generator, shared = training_batches(norm_val, labels_val, weight_val, val.batch_size,
-                                                                 len(val), shuffle=False)
-            norm_val = {**norm_val, "input": shared}
-        return norm_train, norm_val, labels_train, labels_val, weight_train, weight_val
 
     # ------------------------------------------------------------------ inputs
     def has_model_check(self):
@@ -563,30 +333,6 @@ class GaiaCalBCNNBase(BayesianCNNBase):
                 f"{type(self).__name__} has no trained network: call fit() first, or load a saved "
                 f"folder with astroNN.models.load_folder()"
             )
-
-    def _check_spectra(self, spectra, name="spectra", dtype=np.float64):
-        spectra = _as_2d_float(spectra, name, dtype)
-        if self.spectrum_length is not None and spectra.shape[1] != self.spectrum_length:
-            raise ValueError(
-                f"{name} has {spectra.shape[1]} pixels per star; {type(self).__name__} expects "
-                f"{self.spectrum_length}"
-            )
-        n_bad, bad_rows = 0, []
-        for start in range(0, spectra.shape[0], _BLOCK_ROWS):
-            bad = _missing(spectra[start:start + _BLOCK_ROWS])
-            if bad.any():
-                n_bad += int(bad.sum())
-                bad_rows.append(start + np.flatnonzero(bad.any(axis=1)))
-        if n_bad:
-            rows = np.concatenate(bad_rows)
-            raise ValueError(
-                f"{name} contains {n_bad} NaN/-9999 pixel value(s) in {rows.size} star(s) "
-                f"(first: row {rows[0]}); set masked pixels to 1 as the paper's continuum "
-                f"normalisation does, or remove those stars"
-            )
-        if self.pixel_mask is not None:
-            spectra = spectra[:, np.asarray(self.pixel_mask, dtype=bool)]
-        return spectra
 
     def feature_matrix(self, features):
         """Offset features as an ``(N, F)`` array in :attr:`offset_features` order.
@@ -604,58 +350,11 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         """
         if self.offset != "multivariate":
             raise ValueError(f"offset={self.offset!r} takes no offset features")
-        names = self.offset_features
-        if hasattr(features, "colnames") or hasattr(features, "columns") or isinstance(features, dict):
-            available = list(getattr(features, "colnames", None) or list(getattr(features, "columns", features)))
-            missing = [n for n in names if n not in available]
-            if missing:
-                raise KeyError(
-                    f"offset feature column(s) {missing} missing; the model needs {names}, the table has {available}"
-                )
-            cols = []
-            for n in names:
-                col = features[n]
-                if isinstance(col, u.Quantity):
-                    col = col.to_value(u.K) if n == "teff" and col.unit.physical_type == "temperature" else col.value
-                col = np.ma.filled(np.ma.asarray(col, dtype=np.float64), np.nan)
-                cols.append(col)
-            return np.column_stack(cols) if cols else np.empty((0, len(names)))
-        arr = _as_2d_float(features, "offset_features")
-        if arr.shape[1] != len(names):
-            raise ValueError(f"offset_features has {arr.shape[1]} columns; the model needs {len(names)}: {names}")
-        return arr
-
-    def _split_layout(self, input_data):
-        """Spectra (and magnitude, features where present) from spectra-only, spectra+mag or full layouts.
-
-        Views of ``input_data``: float32 or float64 input is not copied."""
-        x = _as_2d_float(input_data, "input_data", dtype=None)
-        length = self.spectrum_length
-        if length is None:
-            raise NotTrainedError(f"{type(self).__name__} has no spectrum_length yet")
-        widths = {length: "spectra", length + 1: "spectra+magnitude", length + 1 + self.n_features: "full"}
-        if x.shape[1] not in widths:
-            raise ValueError(
-                f"input_data has {x.shape[1]} columns; {type(self).__name__} takes {length} (spectra), "
-                f"{length + 1} (spectra + magnitude) or {length + 1 + self.n_features} (full layout)"
-            )
-        spectra = x[:, :length]
-        mag = x[:, length] if x.shape[1] > length else None
-        return spectra, mag
+        return feature_matrix(features, self.offset_features)
 
     # ------------------------------------------------------------------ fitting
-    def _set_normalisation(self, spectra, mag, features, parallax):
-        spec_mean, spec_std = _column_moments(spectra)
-        spec_std = spec_std if self.standardize_spectra else np.ones(spectra.shape[1])
-        spec_std = np.where(spec_std > 0, spec_std, 1.0)
-        feat_mean = features.mean(axis=0) if features.shape[1] else np.empty(0)
-        feat_std = features.std(axis=0) if features.shape[1] else np.empty(0)
-        feat_std = np.where(feat_std > 0, feat_std, 1.0)
-        mean = np.concatenate([spec_mean, [mag.mean()], feat_mean])
-        std = np.concatenate([spec_std, [1.0], feat_std])
-        valid = ~_missing(parallax)
-        label_std = float(np.std(parallax[valid])) if valid.sum() > 1 else 1.0
-        label_std = label_std if label_std > 0 else 1.0
+    def _set_normalisation(self, spectra, mag, features, labels):
+        mean, std, label_std = normalisation_moments(spectra, mag, features, labels, self.standardize_spectra)
         self.input_mean = {"input": mean}
         self.input_std = {"input": std}
         self.labels_mean = {"output": np.array([0.0]), "variance_output": np.array([0.0])}
@@ -667,53 +366,7 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         self.labels_normalizer.mean_labels = dict(self.labels_mean)
         self.labels_normalizer.std_labels = dict(self.labels_std)
         if features.shape[1]:
-            self.feature_ranges = {
-                n: [float(lo), float(hi)]
-                for n, lo, hi in zip(self.offset_features, features.min(axis=0), features.max(axis=0))
-            }
-
-    def _luminosity_source(self, source):
-        """The trained model behind ``luminosity_from``, checked against this one."""
-        if self.keras_model is not None:
-            raise ValueError("luminosity_from needs an untrained model: this one already has a network")
-        if isinstance(source, (str, os.PathLike)):
-            from .ensemble import load
-
-            source = load(source)
-        if not isinstance(source, GaiaCalBCNNBase):
-            raise TypeError(f"luminosity_from must be a trained astronn_gaiacal model or its folder (one member, not an "
-                            f"ensemble), got {type(source).__name__}")
-        source.has_model_check()
-        mine = None if self.pixel_mask is None else np.asarray(self.pixel_mask, bool)
-        theirs = None if source.pixel_mask is None else np.asarray(source.pixel_mask, bool)
-        if (source.spectrum_length != self.spectrum_length or (mine is None) != (theirs is None)
-                or (mine is not None and not np.array_equal(mine, theirs))):
-            raise ValueError(f"luminosity_from has spectra of {source.spectrum_length} pixels"
-                             f"{' with another pixel mask' if mine is not None else ''}; this model has "
-                             f"{self.spectrum_length}")
-        if source.fakemag_scale != self.fakemag_scale or source.band != self.band:
-            raise ValueError(f"luminosity_from uses fakemag_scale {source.fakemag_scale} in {source.band}; this model "
-                             f"uses {self.fakemag_scale} in {self.band}")
-        return source
-
-    def _adopt_luminosity(self, source, given, freeze):
-        """Take the source's spectrum and label normalisation; its weights are set when the network is built."""
-        n_pix = self.n_pixels
-        for attr in ("input_mean", "input_std"):
-            mine = np.asarray(getattr(self, attr)["input"], dtype=float).copy()
-            mine[:n_pix] = np.asarray(getattr(source, attr)["input"], dtype=float).ravel()[:n_pix]
-            getattr(self, attr)["input"] = mine
-            getattr(self.input_normalizer, {"input_mean": "mean_labels", "input_std": "std_labels"}[attr])["input"] = mine
-        self.labels_std = {k: np.array(v, dtype=float).copy() for k, v in source.labels_std.items()}
-        self.labels_normalizer.std_labels = dict(self.labels_std)
-        weights = source.luminosity_model.get_weights()
-        if self.luminosity_hidden != source.luminosity_hidden:
-            raise ValueError(f"luminosity_from has dense layers {source.luminosity_hidden}; this model has "
-                             f"{self.luminosity_hidden}")
-        self._luminosity_start = weights
-        self.luminosity_frozen = bool(freeze)
-        self.luminosity_from = os.path.abspath(os.fspath(given)) if isinstance(given, (str, os.PathLike)) else (
-            getattr(source, "folder_name", None) or type(source).__name__)
+            self.feature_ranges = feature_ranges(features, self.offset_features)
 
     def fit(
         self,
@@ -727,7 +380,13 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         luminosity_from=None,
         freeze_luminosity=True,
     ):
-        """Train on Gaia catalogue parallaxes with astroNN's training loop.
+        """Train on Gaia catalogue parallaxes with astroNN's training loop, then calibrate the uncertainties.
+
+        The uncertainty scale is fitted on the validation split (``val_size``,
+        seeded by ``validation_seed``) with the Gaia parallaxes
+        (:meth:`calibrate_uncertainties`; off with ``calibrate_at_fit = False``;
+        too few usable stars leave it uncalibrated, with an
+        :class:`~astronn_gaiacal.models.calibration.UncalibratedWarning`).
 
         Parameters
         ----------
@@ -763,53 +422,18 @@ class GaiaCalBCNNBase(BayesianCNNBase):
             non-positive parallax error for a star with a parallax, or a
             ``luminosity_from`` model that does not fit this one.
         """
+        check_magic_number()
         if magnitude is None:
-            if self.spectrum_length is None:
-                raise ValueError("give magnitude (the full-layout call needs a known spectrum_length)")
-            full = _as_2d_float(spectra, "spectra")
-            expected = self.spectrum_length + 1 + self.n_features
-            if full.shape[1] != expected:
-                raise ValueError(
-                    f"without magnitude, spectra must be the full layout with {expected} columns; got {full.shape[1]}"
-                )
-            spectra, magnitude = full[:, : self.spectrum_length], full[:, self.spectrum_length]
-            if self.n_features:
-                offset_features = full[:, self.spectrum_length + 1 :]
+            spectra, magnitude, layout_features = unpack_full_layout(self, spectra)
+            if layout_features is not None:
+                offset_features = layout_features
         if self.spectrum_length is None:
-            self.spectrum_length = int(_as_2d_float(spectra, "spectra").shape[1])
-        spec = self._check_spectra(spectra, dtype=np.float32)  # the network's precision; no float64 copy
+            self.spectrum_length = int(as_2d_float(spectra, "spectra").shape[1])
+        spec = check_spectra(self, spectra, dtype=np.float32)  # the network's precision; no float64 copy
         n = spec.shape[0]
-        mag = _as_1d_float(magnitude, "magnitude", n, unit=u.mag)
-        if _missing(mag).any():
-            raise ValueError(f"magnitude has {int(_missing(mag).sum())} NaN/-9999 value(s); remove those stars")
-        plx = _as_1d_float(parallax, "parallax", n, unit=u.mas)
-        plx_err = _as_1d_float(parallax_error, "parallax_error", n, unit=u.mas)
-        has_plx = ~_missing(plx)
-        if not has_plx.any():
-            raise ValueError("parallax has no valid value (all NaN/-9999)")
-        bad_err = has_plx & (_missing(plx_err) | (plx_err <= 0))
-        if bad_err.any():
-            raise ValueError(
-                f"parallax_error must be positive and finite where parallax is given; {int(bad_err.sum())} star(s) are not"
-            )
-        if self.offset == "multivariate":
-            if offset_features is None:
-                raise ValueError(f"offset='multivariate' needs offset_features {self.offset_features}")
-            feats = self.feature_matrix(offset_features)
-            if feats.shape[0] != n:
-                raise ValueError(f"offset_features has {feats.shape[0]} rows; spectra has {n}")
-            if _missing(feats).any():
-                bad = np.unique(np.nonzero(_missing(feats))[1])
-                raise ValueError(
-                    f"offset_features contain NaN/-9999 in column(s) {[self.offset_features[i] for i in bad]}; "
-                    f"remove those stars from the training set"
-                )
-        else:
-            if offset_features is not None:
-                raise ValueError(f"offset={self.offset!r} takes no offset_features")
-            feats = np.empty((n, 0))
-        labels = np.where(has_plx, plx, MAGIC_NUMBER)[:, None]
-        labels_err = np.where(has_plx, plx_err, 0.0)[:, None]
+        mag = training_magnitude(magnitude, n)
+        labels, labels_err = training_labels(parallax, parallax_error, n)
+        feats = training_features(self, offset_features, n)
         source = None if luminosity_from is None else self._luminosity_source(luminosity_from)
         if self.input_normalizer is None:
             self._set_normalisation(spec, mag, feats, labels[:, 0])
@@ -821,7 +445,7 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         x[:, spec.shape[1] + 1 :] = feats
         x_err = None
         if spectra_err is not None:
-            err = _as_2d_float(spectra_err, "spectra_err")
+            err = as_2d_float(spectra_err, "spectra_err")
             if err.shape[0] != n:
                 raise ValueError(f"spectra_err has {err.shape[0]} rows; spectra has {n}")
             if self.pixel_mask is not None:
@@ -848,17 +472,13 @@ class GaiaCalBCNNBase(BayesianCNNBase):
             super().fit(x, labels, inputs_err=inputs_err, labels_err=labels_err, sample_weight=sample_weight)
         finally:
             self.reduce_lr_patience, self.callbacks = patience, callbacks
+        self.uncertainty_calibration = None  # the scale of an earlier fit does not hold any more
+        self._calibrate_after_fit(spectra, labels[:, 0], labels_err[:, 0], mag, feats)  # docs/calibration.rst
         return self
 
-    # ------------------------------------------------------------------ saving
     def post_training_checklist_child(self):
         super().post_training_checklist_child()
-        path = os.path.join(self.fullfilepath, "astroNN_model_parameter.json")
-        with open(path) as f:
-            params = json.load(f)
-        params[PLUGIN_KEY] = self._plugin_config()
-        with open(path, "w") as f:
-            json.dump(params, f, indent=4, sort_keys=True)
+        write_plugin_config(self.fullfilepath, self._plugin_config())
 
     def save(self, name=None, model_plot=False, overwrite=False):
         """Save an astroNN model folder atomically (written aside, then renamed).
@@ -873,8 +493,6 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         """
         self.has_model_check()
         if name is None:
-            from astroNN.shared.nn_tools import folder_runnum
-
             name = folder_runnum()
         final = os.path.abspath(os.fspath(name))
         with atomic_directory(final, overwrite=overwrite) as tmp:
@@ -888,261 +506,3 @@ class GaiaCalBCNNBase(BayesianCNNBase):
         self.folder_name = final
         self.fullfilepath = final + os.sep
         return final
-
-    # ------------------------------------------------------------------ inference
-    def _normalise_spectra(self, spectra):
-        n_pix = self.n_pixels
-        mean = np.asarray(self.input_mean["input"], dtype=float).ravel()[:n_pix]
-        std = np.asarray(self.input_std["input"], dtype=float).ravel()
-        std = std[:n_pix] if std.size > 1 else np.ones(n_pix)
-        out = np.empty(spectra.shape, np.float32)
-        for start in range(0, spectra.shape[0], _BLOCK_ROWS):  # float64 arithmetic, one block at a time
-            out[start:start + _BLOCK_ROWS] = (spectra[start:start + _BLOCK_ROWS] - mean) / std
-        return out
-
-    def _label_std(self):
-        return float(np.asarray(self.labels_std["output"]).ravel()[0])
-
-    def predict(self, input_data, inputs_err=None, batch_size=None):
-        """Fakemag with MC-dropout uncertainties, as astroNN's Bayesian models return them.
-
-        Parameters
-        ----------
-        input_data : ndarray
-            Spectra ``(N, spectrum_length)``, spectra + magnitude, or the full layout.
-        inputs_err : ignored
-            Kept for astroNN's signature.
-        batch_size : int, optional
-            Stars per compiled MC-dropout call (each is ``batch_size * mc_num``
-            rows); by default chosen so that a call holds about
-            :data:`~astronn_gaiacal.nn.inference.DEFAULT_CALL_VALUES` input values
-            (:data:`~astronn_gaiacal.nn.inference.DEFAULT_FUSED_CALL_VALUES` for the
-            paper's network, whose passes run in fused kernels).
-
-        Returns
-        -------
-        fakemag : ndarray, shape (N, 1)
-        uncertainty : dict
-            ``{'total', 'model', 'predictive'}``, each ``(N, 1)``: the
-            predictive (aleatoric) and MC-dropout model (epistemic) standard
-            deviations and their quadrature sum.
-        """
-        self.has_model_check()
-        spectra, _ = self._split_layout(input_data)
-        x = self._normalise_spectra(self._check_spectra(spectra, dtype=None))  # no full-size copy
-        mean, var = mc_predict(
-            self.keras_model_predict, x, mc_num=self.mc_num, batch_size=batch_size,
-            progress=self.verbose > 0, desc="fakemag", bf16=self.inference_bf16,
-            fused_kernels=self.inference_fused,
-        )
-        scale = self._label_std()
-        fakemag = mean[:, :1] * scale
-        model_var = var[:, :1] * scale**2
-        predictive_var = np.exp(mean[:, 1:2]) * scale**2
-        return fakemag, {
-            "total": np.sqrt(model_var + predictive_var),
-            "model": np.sqrt(model_var),
-            "predictive": np.sqrt(predictive_var),
-        }
-
-    def test(self, input_data, inputs_err=None, batch_size=None):
-        """Alias of :meth:`predict` (astroNN's older name)."""
-        return self.predict(input_data, inputs_err=inputs_err, batch_size=batch_size)
-
-    def _magnitude_for(self, input_data, magnitude):
-        spectra, mag_from_layout = self._split_layout(input_data)
-        if magnitude is None:
-            if mag_from_layout is None:
-                raise ValueError("magnitude is required when input_data holds spectra only")
-            magnitude = mag_from_layout
-        return spectra, _as_1d_float(magnitude, "magnitude", spectra.shape[0], unit=u.mag)
-
-    def predict_parallax(self, input_data, magnitude=None, batch_size=None):
-        """Spectro-photometric parallax :math:`L\\,10^{-m/5}` (a true parallax: no zero-point).
-
-        Returns
-        -------
-        parallax : Quantity [mas], shape (N,)
-        uncertainty : dict of Quantity [mas]
-            ``{'total', 'model', 'predictive'}``.
-        """
-        spectra, mag = self._magnitude_for(input_data, magnitude)
-        fakemag, err = self.predict(spectra, batch_size=batch_size)
-        plx = conversions.fakemag_to_parallax(fakemag[:, 0], mag)
-        return plx, {k: conversions.fakemag_to_parallax(fakemag[:, 0], mag, v[:, 0])[1] for k, v in err.items()}
-
-    def predict_distance(self, input_data, magnitude=None, batch_size=None):
-        """Spectro-photometric distance :math:`1000\\,10^{m/5}/L` pc.
-
-        Returns
-        -------
-        distance : Quantity [pc], shape (N,)
-        uncertainty : dict of Quantity [pc]
-            ``{'total', 'model', 'predictive'}`` (first-order propagation).
-        """
-        spectra, mag = self._magnitude_for(input_data, magnitude)
-        fakemag, err = self.predict(spectra, batch_size=batch_size)
-        dist = conversions.fakemag_to_distance(fakemag[:, 0], mag)
-        return dist, {k: conversions.fakemag_to_distance(fakemag[:, 0], mag, v[:, 0])[1] for k, v in err.items()}
-
-    def predict_zeropoint(self, features=None, mc_num=None, batch_size=None, shared_masks=False):
-        """The offset calibration model on its own: per-star zero-point with MC-dropout spread.
-
-        Parameters
-        ----------
-        features : ndarray, Table, DataFrame or dict, optional
-            Offset features of any Gaia stars (multivariate); ignored for the
-            constant model, which returns one value.
-        mc_num : int, optional
-            Stochastic passes; defaults to :attr:`mc_num`.
-        batch_size : int, optional
-        shared_masks : bool
-            Multivariate only: share each pass's dropout masks by a batch of
-            stars (:func:`~astronn_gaiacal.nn.inference.mc_predict_shared_masks`):
-            about 10x faster, the same distribution for every star, MC noise
-            correlated between the stars of a batch.  Off by default.
-
-        Returns
-        -------
-        zeropoint, zeropoint_error : Quantity [mas]
-            Shape (N,) (multivariate) or scalar (constant).  Rows with
-            NaN/-9999 features come back as NaN.  Convention:
-            ``parallax_gaia = parallax_true + zeropoint``.
-        """
-        self.has_model_check()
-        if self.offset == "none":
-            raise ValueError("this model was trained with offset='none': it has no zero-point model")
-        mc_num = int(mc_num or self.mc_num)
-        if self.offset == "constant":
-            mean, var = mc_predict(self.offset_model, np.ones((1, 1), np.float32), mc_num=mc_num, progress=False)
-            scale = self._label_std()
-            return mean[0, 0] * scale * u.mas, np.sqrt(var[0, 0]) * scale * u.mas
-        feats = self.feature_matrix(features)
-        bad = _missing(feats).any(axis=1)
-        n_pix = self.n_pixels
-        mean_all = np.asarray(self.input_mean["input"], dtype=float).ravel()
-        std_all = np.asarray(self.input_std["input"], dtype=float).ravel()
-        f_mean, f_std = mean_all[n_pix + 1 :], std_all[n_pix + 1 :]
-        x = np.where(bad[:, None], 0.0, (np.where(bad[:, None], 0.0, feats) - f_mean) / f_std).astype(np.float32)
-        if shared_masks:
-            mean, var = mc_predict_shared_masks(
-                self.offset_model, x, mc_num=mc_num, batch_size=batch_size or 4096, progress=self.verbose > 0,
-                desc="zero-point",
-            )
-        else:
-            mean, var = mc_predict(
-                self.offset_model, x, mc_num=mc_num, batch_size=batch_size, progress=self.verbose > 0, desc="zero-point"
-            )
-        scale = self._label_std()
-        zp = np.where(bad, np.nan, mean[:, 0] * scale)
-        zp_err = np.where(bad, np.nan, np.sqrt(var[:, 0]) * scale)
-        return zp * u.mas, zp_err * u.mas
-
-    def refit_zeropoint(self, input_data, parallax, parallax_error, magnitude=None, batch_size=None, scatter=None,
-                        fit_scale=False):
-        """Maximum-likelihood constant zero-point with this model's luminosity network held fixed.
-
-        The model parallaxes are the MC-dropout means :math:`L\\,10^{-m/5}`
-        (no dropout noise, unlike during training); the zero-point and the
-        fractional scatter of the model parallaxes are then fitted to the Gaia
-        parallaxes (:func:`astronn_gaiacal.zeropoint.fit.fit_zeropoint`).
-        Works for any offset variant (for ``'none'`` it measures the offset the
-        network absorbed).  Stars without a Gaia parallax (NaN/-9999) are left
-        out; ``n_stars`` of the result counts the stars used.
-
-        Parameters
-        ----------
-        input_data : ndarray
-            Spectra (with ``magnitude``) or the full input layout.
-        parallax, parallax_error : array_like or Quantity [mas]
-            Gaia catalogue parallaxes and errors, not zero-point corrected.
-        magnitude : array_like, optional
-            Extinction-corrected magnitudes in :attr:`band`.
-        batch_size : int, optional
-        scatter : float, optional
-            Fix the fractional scatter instead of fitting it.
-        fit_scale : bool
-            Also fit a common luminosity scale (the zero-point is then the
-            intercept at zero parallax).
-
-        Returns
-        -------
-        ZeropointFit
-        """
-        from ..zeropoint.fit import fit_zeropoint
-
-        has, plx, plx_err, model_plx = self._refit_stars(input_data, parallax, parallax_error, magnitude, batch_size)
-        return fit_zeropoint(plx, plx_err, model_plx, scatter=scatter, fit_scale=fit_scale)
-
-    def _refit_inputs(self, input_data, parallax, parallax_error, magnitude):
-        """Stars with a Gaia parallax: mask, and their spectra, magnitudes, parallaxes and errors (mas)."""
-        spectra, mag = self._magnitude_for(input_data, magnitude)
-        n = spectra.shape[0]
-        plx = _as_1d_float(parallax, "parallax", n, unit=u.mas)
-        plx_err = _as_1d_float(parallax_error, "parallax_error", n, unit=u.mas)
-        has = ~_missing(plx)
-        if has.sum() < 3:
-            raise ValueError(f"parallax has {int(has.sum())} valid value(s); at least 3 are needed")
-        if not has.all():
-            spectra, mag, plx, plx_err = spectra[has], mag[has], plx[has], plx_err[has]
-        return has, spectra, mag, plx, plx_err
-
-    def _refit_stars(self, input_data, parallax, parallax_error, magnitude, batch_size):
-        """Stars with a Gaia parallax: mask, parallaxes, errors and MC-mean model parallaxes (mas)."""
-        has, spectra, mag, plx, plx_err = self._refit_inputs(input_data, parallax, parallax_error, magnitude)
-        fakemag, _ = self.predict(spectra, batch_size=batch_size)
-        return has, plx, plx_err, conversions.fakemag_to_parallax(fakemag[:, 0], mag)
-
-    def refit_zeropoint_trend(self, input_data, parallax, parallax_error, features, magnitude=None, names=None,
-                              fit_scale=True, batch_size=None, separately=False):
-        """Zero-point quadratic in each feature (and a luminosity scale) with this model's luminosity network held fixed.
-
-        The additive form of the paper's eqs. 7-9, fitted by maximum likelihood
-        to the Gaia parallaxes (:func:`astronn_gaiacal.zeropoint.fit.fit_zeropoint_trend`);
-        the free scale keeps a luminosity-scale error of the network out of the
-        trend.  Works for any offset variant; stars without a Gaia parallax are
-        left out.
-
-        Parameters
-        ----------
-        input_data : ndarray
-            Spectra (with ``magnitude``) or the full input layout.
-        parallax, parallax_error : array_like or Quantity [mas]
-        features : Table, dict or DataFrame
-            The feature columns of the same stars.
-        magnitude : array_like, optional
-        names : sequence of str, optional
-            Features to fit; default :attr:`offset_features`.
-        fit_scale : bool
-        batch_size : int, optional
-        separately : bool
-            Fit one quadratic per feature, each on its own (the marginal trends
-            of the paper's eqs. 7-9), from one MC-dropout prediction.
-
-        Returns
-        -------
-        ZeropointTrendFit, or ``{name: ZeropointTrendFit}`` with ``separately=True``
-        """
-        from ..zeropoint.fit import _feature_column, fit_zeropoint_trend
-
-        n = self._magnitude_for(input_data, magnitude)[0].shape[0]
-        names = list(names or self.offset_features)
-        columns = {name: _feature_column(features, name, n) for name in names}
-        has, plx, plx_err, model_plx = self._refit_stars(input_data, parallax, parallax_error, magnitude, batch_size)
-        columns = {name: col[has] for name, col in columns.items()}
-        if separately:
-            return {name: fit_zeropoint_trend(plx, plx_err, model_plx, {name: columns[name]}, names=[name],
-                                              fit_scale=fit_scale) for name in names}
-        return fit_zeropoint_trend(plx, plx_err, model_plx, columns, names=names, fit_scale=fit_scale)
-
-    def zeropoint(self, mc_num=None):
-        """The constant model's zero-point and its MC-dropout spread, in micro-arcsec.
-
-        Returns
-        -------
-        value, error : Quantity [uas]
-        """
-        if self.offset != "constant":
-            raise ValueError(f"zeropoint() is for offset='constant'; this model has offset={self.offset!r}")
-        value, error = self.predict_zeropoint(mc_num=mc_num)
-        return value.to(u.uas), error.to(u.uas)

@@ -12,20 +12,43 @@ Poisson bootstrap of the stars, ``bootstrap=True``), and combines them:
     \sigma^2 = \underbrace{\frac1K\sum_k \sigma^2_{{\rm MC},k}}_{\text{mean MC spread}}
              + \underbrace{\frac{1}{K-1}\sum_k (\mu_k-\mu)^2}_{\text{between members}}
 
+The combined uncertainty is what users get, so it is what is calibrated
+(:mod:`~astronn_gaiacal.models.calibration`): :meth:`DeepEnsemble.train` fits the
+ensemble's own uncertainty scale on the validation stars its members share,
+and :meth:`~DeepEnsemble.predict` applies it to the combination of the
+members' uncalibrated uncertainties.
+
 An ensemble folder holds one astroNN model folder per member
-(``member_00`` ...) and ``astronn_gaiacal_ensemble.json``; :func:`load`
-opens either kind of folder.
+(``member_00`` ...) and ``astronn_gaiacal_ensemble.json`` (with the
+ensemble's uncertainty calibration); :func:`load` opens either kind of folder.
 """
-import json
 import os
+import warnings
 
 import numpy as np
 from astropy import units as u
 
-from ..io.atomic import atomic_directory
 from .._versions import __version__
+from ..io.atomic import atomic_directory
+from ..zeropoint.estimates import DEFAULT_ESTIMATE
+from .calibration import UNCERTAINTY_KEY, CalibratedUncertainty, UncalibratedWarning, UncertaintyCalibration, \
+    warn_uncalibrated
+from .folders import (
+    MANIFEST,
+    folder_kind,
+    load_model_folder,
+    member_folders,
+    read_manifest,
+    write_manifest,
+)
+from .protocol import ZeropointModel
+from .workers import TrainJob, train_jobs
 
-MANIFEST = "astronn_gaiacal_ensemble.json"
+__all__ = ["MANIFEST", "MEMBER_ZEROPOINT_BATCH", "DeepEnsemble", "load"]
+
+#: Stars per compiled call of each member's zero-point prediction when
+#: :meth:`DeepEnsemble.predict_zeropoint` is given no batch size.
+MEMBER_ZEROPOINT_BATCH = 4096
 
 
 def _combine(means, variances):
@@ -38,8 +61,26 @@ def _combine(means, variances):
     return mean, variances.mean(axis=0), between
 
 
-class DeepEnsemble:
+def _member_attribute(name, doc, settable=False):
+    """A property that reads the first member's ``name`` (and, ``settable``, sets every member's)."""
+
+    def get(self):
+        return getattr(self.members[0], name)
+
+    def set_all(self, value):
+        for member in self.members:
+            setattr(member, name, value)
+
+    return property(get, set_all if settable else None, doc=f"{doc} (setting it sets every member's)" if settable
+                    else doc)
+
+
+class DeepEnsemble(CalibratedUncertainty, ZeropointModel):
     """``K`` trained members of one joint-model class, used as one model.
+
+    It offers what a single model offers
+    (:class:`~astronn_gaiacal.models.ZeropointModel`, with the same
+    signatures); its descriptive attributes are its members'.
 
     Parameters
     ----------
@@ -55,6 +96,9 @@ class DeepEnsemble:
     >>> ens.zeropoint()                                               # doctest: +SKIP
     """
 
+    #: The combined refit whose error the calibration study found calibrated.
+    default_estimate = DEFAULT_ESTIMATE
+
     def __init__(self, members):
         members = list(members)
         if not members:
@@ -65,6 +109,8 @@ class DeepEnsemble:
                 raise ValueError("ensemble members must share class, offset variant and features")
         self.members = members
         self.folder_name = None
+        # a one-member ensemble predicts what its member does, so its member's scale holds; otherwise calibrate
+        self.uncertainty_calibration = first.uncertainty_calibration if len(members) == 1 else None
 
     def __len__(self):
         return len(self.members)
@@ -76,6 +122,9 @@ class DeepEnsemble:
 
     def without(self, indices):
         """The ensemble without the members at ``indices`` (e.g. those whose training failed).
+
+        The combined uncertainty changes, so the new ensemble is uncalibrated
+        (unless one member is left): call :meth:`calibrate_uncertainties` on it.
 
         Raises
         ------
@@ -92,12 +141,23 @@ class DeepEnsemble:
             raise ValueError("indices would leave no member")
         return type(self)([m for i, m in enumerate(self.members) if i not in drop])
 
-    def __getattr__(self, name):
-        # descriptive attributes (offset, offset_features, spectrum_length, band, ...) of the members
-        if name in ("members", "folder_name"):
-            raise AttributeError(name)
-        return getattr(self.members[0], name)
+    # ------------------------------------------------------------------ description (the members')
+    @property
+    def n_members(self):
+        """Number of members."""
+        return len(self.members)
 
+    offset = _member_attribute("offset", "The members' offset variant.")
+    offset_features = _member_attribute("offset_features", "The members' offset features.")
+    n_features = _member_attribute("n_features", "Offset-feature columns of the members' input layout.")
+    spectrum_length = _member_attribute("spectrum_length", "Pixels per star of the members' spectra.")
+    band = _member_attribute("band", "Photometric band of the members' magnitudes.")
+    feature_ranges = _member_attribute("feature_ranges", "Training ranges of the offset features (the first member's).")
+    loss_name = _member_attribute("loss_name", "The members' training likelihood.")
+    mc_num = _member_attribute("mc_num", "MC-dropout passes of each member's predictions.", settable=True)
+    verbose = _member_attribute("verbose", "The members' verbosity.", settable=True)
+
+    # ------------------------------------------------------------------ training
     @classmethod
     def train(cls, factory, n_members=5, seed=0, bootstrap=False, progress=True, n_jobs=1, **fit_kwargs):
         """Train ``n_members`` members.
@@ -128,8 +188,6 @@ class DeepEnsemble:
         **fit_kwargs
             Passed to each member's ``fit`` (spectra, parallax, parallax_error, magnitude, ...).
         """
-        from .workers import TrainJob, train_jobs
-
         if int(n_members) < 1:
             raise ValueError(f"n_members must be >= 1, got {n_members!r}")
         n = len(np.asarray(fit_kwargs["parallax"]))
@@ -141,7 +199,10 @@ class DeepEnsemble:
                 draws = np.random.default_rng(int(seed) + k).poisson(1.0, n).astype(float)
                 weight = draws if base_weight is None else draws * np.asarray(base_weight, float)
             jobs.append(TrainJob(factory, int(seed) + k, dict(fit_kwargs, sample_weight=weight), f"member {k}"))
-        return cls(train_jobs(jobs, n_jobs=n_jobs, progress=progress))
+        ens = cls(train_jobs(jobs, n_jobs=n_jobs, progress=progress))
+        ens._calibrate_after_fit(fit_kwargs["spectra"], fit_kwargs["parallax"], fit_kwargs["parallax_error"],
+                                 fit_kwargs.get("magnitude"), fit_kwargs.get("offset_features"))
+        return ens
 
     # ------------------------------------------------------------------ persistence
     def save(self, name, overwrite=False):
@@ -150,14 +211,14 @@ class DeepEnsemble:
         with atomic_directory(final, overwrite=overwrite) as tmp:
             for k, member in enumerate(self.members):
                 member.save(os.path.join(tmp, f"member_{k:02d}"))
-            manifest = {
+            write_manifest(tmp, {
                 "astronn_gaiacal_version": __version__,
                 "model_class": type(self.members[0]).__name__,
                 "members": [f"member_{k:02d}" for k in range(len(self.members))],
                 "combination": "mean of member means; variance = mean MC variance + between-member variance",
-            }
-            with open(os.path.join(tmp, MANIFEST), "w") as f:
-                json.dump(manifest, f, indent=2)
+                UNCERTAINTY_KEY: None if self.uncertainty_calibration is None else
+                self.uncertainty_calibration.to_dict(),
+            })
         for k, member in enumerate(self.members):
             member.folder_name = os.path.join(final, f"member_{k:02d}")
             member.fullfilepath = member.folder_name + os.sep
@@ -166,64 +227,52 @@ class DeepEnsemble:
 
     @classmethod
     def load(cls, folder):
-        """Load an ensemble folder written by :meth:`save`."""
-        from astroNN.models import load_folder
-
-        path = os.path.join(folder, MANIFEST)
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"{folder} is not an ensemble folder (no {MANIFEST})")
-        with open(path) as f:
-            manifest = json.load(f)
-        ens = cls([load_folder(os.path.join(folder, m)) for m in manifest["members"]])
+        """Load an ensemble folder written by :meth:`save` (one warning if it has no uncertainty calibration)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UncalibratedWarning)  # the members' own scales are not used
+            ens = cls([load_model_folder(path) for path in member_folders(folder)])
         ens.folder_name = os.path.abspath(folder)
+        ens.uncertainty_calibration = UncertaintyCalibration.from_dict(read_manifest(folder).get(UNCERTAINTY_KEY))
+        if ens.uncertainty_calibration is None:
+            warn_uncalibrated(folder)
         return ens
 
     # ------------------------------------------------------------------ inference
-    @property
-    def mc_num(self):
-        return self.members[0].mc_num
+    def predict(self, input_data, inputs_err=None, batch_size=None, calibrated=True):
+        """Fakemag and ``{'total','model','predictive'}``; 'model' includes the between-member spread.
 
-    @mc_num.setter
-    def mc_num(self, value):
-        for m in self.members:
-            m.mc_num = value
-
-    def predict(self, input_data, inputs_err=None, batch_size=None):
-        """Fakemag and ``{'total','model','predictive'}``; 'model' includes the between-member spread."""
-        outs = [m.predict(input_data, batch_size=batch_size) for m in self.members]
+        The members' uncalibrated uncertainties are combined; with
+        ``calibrated`` (default) the combination is multiplied by the
+        ensemble's uncertainty scale.
+        """
+        outs = [m.predict(input_data, batch_size=batch_size, calibrated=False) for m in self.members]
         mean, mc_var, between = _combine([o[0] for o in outs], [o[1]["model"] ** 2 for o in outs])
         predictive_var = np.mean([o[1]["predictive"] ** 2 for o in outs], axis=0)
         model_var = mc_var + between
-        return mean, {
+        return mean, self._scaled({
             "total": np.sqrt(model_var + predictive_var),
             "model": np.sqrt(model_var),
             "predictive": np.sqrt(predictive_var),
-        }
+        }, calibrated)
 
-    test = predict
+    def _split_records(self):
+        return [m.validation_split for m in self.members]
 
-    def _via_fakemag(self, input_data, magnitude, batch_size, convert):
-        spectra, mag = self.members[0]._magnitude_for(input_data, magnitude)
-        fakemag, err = self.predict(spectra, batch_size=batch_size)
-        value = convert(fakemag[:, 0], mag)
-        return value, {k: convert(fakemag[:, 0], mag, v[:, 0])[1] for k, v in err.items()}
+    def member_parallaxes(self, input_data, magnitude=None, batch_size=None):
+        """Each member's MC-mean model parallax :math:`L\\,10^{-m/5}` (mas), shape ``(n_members, N)``."""
+        return np.array([m.member_parallaxes(input_data, magnitude=magnitude, batch_size=batch_size)[0]
+                         for m in self.members])
 
-    def predict_parallax(self, input_data, magnitude=None, batch_size=None):
-        from ..conversions import fakemag_to_parallax
+    def predict_zeropoint(self, features=None, mc_num=None, batch_size=None, shared_masks=False, components=False):
+        """Ensemble zero-point (:meth:`ZeropointModel.predict_zeropoint <astronn_gaiacal.models.ZeropointModel.predict_zeropoint>`).
 
-        return self._via_fakemag(input_data, magnitude, batch_size, fakemag_to_parallax)
-
-    def predict_distance(self, input_data, magnitude=None, batch_size=None):
-        from ..conversions import fakemag_to_distance
-
-        return self._via_fakemag(input_data, magnitude, batch_size, fakemag_to_distance)
-
-    def predict_zeropoint(self, features=None, mc_num=None, batch_size=4096, components=False, shared_masks=False):
-        """Ensemble zero-point; see :meth:`GaiaCalBCNNBase.predict_zeropoint`.
-
-        With ``components=True`` also returns ``{'mc': ..., 'ensemble': ...}``, the
-        two parts of the error (Quantities in mas).
+        The members' values are averaged; the error adds the mean MC-dropout
+        variance and the variance between members.  ``batch_size`` defaults to
+        :data:`MEMBER_ZEROPOINT_BATCH`.  With ``components=True`` also returns
+        ``{'mc': ..., 'ensemble': ...}``, the two parts of the error
+        (Quantities in mas).
         """
+        batch_size = MEMBER_ZEROPOINT_BATCH if batch_size is None else batch_size
         kwargs = {"shared_masks": True} if shared_masks else {}
         outs = [m.predict_zeropoint(features, mc_num=mc_num, batch_size=batch_size, **kwargs) for m in self.members]
         mean, mc_var, between = _combine(
@@ -233,52 +282,6 @@ class DeepEnsemble:
         if components:
             return (*result, {"mc": np.sqrt(mc_var) * u.mas, "ensemble": np.sqrt(between) * u.mas})
         return result
-
-    def refit_zeropoint(self, input_data, parallax, parallax_error, magnitude=None, batch_size=None, components=False,
-                        estimate=None):
-        """Each member's :meth:`~astronn_gaiacal.models.GaiaCalBCNNBase.refit_zeropoint`, combined.
-
-        The members that trained (:func:`~astronn_gaiacal.zeropoint.fit.usable_members`) are
-        combined into one of the ensemble estimates of :mod:`astronn_gaiacal.studies.calibration`; the
-        default, :data:`~astronn_gaiacal.zeropoint.estimates.DEFAULT_ESTIMATE`, is the one whose error the
-        calibration study found calibrated (docs/calibration.rst).  A one-member ensemble works
-        too (no between-member term).
-
-        Parameters
-        ----------
-        input_data, parallax, parallax_error, magnitude, batch_size
-            As for :meth:`~astronn_gaiacal.models.GaiaCalBCNNBase.refit_zeropoint`.
-        components : bool
-            Also return the parts of the error: ``{'statistical', 'ensemble', 'member_spread'}``
-            (uas), ``'failed'`` (the indices of the members left out) and, for
-            ``refit_consistency_ensemble``, ``'consistency_factor'``.
-        estimate : str, optional
-            ``'refit_ensemble'``, ``'refit_scaled_ensemble'``, ``'refit_curved_ensemble'`` or
-            ``'refit_consistency_ensemble'``.
-
-        Returns
-        -------
-        ZeropointFit, or (ZeropointFit, dict) with ``components=True``
-        """
-        from ..zeropoint.estimates import DEFAULT_ESTIMATE, ENSEMBLE_REFITS, ensemble_refits
-
-        estimate = DEFAULT_ESTIMATE if estimate is None else estimate
-        if estimate not in ENSEMBLE_REFITS:
-            raise ValueError(f"estimate must be one of {list(ENSEMBLE_REFITS)}, got {estimate!r}")
-        _, spectra, mag, plx, plx_err = self.members[0]._refit_inputs(input_data, parallax, parallax_error, magnitude)
-        fits, _ = ensemble_refits(self.members, spectra, plx, plx_err, mag, batch_size=batch_size)
-        combined, parts = fits[estimate]
-        parts = {**parts, "failed": fits["failed"]}
-        return (combined, parts) if components else combined
-
-    def zeropoint(self, mc_num=None, components=False):
-        """Constant-model zero-point ± its ensemble uncertainty, in micro-arcsec."""
-        if self.offset != "constant":
-            raise ValueError(f"zeropoint() is for offset='constant'; this ensemble has offset={self.offset!r}")
-        out = self.predict_zeropoint(mc_num=mc_num, components=components)
-        if components:
-            return out[0].to(u.uas), out[1].to(u.uas), {k: v.to(u.uas) for k, v in out[2].items()}
-        return out[0].to(u.uas), out[1].to(u.uas)
 
 
 def load(folder):
@@ -291,14 +294,12 @@ def load(folder):
     Returns
     -------
     GaiaCalBCNNBase or DeepEnsemble (or any astroNN model for a foreign folder)
-    """
-    folder = os.fspath(folder)
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"model folder {folder!r} does not exist")
-    if os.path.isfile(os.path.join(folder, MANIFEST)):
-        return DeepEnsemble.load(folder)
-    if not os.path.isfile(os.path.join(folder, "astroNN_model_parameter.json")):
-        raise FileNotFoundError(f"{folder!r} is neither an astroNN model folder nor an ensemble folder")
-    from astroNN.models import load_folder
 
-    return load_folder(folder)
+    Raises
+    ------
+    FileNotFoundError
+        ``folder`` does not exist or is neither kind of folder.
+    """
+    if folder_kind(folder) == "ensemble":
+        return DeepEnsemble.load(folder)
+    return load_model_folder(folder)

@@ -22,19 +22,21 @@ Examples
 (<Quantity -52.3 uas>, <Quantity 2.0 uas>)
 """
 import numpy as np
+from astroNN.models import ApogeeDR14GaiaDR2BCNN
+from astroNN.nn.layers import MCDropout
+from astroNN.nn.utilities import Normalizer
 from astropy import units as u
 
 from .._compat import keras
-from ..constants import PAPER_MAG_COLUMN, PAPER_OFFSET_FEATURES
+from ..constants import PAPER_MAG_COLUMN, PAPER_OFFSET_FEATURES, is_missing
 from ..nn.inference import mc_predict
+from .apogee import ApogeeGaiaBCNN
 
 #: offset-branch input columns of the paper's 7518-column layout
 PAPER_FEATURE_COLUMNS = slice(PAPER_MAG_COLUMN + 1, None)
 
 
 def _offset_branch(net):
-    from astroNN.models import ApogeeDR14GaiaDR2BCNN
-
     if not isinstance(net, ApogeeDR14GaiaDR2BCNN):
         raise TypeError(f"paper_zeropoint needs astroNN's ApogeeDR14GaiaDR2BCNN, got {type(net).__name__}")
     net.has_model_check()
@@ -88,7 +90,7 @@ def paper_zeropoint(net, features=None, mc_num=100, batch_size=1024):
     width = int(branch.input_shape[1])
     n_aux = width - (PAPER_MAG_COLUMN + 1)
     raw, normed = _paper_features(net, features, n_aux)
-    bad = ~np.isfinite(raw).all(axis=1) | (raw == -9999).any(axis=1)
+    bad = is_missing(raw).any(axis=1)
     x = np.zeros((raw.shape[0], width), np.float32)
     x[:, PAPER_FEATURE_COLUMNS] = np.where(bad[:, None], 0.0, normed)
     mean, var = mc_predict(branch, x[..., None], mc_num=mc_num, batch_size=batch_size, progress=False)
@@ -102,8 +104,6 @@ def paper_zeropoint(net, features=None, mc_num=100, batch_size=1024):
 
 def _offset_chain(model):
     """Dense layers of the offset branch, input side first, found by walking back from 'offset_output'."""
-    from astroNN.nn.layers import MCDropout
-
     chain, layer = [], model.get_layer("offset_output")
     while isinstance(layer, (keras.layers.Dense, MCDropout)):
         if isinstance(layer, keras.layers.Dense):
@@ -198,11 +198,6 @@ def astronn_twin(n_pixels=7514, seed=0, mag_mean=9.3):
     ours : ApogeeGaiaBCNN
         Input layout ``[spectrum | magnitude]``.
     """
-    from astroNN.models import ApogeeDR14GaiaDR2BCNN
-    from astroNN.nn.utilities import Normalizer
-
-    from .apogee import ApogeeGaiaBCNN
-
     rng = np.random.default_rng(seed)
     width = n_pixels + 4
     mean = np.r_[np.ones(n_pixels), mag_mean, 1.0, 1.0, 1.0]

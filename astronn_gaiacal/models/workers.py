@@ -1,12 +1,10 @@
 """Train independent models side by side in worker processes.
 
 One training of the joint model uses its cores poorly: its operations are
-small and mostly sequential (about 1.2 of 2 cores busy).  Deep-ensemble
-members and the demo's offset variants are independent, so this module runs
-several trainings at once, one per worker process, each with its share of the
-cores.  On the 2-core reference machine two concurrent 30-epoch trainings took
-77 s each against 55 s for one alone: 1.4x the throughput
-(docs/performance.rst).
+small and mostly sequential.  Deep-ensemble members and the demo's offset
+variants are independent, so this module runs several trainings at once, one
+per worker process, each with its share of the cores (docs/performance.rst
+has the measured gain).
 
 Each job is a picklable factory (it returns an untrained model), a seed and the
 ``fit`` arguments.  The parent writes every distinct array once to a
@@ -33,9 +31,12 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 
 import numpy as np
+from astropy import units as u
 from tqdm.auto import tqdm
 
+from .._compat import keras, tf
 from ..nn.fused import available_cores
+from .folders import load_model_folder
 
 __all__ = ["TrainJob", "available_cores", "default_jobs", "train_jobs"]
 
@@ -102,8 +103,6 @@ def _load_arrays(kwargs):
         if isinstance(value, tuple) and len(value) == 3 and value[0] == "__array__":
             arr = np.load(value[1], mmap_mode="r")
             if value[2] is not None:
-                from astropy import units as u
-
                 arr = np.asarray(arr) * u.Unit(value[2])
             out[key] = arr
         else:
@@ -127,8 +126,6 @@ def _worker_init(threads, parent_pid=None):
     if parent_pid is not None:
         threading.Thread(target=_exit_with_parent, args=(parent_pid,), daemon=True,
                          name="astronn_gaiacal_parent_watch").start()
-    from .._compat import tf  # activates Keras 2 before anything else touches TensorFlow
-
     with contextlib.suppress(RuntimeError):  # already initialised: keep TF's setting
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(threads)
@@ -136,8 +133,6 @@ def _worker_init(threads, parent_pid=None):
 
 def _train_one(factory, seed, fit_kwargs):
     """Seed Keras, build, fit: one training, the same in this process and in a worker."""
-    from .._compat import keras
-
     keras.utils.set_random_seed(int(seed))
     net = factory()
     net.fit(**fit_kwargs)
@@ -206,8 +201,6 @@ def train_jobs(jobs, n_jobs=None, progress=True):
         _check_picklable(job)
     n_jobs = min(n_jobs, len(jobs))
     threads = max(1, available_cores() // n_jobs)
-    from .ensemble import load
-
     with tempfile.TemporaryDirectory(prefix="astronn_gaiacal_train_") as tmp:
         shared = _share_arrays(jobs, tmp)
         folders = [os.path.join(tmp, f"model_{i:03d}") for i in range(len(jobs))]
@@ -244,7 +237,7 @@ def train_jobs(jobs, n_jobs=None, progress=True):
         models = []
         with contextlib.redirect_stdout(sys.stderr):
             for folder in folders:
-                net = load(folder)
+                net = load_model_folder(folder)
                 net.folder_name = None
                 net.fullfilepath = None
                 models.append(net)

@@ -1,4 +1,4 @@
-"""Keras components of the plugin: layers and likelihoods."""
+"""Keras components of the plugin: layers and likelihoods (registered with astroNN and Keras on import)."""
 from .layers import (
     BlockConv1D,
     ConstantFeature,
@@ -19,6 +19,16 @@ from .losses import (
     gaussian_nll,
     loss_from_name,
 )
+
+from ..registry import register
+from . import losses as _losses
+
+for _cls in (FakemagToParallax, FakemagLogVariance, Scale, SliceColumns, ConstantFeature, BlockConv1D,
+             FastMaxPooling1D, FastMCDropout):
+    register(_cls)
+for _name, _cls in _losses.LOSS_CLASSES.items():
+    register(_cls)
+    register(getattr(_losses, _name))
 
 __all__ = [
     "BlockConv1D",

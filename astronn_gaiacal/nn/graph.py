@@ -1,15 +1,13 @@
 """Small helpers for walking Keras functional graphs (shared by the inference and training fusions)."""
 from .._compat import keras
+from .layers import FastMCDropout
+from astroNN.nn.layers import MCDropout  # noqa: E402,I001  (after _compat has set up Keras 2)
 
 __all__ = ["dropout_types", "functional_models", "plain_activation", "single_consumer_links"]
 
 
 def dropout_types():
     """astroNN's ``MCDropout`` and the plugin's ``FastMCDropout``: always-on dropout with the 16-bit mask law."""
-    from astroNN.nn.layers import MCDropout
-
-    from .layers import FastMCDropout
-
     return (MCDropout, FastMCDropout)
 
 

@@ -31,7 +31,7 @@ walk at all (subclassed models) is tiled and called as a whole, as before.
 
 ``bf16=True`` runs the matrix products in bfloat16 (inputs and weights
 rounded to 8 significant bits, accumulation in float32).  It is off by
-default: on CPUs without AVX512-BF16/AMX (this project's test machine) it is
+default: on CPUs without AVX512-BF16/AMX it is
 *slower*, and it changes the predictions at the 1e-3 relative level (see
 ``docs/performance.rst``).
 """
@@ -44,6 +44,9 @@ from tqdm.auto import tqdm
 from .._compat import keras, tf
 from . import fast, fused
 from .graph import dropout_types, functional_models, plain_activation, single_consumer_links
+from .layers import ConstantFeature, FakemagLogVariance, FakemagToParallax, FastMCDropout, Scale, SliceColumns
+from astroNN.models.apogee_models import DeNormAdd  # noqa: E402,I001  (after _compat has set up Keras 2)
+from astroNN.nn.layers import BoolMask, MCDropout  # noqa: E402,I001
 
 #: Stars per compiled call of the old interface (kept for callers that pass it explicitly).
 DEFAULT_BATCH_SIZE = 64
@@ -65,8 +68,6 @@ def _iter_layers(model):
 
 
 def _mc_dropout_layers(model):
-    from astroNN.nn.layers import MCDropout
-
     return [lay for lay in _iter_layers(model) if isinstance(lay, MCDropout)]
 
 
@@ -91,11 +92,6 @@ def dropout_disabled(model):
 
 # ----------------------------------------------------------------------------- graph walker
 def _deterministic_types():
-    from astroNN.models.apogee_models import DeNormAdd
-    from astroNN.nn.layers import BoolMask
-
-    from .layers import ConstantFeature, FakemagLogVariance, FakemagToParallax, Scale, SliceColumns
-
     L = keras.layers
     return (
         L.Dense, L.Conv1D, L.Conv2D, L.Activation, L.ReLU, L.Reshape, L.Flatten, L.MaxPooling1D,
@@ -116,16 +112,12 @@ class _Val:
 
 class _Walker:
     def __init__(self, mc_num, generator, bf16, xla=True, fused=True):
-        from astroNN.nn.layers import MCDropout
-
         self.xla = xla
         self.fused = fused and not bf16
 
         self.mc = mc_num
         self.gen = generator
         self.bf16 = bf16
-        from .layers import FastMCDropout
-
         self.mcdropout = MCDropout
         self.plain_dropout = (MCDropout, FastMCDropout)  # same mask law as fast.dropout
         self.deterministic = _deterministic_types()

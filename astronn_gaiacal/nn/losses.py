@@ -26,9 +26,7 @@ name                      per-star loss
 with :math:`r = \hat\varpi - \varpi`.  Negative parallaxes are valid data.
 """
 from .._compat import keras, tf
-from ..constants import MAGIC_NUMBER
-
-DEFAULT_STUDENT_T_NU = 4.0
+from ..constants import DEFAULT_STUDENT_T_NU, MAGIC_NUMBER
 
 
 def _unpack(y_true, y_pred):

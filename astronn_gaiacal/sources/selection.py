@@ -47,7 +47,7 @@ from ..constants import (
     SOLAR_ABSMAG_KS,
     is_missing,
 )
-from ..io.dataset import Dataset, MissingColumnError
+from ..io.dataset import Dataset, MissingColumnError, read_dataset
 
 __all__ = ["SelectionReport", "Selection", "paper_selection", "log_luminosity", "train_validation_split"]
 
@@ -212,8 +212,6 @@ def paper_selection(dataset, sample="train", *, snr_split=PAPER_SNR_SPLIT,
     if isinstance(dataset, Mapping):
         dataset = Dataset(columns=dataset)
     elif not isinstance(dataset, Dataset):
-        from ..io.dataset import read_dataset
-
         dataset = read_dataset(dataset)
     if sample not in ("train", "test", "all"):
         raise ValueError(f"sample must be 'train', 'test' or 'all'; got {sample!r}")

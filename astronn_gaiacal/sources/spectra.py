@@ -23,16 +23,20 @@ import re
 import sys
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from ..io.atomic import atomic_path
 from ..constants import (
     APOGEE_DEFAULT_DR,
     APOGEE_PIXMASK_BITS,
     APOGEE_SPECTRUM_LENGTH,
     APSTAR_LENGTH,
+    COLUMN_UNITS,
     DEFAULT_BAND,
     MAGIC_NUMBER,
 )
+from ..io.figures import new_figure, save_figure
+from ..io.dataset import Dataset
+from .apogee_columns import APOGEE_FIELDS, header_keywords
 
 __all__ = [
     "SUPPORTED_DRS",
@@ -55,20 +59,8 @@ SUPPORTED_DRS = (13, 14, 16, 17)
 #: apStar file-name tags of the data releases: apStar-<tag>-<APOGEE_ID>.fits.
 _FILENAME_TAGS = {"r6": 13, "r8": 14, "r12": 16, "dr17": 17}
 
-#: Header keywords of the per-star metadata (astroNN/apStar names) and their dataset column.
-_HEADER_COLUMNS = {
-    "ra": "RA",
-    "dec": "DEC",
-    "mag": "K",
-    "mag_error": "K_ERR",
-    "mag_ext": "AKTARG",
-    "snr": "SNR",
-    "vscatter": "VSCATTER",
-}
-_HEADER_INT_COLUMNS = {"starflag": "STARFLAG", "nvisits": "NVISITS"}
-
-#: Units of the header columns (dataset canonical units).
-_UNITS = {"ra": "deg", "dec": "deg", "mag": "mag", "mag_error": "mag", "mag_ext": "mag", "vscatter": "km / s"}
+#: Dataset columns of a batch, after ``apogee_id``: the header values (see ``apogee_columns.APOGEE_FIELDS``).
+_BATCH_COLUMNS = ("ra", "dec", "mag", "mag_error", "mag_ext", "snr", "starflag", "vscatter", "nvisits")
 
 
 class ApStarError(ValueError):
@@ -257,7 +249,7 @@ def read_apstar(path, row=0):
             raise ApStarError(
                 f"'{path}': flux {flux.shape}, error {flux_err.shape} and bitmask {bitmask.shape} differ in shape"
             )
-        nvisits = _header_int(header, "NVISITS")
+        nvisits = _header_int(header, APOGEE_FIELDS["nvisits"].header)
         if flux.ndim == 2:
             use = 0 if (nvisits == 1 or flux.shape[0] == 1) else int(row)
             if not 0 <= use < flux.shape[0]:
@@ -274,13 +266,13 @@ def read_apstar(path, row=0):
         if not np.any(finite & (flux != 0)):
             raise ApStarError(f"'{path}' row {use} is an empty spectrum (all zero or non-finite)")
         meta = {"apogee_id": _apogee_id(header, path)}
-        meta.update({col: _header_float(header, key) for col, key in _HEADER_COLUMNS.items()})
-        meta.update({col: _header_int(header, key) for col, key in _HEADER_INT_COLUMNS.items()})
+        meta.update({col: _header_float(header, key) for col, key in header_keywords("f").items()})
+        meta.update({col: _header_int(header, key) for col, key in header_keywords("i").items()})
     return ApStar(path=path, row=use, flux=flux, flux_err=flux_err, bitmask=bitmask, meta=meta)
 
 
 def _apogee_id(header, path):
-    objid = header.get("OBJID")
+    objid = header.get(APOGEE_FIELDS["apogee_id"].header)
     if isinstance(objid, str) and objid.strip():
         return objid.strip()
     m = re.match(r"apStar-[^-]+-(.+?)\.fits", os.path.basename(path))
@@ -427,10 +419,6 @@ def load_apstar_batch(sources, dr=None, row=0, target_bits=APOGEE_PIXMASK_BITS, 
     ValueError
         If ``sources`` is empty.
     """
-    from tqdm.auto import tqdm
-
-    from ..io.dataset import Dataset
-
     paths, empty = find_apstar_files(sources)
     if not paths and not empty:
         raise ValueError("sources is empty: give apStar files or folders")
@@ -451,7 +439,7 @@ def load_apstar_batch(sources, dr=None, row=0, target_bits=APOGEE_PIXMASK_BITS, 
     dataset = None
     if stars:
         columns = {"apogee_id": [s.meta["apogee_id"] for s in stars]}
-        for col in ("ra", "dec", "mag", "mag_error", "mag_ext", "snr", "starflag", "vscatter", "nvisits"):
+        for col in _BATCH_COLUMNS:
             columns[col] = np.array([s.meta[col] for s in stars])
         columns["apstar_file"] = [os.path.basename(s.path) for s in stars]
         drs = sorted({s.dr for s in stars})
@@ -464,7 +452,7 @@ def load_apstar_batch(sources, dr=None, row=0, target_bits=APOGEE_PIXMASK_BITS, 
             spectra=np.stack([s.spectrum for s in stars]),
             spectra_err=np.stack([s.spectrum_err for s in stars]),
             columns=columns,
-            units=_UNITS,
+            units={name: COLUMN_UNITS[name] for name in columns if name in COLUMN_UNITS},
             attrs=attrs,
         )
     batch = ApStarBatch(dataset=dataset, failed=failed, n_input=n_input)
@@ -488,13 +476,7 @@ def plot_spectra(spectra, path, labels=None, dr=APOGEE_DEFAULT_DR, max_spectra=5
     max_spectra : int
         Plot at most this many (offset vertically by 1 each).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from astroNN.apogee.chips import wavelength_solution
-
-    from ..io.dataset import Dataset
 
     if isinstance(spectra, Dataset):
         if labels is None and "apogee_id" in spectra:
@@ -505,7 +487,8 @@ def plot_spectra(spectra, path, labels=None, dr=APOGEE_DEFAULT_DR, max_spectra=5
         raise ValueError(f"spectra must have {APOGEE_SPECTRUM_LENGTH} pixels; got shape {spectra.shape}")
     chips = wavelength_solution(dr=_check_dr(dr))
     edges = np.cumsum([0] + [len(c) for c in chips])
-    fig, ax = plt.subplots(figsize=(12, 2 + 1.2 * min(len(spectra), max_spectra)))
+    fig = new_figure(figsize=(12, 2 + 1.2 * min(len(spectra), max_spectra)))
+    ax = fig.subplots()
     for i, spec in enumerate(spectra[:max_spectra]):
         label = labels[i] if labels is not None else f"spectrum {i}"
         color = f"C{i % 10}"
@@ -516,6 +499,4 @@ def plot_spectra(spectra, path, labels=None, dr=APOGEE_DEFAULT_DR, max_spectra=5
     ax.set_title(f"continuum-normalised APOGEE spectra ({min(len(spectra), max_spectra)} of {len(spectra)})")
     ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
-    with atomic_path(path, overwrite=overwrite) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, overwrite=overwrite)

@@ -2,7 +2,7 @@
 
 Each realisation draws an independent mock survey (its own seed) with the
 paper's constant zero-point injected, trains a deep ensemble of constant-offset
-models on it with the demo's recipe (:data:`astronn_gaiacal.studies.demo.CONFIGS`), and
+models on it with the demo's recipe (:data:`astronn_gaiacal.studies.configs.CONFIGS`), and
 records the recovered zero-point with each estimate the package offers:
 
 ``mc``
@@ -32,32 +32,48 @@ records the recovered zero-point with each estimate the package offers:
     there, and the error grows by the disagreement.
 
 Every ensemble estimate leaves out the members whose training failed
-(:func:`~astronn_gaiacal.zeropoint.fit.usable_members`: distances that scatter
+(:func:`~astronn_gaiacal.zeropoint.estimates.usable_members`: distances that scatter
 several times more than the best member's); the table's ``failed_members``
 column counts them.  :func:`reanalyse_study` redoes the refits of a finished
 study from its saved files.
 
 The pull of an estimate is ``(recovered - injected) / sigma``.  For a
 calibrated sigma, ``|pull| < 1`` for about 68 % and ``|pull| < 2`` for about
-95 % of the realisations.  :data:`DEFAULT_ESTIMATE` is the one the demo and
-the command line report.
+95 % of the realisations.  :data:`~astronn_gaiacal.zeropoint.estimates.DEFAULT_ESTIMATE`
+is the one the demo and the command line report.
 """
 import os
 import time
+import warnings
 
 import numpy as np
 from astropy import units as u
 from astropy.table import QTable
+from tqdm.auto import tqdm
 
-from ..constants import PAPER_ZEROPOINT_UAS
-from ..zeropoint.estimates import (DEFAULT_ESTIMATE, ENSEMBLE_REFITS, ESTIMATES, REFIT_VARIANTS, ensemble_refits,
-                                    refits_from_parallaxes)
+from .. import pipeline
+from ..constants import DEFAULT_MODEL, PAPER_ZEROPOINT_UAS
+from ..io.atomic import atomic_path
+from ..plots import new_figure, save_figure
+from ..simulate import simulate_train_test
+from ..zeropoint.estimates import ENSEMBLE_REFITS, ESTIMATES, ensemble_refits, refits_from_parallaxes
+from .configs import CONFIGS
 
-__all__ = ["calibration_study", "reanalyse_study", "summarise_pulls", "plot_pulls"]
+__all__ = ["calibration_study", "reanalyse_study", "summarise_pulls", "plot_pulls", "realisation_path",
+           "StudyFileError"]
+
+
+class StudyFileError(ValueError):
+    """A saved realisation file does not belong to the study's table (another seed, other parallaxes)."""
+
+
+def realisation_path(folder, i):
+    """Path of realisation ``i``'s saved arrays, ``<folder>/realisation_<i>.npz`` (see :func:`calibration_study`)."""
+    return os.path.join(folder, f"realisation_{i:02d}.npz")
 
 
 def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=None, seed=0,
-                      injected=PAPER_ZEROPOINT_UAS * u.uas, model="ApogeeGaiaBCNN", lr=None, progress=True, log=None,
+                      injected=PAPER_ZEROPOINT_UAS * u.uas, model=DEFAULT_MODEL, lr=None, progress=True, log=None,
                       n_jobs=None, weight_averaging=None, save_dir=None):
     """Run ``k`` independent simulate -> train -> zeropoint realisations.
 
@@ -67,7 +83,7 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
         Number of realisations (independent mock surveys).
     n_train, epochs, ensemble, mc_num : int, optional
         Training stars (S/N > 200), epochs, ensemble members and MC-dropout
-        passes of each realisation; default the demo's (:data:`astronn_gaiacal.studies.demo.CONFIGS`).
+        passes of each realisation; default the demo's (:data:`astronn_gaiacal.studies.configs.CONFIGS`).
     seed : int
         Realisation ``i`` uses survey seed ``seed + 1000 i`` and training seeds from ``seed + 1000 i``.
     injected : Quantity
@@ -93,18 +109,11 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
     -------
     astropy.table.QTable
         One row per realisation: ``seed``, ``value_<estimate>``, ``sigma_<estimate>``
-        and ``pull_<estimate>`` for each of :data:`ESTIMATES`, ``refit_members``
+        and ``pull_<estimate>`` for each of :data:`~astronn_gaiacal.zeropoint.estimates.ESTIMATES`, ``refit_members``
         (each member's refit value), ``refit_member_spread`` (their standard
         deviation), ``refit_scale`` (the scaled refit's mean luminosity scale), ``train_s``.  ``meta`` holds the
         settings.
     """
-    from tqdm.auto import tqdm
-
-    from .. import pipeline
-    from .demo import CONFIGS
-    from ..simulate import simulate_train_test
-    from ..io.atomic import atomic_path
-
     demo = CONFIGS["default"]
     n_train = demo["n_train"] if n_train is None else n_train
     epochs = demo["epochs"] if epochs is None else epochs
@@ -139,7 +148,7 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
                                               train.corrected_mag())
         value, sigma = net.without(variants["failed"]).zeropoint(mc_num=mc_num)
         if save_dir is not None:
-            with atomic_path(os.path.join(save_dir, f"realisation_{i:02d}.npz"), overwrite=True) as tmp:
+            with atomic_path(realisation_path(save_dir, i), overwrite=True) as tmp:
                 with open(tmp, "wb") as f:
                     np.savez_compressed(f, parallax=train["parallax"], parallax_error=train["parallax_error"],
                                         true_parallax=train["true_parallax"], phot_g_mean_mag=train["phot_g_mean_mag"],
@@ -190,7 +199,7 @@ def reanalyse_study(table, folder):
     """Recompute a study's refit estimates from its saved ``realisation_<i>.npz`` (no retraining).
 
     Use it when the refit estimates change (e.g. the screening of failed
-    members, :func:`~astronn_gaiacal.zeropoint.fit.usable_members`): the
+    members, :func:`~astronn_gaiacal.zeropoint.estimates.usable_members`): the
     members' model parallaxes are saved, so only the fits are redone.  The
     ``mc`` and ``ensemble`` columns (the networks' learned offsets) are kept.
 
@@ -207,28 +216,33 @@ def reanalyse_study(table, folder):
     -------
     QTable
         A copy with the refit columns recomputed and ``failed_members`` set.
+
+    Raises
+    ------
+    FileNotFoundError
+        A realisation file is missing.
+    StudyFileError
+        A file belongs to another realisation (seed or parallaxes differ).
     """
-    import warnings
-
-    from ..simulate import simulate_train_test
-
     inj = float(table.meta["injected_uas"])
     out = table.copy()
     if "failed_members" not in out.colnames:
         out["failed_members"] = np.zeros(len(out), int)
     for i in range(len(out)):
-        path = os.path.join(folder, f"realisation_{i:02d}.npz")
+        path = realisation_path(folder, i)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"{path!r} is missing: cannot reanalyse realisation {i}")
         with np.load(path) as saved:
             d = {key: saved[key] for key in saved.files}
         if int(d["seed"]) != int(out["seed"][i]):
-            raise ValueError(f"{path!r} holds seed {int(d['seed'])}, the table's row {i} seed {int(out['seed'][i])}")
+            raise StudyFileError(f"{path!r} holds seed {int(d['seed'])}, the table's row {i} seed "
+                                 f"{int(out['seed'][i])}")
         if "magnitude" not in d:
             train, _ = simulate_train_test(len(d["parallax"]), 1, seed=int(d["seed"]), zeropoint=inj * u.uas,
                                            progress=False)
             if not np.array_equal(np.asarray(train["parallax"]), d["parallax"]):
-                raise ValueError(f"simulating seed {int(d['seed'])} again does not give the parallaxes of {path!r}")
+                raise StudyFileError(f"simulating seed {int(d['seed'])} again does not give the parallaxes of "
+                                     f"{path!r}")
             d["magnitude"] = train.corrected_mag()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # the count goes into the table instead
@@ -279,10 +293,8 @@ def plot_pulls(table, path):
     str
         ``path``.
     """
-    from ..plots import _plt, _save
-
-    plt = _plt()
-    fig, axes = plt.subplots(1, len(ESTIMATES), figsize=(4 * len(ESTIMATES), 3.4), sharey=True)
+    fig = new_figure(figsize=(4 * len(ESTIMATES), 3.4))
+    axes = fig.subplots(1, len(ESTIMATES), sharey=True)
     grid = np.linspace(-5, 5, 201)
     for ax, est in zip(axes, ESTIMATES):
         pull = np.asarray(table[f"pull_{est}"], dtype=float)
@@ -293,4 +305,4 @@ def plot_pulls(table, path):
     axes[0].set_ylabel("density")
     fig.suptitle(f"zero-point pulls, injected {table.meta.get('injected_uas', np.nan):.1f} uas", fontsize=10)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path, bbox_inches="tight")

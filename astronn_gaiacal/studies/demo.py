@@ -17,7 +17,7 @@ The constant zero-point is reported two ways: the offset the networks learned
 (the paper's estimate) and the maximum-likelihood refit on the training stars
 with each luminosity network held fixed (:mod:`astronn_gaiacal.zeropoint.fit`).
 A constant-ensemble member whose training failed (its distances scatter several
-times more than the best member's, :func:`~astronn_gaiacal.zeropoint.fit.failed_members`)
+times more than the best member's, :func:`~astronn_gaiacal.zeropoint.estimates.failed_members`)
 is left out of the zero-point, the saved ensemble and the catalogue, and the
 report names it.
 The headline value is :data:`astronn_gaiacal.zeropoint.estimates.DEFAULT_ESTIMATE`,
@@ -29,6 +29,11 @@ the one whose uncertainty the calibration study found calibrated
 * ``catalogue.fits``: the Table-1 catalogue of the test set (constant model);
 * ``fig3_parallax_residuals.png``, ``fig4_zeropoint_trends.png``,
   ``fig7_sigma_mad.png``, ``distance_comparison.png``;
+* ``reliability.png`` and the report's ``uncertainties``: observed against
+  nominal coverage of the constant model's distance uncertainties on the test
+  set, per S/N bin and population (giants log g < 3.5, dwarfs), with the
+  uncertainty scale fitted on the validation stars
+  (:mod:`~astronn_gaiacal.models.calibration`);
 * ``models/``: the trained model folders.
 """
 import functools
@@ -40,35 +45,23 @@ import numpy as np
 from astropy import units as u
 
 from .. import pipeline, plots
+from ..constants import DEFAULT_MODEL, PAPER_ZEROPOINT_UAS, ZEROPOINT_CONVENTION
 from ..io.atomic import atomic_path
-from ..zeropoint.estimates import DEFAULT_ESTIMATE, ENSEMBLE_REFITS, ensemble_refits
-from ..zeropoint.fit import FAILED_SCATTER_RATIO
 from ..io.catalogue import catalogue_from_dataset, write_catalogue
-from ..constants import PAPER_ZEROPOINT_UAS
 from ..metrics import accuracy
-from ..models.ensemble import DeepEnsemble
+from ..models import DeepEnsemble
+from ..models.calibration import coverage
 from ..models.workers import TrainJob, default_jobs, train_jobs
-from ..zeropoint.trends import fit_quadratic_trend
+from ..simulate import paper_quadratic_zeropoint, simulate_train_test
+from ..zeropoint.estimates import DEFAULT_ESTIMATE, ENSEMBLE_REFITS, FAILED_SCATTER_RATIO, ensemble_refits
+from ..zeropoint.trends import QuadraticTrend, fit_quadratic_trend
+from .configs import CONFIGS
 
-#: Demo sizes.  The default is sized for about 10 min on 2 CPU cores (the trainings run side by side,
-#: :mod:`astronn_gaiacal.models.workers`): 70 epochs at a learning rate of 3e-3 (the paper's 1e-3 needs more)
-#: bring the luminosity scatter to 5-8 %, which limits the zero-point, and averaging the weights of the
-#: last 35 % of the epochs halves the spread of the members' zero-points (docs/calibration.rst); the
-#: no-offset model only has to show its bias, so it gets half the epochs, and so does the multivariate model
-#: (its offset network alone, on a fixed luminosity network: converged by then), which keeps the six
-#: trainings within three rounds of two.  'full' is the paper's scale.
-CONFIGS = {
-    "default": dict(n_train=3000, n_test=1000, epochs=70, epochs_no_offset=35, epochs_multivariate=35, ensemble=4, mc_num=30, lr=3e-3,
-                    weight_averaging=0.35),
-    "full": dict(n_train=35112, n_test=33468, epochs=40, epochs_no_offset=40, epochs_multivariate=40, ensemble=5, mc_num=100, lr=1e-3,
-                 weight_averaging=0.35),
-}
+__all__ = ["CONFIGS", "injected_trend", "run_demo"]
 
-#: Injected trend for the multivariate demonstration (mas): the paper's eq. 7 shape in G.
+
 def injected_trend(columns):
     """Zero-point injected in the multivariate demo: ``1.18(G-16)^2 - 0.92(G-16) - 55.49`` uas, G clipped to 11-17."""
-    from ..simulate import paper_quadratic_zeropoint
-
     return paper_quadratic_zeropoint("phot_g_mean_mag")(columns)
 
 
@@ -95,6 +88,45 @@ def _accuracy_block(fakemag, ds, select):
     return block
 
 
+#: S/N bins of the coverage report (the test set is S/N < 200).
+SNR_BINS = (0.0, 50.0, 100.0, 200.0, np.inf)
+#: log g below which a star counts as a giant.
+GIANT_LOGG = 3.5
+
+
+def _distance_errors(fakemag, fakemag_error, ds):
+    """Residual (NN - true) distance and the reported distance uncertainty, pc (first-order propagation)."""
+    dist = 1000.0 * 10 ** (0.2 * ds.corrected_mag()) / fakemag
+    return dist - ds["true_distance"], dist * fakemag_error / fakemag
+
+
+def coverage_groups(ds):
+    """``{name: selection}`` of the coverage report: all stars, each S/N bin, giants and dwarfs, and both splits."""
+    giants = np.asarray(ds["logg"]) < GIANT_LOGG
+    snr = np.asarray(ds["snr"])
+    groups = {"all": np.ones(len(ds), bool), "giants": giants, "dwarfs": ~giants}
+    for lo, hi in zip(SNR_BINS[:-1], SNR_BINS[1:]):
+        in_bin = (snr >= lo) & (snr < hi)
+        if in_bin.any():
+            name = f"snr_{lo:g}_{hi:g}"
+            groups[name] = in_bin
+            groups[f"giants_{name}"] = in_bin & giants
+            groups[f"dwarfs_{name}"] = in_bin & ~giants
+    return {k: v for k, v in groups.items() if v.any()}
+
+
+def distance_coverage(fakemag, fakemag_error, ds):
+    """Coverage of the reported distance uncertainties against the true distances, per group of :func:`coverage_groups`.
+
+    Returns
+    -------
+    dict
+        ``{group: coverage dict}`` (:func:`~astronn_gaiacal.models.calibration.coverage`).
+    """
+    resid, sigma = _distance_errors(np.asarray(fakemag, float), np.asarray(fakemag_error, float), ds)
+    return {name: coverage(resid[sel], sigma[sel]) for name, sel in coverage_groups(ds).items()}
+
+
 def _text_report(r):
     zc = r["zeropoint"]["constant"]
     net, refit = zc["ensemble"], zc["refit_ensemble"]
@@ -102,7 +134,7 @@ def _text_report(r):
         "astronn-gaiacal demo: joint spectro-photometric distances and Gaia parallax zero-point",
         f"  mock survey: {r['settings']['n_train']} training stars (S/N > 200), {r['settings']['n_test']} test stars (S/N < 200)",
         "",
-        "Zero-point (convention: parallax_gaia = parallax_true + zero-point)",
+        f"Zero-point (convention: {ZEROPOINT_CONVENTION})",
         f"  injected constant        {zc['injected_uas']:8.2f} uas",
         f"  recovered (constant)     {zc['value_uas']:8.2f} +- {zc['error_uas']:.2f} uas  (pull {zc['pull']:+.2f}; "
         f"estimate '{zc['estimate']}')",
@@ -158,6 +190,24 @@ def _text_report(r):
                 extra = f"; vs Gaia {100 * acc['vs_gaia_sigma_mad']:.1f}%"
             lines.append(f"  {model:<13} {sample:<24} n={acc['n']:<6} sigma_MAD {100 * acc['sigma_mad']:5.1f}%  "
                          f"bias {100 * acc['median_bias']:+5.1f}%{extra}")
+    unc = r["uncertainties"]
+    cal = unc["calibration"]
+    lines += ["", "Distance uncertainties of the constant model on the test set (|NN - true| < 1 / 2 dist_error; "
+              "Gaussian: 68.3% / 95.4%)"]
+    if cal["uncertainty_calibrated"]:
+        c = cal["uncertainty_calibration"]
+        lines.append(f"  uncertainty scale {c['scale']:.3f} +- {c['scale_error']:.3f}, fitted on {c['stars']} "
+                     f"(Gaia z-score sigma_MAD {c['robust_std_before']:.2f} -> {c['robust_std_after']:.2f})")
+    else:
+        lines.append("  UNCALIBRATED: the network's own uncertainties (scale 1)")
+    for group, cov in unc["coverage"].items():
+        raw = unc["coverage_uncalibrated"][group]
+        lines.append(f"  {group:<22} n={cov['n']:<6} {100 * cov['within_1sigma']:5.1f}% / {100 * cov['within_2sigma']:5.1f}%"
+                     f"  (uncalibrated {100 * raw['within_1sigma']:5.1f}% / {100 * raw['within_2sigma']:5.1f}%)")
+    for name, label in (("zeropoint_multivariate", "multivariate model"), ("zeropoint_refit_g", "refit in G")):
+        cov = unc[name]
+        lines.append(f"  per-star zero-point, {label:<18} vs injected: {100 * cov['within_1sigma']:5.1f}% / "
+                     f"{100 * cov['within_2sigma']:5.1f}% within 1 / 2 sigma (sigma_MAD of pulls {cov['robust_std_z']:.2f})")
     lines += ["", f"Wall time {r['timing_s']['total']:.0f} s; files in {r['out']}"]
     return "\n".join(lines)
 
@@ -176,7 +226,7 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
     log : callable
         Receives one line per step.
     config : dict, optional
-        Override entries of :data:`CONFIGS` (e.g. for tests).
+        Override entries of :data:`~astronn_gaiacal.studies.configs.CONFIGS` (e.g. for tests).
     n_jobs : int, optional
         Trainings run at once (:mod:`astronn_gaiacal.models.workers`); default one per core.
 
@@ -185,8 +235,6 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
     dict
         The report (also written to ``report.json``).
     """
-    from ..simulate import simulate_train_test
-
     base = CONFIGS["full" if full else "default"]
     cfg = dict(base, **(config or {}))
     for key in ("epochs_no_offset", "epochs_multivariate"):
@@ -210,7 +258,7 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
               ("no_offset", "none", train, cfg["epochs_no_offset"], seed, None)]
     jobs = []
     for name, offset, ds, epochs, job_seed, source in specs:
-        factory = functools.partial(pipeline.configured_model, "ApogeeGaiaBCNN", offset, None, lr=cfg["lr"],
+        factory = functools.partial(pipeline.configured_model, DEFAULT_MODEL, offset, None, lr=cfg["lr"],
                                     epochs=epochs, weight_averaging=cfg["weight_averaging"])
         jobs.append(TrainJob(factory, job_seed, pipeline.fit_arguments(factory(), ds), name, luminosity_from_job=source))
     t = time.time()
@@ -225,6 +273,9 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
     variants, _ = ensemble_refits(trained[:n_members], train["spectra"], train["parallax"], train["parallax_error"],
                                   train.corrected_mag())
     constant = DeepEnsemble(trained[:n_members]).without(variants["failed"])
+    if len(constant) > 1:  # the combined uncertainty, on the validation stars all members held out
+        constant.calibrate_uncertainties(train["spectra"], train["parallax"], train["parallax_error"],
+                                         magnitude=train.corrected_mag())
     models = {"no_offset": trained[-1],
               "constant": constant if len(constant) > 1 else constant.members[0],
               "multivariate": trained[n_members]}
@@ -297,7 +348,7 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
         "out": os.path.abspath(out),
         "settings": {**cfg, "seed": seed, "full": bool(full)},
         "zeropoint": {
-            "convention": "parallax_gaia = parallax_true + zeropoint",
+            "convention": ZEROPOINT_CONVENTION,
             "constant": {
                 "injected_uas": injected,
                 "estimate": DEFAULT_ESTIMATE,
@@ -332,6 +383,19 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
         "no_offset": {"median_residual_small_parallax_uas": small_parallax_residual("no_offset")},
         "distances": {name: _accuracy_block(fits[name]["fakemag"], test_mv if name == "multivariate" else test,
                                             np.ones(len(test), bool)) for name in models},
+        "uncertainties": {
+            "calibration": pipeline.uncertainty_summary(models["constant"]),
+            "coverage": distance_coverage(fits["constant"]["fakemag"], fits["constant"]["fakemag_error"], test),
+            "coverage_uncalibrated": distance_coverage(
+                fits["constant"]["fakemag"], fits["constant"]["fakemag_error"] / models["constant"].uncertainty_scale,
+                test),
+            "other_models": {name: pipeline.uncertainty_summary(models[name])
+                             for name in ("no_offset", "multivariate")},
+            # per-star zero-points against the injected ones (errors of neighbouring stars are correlated)
+            "zeropoint_multivariate": coverage(zp_mv - truth_mv,
+                                               fits["multivariate"]["zeropoint_error"].to_value(u.uas)),
+            "zeropoint_refit_g": coverage(zp_refit - truth_mv, zp_refit_err),
+        },
     }
 
     # ---- catalogue and plots
@@ -343,14 +407,14 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
         zeropoint=np.full(n_test, value.to_value(u.mas)) * u.mas,
         zeropoint_error=np.full(n_test, error.to_value(u.mas)) * u.mas,
     )
+    cat.meta["ERRSCALE"] = (models["constant"].uncertainty_scale, "NN uncertainties = network's x ERRSCALE")
+    cat.meta["ERRCALIB"] = (bool(models["constant"].uncertainty_calibrated), "ERRSCALE fitted on held-out Gaia data")
     write_catalogue(cat, os.path.join(out, "catalogue.fits"), overwrite=True)
     files = {"catalogue": "catalogue.fits"}
     nn_plx = {label: fits[name]["fakemag"] * 10 ** (-0.2 * test.corrected_mag()) * u.mas
               for label, name in (("no offset", "no_offset"), ("constant offset", "constant"))}
     files["fig3"] = plots.plot_parallax_residuals(test.quantity("parallax"), nn_plx,
                                                   os.path.join(out, "fig3_parallax_residuals.png"), zeropoint=value)
-    from ..zeropoint.trends import QuadraticTrend
-
     files["fig4"] = plots.plot_zeropoint_trends(
         {f: test_mv[f] for f in models["multivariate"].offset_features}, fits["multivariate"]["zeropoint"],
         fits["multivariate"]["zeropoint_error"], os.path.join(out, "fig4_zeropoint_trends.png"),
@@ -365,6 +429,14 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
     files["distances"] = plots.plot_distance_comparison(cat["dist"], test.quantity("true_distance"),
                                                         os.path.join(out, "distance_comparison.png"),
                                                         reference_label="true")
+    resid_d, sigma_d = _distance_errors(fits["constant"]["fakemag"], fits["constant"]["fakemag_error"], test)
+    groups = coverage_groups(test)
+    files["reliability"] = plots.plot_reliability(
+        {"S/N": {k[4:].replace("_", "-"): (resid_d[v], sigma_d[v]) for k, v in groups.items() if k.startswith("snr_")},
+         "population": {k: (resid_d[v], sigma_d[v]) for k, v in groups.items() if k in ("giants", "dwarfs")},
+         "calibration": {"calibrated": (resid_d, sigma_d),
+                         "uncalibrated": (resid_d, sigma_d / models["constant"].uncertainty_scale)}},
+        os.path.join(out, "reliability.png"))
     report["files"] = {k: os.path.basename(v) for k, v in files.items()}
     timing["report"] = time.time() - t
     timing["total"] = time.time() - t0

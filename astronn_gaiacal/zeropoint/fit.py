@@ -45,9 +45,9 @@ from scipy.optimize import minimize_scalar
 
 from ..conversions import mas_values as parallax_values
 from ..constants import is_missing
+from .likelihood import as_likelihood, student_t_profile_fit
 
-__all__ = ["ZeropointFit", "ZeropointTrendFit", "fit_zeropoint", "fit_zeropoint_trend", "combine_fits", "failed_members",
-           "usable_members", "student_t_factor", "consistency_factor"]
+__all__ = ["SCATTER_BOUNDS", "ZeropointFit", "checked_stars", "consistency_factor", "fit_zeropoint", "profile_fit"]
 
 #: Search range of the fractional scatter tau.
 SCATTER_BOUNDS = (1e-4, 3.0)
@@ -71,6 +71,9 @@ class ZeropointFit:
         1 and 0 when the scale was not fitted.
     curvature, curvature_error : float
         Fitted ``model^2`` coefficient (1/mas) with ``fit_curvature``; else 0.
+    likelihood : str
+        The likelihood fitted: ``'gaussian'`` or ``'student_t(nu=...)'``
+        (:mod:`~astronn_gaiacal.zeropoint.likelihood`).
     """
 
     value: u.Quantity
@@ -82,9 +85,11 @@ class ZeropointFit:
     scale_error: float = 0.0
     curvature: float = 0.0
     curvature_error: float = 0.0
+    likelihood: str = "gaussian"
 
     def to_dict(self):
-        """Plain numbers for JSON: ``value_uas``, ``error_uas``, ``scatter``, ``scatter_error``, ``n_stars``, ``scale``, ``scale_error``."""
+        """Plain numbers for JSON: ``value_uas``, ``error_uas``, ``scatter``, ``scatter_error``, ``n_stars``, ``scale``,
+        ``scale_error``, ``curvature``, ``curvature_error`` and ``likelihood`` (its name)."""
         return {
             "value_uas": float(self.value.to_value(u.uas)),
             "error_uas": float(self.error.to_value(u.uas)),
@@ -95,6 +100,7 @@ class ZeropointFit:
             "scale_error": float(self.scale_error),
             "curvature": float(self.curvature),
             "curvature_error": float(self.curvature_error),
+            "likelihood": str(self.likelihood),
         }
 
 
@@ -126,11 +132,19 @@ def _hessian(r, p, sigma, c, tau):
     return _information(r - c, np.ones((r.size, 1)), p, sigma, tau)
 
 
-def _profile_fit(target, design, model, err, scatter):
-    """Gaussian ML of ``target = design @ coef`` with variances ``err^2 + (tau model)^2``, tau profiled.
+def profile_fit(target, design, model, err, scatter, likelihood=None):
+    """ML of ``target = design @ coef`` with variances ``err^2 + (tau model)^2``, tau profiled.
 
+    Gaussian by default; ``likelihood`` (:func:`~astronn_gaiacal.zeropoint.likelihood.as_likelihood`)
+    may name the Student-t, fitted from the Gaussian solution
+    (:func:`~astronn_gaiacal.zeropoint.likelihood.student_t_profile_fit`).
     Returns the coefficients, their covariance, tau and its error (0 when fixed or at a bound).
     """
+    likelihood = as_likelihood(likelihood)
+    if not likelihood.gaussian:
+        start = profile_fit(target, design, model, err, scatter)[0]
+        return student_t_profile_fit(target, design, model, err, scatter, likelihood.nu, SCATTER_BOUNDS, start)
+
     def best(tau):
         w = 1.0 / (err**2 + (tau * model) ** 2)
         normal = design.T @ (w[:, None] * design)
@@ -160,7 +174,8 @@ def _profile_fit(target, design, model, err, scatter):
     return coef[:], cov[:-1, :-1], tau, tau * np.sqrt(cov[-1, -1])
 
 
-def _checked_stars(parallax, parallax_error, model_parallax, n_min, what):
+def checked_stars(parallax, parallax_error, model_parallax, n_min, what):
+    """Parallaxes, errors and model parallaxes in mas, checked: no missing value, errors and model > 0, ``n_min`` stars."""
     plx = _mas(parallax, "parallax")
     n = plx.size
     if n < n_min:
@@ -174,7 +189,8 @@ def _checked_stars(parallax, parallax_error, model_parallax, n_min, what):
     return plx, err, model
 
 
-def fit_zeropoint(parallax, parallax_error, model_parallax, scatter=None, fit_scale=False, fit_curvature=False):
+def fit_zeropoint(parallax, parallax_error, model_parallax, scatter=None, fit_scale=False, fit_curvature=False,
+                  likelihood=None):
     """Fit a constant zero-point between Gaia and model parallaxes.
 
     Parameters
@@ -197,6 +213,12 @@ def fit_zeropoint(parallax, parallax_error, model_parallax, scatter=None, fit_sc
         (implies a free scale): a luminosity error that changes smoothly with
         parallax, as a network's error on its most luminous giants does, stays
         out of the intercept.  Larger errors again.
+    likelihood : None, str or Likelihood
+        ``None``/``'gaussian'`` (default) or ``'student_t'`` (or a
+        :class:`~astronn_gaiacal.zeropoint.likelihood.Likelihood` with its
+        ``nu``): the robust likelihood of ``loss='gaia_student_t_nll'``, whose
+        tails keep outliers (binaries, mis-matches) out of the zero-point;
+        ``scatter`` is then the fractional scale of its core.
 
     Returns
     -------
@@ -229,180 +251,18 @@ def fit_zeropoint(parallax, parallax_error, model_parallax, scatter=None, fit_sc
     """
     terms = 2 if fit_curvature else (1 if fit_scale else 0)  # luminosity terms fitted besides the zero-point
     what = ("a zero-point", "a zero-point and a scale", "a zero-point, a scale and a curvature")[terms]
-    plx, err, model = _checked_stars(parallax, parallax_error, model_parallax, 3 + terms, what + " and a scatter")
+    plx, err, model = checked_stars(parallax, parallax_error, model_parallax, 3 + terms, what + " and a scatter")
     n = plx.size
     design = np.stack([model**k for k in range(terms + 1)], axis=1)
-    coef, cov, tau, tau_err = _profile_fit(plx if terms else plx - model, design, model, err, scatter)
+    likelihood = as_likelihood(likelihood)
+    coef, cov, tau, tau_err = profile_fit(plx if terms else plx - model, design, model, err, scatter, likelihood)
     scale, scale_err = (coef[1], np.sqrt(cov[1, 1])) if terms else (1.0, 0.0)
     curv, curv_err = (coef[2], np.sqrt(cov[2, 2])) if terms == 2 else (0.0, 0.0)
     return ZeropointFit(coef[0] * 1000 * u.uas, 1000 * np.sqrt(cov[0, 0]) * u.uas, tau, tau_err, n,
-                        float(scale), float(scale_err), float(curv), float(curv_err))
+                        float(scale), float(scale_err), float(curv), float(curv_err), str(likelihood))
 
 
-@dataclass(frozen=True)
-class ZeropointTrendFit:
-    """Result of :func:`fit_zeropoint_trend`: ``zero-point = c + sum_j b_j dx_j + a_j dx_j^2``, ``dx_j = x_j - pivot_j``.
-
-    Attributes
-    ----------
-    features : tuple of str
-    pivots : tuple of float
-    valid_ranges : dict
-        ``{feature: (lo, hi)}``: the central 98 % of the fitted stars.
-    coefficients : ndarray [uas]
-        ``(c, b_1, a_1, b_2, a_2, ...)``.
-    covariance : ndarray [uas^2]
-    scale, scale_error, scatter, scatter_error : float
-    n_stars : int
-    """
-
-    features: tuple
-    pivots: tuple
-    valid_ranges: dict
-    coefficients: np.ndarray
-    covariance: np.ndarray
-    scale: float
-    scale_error: float
-    scatter: float
-    scatter_error: float
-    n_stars: int
-
-    def _design(self, features, n=None):
-        cols = [_feature_column(features, name, n) for name in self.features]
-        n = cols[0].size
-        design = [np.ones(n)]
-        for x, pivot in zip(cols, self.pivots):
-            design += [x - pivot, (x - pivot) ** 2]
-        inside = np.ones(n, bool)
-        for x, name in zip(cols, self.features):
-            lo, hi = self.valid_ranges[name]
-            inside &= (x >= lo) & (x <= hi)
-        return np.stack(design, axis=1), inside
-
-    def __call__(self, features):
-        """Zero-point and its 1-sigma error (uas) for stars with these feature columns; NaN outside the valid ranges."""
-        design, inside = self._design(features)
-        value = design @ self.coefficients
-        error = np.sqrt(np.einsum("ij,jk,ik->i", design, self.covariance, design))
-        return np.where(inside, value, np.nan) * u.uas, np.where(inside, error, np.nan) * u.uas
-
-    def trend(self, feature):
-        """The quadratic in one feature with the others at their pivots (:class:`~astronn_gaiacal.zeropoint.trends.QuadraticTrend`)."""
-        from .trends import QuadraticTrend
-
-        if feature not in self.features:
-            raise KeyError(f"{feature!r} is not a fitted feature; fitted: {list(self.features)}")
-        j = 1 + 2 * self.features.index(feature)
-        idx = (j + 1, j, 0)  # a, b, c
-        return QuadraticTrend(feature, tuple(float(self.coefficients[i]) for i in idx),
-                              tuple(float(np.sqrt(self.covariance[i, i])) for i in idx),
-                              float(self.pivots[self.features.index(feature)]),
-                              tuple(float(v) for v in self.valid_ranges[feature]), int(self.n_stars))
-
-    def to_dict(self):
-        """Plain numbers for JSON: the per-feature quadratics, the scale and the scatter."""
-        return {"trends": {f: self.trend(f).to_dict() for f in self.features}, "scale": float(self.scale),
-                "scale_error": float(self.scale_error), "scatter": float(self.scatter),
-                "scatter_error": float(self.scatter_error), "n_stars": int(self.n_stars)}
-
-
-def _feature_column(features, name, n=None):
-    try:
-        col = features[name]
-    except (KeyError, ValueError, IndexError):
-        raise KeyError(f"features has no column {name!r}") from None
-    x = np.asarray(getattr(col, "value", col), dtype=float).ravel()
-    if n is not None and x.size != n:
-        raise ValueError(f"feature {name!r} has {x.size} values; parallax has {n}")
-    bad = is_missing(x)
-    if bad.any():
-        raise ValueError(f"feature {name!r} has {int(bad.sum())} NaN/-9999 value(s) (first at index "
-                         f"{int(np.argmax(bad))}); select the stars that have it first")
-    return x
-
-
-def fit_zeropoint_trend(parallax, parallax_error, model_parallax, features, names=None, fit_scale=True, scatter=None,
-                        pivots=None, coverage=0.98):
-    r"""Fit a zero-point quadratic in each feature, with the luminosity network held fixed.
-
-    Maximises the same likelihood as :func:`fit_zeropoint` with the constant
-    replaced by :math:`c + \sum_j b_j (x_j - x_{0,j}) + a_j (x_j - x_{0,j})^2`
-    (the additive form of the paper's eqs. 7-9) and, by default, a free
-    luminosity scale.  The scale matters: a zero-point that varies with G and
-    a luminosity scale error both move the parallaxes of bright (near) stars
-    more; only the spread of the parallaxes at fixed G separates them, and a
-    jointly trained network can settle on a wrong mixture
-    (docs/calibration.rst).  The covariance carries that degeneracy.
-
-    Parameters
-    ----------
-    parallax, parallax_error, model_parallax : Quantity or array_like [mas]
-        As :func:`fit_zeropoint`.
-    features : Table, dict or DataFrame
-        Columns of the zero-point features, one value per star.
-    names : sequence of str, optional
-        Feature columns to use; default all of ``features``.
-    fit_scale : bool
-        Fit the luminosity scale too (default) or fix it at 1.
-    scatter : float, optional
-        Fix the fractional scatter tau.
-    pivots : dict, optional
-        Pivot per feature; default the paper's pivots where it has one, else the median.
-    coverage : float
-        Central fraction of the stars (per feature) over which the fit is stated valid.
-
-    Returns
-    -------
-    ZeropointTrendFit
-
-    Examples
-    --------
-    >>> import numpy as np, astropy.units as u
-    >>> rng = np.random.default_rng(4)
-    >>> true = rng.uniform(0.2, 3.0, 20000)
-    >>> g = 14.0 - 2.5 * np.log10(true) + rng.normal(0, 0.8, true.size)   # brighter stars are nearer
-    >>> zp = 0.001 * (-55.49 - 0.92 * (g - 16) + 1.18 * (g - 16) ** 2)   # the paper's eq. 7, mas
-    >>> gaia = true + zp + rng.normal(0, 0.04, true.size)
-    >>> model = 0.93 * true                         # luminosities 7 % low
-    >>> fit = fit_zeropoint_trend(gaia, 0.04, model, {"phot_g_mean_mag": g}, scatter=0.0)
-    >>> t = fit.trend("phot_g_mean_mag")
-    >>> [bool(abs(v - ref) < 3 * e) for v, ref, e in zip(t.coeffs, (1.18, -0.92, -55.49), t.coeffs_err)]
-    [True, True, True]
-    >>> round(fit.scale, 3)                         # 1 / 0.93
-    1.075
-
-    With the scale fixed at 1 the luminosity error leaks into the trend:
-
-    >>> fixed = fit_zeropoint_trend(gaia, 0.04, model, {"phot_g_mean_mag": g}, scatter=0.0, fit_scale=False)
-    >>> round(fixed.trend("phot_g_mean_mag").coeffs[1])   # uas/mag at G = 16, against -0.92
-    -41
-    """
-    from ..constants import PAPER_QUADRATIC_TRENDS
-
-    names = tuple(names) if names is not None else tuple(getattr(features, "colnames", None) or list(features))
-    if not names:
-        raise ValueError("features has no columns")
-    n_coef = 1 + 2 * len(names) + bool(fit_scale)
-    plx, err, model = _checked_stars(parallax, parallax_error, model_parallax, n_coef + 2,
-                                     f"{n_coef} coefficients and a scatter")
-    cols = {name: _feature_column(features, name, plx.size) for name in names}
-    pivots = dict(pivots or {})
-    piv = tuple(float(pivots.get(n, PAPER_QUADRATIC_TRENDS.get(n, {}).get("pivot", np.median(cols[n]))))
-                for n in names)
-    ranges = {n: tuple(float(v) for v in np.quantile(cols[n], [(1 - coverage) / 2, 1 - (1 - coverage) / 2]))
-              for n in names}
-    shell = ZeropointTrendFit(names, piv, ranges, np.zeros(n_coef), np.eye(n_coef), 1.0, 0.0, 0.0, 0.0, plx.size)
-    design, _ = shell._design(cols)
-    if fit_scale:
-        design = np.concatenate([design, model[:, None]], axis=1)
-    coef, cov, tau, tau_err = _profile_fit(plx if fit_scale else plx - model, design, model, err, scatter)
-    k = n_coef - bool(fit_scale)
-    return ZeropointTrendFit(names, piv, ranges, coef[:k] * 1000, cov[:k, :k] * 1e6,
-                             float(coef[k]) if fit_scale else 1.0, float(np.sqrt(cov[k, k])) if fit_scale else 0.0,
-                             tau, tau_err, plx.size)
-
-
-def consistency_factor(parallax, parallax_error, model_parallax, groups, n_groups=4):
+def consistency_factor(parallax, parallax_error, model_parallax, groups, n_groups=4, likelihood=None):
     r"""How much the zero-points of subsets of stars disagree beyond their errors (a PDG scale factor).
 
     The stars are split into ``n_groups`` quantiles of ``groups`` (e.g. the
@@ -429,6 +289,8 @@ def consistency_factor(parallax, parallax_error, model_parallax, groups, n_group
         One value per star that orders the stars into groups.
     n_groups : int
         Number of quantile groups (>= 2).
+    likelihood : None, str or Likelihood
+        The groups' refit likelihood (:func:`fit_zeropoint`).
 
     Returns
     -------
@@ -449,148 +311,17 @@ def consistency_factor(parallax, parallax_error, model_parallax, groups, n_group
     >>> consistency_factor(gaia, 0.03, wrong, wrong)[0] > 3
     True
     """
-    plx, err, model = _checked_stars(parallax, parallax_error, model_parallax, 2 * int(n_groups), "groups")
+    plx, err, model = checked_stars(parallax, parallax_error, model_parallax, 2 * int(n_groups), "groups")
     key = np.asarray(groups, dtype=float).ravel()
     if key.size != plx.size or not np.all(np.isfinite(key)):
         raise ValueError(f"groups must have one finite value per star ({plx.size}), got {key.size} values")
     if int(n_groups) != n_groups or n_groups < 2:
         raise ValueError(f"n_groups must be an integer >= 2, got {n_groups!r}")
     parts = np.array_split(np.argsort(key, kind="stable"), int(n_groups))
-    fits = [fit_zeropoint(plx[i], err[i], model[i]) for i in parts]
+    fits = [fit_zeropoint(plx[i], err[i], model[i], likelihood=likelihood) for i in parts]
     values = np.array([f.value.to_value(u.uas) for f in fits])
     errors = np.array([f.error.to_value(u.uas) for f in fits])
     w = 1.0 / errors**2
     mean = np.sum(w * values) / np.sum(w)
     chi2 = float(np.sum(w * (values - mean) ** 2))
     return float(np.sqrt(max(1.0, chi2 / (len(fits) - 1)))), fits
-
-
-def student_t_factor(k):
-    """Half-width of the 68.27 % Student-t interval with ``k - 1`` degrees of freedom, in units of the standard error.
-
-    The mean of ``k`` members divided by its *estimated* standard error
-    (sample sd / sqrt(k)) follows Student's t with ``k - 1`` degrees of freedom,
-    not a unit Gaussian.  Multiplying the standard error by this factor gives a
-    1-sigma error whose interval covers the truth 68.27 % of the time: 1.84 for
-    k = 2, 1.32 for 3, 1.14 for 5, 1.06 for 10, and 1 for k = 1 (no spread term).
-
-    >>> round(student_t_factor(5), 3)
-    1.142
-    """
-    from scipy.stats import norm, t
-
-    k = int(k)
-    return 1.0 if k < 2 else float(t.ppf(norm.cdf(1.0), k - 1))
-
-
-#: An ensemble member whose fitted fractional scatter is this many times the ensemble's smallest has failed to train.
-FAILED_SCATTER_RATIO = 3.0
-
-
-def failed_members(fits, ratio=FAILED_SCATTER_RATIO):
-    """Which members of an ensemble failed to learn luminosities, judged by their fits on the Gaia parallaxes.
-
-    A member's fitted fractional scatter tau (:attr:`ZeropointFit.scatter`) is
-    its distance precision on the stars it was fitted to.  Members trained the
-    same way reach similar tau (within a factor of 2 in the calibration
-    studies, docs/calibration.rst); a training that diverged or collapsed has
-    tau several times larger and a zero-point that can be off by hundreds of
-    uas.  Such a member is flagged when its tau exceeds ``ratio`` times the
-    smallest tau of the ensemble.
-
-    Parameters
-    ----------
-    fits : sequence of ZeropointFit
-        The members' fits on the same stars (:func:`fit_zeropoint` with the scatter fitted).
-    ratio : float
-        Threshold on tau / min(tau) (> 1).
-
-    Returns
-    -------
-    ndarray of bool, shape (K,)
-        True for a failed member.
-
-    Examples
-    --------
-    >>> import astropy.units as u
-    >>> fits = [ZeropointFit(-52 * u.uas, 1 * u.uas, tau, 0.002, 3000) for tau in (0.07, 0.09, 0.54)]
-    >>> failed_members(fits).tolist()
-    [False, False, True]
-    """
-    fits = list(fits)
-    if not fits:
-        raise ValueError("fits is empty")
-    if not ratio > 1:
-        raise ValueError(f"ratio must be > 1, got {ratio!r}")
-    tau = np.array([f.scatter for f in fits], dtype=float)
-    if not np.all(np.isfinite(tau)) or np.any(tau <= 0):
-        raise ValueError(f"every member needs a fitted scatter > 0, got {tau.tolist()}")
-    return tau > ratio * tau.min()
-
-
-def usable_members(fits):
-    """Which ensemble members to combine: all but the failed ones (:func:`failed_members`).
-
-    A ``RuntimeWarning`` names each member left out.  When fewer than two
-    members would remain, all are kept (with a warning): the spread between
-    them then carries the failure into the error.
-
-    Parameters
-    ----------
-    fits : sequence of ZeropointFit
-
-    Returns
-    -------
-    ndarray of bool, shape (K,)
-        True for a member to combine.
-    """
-    import warnings
-
-    failed = failed_members(fits)
-    if not failed.any():
-        return ~failed
-    tau = ", ".join(f"member {i}: {f.scatter:.3f}" for i, f in enumerate(fits))
-    if (~failed).sum() < 2:
-        warnings.warn(f"fewer than two ensemble members trained well (fractional scatter {tau}); all are kept, "
-                      "so the spread between them dominates the error", RuntimeWarning, stacklevel=3)
-        return np.ones(len(fits), bool)
-    warnings.warn(f"ensemble member(s) {np.flatnonzero(failed).tolist()} failed to train (fractional scatter over "
-                  f"{FAILED_SCATTER_RATIO:g}x the best member's; {tau}) and are left out of the zero-point",
-                  RuntimeWarning, stacklevel=3)
-    return ~failed
-
-
-def combine_fits(fits):
-    """Combine the fits of ensemble members (independent trainings on the same stars).
-
-    The value is the members' mean.  Its error is the members' mean statistical
-    error (the same stars: it does not average down) in quadrature with the
-    standard error of the mean of the members' values, ``sd / sqrt(K)`` (the
-    training randomness, which does), scaled by :func:`student_t_factor` because
-    that sd is itself estimated from only ``K`` values.
-
-    Returns
-    -------
-    ZeropointFit, dict
-        The combined fit and ``{'statistical': ..., 'ensemble': ..., 'member_spread': ...}``
-        (Quantities in uas): the two terms of the error (``ensemble`` includes
-        the Student-t factor) and the members' standard deviation.
-    """
-    fits = list(fits)
-    if not fits:
-        raise ValueError("fits is empty")
-    k = len(fits)
-    values = np.array([f.value.to_value(u.uas) for f in fits])
-    stat_var = np.mean([f.error.to_value(u.uas) ** 2 for f in fits])
-    spread = values.std(ddof=1) if k > 1 else 0.0
-    ensemble = student_t_factor(k) * spread / np.sqrt(k)
-    scat = np.array([f.scatter for f in fits])
-    scales = np.array([f.scale for f in fits])
-    scale_err = np.sqrt(np.mean([f.scale_error**2 for f in fits])
-                        + (student_t_factor(k) * scales.std(ddof=1) / np.sqrt(k) if k > 1 else 0.0) ** 2)
-    combined = ZeropointFit(values.mean() * u.uas, np.sqrt(stat_var + ensemble**2) * u.uas, float(scat.mean()),
-                            float(scat.std(ddof=1)) if k > 1 else fits[0].scatter_error, fits[0].n_stars,
-                            float(scales.mean()), float(scale_err), float(np.mean([f.curvature for f in fits])),
-                            float(np.sqrt(np.mean([f.curvature_error**2 for f in fits]))))
-    return combined, {"statistical": np.sqrt(stat_var) * u.uas, "ensemble": ensemble * u.uas,
-                      "member_spread": spread * u.uas}

@@ -1,11 +1,13 @@
-r"""Quadratic summaries of the zero-point, as the paper's eqs. 7-9.
+r"""Zero-point trends: quadratics in the features, as the paper's eqs. 7-9.
 
 The paper summarises its multivariate offset by one quadratic per feature,
 :math:`\varpi_0(x) = a (x - x_0)^2 + b (x - x_0) + c` in micro-arcsec, each
 valid over a stated range.  :func:`paper_trend` evaluates the published
-summaries (from :data:`astronn_gaiacal.constants.PAPER_QUADRATIC_TRENDS`);
-:func:`fit_quadratic_trend` fits the same form to a model's per-star
-zero-points.
+summaries (from :data:`astronn_gaiacal.constants.PAPER_QUADRATIC_TRENDS`).
+One fitter serves both uses of the form: :func:`fit_zeropoint_trend` fits it
+by maximum likelihood to Gaia parallaxes with a network's luminosities held
+fixed, and :func:`fit_quadratic_trend` summarises a model's per-star
+zero-points by it (the same weighted fit with no model parallax and no scatter).
 
 Examples
 --------
@@ -19,7 +21,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy import units as u
 
-from ..constants import MAGIC_NUMBER, PAPER_QUADRATIC_TRENDS
+from ..constants import PAPER_QUADRATIC_TRENDS, is_missing
+from ..conversions import mas_values
+from .fit import checked_stars, profile_fit
+from .likelihood import as_likelihood
+
+__all__ = ["QuadraticTrend", "ZeropointTrendFit", "feature_column", "fit_quadratic_trend", "fit_zeropoint_trend",
+           "paper_trend", "quadratic"]
 
 
 def quadratic(x, coeffs, pivot=0.0):
@@ -114,28 +122,194 @@ def fit_quadratic_trend(x, zeropoint, zeropoint_error=None, feature="x", pivot=N
     QuadraticTrend
     """
     x = np.asarray(x, dtype=float)
-    zp = zeropoint.to_value(u.uas) if isinstance(zeropoint, u.Quantity) else np.asarray(zeropoint, float) * 1e3
-    if zeropoint_error is None:
-        err = np.ones_like(zp)
-    elif isinstance(zeropoint_error, u.Quantity):
-        err = zeropoint_error.to_value(u.uas)
-    else:
-        err = np.asarray(zeropoint_error, float) * 1e3
+    zp = mas_values(zeropoint, "zeropoint")
+    err = np.full(zp.shape, 1e-3) if zeropoint_error is None else mas_values(zeropoint_error, "zeropoint_error")
     if not (x.shape == zp.shape == err.shape):
         raise ValueError(f"x {x.shape}, zeropoint {zp.shape} and zeropoint_error {err.shape} must match")
-    good = np.isfinite(x) & (x != MAGIC_NUMBER) & np.isfinite(zp) & np.isfinite(err) & (err > 0)
+    good = ~is_missing(x) & ~is_missing(zp) & np.isfinite(err) & (err > 0)
     if good.sum() < 4:
         raise ValueError(f"need at least 4 stars with finite {feature} and zero-point to fit a quadratic")
     lo, hi = np.quantile(x[good], [(1 - coverage) / 2, 1 - (1 - coverage) / 2])
     use = good & (x >= lo) & (x <= hi)
     if pivot is None:
         pivot = PAPER_QUADRATIC_TRENDS.get(feature, {}).get("pivot", float(np.median(x[use])))
-    coeffs, cov = np.polyfit(x[use] - pivot, zp[use], 2, w=1.0 / err[use], cov="unscaled")
-    return QuadraticTrend(
-        feature=feature,
-        coeffs=tuple(float(c) for c in coeffs),
-        coeffs_err=tuple(float(np.sqrt(v)) for v in np.diag(cov)),
-        pivot=float(pivot),
-        valid_range=(float(lo), float(hi)),
-        n_stars=int(use.sum()),
-    )
+    fit = _trend_fit(zp[use], err[use], np.zeros(int(use.sum())), {feature: x[use]}, (float(pivot),),
+                     {feature: (float(lo), float(hi))}, fit_scale=False, scatter=0.0)
+    return fit.trend(feature)
+
+
+@dataclass(frozen=True)
+class ZeropointTrendFit:
+    """Result of :func:`fit_zeropoint_trend`: ``zero-point = c + sum_j b_j dx_j + a_j dx_j^2``, ``dx_j = x_j - pivot_j``.
+
+    Attributes
+    ----------
+    features : tuple of str
+    pivots : tuple of float
+    valid_ranges : dict
+        ``{feature: (lo, hi)}``: the central 98 % of the fitted stars.
+    coefficients : ndarray [uas]
+        ``(c, b_1, a_1, b_2, a_2, ...)``.
+    covariance : ndarray [uas^2]
+    scale, scale_error, scatter, scatter_error : float
+    n_stars : int
+    likelihood : str
+        ``'gaussian'`` or ``'student_t(nu=...)'``.
+    """
+
+    features: tuple
+    pivots: tuple
+    valid_ranges: dict
+    coefficients: np.ndarray
+    covariance: np.ndarray
+    scale: float
+    scale_error: float
+    scatter: float
+    scatter_error: float
+    n_stars: int
+    likelihood: str = "gaussian"
+
+    def _design(self, features, n=None):
+        cols = [feature_column(features, name, n) for name in self.features]
+        n = cols[0].size
+        design = [np.ones(n)]
+        for x, pivot in zip(cols, self.pivots):
+            design += [x - pivot, (x - pivot) ** 2]
+        inside = np.ones(n, bool)
+        for x, name in zip(cols, self.features):
+            lo, hi = self.valid_ranges[name]
+            inside &= (x >= lo) & (x <= hi)
+        return np.stack(design, axis=1), inside
+
+    def __call__(self, features):
+        """Zero-point and its 1-sigma error (uas) for stars with these feature columns; NaN outside the valid ranges."""
+        design, inside = self._design(features)
+        value = design @ self.coefficients
+        error = np.sqrt(np.einsum("ij,jk,ik->i", design, self.covariance, design))
+        return np.where(inside, value, np.nan) * u.uas, np.where(inside, error, np.nan) * u.uas
+
+    def trend(self, feature):
+        """The quadratic in one feature with the others at their pivots (:class:`~astronn_gaiacal.zeropoint.trends.QuadraticTrend`)."""
+        if feature not in self.features:
+            raise KeyError(f"{feature!r} is not a fitted feature; fitted: {list(self.features)}")
+        j = 1 + 2 * self.features.index(feature)
+        idx = (j + 1, j, 0)  # a, b, c
+        return QuadraticTrend(feature, tuple(float(self.coefficients[i]) for i in idx),
+                              tuple(float(np.sqrt(self.covariance[i, i])) for i in idx),
+                              float(self.pivots[self.features.index(feature)]),
+                              tuple(float(v) for v in self.valid_ranges[feature]), int(self.n_stars))
+
+    def to_dict(self):
+        """Plain numbers for JSON: the per-feature quadratics, the scale and the scatter."""
+        return {"trends": {f: self.trend(f).to_dict() for f in self.features}, "scale": float(self.scale),
+                "scale_error": float(self.scale_error), "scatter": float(self.scatter),
+                "scatter_error": float(self.scatter_error), "n_stars": int(self.n_stars),
+                "likelihood": str(self.likelihood)}
+
+
+def feature_column(features, name, n=None):
+    try:
+        col = features[name]
+    except (KeyError, ValueError, IndexError):
+        raise KeyError(f"features has no column {name!r}") from None
+    x = np.asarray(getattr(col, "value", col), dtype=float).ravel()
+    if n is not None and x.size != n:
+        raise ValueError(f"feature {name!r} has {x.size} values; parallax has {n}")
+    bad = is_missing(x)
+    if bad.any():
+        raise ValueError(f"feature {name!r} has {int(bad.sum())} NaN/-9999 value(s) (first at index "
+                         f"{int(np.argmax(bad))}); select the stars that have it first")
+    return x
+
+
+def fit_zeropoint_trend(parallax, parallax_error, model_parallax, features, names=None, fit_scale=True, scatter=None,
+                        pivots=None, coverage=0.98, likelihood=None):
+    r"""Fit a zero-point quadratic in each feature, with the luminosity network held fixed.
+
+    Maximises the same likelihood as :func:`fit_zeropoint` with the constant
+    replaced by :math:`c + \sum_j b_j (x_j - x_{0,j}) + a_j (x_j - x_{0,j})^2`
+    (the additive form of the paper's eqs. 7-9) and, by default, a free
+    luminosity scale.  The scale matters: a zero-point that varies with G and
+    a luminosity scale error both move the parallaxes of bright (near) stars
+    more; only the spread of the parallaxes at fixed G separates them, and a
+    jointly trained network can settle on a wrong mixture
+    (docs/calibration.rst).  The covariance carries that degeneracy.
+
+    Parameters
+    ----------
+    parallax, parallax_error, model_parallax : Quantity or array_like [mas]
+        As :func:`fit_zeropoint`.
+    features : Table, dict or DataFrame
+        Columns of the zero-point features, one value per star.
+    names : sequence of str, optional
+        Feature columns to use; default all of ``features``.
+    fit_scale : bool
+        Fit the luminosity scale too (default) or fix it at 1.
+    scatter : float, optional
+        Fix the fractional scatter tau.
+    pivots : dict, optional
+        Pivot per feature; default the paper's pivots where it has one, else the median.
+    coverage : float
+        Central fraction of the stars (per feature) over which the fit is stated valid.
+    likelihood : None, str or Likelihood
+        Gaussian (default) or ``'student_t'``, as :func:`~astronn_gaiacal.zeropoint.fit.fit_zeropoint`.
+
+    Returns
+    -------
+    ZeropointTrendFit
+
+    Examples
+    --------
+    >>> import numpy as np, astropy.units as u
+    >>> rng = np.random.default_rng(4)
+    >>> true = rng.uniform(0.2, 3.0, 20000)
+    >>> g = 14.0 - 2.5 * np.log10(true) + rng.normal(0, 0.8, true.size)   # brighter stars are nearer
+    >>> zp = 0.001 * (-55.49 - 0.92 * (g - 16) + 1.18 * (g - 16) ** 2)   # the paper's eq. 7, mas
+    >>> gaia = true + zp + rng.normal(0, 0.04, true.size)
+    >>> model = 0.93 * true                         # luminosities 7 % low
+    >>> fit = fit_zeropoint_trend(gaia, 0.04, model, {"phot_g_mean_mag": g}, scatter=0.0)
+    >>> t = fit.trend("phot_g_mean_mag")
+    >>> [bool(abs(v - ref) < 3 * e) for v, ref, e in zip(t.coeffs, (1.18, -0.92, -55.49), t.coeffs_err)]
+    [True, True, True]
+    >>> round(fit.scale, 3)                         # 1 / 0.93
+    1.075
+
+    With the scale fixed at 1 the luminosity error leaks into the trend:
+
+    >>> fixed = fit_zeropoint_trend(gaia, 0.04, model, {"phot_g_mean_mag": g}, scatter=0.0, fit_scale=False)
+    >>> round(fixed.trend("phot_g_mean_mag").coeffs[1])   # uas/mag at G = 16, against -0.92
+    -41
+    """
+    names = tuple(names) if names is not None else tuple(getattr(features, "colnames", None) or list(features))
+    if not names:
+        raise ValueError("features has no columns")
+    n_coef = 1 + 2 * len(names) + bool(fit_scale)
+    plx, err, model = checked_stars(parallax, parallax_error, model_parallax, n_coef + 2,
+                                     f"{n_coef} coefficients and a scatter")
+    cols = {name: feature_column(features, name, plx.size) for name in names}
+    pivots = dict(pivots or {})
+    piv = tuple(float(pivots.get(n, PAPER_QUADRATIC_TRENDS.get(n, {}).get("pivot", np.median(cols[n]))))
+                for n in names)
+    ranges = {n: tuple(float(v) for v in np.quantile(cols[n], [(1 - coverage) / 2, 1 - (1 - coverage) / 2]))
+              for n in names}
+    return _trend_fit(plx, err, model, cols, piv, ranges, fit_scale, scatter, likelihood)
+
+
+def _trend_fit(target, err, model, cols, pivots, ranges, fit_scale, scatter, likelihood=None):
+    """The one trend fitter: ``target = c + sum_j b_j dx_j + a_j dx_j^2 (+ s model)``, by :func:`~astronn_gaiacal.zeropoint.fit.profile_fit`.
+
+    Values in mas; ``fit_scale=False`` fits ``target - model``.  Coefficients come back in uas.
+    """
+    names = tuple(cols)
+    n_coef = 1 + 2 * len(names) + bool(fit_scale)
+    shell = ZeropointTrendFit(names, pivots, ranges, np.zeros(n_coef), np.eye(n_coef), 1.0, 0.0, 0.0, 0.0, target.size)
+    design, _ = shell._design(cols)
+    if fit_scale:
+        design = np.concatenate([design, model[:, None]], axis=1)
+    likelihood = as_likelihood(likelihood)
+    coef, cov, tau, tau_err = profile_fit(target if fit_scale else target - model, design, model, err, scatter,
+                                          likelihood)
+    k = n_coef - bool(fit_scale)
+    return ZeropointTrendFit(names, pivots, ranges, coef[:k] * 1000, cov[:k, :k] * 1e6,
+                             float(coef[k]) if fit_scale else 1.0, float(np.sqrt(cov[k, k])) if fit_scale else 0.0,
+                             tau, tau_err, target.size, str(likelihood))

@@ -1,0 +1,373 @@
+r"""Per-star uncertainties that mean what they say: a scale fitted on Gaia parallaxes, no truth needed.
+
+The network's reported fakemag uncertainty (MC-dropout spread and the
+predictive-variance head added in quadrature) is not calibrated by
+construction: the predictive head is trained on predictions that carry
+dropout noise, which MC dropout then adds a second time (docs/calibration.rst
+has the measurements).  This module fits one scale :math:`k` for the total
+uncertainty on stars the network was not trained on, with their Gaia
+parallaxes: for the right :math:`k`
+
+.. math::
+
+    z = \frac{\varpi_{\rm Gaia} - \varpi_0 - \varpi_{\rm NN}}
+             {\sqrt{\sigma_{\rm Gaia}^2 + (k\,\sigma_{\rm NN})^2}}
+
+is unit normal.  :math:`k` is the value at which the robust standard
+deviation of :math:`z` (:func:`~astronn_gaiacal.metrics.sigma_mad`, insensitive
+to the outliers of real catalogues and to a residual zero-point offset) is 1;
+its error comes from a bootstrap over the stars.  Every output of a model
+(``predict``, ``predict_parallax``, ``predict_distance``, the catalogue, the
+partitioned predictions) multiplies all uncertainty parts by :math:`k`.
+
+Which stars: by default the validation split of ``fit`` (a fraction
+``val_size``, 10 %, of the stars given to ``fit``, chosen with the seed
+:attr:`CalibratedUncertainty.validation_seed` so that all members of an
+ensemble trained on the same stars hold out the same ones).  The network never
+takes a gradient step on them (astroNN only monitors their loss to lower the
+learning rate).  :meth:`CalibratedUncertainty.calibrate_uncertainties` takes any
+other held-out stars.
+"""
+import contextlib
+import functools
+import warnings
+from dataclasses import asdict, dataclass
+
+import numpy as np
+from astropy import units as u
+from scipy.optimize import brentq
+from scipy.special import erf, erfinv
+
+from ..constants import is_missing
+from ..conversions import mas_values
+from ..metrics import sigma_mad
+from .inputs import feature_matrix, spectra_and_magnitude
+
+__all__ = ["MIN_CALIBRATION_STARS", "UNCERTAINTY_KEY", "VALIDATION_SEED", "CalibratedUncertainty",
+           "UncalibratedWarning", "UncertaintyCalibration", "coverage", "fit_uncertainty_scale", "gaia_z_scores",
+           "seeded_validation_split", "validation_indices", "warn_uncalibrated"]
+
+#: Key of the calibration in a model's plugin section and in an ensemble manifest.
+UNCERTAINTY_KEY = "uncertainty_calibration"
+#: Fewest stars with a Gaia parallax for a calibration.
+MIN_CALIBRATION_STARS = 50
+#: Seed of the validation split of ``fit`` (the same for every ensemble member, so they hold out the same stars).
+VALIDATION_SEED = 0
+#: How the scale is fitted (recorded with it).
+METHOD = "sigma_MAD of Gaia z-scores = 1 on held-out stars"
+
+
+class UncalibratedWarning(UserWarning):
+    """A model's uncertainties are used without a calibration (scale 1)."""
+
+
+@dataclass(frozen=True)
+class UncertaintyCalibration:
+    """The fitted scale of a model's uncertainties and what it was fitted on.
+
+    Attributes
+    ----------
+    scale, scale_error : float
+        :math:`k` and its bootstrap standard error.
+    n_stars : int
+        Held-out stars with a Gaia parallax used.
+    robust_std_before, robust_std_after : float
+        sigma_MAD of the z-scores with :math:`k = 1` and with the fitted :math:`k` (1 by construction).
+    median_z : float
+        Median z-score (a residual zero-point or luminosity-scale offset, in units of the errors).
+    coverage_1sigma, coverage_2sigma : float
+        Fraction of those stars with :math:`|z| < 1` and :math:`< 2` after calibration.
+    stars : str
+        Which stars (e.g. ``'validation split of fit (300 of 3000, seed 0)'``).
+    zeropoint_mas : float
+        Median zero-point subtracted from the Gaia parallaxes.
+    method : str
+    """
+
+    scale: float
+    scale_error: float
+    n_stars: int
+    robust_std_before: float
+    robust_std_after: float
+    median_z: float
+    coverage_1sigma: float
+    coverage_2sigma: float
+    stars: str
+    zeropoint_mas: float
+    method: str = METHOD
+
+    def to_dict(self):
+        """JSON-ready dict."""
+        return {k: (float(v) if isinstance(v, (float, np.floating)) else v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, block):
+        """From :meth:`to_dict`'s output (``None`` gives ``None``)."""
+        return None if block is None else cls(**block)
+
+
+def gaia_z_scores(parallax, parallax_error, model_parallax, model_error, zeropoint=0.0, scale=1.0):
+    """Gaia z-scores :math:`(\\varpi_{\\rm Gaia} - \\varpi_0 - \\varpi_{\\rm NN})
+    / \\sqrt{\\sigma_{\\rm Gaia}^2 + (k\\sigma_{\\rm NN})^2}`.
+
+    All parallaxes in the same unit (plain arrays or Quantities).
+    """
+    plx, plx_err, nn, nn_err, zp = (a.to_value(u.mas) if isinstance(a, u.Quantity) else np.asarray(a, float)
+                                    for a in (parallax, parallax_error, model_parallax, model_error, zeropoint))
+    return (plx - zp - nn) / np.sqrt(plx_err**2 + (scale * nn_err) ** 2)
+
+
+def _usable(*arrays):
+    ok = np.ones(np.shape(arrays[0]), bool)
+    for a in arrays:
+        ok &= np.isfinite(a) & ~is_missing(a)
+    return ok
+
+
+def _solve_scale(delta, gaia_err, nn_err):
+    """The k > 0 with sigma_MAD(delta / sqrt(gaia_err^2 + k^2 nn_err^2)) = 1."""
+    def excess(k):
+        return sigma_mad(delta / np.sqrt(gaia_err**2 + (k * nn_err) ** 2)) - 1.0
+
+    if excess(0.0) <= 0:
+        raise ValueError("the Gaia errors alone already explain the scatter of the parallax differences: the "
+                         "network's uncertainty cannot be calibrated on these stars (too few with precise parallaxes)")
+    hi = 1.0
+    while excess(hi) > 0:
+        hi *= 2.0
+        if hi > 1e6:
+            raise ValueError("no finite uncertainty scale makes the z-scores unit normal")
+    return brentq(excess, 0.0, hi, xtol=1e-6, rtol=1e-8)
+
+
+def fit_uncertainty_scale(parallax, parallax_error, model_parallax, model_error, zeropoint=0.0, n_bootstrap=200,
+                          seed=0, stars="given stars"):
+    """Fit the scale :math:`k` of the model uncertainties so that the Gaia z-scores are unit normal.
+
+    Parameters
+    ----------
+    parallax, parallax_error : array_like [mas]
+        Gaia catalogue parallaxes and errors of held-out stars (NaN/-9999: left out).
+    model_parallax, model_error : array_like [mas]
+        The network's parallaxes :math:`L\\,10^{-m/5}` and their (uncalibrated) total uncertainties.
+    zeropoint : float or array_like [mas]
+        Zero-point subtracted from the Gaia parallaxes (convention
+        ``parallax_gaia = parallax_true + zeropoint``).
+    n_bootstrap : int
+        Bootstrap resamplings of the stars for ``scale_error``.
+    seed : int
+        Seed of the bootstrap.
+    stars : str
+        Description of the stars, recorded.
+
+    Returns
+    -------
+    UncertaintyCalibration
+
+    Raises
+    ------
+    ValueError
+        Fewer than :data:`MIN_CALIBRATION_STARS` usable stars, or stars whose
+        Gaia errors alone explain the scatter (the scale is then unconstrained).
+    """
+    arrays = [np.broadcast_to(np.asarray(a, float), np.shape(parallax)).ravel()
+              for a in (parallax, parallax_error, model_parallax, model_error, zeropoint)]
+    plx, plx_err, nn, nn_err, zp = arrays
+    ok = _usable(plx, plx_err, nn, nn_err, zp) & (plx_err > 0) & (nn_err > 0)
+    n = int(ok.sum())
+    if n < MIN_CALIBRATION_STARS:
+        raise ValueError(f"{n} stars with a Gaia parallax and a model uncertainty; the uncertainty calibration "
+                         f"needs at least {MIN_CALIBRATION_STARS}")
+    delta, g_err, m_err = (plx - zp - nn)[ok], plx_err[ok], nn_err[ok]
+    scale = _solve_scale(delta, g_err, m_err)
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(int(n_bootstrap)):
+        i = rng.integers(0, n, n)
+        with contextlib.suppress(ValueError):
+            boot.append(_solve_scale(delta[i], g_err[i], m_err[i]))
+    z_before = delta / np.hypot(g_err, m_err)
+    z = delta / np.sqrt(g_err**2 + (scale * m_err) ** 2)
+    return UncertaintyCalibration(
+        scale=float(scale), scale_error=float(np.std(boot, ddof=1)) if len(boot) > 1 else float("nan"),
+        n_stars=n, robust_std_before=sigma_mad(z_before), robust_std_after=sigma_mad(z),
+        median_z=float(np.median(z)), coverage_1sigma=float(np.mean(np.abs(z) < 1)),
+        coverage_2sigma=float(np.mean(np.abs(z) < 2)), stars=str(stars), zeropoint_mas=float(np.median(zp[ok])),
+    )
+
+
+def coverage(residual, sigma, levels=(0.5, 0.6827, 0.8, 0.9, 0.9545, 0.99)):
+    """Observed against nominal coverage of Gaussian intervals: the fraction with :math:`|r| < z_p\\sigma`.
+
+    Parameters
+    ----------
+    residual, sigma : array_like
+        Per-star error (estimate - truth) and its reported uncertainty, same unit.
+        Missing (NaN/-9999) or non-positive ``sigma`` are left out.
+    levels : sequence of float
+        Nominal two-sided coverages :math:`p`; the interval half-width is
+        :math:`z_p = \\sqrt2\\,{\\rm erf}^{-1}(p)` (1 sigma is 0.6827, 2 sigma 0.9545).
+
+    Returns
+    -------
+    dict
+        ``n``, ``nominal`` (list), ``observed`` (list), ``within_1sigma``,
+        ``within_2sigma`` and ``robust_std_z`` (sigma_MAD of residual/sigma).
+    """
+    r = np.asarray(residual, float)
+    s = np.asarray(sigma, float)
+    ok = _usable(r, s) & (s > 0)
+    z = np.abs(r[ok] / s[ok])
+    levels = [float(p) for p in levels]
+    observed = [float(np.mean(z < np.sqrt(2) * erfinv(p))) if z.size else float("nan") for p in levels]
+    return {
+        "n": int(z.size), "nominal": levels, "observed": observed,
+        "within_1sigma": float(np.mean(z < 1)) if z.size else float("nan"),
+        "within_2sigma": float(np.mean(z < 2)) if z.size else float("nan"),
+        "robust_std_z": sigma_mad(r[ok] / s[ok]) if z.size else float("nan"),
+    }
+
+
+#: Nominal coverage of :math:`\pm1\sigma` and :math:`\pm2\sigma` Gaussian intervals.
+ONE_SIGMA, TWO_SIGMA = float(erf(1 / np.sqrt(2))), float(erf(2 / np.sqrt(2)))
+
+
+def validation_indices(n_stars, val_size, seed=VALIDATION_SEED):
+    """Indices of the validation split of ``fit`` on ``n_stars`` stars (the split astroNN makes, seeded)."""
+    from sklearn.model_selection import train_test_split
+
+    return np.sort(train_test_split(np.arange(int(n_stars)), test_size=val_size, random_state=int(seed))[1])
+
+
+@contextlib.contextmanager
+def seeded_validation_split(seed):
+    """Make astroNN's training/validation split (``train_test_split`` without a seed) use ``seed``."""
+    from astroNN.models import base_bayesian_cnn
+
+    original = base_bayesian_cnn.train_test_split
+    base_bayesian_cnn.train_test_split = functools.partial(original, random_state=int(seed))
+    try:
+        yield
+    finally:
+        base_bayesian_cnn.train_test_split = original
+
+
+class CalibratedUncertainty:
+    """The uncertainty calibration of a model or an ensemble (mixed into both).
+
+    An implementation supplies ``predict(input_data, batch_size=..., calibrated=False)``
+    (the uncalibrated uncertainties), ``predict_zeropoint``, ``offset``,
+    ``offset_features`` and :meth:`_split_records` (the validation splits of its trainings).
+    """
+
+    #: Seed of the validation split of ``fit``.
+    validation_seed = VALIDATION_SEED
+    #: Calibrate the uncertainties on the validation stars at the end of ``fit`` (the default).
+    calibrate_at_fit = True
+    #: The fitted calibration, or ``None`` (uncalibrated: scale 1).
+    uncertainty_calibration = None
+
+    @property
+    def uncertainty_scale(self):
+        """The factor applied to every uncertainty (1 when uncalibrated)."""
+        cal = self.uncertainty_calibration
+        return 1.0 if cal is None else float(cal.scale)
+
+    @property
+    def uncertainty_calibrated(self):
+        """Whether the uncertainties carry a fitted calibration."""
+        return self.uncertainty_calibration is not None
+
+    def _scaled(self, errors, calibrated):
+        k = self.uncertainty_scale if calibrated else 1.0
+        return {name: err * k for name, err in errors.items()}
+
+    def _split_records(self):
+        """The ``validation_split`` record of each training behind the predictions."""
+        return [getattr(self, "validation_split", None)]
+
+    def _validation_split(self, n):
+        """Indices of the stars (of the ``n`` given to ``fit``) that no training behind the model used, and a label."""
+        records = self._split_records()
+        if any(r is None for r in records):
+            raise ValueError("no record of the validation split of fit (trained with val_size=0 or saved before the "
+                             "calibration existed): give the held-out stars with stars=")
+        if any(r != records[0] for r in records):
+            raise ValueError("the members were trained on different stars or splits: give stars= held out by all")
+        rec = records[0]
+        if int(rec["n_stars"]) != n:
+            raise ValueError(f"fit was given {rec['n_stars']} stars, these are {n}: give the same stars, in the same "
+                             f"order, or the held-out ones with stars=")
+        idx = validation_indices(n, rec["val_size"], rec["seed"])
+        return idx, f"validation split of fit ({idx.size} of {n} stars, seed {rec['seed']})"
+
+    def _calibration_zeropoint(self, offset_features, n):
+        if self.offset == "none":
+            return np.zeros(n)
+        if self.offset == "constant":
+            return np.full(n, self.predict_zeropoint()[0].to_value(u.mas))
+        return self.predict_zeropoint(offset_features)[0].to_value(u.mas)
+
+    def calibrate_uncertainties(self, input_data, parallax, parallax_error, magnitude=None, offset_features=None,
+                                stars=None, batch_size=None):
+        """Fit the uncertainty scale on held-out stars with Gaia parallaxes, and keep it (saved with the model).
+
+        Parameters
+        ----------
+        input_data : ndarray
+            Spectra (with ``magnitude``) or the full input layout, of the stars given to ``fit``
+            (with ``stars=None``) or of any stars the network was not trained on.
+        parallax, parallax_error : array_like or Quantity [mas]
+            Gaia catalogue parallaxes and errors (not zero-point corrected).
+        magnitude : array_like, optional
+        offset_features : ndarray, Table or dict, optional
+            A multivariate model's features, for the per-star zero-point.
+        stars : array_like of int or bool, optional
+            Which rows to use; default the validation split of ``fit`` (the
+            stars given must then be those given to ``fit``, in order).
+        batch_size : int, optional
+
+        Returns
+        -------
+        UncertaintyCalibration
+
+        Raises
+        ------
+        ValueError
+            See :func:`fit_uncertainty_scale`; also no validation split to use.
+        """
+        spectra, mag = spectra_and_magnitude(self, input_data, magnitude)
+        n = spectra.shape[0]
+        if stars is None:
+            idx, label = self._validation_split(n)
+        else:
+            idx = np.arange(n)[np.asarray(stars)] if np.asarray(stars).dtype == bool else np.asarray(stars, int)
+            label = f"{idx.size} given held-out stars"
+        plx = mas_values(parallax, "parallax", n)[idx]
+        plx_err = mas_values(parallax_error, "parallax_error", n)[idx]
+        feats = feature_matrix(offset_features, self.offset_features)[idx] if self.offset == "multivariate" else None
+        fakemag, err = self.predict(spectra[idx], batch_size=batch_size, calibrated=False)
+        factor = 10.0 ** (-0.2 * mag[idx])
+        self.uncertainty_calibration = fit_uncertainty_scale(
+            plx, plx_err, fakemag[:, 0] * factor, err["total"][:, 0] * factor,
+            zeropoint=self._calibration_zeropoint(feats, idx.size), stars=label)
+        return self.uncertainty_calibration
+
+    def _calibrate_after_fit(self, input_data, parallax, parallax_error, magnitude, offset_features):
+        """The default calibration at the end of ``fit``: on its validation stars, with a warning if impossible."""
+        if not self.calibrate_at_fit:
+            return
+        try:
+            self.calibrate_uncertainties(input_data, parallax, parallax_error, magnitude=magnitude,
+                                         offset_features=offset_features if self.offset == "multivariate" else None)
+        except ValueError as exc:
+            warnings.warn(f"{type(self).__name__}: uncertainties left uncalibrated (scale 1): {exc}",
+                          UncalibratedWarning, stacklevel=3)
+
+
+def warn_uncalibrated(what):
+    """Warn that ``what`` (a folder) carries no uncertainty calibration."""
+    warnings.warn(f"{what} has no uncertainty calibration (saved before the calibration existed, or it was "
+                  f"impossible or switched off): its uncertainties are the network's own (scale 1), which on the "
+                  f"mock survey are ~2.5x too wide; calibrate_uncertainties() on held-out stars fixes that",
+                  UncalibratedWarning, stacklevel=3)

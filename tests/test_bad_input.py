@@ -1,0 +1,252 @@
+"""The refuse / warn-and-flag / never-drop policy (docs/policy.rst) through the command line and the Python API.
+
+Every refusal exits 2 with one line naming the argument or column, leaves no file behind and touches nothing
+outside the tool's own outputs; every implausible star of a run that exits 0 is flagged and counted.
+"""
+import json
+import os
+
+import numpy as np
+import pytest
+from astropy.table import QTable, Table
+
+from astronn_gaiacal.cli import main
+from astronn_gaiacal.io.dataset import Dataset, MissingColumnError, read_dataset
+
+from _toy import N_PIX, toy_survey
+
+N = 120
+PAPER_MODEL = os.path.join(os.path.dirname(__file__), "data", "paper_models", "astroNN_constant_model")
+
+
+def toy_dataset(n=N, seed=3):
+    d = toy_survey(n, seed=seed, n_pixels=N_PIX, zeropoint=-0.1)
+    return Dataset(
+        spectra=d["spectra"],
+        columns={"mag": d["mag"], "mag_ext": np.zeros(n), "parallax": d["parallax"],
+                 "parallax_error": d["parallax_error"], **d["features"], "source_id": np.arange(n) + 10_000,
+                 "apogee_id": np.array([f"toy{i}" for i in range(n)])},
+        units={"parallax": "mas", "parallax_error": "mas", "mag": "mag", "teff": "K"},
+        attrs={"band": "Ks", "gaia_release": "dr2"},
+    )
+
+
+def without(ds, name):
+    """``ds`` without column ``name``."""
+    return Dataset(spectra=ds["spectra"], columns={n: ds[n] for n in ds.names if n != name},
+                   units={k: v for k, v in ds.units.items() if k != name}, attrs=ds.attrs)
+
+
+def _run(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _snapshot(folder):
+    """Every path under ``folder`` with its size and modification time."""
+    state = {}
+    for root, dirs, files in os.walk(folder):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            st = os.stat(path)
+            state[os.path.relpath(path, folder)] = (st.st_size, st.st_mtime_ns)
+    return state
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    """A folder with a toy dataset and a constant and a multivariate toy model trained on it (1 epoch)."""
+    import _toy  # noqa: F401  (registers ToyApogeeBCNN)
+
+    folder = tmp_path_factory.mktemp("policy")
+    toy_dataset().write(str(folder / "toy.h5"))
+    for offset in ("constant", "multivariate"):
+        assert main(["train", str(folder / "toy.h5"), "--model", "ToyApogeeBCNN", "--offset", offset, "--epochs", "1",
+                     "--out", str(folder / offset)]) == 0
+    return folder
+
+
+def _bad_files(folder):
+    """Inputs with a structural fault, written once into ``folder``."""
+    ds = toy_dataset()
+    table = ds.to_table()
+    strings = table.copy()
+    strings["parallax"] = np.array(["n/a"] * len(strings))
+    strings.write(folder / "string_parallax.fits", overwrite=True)
+    arcsec = ds.with_columns(parallax=ds["parallax"] / 1000.0, parallax_error=ds["parallax_error"] / 1000.0)
+    arcsec.write(str(folder / "arcsec.h5"), overwrite=True)
+    without(ds, "phot_g_mean_mag").write(str(folder / "no_g.h5"), overwrite=True)
+    Table({"phot_g_mean_mag": ["a"] * 5, "bp_rp": np.ones(5), "teff": np.full(5, 4500.0)}).write(
+        folder / "string_feature.fits", overwrite=True)
+    (folder / "na.csv").write_text("phot_g_mean_mag,bp_rp,teff\n12,1.5,4500\nN/A,1.5,4600\n")
+
+
+REFUSALS = [
+    # (argv with {w} the work folder, text the one-line message must contain)
+    (["train", "{w}/toy.h5", "--model", "ToyApogeeBCNN", "--batch-size", "0", "--out", "{w}/new"], "--batch-size"),
+    (["train", "{w}/toy.h5", "--model", "ToyApogeeBCNN", "--lr", "0", "--out", "{w}/new"], "--lr"),
+    (["train", "{w}/toy.h5", "--model", "ToyApogeeBCNN", "--lr", "-1", "--out", "{w}/new"], "--lr"),
+    (["train", "{w}/toy.h5", "--model", "ToyApogeeBCNN", "--epochs", "0", "--out", "{w}/new"], "--epochs"),
+    (["train", "{w}/string_parallax.fits", "--model", "ToyApogeeBCNN", "--out", "{w}/new"], "'parallax'"),
+    (["train", "{w}/arcsec.h5", "--model", "ToyApogeeBCNN", "--out", "{w}/new"], "'parallax_error'"),
+    (["zeropoint", "{w}/multivariate", "{w}/string_feature.fits", "--out", "{w}/new.fits"], "'phot_g_mean_mag'"),
+    (["zeropoint", "{w}/multivariate", "{w}/na.csv", "--out", "{w}/new.csv"], "'phot_g_mean_mag'"),
+    (["zeropoint", "{w}/constant", "--mc-num", "0"], "--mc-num"),
+    (["zeropoint", "{w}/constant", "--catalog", "{w}/x.parquet", "--out", "{w}/new", "--mc-num", "0"], "--mc-num"),
+    (["predict", "{w}/constant", "{w}/toy.h5", "--out", "{w}/new.fits", "--mc-num", "0"], "--mc-num"),
+    (["predict", PAPER_MODEL, "{w}/toy.h5", "--out", "{w}/new.fits"], "astronn-gaiacal train"),
+    (["zeropoint", PAPER_MODEL], "astronn-gaiacal train"),
+    (["predict", "{w}/multivariate", "{w}/no_g.h5", "--out", "{w}/new.fits"], "phot_g_mean_mag"),
+    (["simulate", "{w}/new.h5", "--test-out", "{w}/new.h5", "-n", "10"], "--test-out"),
+    # --overwrite replaces only the tool's own outputs; the input is never the output
+    (["simulate", "{w}/toy.h5", "--test-out", "{w}/toy.h5", "-n", "10", "--overwrite"], "--test-out"),
+    (["train", "{w}/toy.h5", "--model", "ToyApogeeBCNN", "--out", "{w}", "--overwrite"], "input"),
+    (["train", "{w}/toy.h5", "--model", "ToyApogeeBCNN", "--out", "{w}/userdir", "--overwrite"],
+     "not written by astronn-gaiacal"),
+    (["predict", "{w}/constant", "{w}/toy.h5", "--out", "{w}/toy.h5", "--overwrite"], "input"),
+    (["zeropoint", "{w}/multivariate", "{w}/userdir/notes.fits", "--out", "{w}/userdir/notes.fits", "--overwrite"],
+     "input"),
+    (["predict", "{w}/constant", "{w}/toy.h5", "--out", "{w}/userdir/catalogue.fits", "--overwrite"],
+     "not written by astronn-gaiacal"),
+]
+
+
+@pytest.mark.parametrize("argv, text", REFUSALS, ids=[" ".join(a[:1] + a[3:5]) for a, _ in REFUSALS])
+def test_refused_with_exit_2_one_line_and_nothing_touched(work, capsys, argv, text):
+    _bad_files(work)
+    user = work / "userdir"
+    user.mkdir(exist_ok=True)
+    (user / "notes.txt").write_text("my notes")
+    Table({"phot_g_mean_mag": [12.0], "bp_rp": [1.5], "teff": [4500.0]}).write(user / "notes.fits", overwrite=True)
+    Table({"a": [1]}).write(user / "catalogue.fits", overwrite=True)  # a FITS file the tool did not write
+    before = _snapshot(work)
+    code, out, err = _run(capsys, *[a.format(w=work) for a in argv])
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"astronn-gaiacal {argv[0]}: error: ") and text in lines[0], err
+    assert "Traceback" not in err
+    assert _snapshot(work) == before  # no partial output, nothing else touched
+
+
+def test_a_bug_inside_training_is_exit_1_with_traceback(work, capsys, monkeypatch):
+    from astronn_gaiacal import pipeline
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug inside the library")
+
+    monkeypatch.setattr(pipeline, "train", broken)
+    code, _, err = _run(capsys, "train", work / "toy.h5", "--model", "ToyApogeeBCNN", "--out", work / "bug")
+    assert code == 1 and "Traceback" in err and "a bug inside the library" in err
+    assert not (work / "bug").exists()
+
+
+def _corrupted(work):
+    """The toy dataset with one star of each implausible kind; returns its path and the rows."""
+    ds = toy_dataset(seed=5)
+    spectra, mag = ds["spectra"].copy(), ds["mag"].copy()
+    rows = {"zero": 0, "unnormalised": 1, "mag99": 2}
+    spectra[rows["zero"]] = 0.0
+    spectra[rows["unnormalised"]] *= 1000.0
+    mag[rows["mag99"]] = 99.99
+    columns = {n: ds[n] for n in ds.names if n != "spectra"}
+    columns["mag"] = mag
+    columns["source_id"] = columns["source_id"].copy()
+    columns["source_id"][5] = columns["source_id"][4]  # the same Gaia star twice
+    rows["duplicate"] = 5
+    path = work / "corrupted.h5"
+    Dataset(spectra=spectra, columns=columns, units=ds.units, attrs=ds.attrs).write(str(path), overwrite=True)
+    return path, rows
+
+
+def test_predict_flags_every_implausible_star_and_prints_valid_json(work, capsys):
+    path, rows = _corrupted(work)
+    out = work / "flagged.fits"
+    code, stdout, err = _run(capsys, "predict", work / "multivariate", path, "--out", out, "--mc-num", "5", "--json",
+                             "--overwrite")
+    assert code == 0, err
+    summary = json.loads(stdout, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    cat = QTable.read(out)
+    bad_spectrum = np.zeros(N, bool)
+    bad_spectrum[[rows["zero"], rows["unnormalised"]]] = True
+    np.testing.assert_array_equal(cat["flag_spectrum"], bad_spectrum)
+    assert np.flatnonzero(cat["flag_magnitude"]).tolist() == [rows["mag99"]]
+    assert np.flatnonzero(cat["flag_duplicate"]).tolist() == [rows["duplicate"]]
+    # a star flagged for its spectrum or magnitude has no NN distance (-9999); its weighted values fall back on Gaia
+    no_nn = bad_spectrum.copy()
+    no_nn[rows["mag99"]] = True
+    assert np.all(cat["dist"].value[no_nn] == -9999) and np.all(cat["dist"].value[~no_nn] > 0)
+    ds = read_dataset(str(path))
+    zp = cat["zeropoint"].to_value("mas")
+    expected = 1000.0 / (ds["parallax"][no_nn] - zp[no_nn])
+    got = cat["weighted_dist"].to_value("pc")[no_nn]
+    positive = expected > 0
+    np.testing.assert_allclose(got[positive], expected[positive], rtol=1e-5)
+    assert np.all(got[~positive] == -9999)
+    assert summary["n_with_distance"] == N - no_nn.sum()
+    assert summary["flags"]["flag_spectrum"] == 2 and summary["flags"]["flag_magnitude"] == 1
+    assert summary["flags"]["flag_duplicate"] == 1
+
+
+def test_zeropoint_table_flags_extrapolation_against_the_models_stored_ranges(work, capsys):
+    with open(work / "multivariate" / "astroNN_model_parameter.json") as f:
+        ranges = json.load(f)["astronn_gaiacal"]["feature_ranges"]
+    rng = np.random.default_rng(1)
+    n = 200  # 150 stars inside the training ranges, 50 over the issue's G 3-25, Teff up to 50,000 K
+    inside = {name: rng.uniform(lo, hi, 150) for name, (lo, hi) in ranges.items()}
+    wide = {"phot_g_mean_mag": rng.uniform(3, 25, 50), "bp_rp": rng.uniform(0.5, 3.0, 50),
+            "teff": rng.uniform(3000, 50000, 50)}
+    table = Table({name: np.concatenate([inside[name], wide[name]]) for name in wide})
+    table.write(work / "wide.fits", overwrite=True)
+    code, stdout, err = _run(capsys, "zeropoint", work / "multivariate", work / "wide.fits", "--out",
+                             work / "wide_zp.fits", "--mc-num", "5", "--json", "--overwrite")
+    assert code == 0, err
+    summary = json.loads(stdout, parse_constant=lambda c: pytest.fail(f"{c} in JSON"))
+    expected = np.zeros(n, bool)
+    for name, (lo, hi) in ranges.items():
+        expected |= (np.asarray(table[name]) < lo) | (np.asarray(table[name]) > hi)
+    back = Table.read(work / "wide_zp.fits")
+    np.testing.assert_array_equal(np.asarray(back["out_of_range"], bool), expected)
+    assert summary["n_out_of_range"] == expected.sum() > 0
+    zp = np.asarray(back["zeropoint"]) * 1000
+    assert summary["mean_uas"] == pytest.approx(np.mean(zp[~expected]), rel=1e-9)
+    for name, trend in summary["quadratic_trends"].items():
+        assert trend["valid_range"] == pytest.approx(ranges[name])  # the model's range, not the input's
+    # the text summary prints the model's training ranges
+    code, stdout, _ = _run(capsys, "zeropoint", work / "multivariate", work / "wide.fits", "--out",
+                           work / "wide_zp.fits", "--mc-num", "5", "--overwrite")
+    assert code == 0 and f"outside the training ranges" in stdout
+    lo, hi = ranges["teff"]
+    assert f"{lo:.4g}..{hi:.4g}" in stdout
+
+
+def test_python_api_never_drops_the_zeropoint(work):
+    from astronn_gaiacal import pipeline
+    from astronn_gaiacal.models import load
+
+    net = load(str(work / "multivariate"))
+    net.mc_num = 3
+    ds = read_dataset(str(work / "toy.h5"))
+    no_g = without(ds, "phot_g_mean_mag")
+    with pytest.raises(MissingColumnError, match="phot_g_mean_mag"):
+        pipeline.catalogue_for(net, no_g, mc_num=3)
+    stars = pipeline.predict_stars(net, ds, mc_num=3)
+    assert "zeropoint" in stars and not stars["out_of_range"].any()  # the training set lies inside its own ranges
+    with pytest.raises(ValueError, match="learning rate"):
+        pipeline.train(ds, model="ToyApogeeBCNN", offset="constant", lr=0.0, epochs=1)
+
+
+def test_overwrite_replaces_the_tools_own_outputs_and_new_folders_are_readable(work, capsys):
+    out = work / "again.fits"
+    for _ in range(2):
+        code, _, err = _run(capsys, "predict", work / "constant", work / "toy.h5", "--out", out, "--mc-num", "2",
+                            "--overwrite")
+        assert code == 0, err
+    model = work / "retrained"
+    for _ in range(2):
+        code, _, err = _run(capsys, "train", work / "toy.h5", "--model", "ToyApogeeBCNN", "--epochs", "1", "--out",
+                            model, "--overwrite")
+        assert code == 0, err
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert os.stat(model).st_mode & 0o777 == 0o777 & ~umask

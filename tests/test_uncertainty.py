@@ -1,0 +1,230 @@
+"""The uncertainty calibration: a known mis-scaling recovered, the scale stored, applied and reloaded."""
+import json
+import os
+
+import numpy as np
+import pytest
+from astropy import units as u
+from scipy import optimize, stats
+
+import astronn_gaiacal  # noqa: F401  (first: Keras 2 and the registered classes)
+from astronn_gaiacal import pipeline
+from astronn_gaiacal._compat import keras
+from astronn_gaiacal.io.dataset import Dataset
+from astronn_gaiacal.models import DeepEnsemble, load
+from astronn_gaiacal.models.calibration import (
+    MIN_CALIBRATION_STARS,
+    UNCERTAINTY_KEY,
+    UncalibratedWarning,
+    UncertaintyCalibration,
+    coverage,
+    fit_uncertainty_scale,
+    gaia_z_scores,
+    validation_indices,
+)
+from astronn_gaiacal.models.folders import MANIFEST, PARAMETER_FILE, PLUGIN_KEY
+
+from _toy import N_PIX, ToyApogeeBCNN, toy_survey
+
+
+def _mock(n, inflation, seed=0, outliers=0.0, zeropoint=-0.05):
+    """Gaia and NN parallaxes of ``n`` stars; the NN reports ``inflation`` times its true error."""
+    rng = np.random.default_rng(seed)
+    true = rng.uniform(0.2, 3.0, n)
+    gaia_err = rng.uniform(0.02, 0.08, n)
+    nn_err = 0.08 * true  # 8 % parallax errors: comparable with Gaia's for most stars
+    gaia = true + zeropoint + rng.normal(0, gaia_err)
+    nn = true + rng.normal(0, nn_err)
+    bad = rng.random(n) < outliers
+    nn[bad] += rng.normal(0, 1.0, bad.sum())  # wild outliers, as in real catalogues
+    return gaia, gaia_err, nn, inflation * nn_err
+
+
+def _ml_scale(gaia, gaia_err, nn, nn_err, zeropoint):
+    """Independent: the Gaussian maximum-likelihood scale (no robust statistics)."""
+    def nll(log_k):
+        var = gaia_err**2 + (np.exp(log_k) * nn_err) ** 2
+        return 0.5 * np.sum((gaia - zeropoint - nn) ** 2 / var + np.log(var))
+
+    return float(np.exp(optimize.minimize_scalar(nll, bounds=(-5, 5), method="bounded").x))
+
+
+@pytest.mark.parametrize("inflation", [2.0, 0.5])
+def test_known_mis_scaling_is_recovered(inflation):
+    gaia, gaia_err, nn, nn_err = _mock(4000, inflation)
+    cal = fit_uncertainty_scale(gaia, gaia_err, nn, nn_err, zeropoint=-0.05)
+    assert cal.scale == pytest.approx(1 / inflation, rel=0.05)
+    assert cal.scale == pytest.approx(_ml_scale(gaia, gaia_err, nn, nn_err, -0.05), rel=0.05)
+    assert 0 < cal.scale_error < 0.05 * cal.scale and cal.n_stars == 4000
+    assert cal.robust_std_after == pytest.approx(1.0, abs=1e-4)
+    assert (cal.robust_std_before < 1) == (inflation > 1)
+    # after the scale, the z-scores are unit normal: 68 % and 95 % within 1 and 2
+    z = gaia_z_scores(gaia, gaia_err, nn, nn_err, zeropoint=-0.05, scale=cal.scale)
+    assert np.mean(np.abs(z) < 1) == pytest.approx(stats.norm.cdf(1) - stats.norm.cdf(-1), abs=0.02)
+    assert cal.coverage_2sigma == pytest.approx(0.9545, abs=0.015)
+
+
+def test_outliers_do_not_move_the_robust_scale():
+    gaia, gaia_err, nn, nn_err = _mock(4000, 2.0, seed=1, outliers=0.03)
+    cal = fit_uncertainty_scale(gaia, gaia_err, nn, nn_err, zeropoint=-0.05)
+    assert cal.scale == pytest.approx(0.5, rel=0.05)
+    assert _ml_scale(gaia, gaia_err, nn, nn_err, -0.05) > 1.5 * cal.scale  # a plain Gaussian fit is pulled far off
+
+
+def test_missing_values_are_left_out_and_too_few_stars_refused():
+    gaia, gaia_err, nn, nn_err = _mock(400, 2.0, seed=2)
+    gaia[:30] = -9999.0
+    nn_err[30:40] = np.nan
+    assert fit_uncertainty_scale(gaia, gaia_err, nn, nn_err, zeropoint=-0.05).n_stars == 360
+    with pytest.raises(ValueError, match=f"at least {MIN_CALIBRATION_STARS}"):
+        fit_uncertainty_scale(gaia[:MIN_CALIBRATION_STARS + 20], gaia_err[:MIN_CALIBRATION_STARS + 20],
+                              nn[:MIN_CALIBRATION_STARS + 20], nn_err[:MIN_CALIBRATION_STARS + 20])
+
+
+def test_unconstrained_scale_is_refused():
+    """Gaia errors that already cover the differences leave the NN's scale undetermined: no number, an error."""
+    gaia, gaia_err, nn, nn_err = _mock(2000, 2.0, seed=3)
+    with pytest.raises(ValueError, match="cannot be calibrated"):
+        fit_uncertainty_scale(gaia, 3 * gaia_err + 0.3 * nn, nn, nn_err, zeropoint=-0.05)
+
+
+def test_coverage_of_gaussian_errors():
+    rng = np.random.default_rng(4)
+    sigma = rng.uniform(0.5, 2.0, 40000)
+    cov = coverage(rng.normal(0, sigma), sigma, levels=(0.5, 0.6827, 0.9545))
+    np.testing.assert_allclose(cov["observed"], cov["nominal"], atol=0.01)
+    assert cov["within_1sigma"] == pytest.approx(0.6827, abs=0.01)
+    assert coverage(rng.normal(0, sigma), 2 * sigma)["within_1sigma"] == pytest.approx(0.9545, abs=0.01)
+
+
+# ---------------------------------------------------------------- on trained models
+@pytest.fixture(scope="module")
+def survey():
+    return toy_survey(700, seed=21, n_pixels=N_PIX, zeropoint=-0.1)
+
+
+def _factory():
+    net = ToyApogeeBCNN(offset="constant", lr=2e-3)
+    net.max_epochs, net.verbose, net.mc_num = 6, 0, 20
+    return net
+
+
+@pytest.fixture(scope="module")
+def trained(survey, tmp_path_factory):
+    keras.utils.set_random_seed(7)
+    net = _factory()
+    net.fit(spectra=survey["spectra"], parallax=survey["parallax"], parallax_error=survey["parallax_error"],
+            magnitude=survey["mag"])
+    folder = net.save(str(tmp_path_factory.mktemp("unc") / "model"))
+    return net, folder
+
+
+def _seeded(fn, *args, **kwargs):
+    keras.utils.set_random_seed(3)
+    return fn(*args, **kwargs)
+
+
+def test_fit_calibrates_on_its_validation_stars(trained, survey):
+    net, _ = trained
+    cal = net.uncertainty_calibration
+    assert isinstance(cal, UncertaintyCalibration) and net.uncertainty_calibrated
+    # the stars are astroNN's validation split, which the seeded split reproduces
+    np.testing.assert_array_equal(np.sort(net.val_idx), validation_indices(700, net.val_size, net.validation_seed))
+    assert cal.n_stars == len(net.val_idx) and "validation split" in cal.stars
+    assert abs(cal.scale - 1) > 3 * cal.scale_error  # the toy network's own uncertainties are off
+    # the same fit again, against an independent computation from the uncalibrated predictions of those stars
+    idx = validation_indices(700, net.val_size, net.validation_seed)
+    keras.utils.set_random_seed(3)
+    refit = net.calibrate_uncertainties(survey["spectra"], survey["parallax"], survey["parallax_error"],
+                                        magnitude=survey["mag"])
+    net.uncertainty_calibration = cal
+    fakemag, err = _seeded(net.predict, survey["spectra"][idx], calibrated=False)
+    f = 10 ** (-0.2 * survey["mag"][idx])
+    zp = net.predict_zeropoint()[0].to_value(u.mas)
+    z = gaia_z_scores(survey["parallax"][idx], survey["parallax_error"][idx], fakemag[:, 0] * f,
+                      err["total"][:, 0] * f, zeropoint=zp, scale=refit.scale)
+    assert 1.4826 * np.median(np.abs(z - np.median(z))) == pytest.approx(1.0, abs=1e-4)
+    assert refit.scale == pytest.approx(cal.scale, abs=3 * cal.scale_error)  # differs by MC noise only
+
+
+def test_every_output_carries_the_scale(trained, survey):
+    net, _ = trained
+    k = net.uncertainty_scale
+    assert k != pytest.approx(1.0, abs=0.02)
+    x, mag = survey["spectra"][:25], survey["mag"][:25]
+    _, raw = _seeded(net.predict, x, calibrated=False)
+    _, cal = _seeded(net.predict, x)
+    for part in ("total", "model", "predictive"):
+        np.testing.assert_allclose(cal[part], k * raw[part], rtol=1e-6)
+    fakemag, _ = _seeded(net.predict, x)
+    d, d_err = _seeded(net.predict_distance, x, magnitude=mag)
+    np.testing.assert_allclose(d_err["total"].to_value(u.pc), d.to_value(u.pc) * cal["total"][:, 0] / fakemag[:, 0],
+                               rtol=1e-6)
+    ds = Dataset(spectra=x, columns={"mag": mag * u.mag, "parallax": survey["parallax"][:25] * u.mas,
+                                     "parallax_error": survey["parallax_error"][:25] * u.mas})
+    cat = _seeded(pipeline.catalogue_for, net, ds, mc_num=net.mc_num)
+    np.testing.assert_allclose(cat["fakemag_error"], k * raw["total"][:, 0], rtol=1e-6)
+    assert cat.meta["ERRSCALE"][0] == pytest.approx(k) and cat.meta["ERRCALIB"][0] is True
+    summary = pipeline.model_summary(net)
+    assert summary["uncertainty_scale"] == pytest.approx(k) and summary["uncertainty_calibrated"]
+
+
+def test_scale_survives_save_and_load(trained, survey):
+    net, folder = trained
+    with open(os.path.join(folder, PARAMETER_FILE)) as f:
+        block = json.load(f)[PLUGIN_KEY]
+    assert block[UNCERTAINTY_KEY]["scale"] == pytest.approx(net.uncertainty_scale)
+    loaded = load(folder)
+    assert loaded.uncertainty_calibration == net.uncertainty_calibration and loaded.validation_split == net.validation_split
+    loaded.mc_num = net.mc_num
+    x = survey["spectra"][:10]
+    np.testing.assert_allclose(_seeded(loaded.predict, x)[1]["total"],
+                               net.uncertainty_scale * _seeded(loaded.predict, x, calibrated=False)[1]["total"], rtol=1e-6)
+
+
+def test_folder_without_a_calibration_loads_uncalibrated(trained, tmp_path):
+    import shutil
+
+    _, folder = trained
+    old = shutil.copytree(folder, tmp_path / "old")
+    with open(old / PARAMETER_FILE) as f:
+        params = json.load(f)
+    del params[PLUGIN_KEY][UNCERTAINTY_KEY]
+    with open(old / PARAMETER_FILE, "w") as f:
+        json.dump(params, f)
+    with pytest.warns(UncalibratedWarning, match="no uncertainty calibration"):
+        net = load(str(old))
+    assert net.uncertainty_scale == 1.0 and not net.uncertainty_calibrated
+
+
+@pytest.mark.parametrize("name", ["dense_constant", "dense_multivariate", "dense_ensemble"])
+def test_saved_0_1_0_folders_load_uncalibrated(data_path, name):
+    with pytest.warns(UncalibratedWarning):
+        model = load(data_path(f"saved_0.1.0/{name}"))
+    assert model.uncertainty_scale == 1.0 and not model.uncertainty_calibrated
+    assert pipeline.uncertainty_summary(model) == {"uncertainty_scale": 1.0, "uncertainty_calibrated": False,
+                                                   "uncertainty_calibration": None}
+
+
+def test_ensemble_calibrates_its_combined_uncertainty(survey, tmp_path):
+    ens = DeepEnsemble.train(_factory, n_members=2, seed=30, progress=False, spectra=survey["spectra"],
+                             parallax=survey["parallax"], parallax_error=survey["parallax_error"],
+                             magnitude=survey["mag"])
+    assert ens.members[0].validation_split == ens.members[1].validation_split  # the same held-out stars
+    cal = ens.uncertainty_calibration
+    assert cal is not None and cal.scale != ens.members[0].uncertainty_scale
+    x = survey["spectra"][:10]
+    _, raw = _seeded(ens.predict, x, calibrated=False)
+    _, out = _seeded(ens.predict, x)
+    np.testing.assert_allclose(out["total"], cal.scale * raw["total"], rtol=1e-6)
+    folder = ens.save(str(tmp_path / "ens"))
+    with open(os.path.join(folder, MANIFEST)) as f:
+        assert json.load(f)[UNCERTAINTY_KEY]["scale"] == pytest.approx(cal.scale)
+    assert load(folder).uncertainty_calibration == cal
+    # dropping a member changes the combination: the smaller ensemble is uncalibrated until calibrated again
+    assert ens.without([1]).uncertainty_calibration == ens.members[0].uncertainty_calibration
+    three = DeepEnsemble(ens.members + [ens.members[0]])
+    assert not three.uncertainty_calibrated
+    with pytest.raises(ValueError, match="given to fit"):
+        three.calibrate_uncertainties(survey["spectra"][:500], survey["parallax"][:500],
+                                      survey["parallax_error"][:500], magnitude=survey["mag"][:500])
