@@ -5,7 +5,7 @@ it is cheap (no TensorFlow, no astroNN) and prepares both:
 
 * it sets ``TF_USE_LEGACY_KERAS=1``, so that TensorFlow, whenever it is
   imported later, gives astroNN 1.1.0 the Keras 2 API
-  (:mod:`astronn_gaiacal._compat`);
+  (``astronn_gaiacal._compat``);
 * it installs an import hook that, right after ``astroNN.models`` is
   imported, imports :mod:`astronn_gaiacal.nn` and :mod:`astronn_gaiacal.models`,
   which register the plugin's models, layers and losses where

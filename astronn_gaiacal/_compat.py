@@ -152,6 +152,7 @@ class _ImportHooks(importlib.abc.MetaPathFinder):
 
 
 _HOOKS = _ImportHooks()
+_HOOKS_LOCK = threading.RLock()
 
 
 def on_import(name, *, before=None, after=None, around=None):
@@ -169,7 +170,7 @@ def on_import(name, *, before=None, after=None, around=None):
     around : callable, optional
         A context-manager factory entered around the module's execution.
     """
-    with _LOAD_LOCK:
+    with _HOOKS_LOCK:
         if name in sys.modules:
             if after is not None:
                 after(sys.modules[name])

@@ -7,7 +7,9 @@ read back from the installed package's metadata, so that
 enforces.  This module imports only the standard library (and ``packaging``
 inside :func:`show_versions`): no TensorFlow.
 """
+import functools
 import platform
+import re
 import sys
 from importlib import metadata
 
@@ -67,11 +69,23 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def _normalise(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_versions():
+    """{normalised name: version} of every installed distribution (one scan of sys.path; first found wins)."""
+    versions = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name:
+            versions.setdefault(_normalise(name), dist.version)
+    return versions
+
+
 def _installed(name):
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return None
+    return _installed_versions().get(_normalise(name))
 
 
 def keras_route():

@@ -13,8 +13,8 @@ from astropy import units as u
 from .constants import DEFAULT_MODEL, ZEROPOINT_CONVENTION, is_missing
 from .io.catalogue import GAIA_PASSTHROUGH_COLUMNS, LABEL_PASSTHROUGH_COLUMNS, catalogue_from_dataset
 from .io.dataset import DatasetError, MissingColumnError
-from .io.quality import (duplicate_flags, feature_range_flags, flag_counts, magnitude_flags,
-                         parallax_unit_problem, spectrum_flags)
+from .io.quality import (feature_range_flags, magnitude_flags, parallax_unit_problem, row_duplicates,
+                         spectrum_flags)
 from .models import DeepEnsemble
 from .models.workers import TrainJob, train_jobs
 from .nn.losses import DEFAULT_LOSS
@@ -46,7 +46,7 @@ def trainable_mask(ds, offset, features=()):
     keep &= ~spectra_bad & ~mag_bad
     for reason, flag in (("not a continuum-normalised spectrum (flag_spectrum)", spectrum_flags(ds["spectra"])),
                          ("magnitude outside the plausible range (flag_magnitude)", magnitude_flags(ds.corrected_mag())),
-                         ("repeated star (flag_duplicate)", star_duplicates(ds))):
+                         ("repeated star (flag_duplicate)", row_duplicates(ds))):
         bad = flag & keep
         reasons[reason] = int(bad.sum())
         keep &= ~bad
@@ -60,24 +60,6 @@ def trainable_mask(ds, offset, features=()):
     reasons["parallax without a positive error"] = int(err_bad.sum())
     keep &= ~err_bad
     return keep, {k: v for k, v in reasons.items() if v}
-
-
-def star_duplicates(ds):
-    """True for rows repeating an earlier star: the same ``source_id`` or ``apogee_id``, or an identical spectrum."""
-    flag = np.zeros(len(ds), bool)
-    for name in ("source_id", "apogee_id"):
-        if name in ds:
-            flag |= duplicate_flags(ds[name])
-    if "spectra" in ds and len(ds):
-        spectra = np.ascontiguousarray(ds["spectra"])
-        seen = {}
-        for i in range(len(spectra)):
-            key = hash(spectra[i].tobytes())
-            if key in seen and np.array_equal(spectra[seen[key]], spectra[i]):
-                flag[i] = True
-            else:
-                seen.setdefault(key, i)
-    return flag
 
 
 def check_parallax_unit(ds):
@@ -176,7 +158,7 @@ def train(
     -------
     model : GaiaCalBCNNBase or DeepEnsemble
     excluded : dict
-        Stars left out and why (see :func:`trainable_mask`).
+        Stars left out and why (see :func:`~astronn_gaiacal.pipeline.trainable_mask`).
     """
     if lr is not None and not float(lr) > 0:
         raise ValueError(f"the learning rate must be positive, got {lr}")
@@ -239,12 +221,12 @@ def table_zeropoints(model, table, mc_num=None, batch_size=None, shared_masks=Fa
         A model with offset ``'constant'`` or ``'multivariate'``.
     table : astropy Table, Dataset, pandas DataFrame or dict of 1-d arrays
         The stars, one row each.  A multivariate model reads its
-        :attr:`offset_features` columns (converted to float; masked entries
+        ``offset_features`` columns (converted to float; masked entries
         become NaN); a constant model only counts the rows.  Columns given
         as plain arrays in a dict must be numeric (convert nullable pandas
         columns first).
     mc_num : int, optional
-        MC-dropout passes; default the model's :attr:`mc_num`.
+        MC-dropout passes; default the model's ``mc_num``.
     batch_size : int, optional
         Stars per inference call (multivariate); default the model's own
         (``predict_zeropoint``'s default).
@@ -318,7 +300,7 @@ def predict_stars(model, ds, mc_num=None, batch_size=None):
         for a star flagged ``flag_spectrum`` or ``flag_magnitude``: it cannot
         have an NN distance); ``zeropoint``/``zeropoint_error`` (Quantity, mas;
         per star for a multivariate model, broadcast for a constant one, absent
-        for 'none'; :func:`table_zeropoints`); the boolean flags
+        for 'none'; :func:`~astronn_gaiacal.pipeline.table_zeropoints`); the boolean flags
         ``flag_spectrum``, ``flag_magnitude``, ``flag_duplicate`` and, for a
         multivariate model, ``out_of_range``.
 
@@ -334,9 +316,12 @@ def predict_stars(model, ds, mc_num=None, batch_size=None):
                                  f"{', '.join(model.offset_features)}; without them it has no zero-point)")
     if mc_num is not None:
         model.mc_num = int(mc_num)
-    fakemag, err = model.predict(ds["spectra"], batch_size=batch_size)
     flags = {"flag_spectrum": spectrum_flags(ds["spectra"]), "flag_magnitude": magnitude_flags(ds.corrected_mag()),
-             "flag_duplicate": star_duplicates(ds)}
+             "flag_duplicate": row_duplicates(ds)}
+    spectra = ds["spectra"]
+    if flags["flag_spectrum"].any():  # the network runs on a flat placeholder; those stars get no NN value
+        spectra = np.where(flags["flag_spectrum"][:, None], np.ones(1, spectra.dtype), spectra)
+    fakemag, err = model.predict(spectra, batch_size=batch_size)
     no_distance = flags["flag_spectrum"] | flags["flag_magnitude"]
     out = {
         name: np.where(no_distance, np.nan, values[:, 0])
@@ -386,17 +371,6 @@ def uncertainty_summary(model):
     cal = model.uncertainty_calibration
     return {"uncertainty_scale": float(model.uncertainty_scale), "uncertainty_calibrated": cal is not None,
             "uncertainty_calibration": None if cal is None else cal.to_dict()}
-
-
-def catalogue_summary(catalogue):
-    """Counts of a catalogue: stars, stars with an NN distance, median fractional error, and each flag."""
-    dist, dist_err = catalogue["dist"].value, catalogue["dist_error"].value
-    ok = ~is_missing(dist) & ~is_missing(dist_err) & np.isfinite(dist) & np.isfinite(dist_err)
-    return {
-        "n_stars": len(catalogue), "n_with_distance": int(ok.sum()),
-        "median_fractional_dist_error": float(np.median(dist_err[ok] / dist[ok])) if ok.any() else None,
-        "flags": flag_counts(catalogue),
-    }
 
 
 def model_summary(model, folder=None):

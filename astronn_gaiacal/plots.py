@@ -171,7 +171,7 @@ def plot_distance_comparison(nn_distance, reference_distance, path, reference_la
 RELIABILITY_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.6827, 0.8, 0.9, 0.9545, 0.99)
 
 
-def plot_reliability(panels, path, levels=RELIABILITY_LEVELS):
+def plot_reliability(panels, path, levels=RELIABILITY_LEVELS, min_stars=20):
     """Reliability diagram: observed against nominal coverage of the reported uncertainties, one panel per split.
 
     Parameters
@@ -182,6 +182,8 @@ def plot_reliability(panels, path, levels=RELIABILITY_LEVELS):
         estimate against the truth and its reported uncertainty (same unit).
     levels : sequence of float
         Nominal two-sided Gaussian coverages (:func:`~astronn_gaiacal.models.calibration.coverage`).
+    min_stars : int
+        Groups with fewer stars are not drawn.
     """
     fig = new_figure(figsize=(4.2 * len(panels), 4.2))
     axes = fig.subplots(1, len(panels), sharey=True, squeeze=False)[0]
@@ -189,7 +191,7 @@ def plot_reliability(panels, path, levels=RELIABILITY_LEVELS):
         ax.plot([0, 1], [0, 1], color="k", lw=0.8, label="calibrated")
         for label, (residual, sigma) in groups.items():
             cov = coverage(_values(residual), _values(sigma), levels)
-            if cov["n"]:
+            if cov["n"] >= min_stars:
                 ax.plot(cov["nominal"], cov["observed"], "o-", ms=3,
                         label=f"{label} (n={cov['n']}; 1σ {100 * cov['within_1sigma']:.0f}%, "
                               f"2σ {100 * cov['within_2sigma']:.0f}%)")

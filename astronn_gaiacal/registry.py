@@ -7,7 +7,7 @@ serialisation registry, without ever replacing one of astroNN's own objects.
 
 Registration is lazy and never imports astroNN by itself: a component
 registered before astroNN's module is imported waits in a queue, and is put in
-place by an import hook (:func:`astronn_gaiacal._compat.on_import`) right after
+place by an import hook (``astronn_gaiacal._compat.on_import``) right after
 ``astroNN.models``, ``astroNN.nn.layers`` or ``astroNN.nn.losses`` has been
 imported, before any ``load_folder`` call can look for it.  The package's own
 components are defined, and so registered, by importing

@@ -21,6 +21,10 @@ Usage::
 
     python benchmarks/bench_speed.py                 # defaults, a few minutes on 2 cores
     python benchmarks/bench_speed.py --offset-rows 10000000 --repeats 5
+    python benchmarks/bench_speed.py --device gpu    # both packages on the GPU (a GPU machine)
+
+The plugin rows use the device's path (:mod:`astronn_gaiacal.nn.device`): the fused Numba
+kernels on a CPU, TensorFlow/cuDNN on a GPU (where the "without fused kernels" rows repeat it).
 
 Not part of the test suite.
 """
@@ -152,7 +156,7 @@ def bench_inference(theirs, ours, n, mc_num, repeats):
     try:
         t_c, m_c = timed(lambda: ours.predict(spec), repeats)
     finally:
-        ours.inference_fused = True
+        ours.inference_fused = None  # the device's choice (astronn_gaiacal.nn.device)
     return n / t_a, m_a, n / t_b, m_b, n / t_c, m_c
 
 
@@ -201,7 +205,7 @@ def bench_training(n, epochs, kinds=("astroNN", "plugin", "plugin unfused")):
                     fit = lambda: net.fit(x, plx[:, None], labels_err=plx_err[:, None])  # noqa: E731
                 else:
                     net = ApogeeGaiaBCNN(offset="constant")
-                    net.train_fused = kind == "plugin"
+                    net.train_fused = None if kind == "plugin" else False
                     fit = lambda: net.fit(spec, plx, plx_err, magnitude=mag)  # noqa: E731
                 net.verbose, net.max_epochs, net.batch_size, net.callbacks = 0, epochs, 64, [timer]
                 with peak_memory() as mem, contextlib.redirect_stdout(open(os.devnull, "w")):
@@ -261,7 +265,14 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=None,
                         help="TensorFlow intra- and inter-op threads for both packages (default: TensorFlow's; 1 is "
                              "the setting of each worker process when trainings run two at a time on 2 cores)")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                        help="run both packages on the CPU (GPUs hidden) or on the first GPU (default cpu)")
     args = parser.parse_args(argv)
+    gpus = tf.config.list_physical_devices("GPU")
+    if args.device == "gpu" and not gpus:
+        parser.error("--device gpu: TensorFlow sees no GPU on this machine")
+    if args.device == "cpu" and gpus:
+        tf.config.set_visible_devices([], "GPU")
     if args.threads is not None:
         if args.threads < 1:
             parser.error("--threads must be positive")
@@ -273,7 +284,7 @@ def main(argv=None):
     if args.epochs < 2:
         parser.error("--epochs must be at least 2 (the first epoch is not timed)")
     cores = os.cpu_count() or 1
-    print(f"TensorFlow {tf.__version__}, {cores} CPU core(s), threads {args.threads or 'default'}; "
+    print(f"TensorFlow {tf.__version__}, device {args.device}, {cores} CPU core(s), threads {args.threads or 'default'}; "
           f"mc_num={args.mc_num}, repeats={args.repeats}")
 
     gf_np, gf_tf = sgemm_rate(args.repeats)

@@ -81,3 +81,17 @@ def toy_model(offset="constant", epochs=5, lr=2e-3):
     net = ToyApogeeBCNN(offset=offset, lr=lr)
     net.max_epochs, net.verbose = epochs, 0
     return net
+
+
+def compiled_toy(dropout_rate, **attrs):
+    """A compiled, untrained :class:`ToyApogeeBCNN` (constant offset) with unit normalisation; ``attrs`` set first."""
+    net = ToyApogeeBCNN(offset="constant", dropout_rate=dropout_rate)
+    for key, value in attrs.items():
+        setattr(net, key, value)
+    net.verbose = 0
+    net._input_shape, net._labels_shape = {"input": (N_PIX + 1, 1)}, {"output": 1}
+    net.input_mean = {"input": np.r_[np.ones(N_PIX), 10.0]}
+    net.input_std = {"input": np.ones(N_PIX + 1)}
+    net.labels_mean, net.labels_std = {"output": np.array([0.0])}, {"output": np.array([1.0])}
+    net.compile()
+    return net

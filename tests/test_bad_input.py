@@ -121,7 +121,7 @@ def test_refused_with_exit_2_one_line_and_nothing_touched(work, capsys, argv, te
     Table({"phot_g_mean_mag": [12.0], "bp_rp": [1.5], "teff": [4500.0]}).write(user / "notes.fits", overwrite=True)
     Table({"a": [1]}).write(user / "catalogue.fits", overwrite=True)  # a FITS file the tool did not write
     before = _snapshot(work)
-    code, out, err = _run(capsys, *[a.format(w=work) for a in argv])
+    code, _, err = _run(capsys, *[a.format(w=work) for a in argv])
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"astronn-gaiacal {argv[0]}: error: ") and text in lines[0], err
@@ -215,7 +215,7 @@ def test_zeropoint_table_flags_extrapolation_against_the_models_stored_ranges(wo
     # the text summary prints the model's training ranges
     code, stdout, _ = _run(capsys, "zeropoint", work / "multivariate", work / "wide.fits", "--out",
                            work / "wide_zp.fits", "--mc-num", "5", "--overwrite")
-    assert code == 0 and f"outside the training ranges" in stdout
+    assert code == 0 and "outside the training ranges" in stdout
     lo, hi = ranges["teff"]
     assert f"{lo:.4g}..{hi:.4g}" in stdout
 
@@ -250,3 +250,212 @@ def test_overwrite_replaces_the_tools_own_outputs_and_new_folders_are_readable(w
     umask = os.umask(0o022)
     os.umask(umask)
     assert os.stat(model).st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_kernel_cache_refuses_a_folder_others_can_write(tmp_path, monkeypatch):
+    """A pre-created, group/other-writable cache folder is never used: the kernels go to a private mkdtemp folder."""
+    pytest.importorskip("numba")
+    from astronn_gaiacal.nn import fused
+
+    hostile = tmp_path / "kernels"
+    hostile.mkdir()
+    os.chmod(hostile, 0o777)  # as if another user had made it world-writable for us
+    monkeypatch.setenv(fused.CACHE_ENV, str(hostile))
+    monkeypatch.setattr(fused, "_PRIVATE", [])
+    assert not fused.safe_folder(str(hostile))
+    folder = fused.kernel_cache_dir()
+    assert folder != str(hostile) and fused.safe_folder(folder)
+    assert os.stat(folder).st_uid == os.getuid() and os.stat(folder).st_mode & 0o777 == 0o700
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    assert not fused.safe_folder(str(link))  # a symbolic link is refused even when it points to a safe folder
+    # a folder of this user with mode 0700 is used
+    own = tmp_path / "own"
+    monkeypatch.setenv(fused.CACHE_ENV, str(own))
+    assert fused.kernel_cache_dir() == str(own) and os.stat(own).st_mode & 0o777 == 0o700
+
+
+def test_kernel_source_runs_from_memory_not_from_the_shared_file(tmp_path, monkeypatch):
+    """The generated source is executed as generated; what the cache file holds is never imported."""
+    from astronn_gaiacal.nn import fused
+
+    monkeypatch.setenv(fused.CACHE_ENV, str(tmp_path))
+    source = "VALUE = 42\n"
+    path = tmp_path / "astronn_gaiacal_probe_module.py"
+    path.write_text("VALUE = 'swapped'\nraise SystemExit('the shared file was executed')\n")
+    original = fused.atomic_path
+
+    def swap_after_write(target, overwrite=False):  # the file is replaced right after the process writes it
+        class Swap:
+            def __enter__(self):
+                self.ctx = original(target, overwrite=overwrite)
+                return self.ctx.__enter__()
+
+            def __exit__(self, *exc):
+                done = self.ctx.__exit__(*exc)
+                path.write_text("VALUE = 'swapped'\n")
+                return done
+
+        return Swap()
+
+    monkeypatch.setattr(fused, "atomic_path", swap_after_write)
+    module = fused.load_module("astronn_gaiacal_probe_module", source)
+    assert module.VALUE == 42 and path.read_text() == "VALUE = 'swapped'\n"
+
+
+@pytest.fixture
+def sky_files(tmp_path):
+    """A spectra dataset of 8 stars and DR2 (no ruwe column, as gaia_source has none) and DR3 extracts of their
+    Gaia sources, with different parallaxes."""
+    from astronn_gaiacal.sources import xmatch
+
+    from gaia_fake import make_sky
+
+    rng = np.random.default_rng(11)
+    n = 8
+    ra, dec = rng.uniform(0, 360, n), rng.uniform(-60, 60, n)
+    sky = make_sky(ra, dec)
+    dr3 = Table(sky[xmatch.gaia_columns("dr3", by="source_id")])
+    dr3["parallax"] = rng.uniform(0.2, 2.0, n)
+    dr2 = Table(sky[[c for c in xmatch.gaia_columns("dr2", by="source_id") if c != "ruwe"]])
+    dr2["parallax"] = np.asarray(dr3["parallax"]) - 0.05
+    for table in (dr2, dr3):
+        for name in table.colnames:
+            if hasattr(table[name], "mask"):
+                table[name] = table[name].filled(np.nan if table[name].dtype.kind == "f" else 0)
+    dr2.write(tmp_path / "dr2.fits")
+    dr3.write(tmp_path / "dr3.fits")
+    spectra = rng.normal(1, 0.01, (n, 9))
+    Dataset(spectra=spectra, columns={"ra": ra, "dec": dec, "mag": rng.uniform(8, 12, n)},
+            units={"ra": "deg", "dec": "deg", "mag": "mag"}).write(str(tmp_path / "stars.h5"))
+    return tmp_path, dr2, dr3
+
+
+def test_second_crossmatch_replaces_the_gaia_columns_and_release(sky_files, capsys):
+    path, dr2, dr3 = sky_files
+    with pytest.warns(UserWarning, match="no ruwe column"):  # a DR2 extract without ruwe is complete
+        code, _, err = _run(capsys, "xmatch", path / "stars.h5", "--release", "dr2", "--local", path / "dr2.fits",
+                            "--out", path / "x2.h5")
+    assert code == 0, err
+    first = read_dataset(str(path / "x2.h5"))
+    assert first.attrs["gaia_release"] == "dr2" and np.all(np.isnan(first["ruwe"]))
+    np.testing.assert_allclose(first["parallax"], dr2["parallax"])
+    before = _snapshot(path)
+    code, _, err = _run(capsys, "xmatch", path / "x2.h5", "--release", "dr3", "--local", path / "dr3.fits",
+                        "--out", path / "x3.h5")
+    assert code == 2 and "--overwrite" in err and "dr2" in err and len(err.strip().splitlines()) == 1
+    assert _snapshot(path) == before
+    code, _, err = _run(capsys, "xmatch", path / "x2.h5", "--release", "dr3", "--local", path / "dr3.fits",
+                        "--out", path / "x3.h5", "--overwrite")
+    assert code == 0, err
+    second = read_dataset(str(path / "x3.h5"))
+    assert second.attrs["gaia_release"] == "dr3"
+    np.testing.assert_allclose(second["parallax"], dr3["parallax"])  # the columns train/predict read are DR3's
+    assert not [n for n in second.names if n.startswith("gaia_") and n[5:] in ("parallax", "source_id", "ruwe")]
+    np.testing.assert_allclose(second["spectra"], first["spectra"])
+
+
+def test_spectra_never_go_to_csv_or_ecsv(sky_files, capsys):
+    path, _, _ = sky_files
+    for suffix in (".ecsv", ".csv"):
+        code, _, err = _run(capsys, "xmatch", path / "stars.h5", "--release", "dr3", "--local", path / "dr3.fits",
+                            "--out", path / f"x{suffix}")
+        assert code == 2 and "spectra" in err and ".h5" in err and not (path / f"x{suffix}").exists()
+    # what the tool writes, it reads back: the FITS and Parquet forms train the same columns
+    for suffix in (".fits", ".parquet"):
+        assert _run(capsys, "xmatch", path / "stars.h5", "--release", "dr3", "--local", path / "dr3.fits",
+                    "--out", path / f"x{suffix}")[0] == 0
+        back = read_dataset(str(path / f"x{suffix}"), require=["spectra", "mag", "parallax"])
+        assert back["spectra"].shape == (8, 9)
+
+
+def test_weights_are_checked_against_the_saved_checksum(work, tmp_path, capsys):
+    import shutil
+
+    from astronn_gaiacal.models.folders import WEIGHTS_FILE, read_plugin_config, weights_checksum
+
+    folder = tmp_path / "model"
+    shutil.copytree(work / "constant", folder)
+    assert read_plugin_config(str(folder))["weights_sha256"] == weights_checksum(str(folder))
+    weights = folder / WEIGHTS_FILE
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 64] = np.random.default_rng(0).integers(0, 256, 64, dtype=np.uint8).tobytes()
+    weights.write_bytes(bytes(data))  # random bytes inside the weights: h5py may still read them
+    code, _, err = _run(capsys, "predict", folder, work / "toy.h5", "--out", tmp_path / "c.fits")
+    assert code == 2 and "checksum" in err and not (tmp_path / "c.fits").exists()
+
+
+def _python_m(argv, env_extra, **kwargs):
+    import subprocess
+    import sys
+
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", **env_extra)
+    return subprocess.Popen([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import _toy; "
+                             "from astronn_gaiacal.cli import main; sys.exit(main(sys.argv[2:]))",
+                             os.path.dirname(__file__), *[str(a) for a in argv]], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, **kwargs)
+
+
+def _wait_for(predicate, proc, seconds=240):
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_interrupted_ensemble_training_leaves_no_copy_of_the_spectra(work, tmp_path):
+    """SIGTERM: the workers are stopped and the temporary folder removed; SIGKILL: removed by the next start."""
+    import signal
+
+    from astronn_gaiacal.io.atomic import owned_tempdir
+
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    argv = ["train", work / "toy.h5", "--model", "ToyApogeeBCNN", "--ensemble", "2", "--jobs", "2", "--epochs", "50",
+            "--out", tmp_path / "ens"]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        proc = _python_m(argv, {"TMPDIR": str(tmpdir)})
+        started = _wait_for(lambda: any(p.startswith("astronn_gaiacal_train_") for p in os.listdir(tmpdir)), proc)
+        assert started, "the training never made its temporary folder"
+        os.kill(proc.pid, sig) if sig == signal.SIGTERM else os.killpg(proc.pid, sig)
+        proc.wait(timeout=120)
+        left = [p for p in os.listdir(tmpdir) if p.startswith("astronn_gaiacal_train_")]
+        if sig == signal.SIGTERM:
+            assert left == [] and not (tmp_path / "ens").exists()
+        else:
+            assert len(left) == 1  # a killed process cannot clean up ...
+            monkey_env = os.environ.get("TMPDIR")
+            os.environ["TMPDIR"] = str(tmpdir)
+            try:
+                import tempfile
+
+                tempfile.tempdir = None
+                with owned_tempdir("train"):  # ... so the next start does
+                    assert [p for p in os.listdir(tmpdir) if p.startswith("astronn_gaiacal_train_")] != left
+            finally:
+                tempfile.tempdir = None
+                if monkey_env is None:
+                    os.environ.pop("TMPDIR")
+                else:
+                    os.environ["TMPDIR"] = monkey_env
+            assert not (tmpdir / left[0]).exists()
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".ens")]
+
+
+def test_killed_simulate_leaves_nothing_after_the_next_run(tmp_path):
+    import signal
+
+    out = tmp_path / "mock.h5"
+    argv = ["simulate", out, "-n", "20000", "--test-out", tmp_path / "test.h5"]
+    proc = _python_m(argv, {})
+    assert _wait_for(lambda: any(".partial" in p for p in os.listdir(tmp_path)), proc)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+    assert any(".partial" in p for p in os.listdir(tmp_path)) and not out.exists()
+    assert main(["simulate", str(out), "-n", "30"]) == 0
+    assert sorted(os.listdir(tmp_path)) == ["mock.h5"]  # the killed run's partial files are gone, no test.h5

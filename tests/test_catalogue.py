@@ -24,15 +24,16 @@ from astronn_gaiacal.io.dataset import Dataset
 # Zero-point -0.05 mas: corrected Gaia parallax = Gaia + 0.05.
 STARS = {
     #        fakemag  total model   K     Gaia    Gaia err   expected weighted parallax, error (mas)
-    "both":  (500.0, 25.0, 10.0, 10.0, 5.15, 0.1, 5.1, 1 / np.sqrt(200.0)),
-    "nn":    (500.0, 25.0, 10.0, 10.0, M, 0.1, 5.0, 0.1),
+    # (weights: the NN's total error 0.25 mas -> 16 mas^-2; Gaia 0.1 -> 100, 0.2 -> 25)
+    "both":  (500.0, 25.0, 10.0, 10.0, 5.15, 0.1, (16 * 5.0 + 100 * 5.2) / 116, 1 / np.sqrt(116.0)),
+    "nn":    (500.0, 25.0, 10.0, 10.0, M, 0.1, 5.0, 0.25),
     "gaia":  (M, 25.0, 10.0, 10.0, 2.95, 0.2, 3.0, 0.2),
     "none":  (np.nan, 25.0, 10.0, 10.0, np.nan, 0.1, M, M),
     "neg":   (-50.0, 25.0, 10.0, 10.0, -0.15, 0.1, -0.1, 0.1),
-    "noerr": (500.0, 25.0, 10.0, 10.0, 5.15, M, 5.0, 0.1),
+    "noerr": (500.0, 25.0, 10.0, 10.0, 5.15, M, 5.0, 0.25),
     "nomag": (500.0, 25.0, 10.0, M, 2.95, 0.2, 3.0, 0.2),
-    "nomod": (500.0, 25.0, np.nan, 10.0, 2.95, 0.2, 3.0, 0.2),
-    "unequal": (500.0, 25.0, 10.0, 10.0, 5.55, 0.2, 5.12, 1 / np.sqrt(125.0)),
+    "nomod": (500.0, 25.0, np.nan, 10.0, 2.95, 0.2, (16 * 5.0 + 25 * 3.0) / 41, 1 / np.sqrt(41.0)),
+    "unequal": (500.0, 25.0, 10.0, 10.0, 5.55, 0.2, (16 * 5.0 + 25 * 5.6) / 41, 1 / np.sqrt(41.0)),
 }
 NAMES = list(STARS)
 ROWS = np.array([STARS[k] for k in NAMES])
@@ -78,9 +79,9 @@ def test_nn_values_against_astronn():
     np.testing.assert_allclose(c["nn_parallax_error"].to_value(u.mas), plx_err.to_value(u.mas), rtol=1e-12)
     np.testing.assert_allclose(c["dist_error"].to_value(u.pc), pc_err.to_value(u.pc), rtol=1e-12)
     np.testing.assert_allclose(c["dist"].to_value(u.pc), pc.to_value(u.pc), rtol=1e-12)
-    # no Gaia: the weighted columns are the NN parallax with its model error
+    # no Gaia: the weighted columns are the NN parallax with its (total) error
     np.testing.assert_allclose(c["weighted_parallax"], c["nn_parallax"], rtol=1e-12)
-    np.testing.assert_allclose(c["weighted_parallax_error"], c["nn_parallax_model_error"], rtol=1e-12)
+    np.testing.assert_allclose(c["weighted_parallax_error"], c["nn_parallax_error"], rtol=1e-12)
     assert np.all(c["apogee_id"] == "") and np.all(c["ra"].value == M)
 
 
@@ -104,7 +105,7 @@ def test_missing_nn_columns(cat):
         for col in ("nn_parallax", "nn_parallax_error", "nn_parallax_model_error", "dist", "dist_error",
                     "dist_model_error"):
             assert row[col].value == M, (name, col)
-    nomod = _row(cat, "nomod")  # NN parallax and total error exist; no model error, so Gaia alone is weighted
+    nomod = _row(cat, "nomod")  # NN parallax and total error exist (they are weighted); no model error
     assert nomod["nn_parallax"].value == pytest.approx(5.0) and nomod["nn_parallax_error"].value == pytest.approx(0.25)
     assert nomod["nn_parallax_model_error"].value == M and nomod["dist_model_error"].value == M
     assert _row(cat, "none")["fakemag"] == M  # NaN written as -9999
@@ -119,16 +120,16 @@ def test_zeropoint_per_star_and_its_error():
     assert "ZEROPT" not in c.meta
     np.testing.assert_array_equal(c["zeropoint"].value, [-0.05, M, -0.05])
     w = c["weighted_parallax"].value
-    assert w[0] == pytest.approx(5.1)
+    assert w[0] == pytest.approx((16 * 5.0 + 100 * 5.2) / 116)  # NN total error 0.25 mas, Gaia 0.1 mas
     assert w[1] == pytest.approx(5.0)  # unknown zero-point: NN alone
     s2 = 0.1**2 + 0.1**2  # Gaia and zero-point errors in quadrature
-    assert w[2] == pytest.approx((5.0 / 0.01 + 5.2 / s2) / (1 / 0.01 + 1 / s2))
-    assert c["weighted_parallax_error"].value[2] == pytest.approx((1 / 0.01 + 1 / s2) ** -0.5)
+    assert w[2] == pytest.approx((5.0 / 0.0625 + 5.2 / s2) / (1 / 0.0625 + 1 / s2))
+    assert c["weighted_parallax_error"].value[2] == pytest.approx((1 / 0.0625 + 1 / s2) ** -0.5)
 
 
 def test_no_zeropoint_means_no_correction():
     c = build_catalogue([500.0], [25.0], [10.0], [10.0], parallax=[5.2], parallax_error=[0.1])
-    assert c["weighted_parallax"].value[0] == pytest.approx(5.1)
+    assert c["weighted_parallax"].value[0] == pytest.approx((16 * 5.0 + 100 * 5.2) / 116)
     assert "ZEROPT" not in c.meta and "zeropoint" not in c.colnames
     with pytest.raises(ValueError, match="zeropoint_error given without zeropoint"):
         build_catalogue([500.0], [25.0], [10.0], [10.0], zeropoint_error=0.1)
@@ -184,7 +185,7 @@ def test_from_dataset():
         "parallax": [5150.0, M], "parallax_error": [100.0, 100.0], "phot_g_mean_mag": [12.0, 13.0],
         "source_id": np.array([7, 8]), "teff": [4500.0, 4600.0]}, units={"parallax": "uas", "parallax_error": "uas"})
     c = catalogue_from_dataset(ds, [500.0, 500.0], [25.0, 25.0], [10.0, 10.0], zeropoint=-0.05)
-    np.testing.assert_allclose(c["weighted_parallax"].value, [5.1, 5.0])
+    np.testing.assert_allclose(c["weighted_parallax"].value, [(16 * 5.0 + 100 * 5.2) / 116, 5.0])
     assert list(c["source_id"]) == [7, 8] and "teff" not in c.colnames
     assert c["parallax"].unit == u.mas and c["parallax"].value[0] == pytest.approx(5.15)
     assert list(c["apogee_id"]) == ["a", "b"] and c["ra"].value[1] == 20.0

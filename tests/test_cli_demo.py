@@ -106,12 +106,16 @@ def test_demo_catalogue_and_plots(demo_run):
     good = np.asarray(cat["nn_parallax"].value) > 0
     np.testing.assert_allclose(cat["dist"][good].to_value("pc"), 1000.0 / cat["nn_parallax"][good].to_value("mas"),
                                rtol=1e-4)
-    for name in ("fig3", "fig4", "fig7", "distances"):
+    for name in ("fig3", "fig4", "fig7", "distances", "reliability"):
         path = out / report["files"][name]
         assert path.suffix == ".png" and path.stat().st_size > 5000
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for model in ("no_offset", "constant", "multivariate"):
         assert (out / "models" / model).is_dir()
+    # 20 validation stars are too few to calibrate the uncertainties: the report and the header say so
+    unc = report["uncertainties"]
+    assert unc["calibration"]["uncertainty_calibrated"] is False and cat.meta["ERRCALIB"] is False
+    assert unc["coverage"]["all"]["n"] == 150 and len(unc["coverage"]["all"]["observed"]) == 6
     assert not [p for p in os.listdir(out) if p.startswith(".") or p.endswith(".tmp")]
 
 

@@ -115,14 +115,15 @@ def test_load_rejects_non_model_folder(tmp_path):
 class _RecordingModel:
     """Records the keyword arguments of fit (the ensemble's training loop is what is tested)."""
 
-    offset, n_features = "constant", 0
+    offset, n_features, uncertainty_calibration = "constant", 0, None
 
     def fit(self, **kwargs):
         self.fit_kwargs = kwargs
 
 
 @pytest.mark.parametrize("bootstrap", [False, True])
-def test_train_bootstrap_weights(bootstrap):
+def test_train_bootstrap_weights(bootstrap, monkeypatch):
+    monkeypatch.setattr(DeepEnsemble, "calibrate_at_fit", False)  # the recording members predict nothing
     plx = np.linspace(0.1, 2.0, 50)
     kwargs = {} if not bootstrap else {"bootstrap": True}
     ens = DeepEnsemble.train(_RecordingModel, n_members=3, seed=7, progress=False, parallax=plx, **kwargs)

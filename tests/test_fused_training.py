@@ -187,18 +187,9 @@ def test_stack_finder():
 
 
 def _compiled_toy(dropout_rate, **attrs):
-    from _toy import N_PIX, ToyApogeeBCNN
+    from _toy import compiled_toy
 
-    net = ToyApogeeBCNN(offset="constant", dropout_rate=dropout_rate)
-    for key, value in attrs.items():
-        setattr(net, key, value)
-    net.verbose = 0
-    net._input_shape, net._labels_shape = {"input": (N_PIX + 1, 1)}, {"output": 1}
-    net.input_mean = {"input": np.r_[np.ones(N_PIX), 10.0]}
-    net.input_std = {"input": np.ones(N_PIX + 1)}
-    net.labels_mean, net.labels_std = {"output": np.array([0.0])}, {"output": np.array([1.0])}
-    net.compile()
-    return net
+    return compiled_toy(dropout_rate, **attrs)
 
 
 def test_model_training_step_fused_equals_layers(rng):

@@ -9,6 +9,7 @@ in a fresh interpreter, as a user's would.
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import time
@@ -39,15 +40,28 @@ def _python(code, timeout=300, **env):
     return res
 
 
-def _wall(argv, runs=3):
-    """Best wall time of ``runs`` runs of a command (the best is the least disturbed by other load)."""
-    best = np.inf
+def _timed(argv, runs=3):
+    """Best wall time and best CPU time (user + system) of ``runs`` runs of a command.
+
+    The best run is the one least disturbed by other load; CPU time does not grow when other
+    processes share the cores, wall time does.
+    """
+    best_wall = best_cpu = np.inf
     for _ in range(runs):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         res = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=_env())
-        best = min(best, time.perf_counter() - start)
+        wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+        best_wall, best_cpu = min(best_wall, wall), min(best_cpu, cpu)
         assert res.returncode == 0, res.stderr[-3000:]
-    return best, res
+    return best_wall, best_cpu, res
+
+
+def _machine_is_busy():
+    """More runnable processes than cores (other jobs): wall times then measure the machine, not the package."""
+    return os.getloadavg()[0] > (os.cpu_count() or 1)
 
 
 def test_import_and_parsing_load_neither_tensorflow_nor_astronn():
@@ -82,9 +96,12 @@ def test_package_import_sets_legacy_keras_only():
 @pytest.mark.parametrize("argv", [["--help"], ["--version"], ["versions"], ["xmatch", "--help"],
                                   ["zeropoint", "--help"], ["train", "--help"], ["demo", "--help"]])
 def test_cli_answers_in_under_a_second(argv):
-    wall, res = _wall(CLI + argv, runs=2 if argv != ["--help"] else 3)
-    assert wall < 1.0, f"astronn-gaiacal {' '.join(argv)} took {wall:.2f} s"
+    wall, cpu, res = _timed(CLI + argv, runs=2 if argv != ["--help"] else 3)
     assert res.stderr == ""
+    # importing TensorFlow alone costs several CPU seconds: a CPU time under 1 s proves it was not imported
+    assert cpu < 1.0, f"astronn-gaiacal {' '.join(argv)} used {cpu:.2f} s of CPU ({wall:.2f} s wall)"
+    if not _machine_is_busy():
+        assert wall < 1.0, f"astronn-gaiacal {' '.join(argv)} took {wall:.2f} s"
 
 
 def test_versions_lists_optional_dependencies_and_flags():

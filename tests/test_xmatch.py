@@ -529,7 +529,7 @@ def test_local_table_missing_columns_named(rng):
     inputs, sky, _ = boundary_sky(rng, n=5)
     sky.remove_columns(["ruwe", "bp_rp"])
     with pytest.raises(KeyError, match="local Gaia table .* lacks column\\(s\\) bp_rp, ruwe"):
-        crossmatch_local(inputs, sky, release="dr2")
+        crossmatch_local(inputs, sky, release="dr3")  # DR3's gaia_source has ruwe; DR2's has none (tested elsewhere)
     dup = make_sky(np.array([1.0, 2.0]), np.array([0.0, 0.0]), source_id=np.array([5, 5]))
     with pytest.raises(ValueError, match="source_id is not unique"):
         crossmatch_local(Table({"source_id": [5]}), dup, by="source_id")

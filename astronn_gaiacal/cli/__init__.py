@@ -12,7 +12,7 @@ building the parser import neither TensorFlow nor astroNN (the library is
 imported inside ``run``), so ``--help``, ``--version`` and ``versions`` answer
 in well under a second (tests/test_startup.py).  Unless ``--verbose`` is given,
 TensorFlow's start-up lines, log messages and third-party Python warnings are
-silenced (:func:`astronn_gaiacal._compat.quiet_tensorflow`), in worker
+silenced (``astronn_gaiacal._compat.quiet_tensorflow``), in worker
 processes too.
 
 Exit codes (:data:`EXIT_CODES`): 0 success; 2 bad input (:class:`UsageError`:

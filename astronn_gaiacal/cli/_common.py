@@ -7,7 +7,9 @@ import contextlib
 import io
 import json
 import os
+import signal
 import sys
+import threading
 
 import numpy as np
 
@@ -24,6 +26,17 @@ class UsageError(Exception):
 
 class ServiceUnavailable(Exception):
     """The Gaia archive or the Dask cluster could not be used: one line on stderr, exit code 3."""
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def interrupt_on_sigterm():
+    """Make SIGTERM stop this process as Ctrl-C does (``KeyboardInterrupt``), so that the temporary files and
+    folders of the command are removed on the way out (main thread only; elsewhere nothing changes)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
 
 
 def astronn_chatter_to_stderr():
@@ -103,6 +116,8 @@ def is_own_output(path):
 
         if os.path.isfile(os.path.join(path, MANIFEST)) or os.path.isfile(os.path.join(path, "_manifest.json")):
             return True
+        if os.path.isfile(os.path.join(path, "report.json")) and os.path.isdir(os.path.join(path, "models")):
+            return True  # a demo's output folder
         if not os.path.isfile(os.path.join(path, PARAMETER_FILE)):
             return False
         try:
@@ -133,17 +148,26 @@ def is_own_output(path):
 
 def check_output(path, overwrite, inputs=(), what="output file", flag="--out"):
     """The output rules of docs/policy.rst: never an input; an existing path only with ``--overwrite``, and
-    ``--overwrite`` only replaces what the tool itself wrote (:func:`is_own_output`)."""
+    ``--overwrite`` only replaces what the tool itself wrote (:func:`is_own_output`).
+
+    Returns
+    -------
+    bool
+        True if ``path`` exists and may be replaced (``--overwrite``, or an empty folder).
+    """
     if not path:
-        return
+        return False
     refuse_input_as_output(path, *inputs, flag=flag)
     if not os.path.lexists(path):
-        return
+        return False
+    if os.path.isdir(path) and not os.path.islink(path) and not os.listdir(path):
+        return True  # an empty folder holds nothing to lose
     if not overwrite:
-        raise UsageError(f"{what} {path} already exists (use --overwrite to replace it)")
+        raise UsageError(f"{what} {path} already exists; pass --overwrite to replace it")
     if not is_own_output(path):
         raise UsageError(f"{flag} {path} exists and was not written by astronn-gaiacal: --overwrite only replaces "
                          "the tool's own outputs; choose a new path")
+    return True
 
 
 def load_dataset(path, require=(), features=()):
@@ -159,7 +183,7 @@ def load_dataset(path, require=(), features=()):
         raise UsageError(f"cannot read {path}: {err}") from None
     from ..io.quality import parallax_unit_problem
 
-    if "parallax_error" in ds and "parallax_error" in require:
+    if "parallax_error" in ds:  # also when only passed through: the weighted parallaxes use it
         problem = parallax_unit_problem(ds["parallax_error"])
         if problem:
             raise UsageError(f"{path}: {problem}")
@@ -180,9 +204,7 @@ def load_table(path):
 
 def load_model(path):
     """Open a model or ensemble folder; a folder that is not one is a UsageError."""
-    from ..models import load
-
-    from ..models import DeepEnsemble, GaiaCalBCNNBase
+    from ..models import DeepEnsemble, GaiaCalBCNNBase, load
     from ..models.folders import folder_kind, read_plugin_config
 
     try:

@@ -1,8 +1,8 @@
 """``astronn-gaiacal predict``: distances and parallaxes for a dataset, as the paper's Table-1 catalogue."""
 import os
 
-from ._common import (UsageError, add_cluster_arguments, check_output, check_spectra_length, load_dataset, load_model,
-                      print_json, refuse_input_as_output, run_scaled)
+from ._common import (UsageError, add_cluster_arguments, check_output, check_spectra_length, interrupt_on_sigterm,
+                      load_dataset, load_model, print_json, refuse_input_as_output, run_scaled)
 
 NAME = "predict"
 HELP = "NN distances and parallaxes (with uncertainties) for a dataset, written as a Table-1 FITS catalogue"
@@ -44,11 +44,12 @@ def _run_partitioned(args):
 
 
 def run(args):
+    interrupt_on_sigterm()
     if args.partitioned:
         return _run_partitioned(args)
     from .. import pipeline
     from ..io.catalogue import write_catalogue
-    from ..io.quality import FLAG_COLUMNS
+    from ..io.quality import FLAG_COLUMNS, catalogue_summary
 
     check_output(args.out, args.overwrite, inputs=[args.data, args.model])
     if not args.out.lower().endswith((".fits", ".fit")):
@@ -66,7 +67,7 @@ def run(args):
     check_spectra_length(ds, args.data, net.spectrum_length)
     catalogue = pipeline.catalogue_for(net, ds, mc_num=args.mc_num, batch_size=args.batch_size)
     write_catalogue(catalogue, args.out, overwrite=args.overwrite)
-    summary = {"out": os.path.abspath(args.out), **pipeline.catalogue_summary(catalogue),
+    summary = {"out": os.path.abspath(args.out), **catalogue_summary(catalogue),
                **pipeline.uncertainty_summary(net)}
     if args.json:
         print_json(summary)

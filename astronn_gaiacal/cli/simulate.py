@@ -4,7 +4,7 @@ import os
 import numpy as np
 
 from ..constants import HDF5_EXTENSIONS, PAPER_ZEROPOINT_UAS
-from ._common import UsageError, check_output, print_json
+from ._common import UsageError, check_output, interrupt_on_sigterm, print_json
 
 NAME = "simulate"
 HELP = ("write a mock APOGEE x Gaia DR2 survey (HDF5 dataset format) with an injected parallax zero-point; "
@@ -86,6 +86,7 @@ def _outlier_counts(codes):
 
 
 def run(args):
+    interrupt_on_sigterm()
     if args.n_stars < 1 or (args.n_test is not None and args.n_test < 1):
         raise UsageError("--n-stars and --n-test must be positive")
     outs = [args.out] + ([args.test_out] if args.test_out else [])

@@ -3,7 +3,7 @@ import os
 
 from ..constants import DEFAULT_MODEL
 from ._common import (UsageError, add_jobs_argument, astronn_chatter_to_stderr, check_output, check_positive,
-                      check_spectra_length, checked_jobs, load_dataset, load_model, print_json)
+                      check_spectra_length, checked_jobs, interrupt_on_sigterm, load_dataset, load_model, print_json)
 
 NAME = "train"
 HELP = "train a joint distance + zero-point model on a dataset (HDF5 dataset format or a table)"
@@ -41,7 +41,8 @@ def add_arguments(parser):
 
 def _check_options(args):
     check_positive(args, "epochs", "batch_size", "lr", "nu")
-    check_output(args.out, args.overwrite, inputs=[args.data, args.luminosity_from], what="output folder")
+    args.replace = check_output(args.out, args.overwrite, inputs=[args.data, args.luminosity_from],
+                                what="output folder")
     if args.features and args.offset not in (None, "multivariate"):
         raise UsageError(f"--features only applies to --offset multivariate, not --offset {args.offset}")
     if args.ensemble < 1:
@@ -65,6 +66,7 @@ def _check_luminosity_source(args, ds):
 
 
 def run(args):
+    interrupt_on_sigterm()
     from .. import pipeline
     from ..nn.losses import DEFAULT_LOSS, LOSS_CLASSES
     from ..registry import registered
@@ -84,9 +86,16 @@ def run(args):
     check_spectra_length(ds, args.data, probe.spectrum_length, f"model {args.model}")
     if args.luminosity_from is not None:
         _check_luminosity_source(args, ds)
-    if not pipeline.trainable_mask(ds, probe.offset, features)[0].any():
+    keep, excluded = pipeline.trainable_mask(ds, probe.offset, features)
+    if not keep.any():
         raise UsageError(f"no star in {args.data} is usable for training (each needs a spectrum without NaN/-9999 "
                          "pixels, a magnitude and the offset features)")
+    batch_size = args.batch_size or probe.batch_size
+    n_train = int(keep.sum()) - int(int(keep.sum()) * (probe.val_size or 0))
+    if n_train < batch_size:
+        raise UsageError(f"{args.data}: {n_train} usable training stars (after the {probe.val_size:.0%} validation "
+                         f"split; excluded: {excluded or 'none'}) are fewer than --batch-size {batch_size}: give "
+                         "more stars or a smaller --batch-size")
     with astronn_chatter_to_stderr():
         net, excluded = pipeline.train(
             ds, model=args.model, offset=args.offset, features=args.features, epochs=args.epochs,
@@ -95,7 +104,7 @@ def run(args):
             weight_averaging=args.weight_averaging, luminosity_from=args.luminosity_from,
             freeze_luminosity=not args.fine_tune_luminosity,
         )
-        folder = net.save(args.out, overwrite=args.overwrite)
+        folder = net.save(args.out, overwrite=args.replace)
     summary = pipeline.model_summary(net, folder)
     summary.update(n_stars=len(ds), excluded=excluded, data=os.path.abspath(args.data))
     if args.json:

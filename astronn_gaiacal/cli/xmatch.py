@@ -4,7 +4,8 @@ import sys
 import warnings
 
 from ..constants import HDF5_EXTENSIONS
-from ._common import ServiceUnavailable, UsageError, load_dataset, load_table, print_json
+from ._common import (ServiceUnavailable, UsageError, check_output, interrupt_on_sigterm, load_dataset, load_table,
+                      print_json)
 
 NAME = "xmatch"
 HELP = "cross-match a table with Gaia DR2/EDR3/DR3 (ESA archive or a local Gaia file)"
@@ -69,17 +70,37 @@ def _check_input(table, args):
         raise UsageError(f"{args.table}: {' '.join(str(text).split())}") from None
 
 
-def _write(table, matched, dataset, path, overwrite):
+def _previous_match(table, dataset, matched, args):
+    """The Gaia columns of an earlier cross-match in the input: refused without --overwrite, else replaced."""
+    from ..sources.xmatch import previous_match_columns
+
+    keep = (args.ra, args.dec) if args.by == "position" else (args.source_id_column,)
+    old = previous_match_columns(table, matched, keep=keep)
+    release = (dataset.attrs if dataset is not None else table.meta).get("gaia_release")
+    if (old or release) and not args.overwrite:
+        raise UsageError(f"{args.table} is already cross-matched with Gaia {release or '(release unknown)'} (columns "
+                         f"{', '.join(old[:4])}{' ...' if len(old) > 4 else ''}): pass --overwrite to replace its "
+                         f"Gaia columns and release with {args.release}'s")
+    return old
+
+
+def _write(table, matched, dataset, path, overwrite, replace=(), release=None):
     from ..io.dataset import Dataset, write_dataset
     from ..io.tables import write_table
     from ..sources.xmatch import add_gaia_columns, dataset_columns
 
-    combined = add_gaia_columns(table, matched)
+    combined = add_gaia_columns(table, matched, replace=replace, release=release)
     if not path.lower().endswith(HDF5_EXTENSIONS):
         write_table(combined, path, overwrite=overwrite)
         return
-    if dataset is not None:  # keep spectra and attributes, add the Gaia columns
-        values, units = dataset_columns(combined[[n for n in combined.colnames if n not in table.colnames]])
+    if dataset is not None:  # keep spectra and attributes, replace or add the Gaia columns
+        kept = [n for n in table.colnames if n not in replace]
+        values, units = dataset_columns(combined[[n for n in combined.colnames if n not in kept]])
+        dataset = Dataset(spectra=dataset["spectra"] if "spectra" in dataset else None,
+                          spectra_err=dataset["spectra_err"] if "spectra_err" in dataset else None,
+                          columns={n: dataset[n] for n in dataset.names if n not in replace},
+                          units={n: v for n, v in dataset.units.items() if n not in replace},
+                          attrs={**dataset.attrs, "gaia_release": release or matched.meta["gaia_release"]})
         out = dataset.with_columns(units=units, **values)
     else:
         values, units = dataset_columns(combined[[n for n in combined.colnames if combined[n].ndim == 1]])
@@ -90,9 +111,9 @@ def _write(table, matched, dataset, path, overwrite):
 def _check_arguments(args):
     from ..io.tables import TableFormatError, table_format
 
-    for path in (args.out, args.plot):
-        if path and os.path.exists(path) and not args.overwrite:
-            raise UsageError(f"{path} exists; pass --overwrite to replace it")
+    check_output(args.out, args.overwrite, inputs=[args.table, args.local])
+    if args.plot and os.path.exists(args.plot) and not args.overwrite:
+        raise UsageError(f"{args.plot} exists; pass --overwrite to replace it")
     try:
         table_format(args.out)
     except TableFormatError:
@@ -109,6 +130,7 @@ def _check_arguments(args):
 
 
 def run(args):
+    interrupt_on_sigterm()
     from astropy import units as u
 
     from ..io.dataset import DatasetError
@@ -118,6 +140,10 @@ def run(args):
     _check_arguments(args)
     table, dataset = _read(args.table)
     _check_input(table, args)
+    arrays = [n for n in table.colnames if table[n].ndim > 1]
+    if arrays and args.out.lower().endswith((".csv", ".ecsv")):
+        raise UsageError(f"--out {args.out}: CSV/ECSV cannot hold the array column(s) {', '.join(arrays)} in a form "
+                         "the tool reads back; write .h5 (the dataset format), .fits or .parquet")
     radius = None if args.radius is None else args.radius * u.arcsec
     common = dict(release=args.release, by=args.by, radius=radius, ra=args.ra, dec=args.dec,
                   epoch=_epoch(args.epoch) if args.by == "position" else None,
@@ -138,7 +164,8 @@ def run(args):
                                  archive=archive, progress=sys.stderr.isatty())
         except GaiaArchiveError as err:
             raise ServiceUnavailable(" ".join(str(err).split())) from None
-    _write(table, matched, dataset, args.out, args.overwrite)
+    replace = _previous_match(table, dataset, matched, args)
+    _write(table, matched, dataset, args.out, args.overwrite, replace=replace, release=args.release)
     if args.plot:
         plot_crossmatch(matched, args.plot, overwrite=args.overwrite)
     print_json({"rows": len(matched), "matched": int(matched.meta["n_matched"]), "release": args.release,

@@ -1,8 +1,9 @@
 """``astronn-gaiacal zeropoint``: the model's Gaia parallax zero-point."""
 import os
 
-from ._common import (UsageError, add_cluster_arguments, check_output, check_spectra_length, load_dataset, load_model,
-                      load_table, numeric_columns, print_json, refuse_input_as_output, run_scaled)
+from ._common import (UsageError, add_cluster_arguments, check_output, check_spectra_length, interrupt_on_sigterm,
+                      load_dataset, load_model, load_table, numeric_columns, print_json, refuse_input_as_output,
+                      run_scaled)
 
 NAME = "zeropoint"
 HELP = ("the zero-point of a trained model: one value for a constant model, per-star values and "
@@ -106,6 +107,7 @@ def _refit_data(net, args):
 
 
 def run(args):
+    interrupt_on_sigterm()
     if args.catalogue is not None:
         return _run_catalogue(args)
     from .. import pipeline

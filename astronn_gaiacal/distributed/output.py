@@ -118,7 +118,7 @@ def write_parquet(df, path, record):
     path : str
     record : dict
         JSON-serialisable; at least ``key`` (the partition key) and
-        ``config_hash`` (:attr:`PartitionJob.config_hash`), which a rerun checks.
+        ``config_hash`` (the hash of the run's settings), which a rerun checks.
     """
     table = df.to_pyarrow() if hasattr(df, "to_pyarrow") else pa.Table.from_pandas(df, preserve_index=True)
     meta = dict(table.schema.metadata or {})

@@ -78,13 +78,13 @@ def predict_partitioned(model, sources, out, *, scheduler=None, n_workers=None, 
         with the paper's Table-1 columns (see ``astronn-gaiacal predict``;
         -9999 marks missing values, units in the manifest) and ``_manifest.json``.
     scheduler, n_workers, retries, overwrite, max_partitions, progress, command_key
-        See :func:`zeropoint_catalog`.
+        See :func:`~astronn_gaiacal.distributed.zeropoint.zeropoint_catalog`.
     mc_num : int
         MC-dropout passes per star.
     dropout : bool
         ``False``: one deterministic pass with dropout off (no model uncertainty).
     seed : int or None
-        See :func:`add_zeropoint`; a partition is seeded once, before its first chunk.
+        See :func:`~astronn_gaiacal.distributed.zeropoint.add_zeropoint`; a partition is seeded once, before its first chunk.
     batch_size : int, optional
         Stars per compiled inference call.
     chunk_rows : int
@@ -95,7 +95,7 @@ def predict_partitioned(model, sources, out, *, scheduler=None, n_workers=None, 
     Returns
     -------
     dict
-        As :func:`zeropoint_catalog`.
+        As :func:`~astronn_gaiacal.distributed.zeropoint.zeropoint_catalog`.
     """
     info = model_info(model)
     files = _spectra_files(sources)

@@ -23,13 +23,13 @@ import hashlib
 import json
 import os
 
-__all__ = ["MANIFEST_NAME", "RUN_ONLY_OPTIONS", "files_token", "command_key", "finished_run"]
+__all__ = ["MANIFEST_NAME", "RUN_ONLY_OPTIONS", "command_key", "files_token", "finished_run"]
 
 #: The manifest of an output folder (also :data:`astronn_gaiacal.distributed.output.MANIFEST_NAME`).
 MANIFEST_NAME = "_manifest.json"
 #: Command-line options that change how a run is carried out, not what it writes.
 RUN_ONLY_OPTIONS = frozenset({"json", "overwrite", "scheduler", "workers", "retries", "max_partitions", "func",
-                              "command"})
+                              "command", "verbose", "quiet"})
 
 
 def files_token(path):

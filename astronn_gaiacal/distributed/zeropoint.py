@@ -97,7 +97,7 @@ def add_zeropoint(frame, model, mc_num=100, dropout=True, seed=0, batch_size=655
         Stars with the model's offset-feature columns (e.g. ``phot_g_mean_mag``,
         ``bp_rp``, ``teff``).  Nothing is computed here.
     model : str or path
-        Model or ensemble folder; loaded once in each worker (:func:`worker_model`).
+        Model or ensemble folder; loaded once in each worker (:func:`~astronn_gaiacal.distributed.workers.worker_model`).
     mc_num : int
         MC-dropout passes per star (with ``dropout=True``).
     dropout : bool

@@ -10,12 +10,15 @@ corrected by the model's zero-point:
     \varpi_{\rm c} = \varpi_{\rm Gaia} - \varpi_0, \qquad
     \sigma_{\rm c}^2 = \sigma_{\rm Gaia}^2 + \sigma_{\varpi_0}^2,
 
-    \varpi_{\rm w} = \frac{\varpi_{\rm NN}/\sigma_{\rm NN,model}^2 + \varpi_{\rm c}/\sigma_{\rm c}^2}
-                          {1/\sigma_{\rm NN,model}^2 + 1/\sigma_{\rm c}^2}, \qquad
-    \sigma_{\rm w} = \left(1/\sigma_{\rm NN,model}^2 + 1/\sigma_{\rm c}^2\right)^{-1/2},
+    \varpi_{\rm w} = \frac{\varpi_{\rm NN}/\sigma_{\rm NN}^2 + \varpi_{\rm c}/\sigma_{\rm c}^2}
+                          {1/\sigma_{\rm NN}^2 + 1/\sigma_{\rm c}^2}, \qquad
+    \sigma_{\rm w} = \left(1/\sigma_{\rm NN}^2 + 1/\sigma_{\rm c}^2\right)^{-1/2},
 
-with the NN parallax's *model* uncertainty, as in the paper (the zero-point sign
-convention is :math:`\varpi_{\rm Gaia} = \varpi_{\rm true} + \varpi_0`).  When
+with the NN parallax's *total* uncertainty, calibrated against held-out Gaia
+parallaxes (docs/calibration.rst).  The paper weighted by the model (MC-dropout)
+uncertainty alone; once the errors are calibrated that part is smaller than the
+NN parallax's actual error, and the weighted error would be too small.  (The
+zero-point sign convention is :math:`\varpi_{\rm Gaia} = \varpi_{\rm true} + \varpi_0`.)  When
 one source is missing the other is used alone; when both are missing the
 weighted columns are -9999.  ``weighted_dist`` is :math:`1000/\varpi_{\rm w}`
 pc (-9999 where :math:`\varpi_{\rm w} \le 0`).  Every missing value is -9999,
@@ -32,7 +35,7 @@ Examples
 >>> cat["nn_parallax"]
 <Quantity [5., 5.] mas>
 >>> cat["weighted_dist"].round(2)       # star 0: NN and Gaia; star 1: NN only
-<Quantity [195.12, 200.  ] pc>
+<Quantity [191.74, 200.  ] pc>
 """
 import numpy as np
 from astropy import units as u
@@ -80,7 +83,7 @@ def weighted_parallax(nn_parallax, nn_parallax_error, gaia_parallax, gaia_parall
     Parameters
     ----------
     nn_parallax, nn_parallax_error : array_like or Quantity
-        NN parallax and the uncertainty to weight it with (the paper uses the model uncertainty).
+        NN parallax and the uncertainty to weight it with (the catalogue uses the calibrated total).
     gaia_parallax, gaia_parallax_error : array_like or Quantity
         Zero-point-corrected Gaia parallax and its uncertainty.
 
@@ -153,7 +156,7 @@ def build_catalogue(fakemag, fakemag_error, fakemag_model_error, mag, *, paralla
     fakemag, fakemag_error, fakemag_model_error : array_like, shape (N,)
         The model's fakemag and its total and model (epistemic) uncertainties.
     mag : array_like or Quantity, shape (N,)
-        Extinction-corrected :math:`K_s` (e.g. :meth:`Dataset.corrected_mag`).
+        Extinction-corrected :math:`K_s` (e.g. :meth:`~astronn_gaiacal.io.dataset.Dataset.corrected_mag`).
     parallax, parallax_error : array_like or Quantity, optional
         Gaia parallax and uncertainty as published (uncorrected; mas if plain
         numbers).  Copied into the catalogue and used, corrected by the
@@ -237,7 +240,7 @@ def build_catalogue(fakemag, fakemag_error, fakemag_model_error, mag, *, paralla
             gaia_c = np.where(ok, g - zp, MAGIC_NUMBER)
             gaia_c_err = np.where(ok, np.sqrt(g_err**2 + zp_err**2), MAGIC_NUMBER)
 
-    w_plx, w_err = weighted_parallax(cols["nn_parallax"], cols["nn_parallax_model_error"], gaia_c, gaia_c_err)
+    w_plx, w_err = weighted_parallax(cols["nn_parallax"], cols["nn_parallax_error"], gaia_c, gaia_c_err)
     w_plx, w_err = w_plx.to_value(u.mas), w_err.to_value(u.mas)
     pos = w_plx > 0  # -9999 is negative
     with np.errstate(all="ignore"):

@@ -4,7 +4,7 @@ A :class:`Dataset` holds N stars: optional continuum-normalised spectra
 (``spectra``, ``spectra_err``, N x P) and named 1-D columns following Gaia and
 APOGEE names (``mag``, ``mag_ext``, ``parallax``, ``parallax_error``,
 ``phot_g_mean_mag``, ``bp_rp``, ``teff``, ``apogee_id``, ``source_id``, ...).
-Columns with a physical unit are held in the unit of :data:`CANONICAL_UNITS`.
+Columns with a physical unit are held in the unit of :data:`~astronn_gaiacal.io.columns.CANONICAL_UNITS`.
 Missing values are -9999 or NaN and are kept as they are.
 
 On disk the format is HDF5 (:mod:`astronn_gaiacal.io.hdf5`,
@@ -119,7 +119,7 @@ class Dataset:
     columns : mapping of str to 1-D array_like, optional
         Per-star values (numbers, or strings for ids).  A Quantity, or a name
         listed in ``units``, is converted to the canonical unit of
-        :data:`CANONICAL_UNITS`; plain numbers are taken to be in it already.
+        :data:`~astronn_gaiacal.io.columns.CANONICAL_UNITS`; plain numbers are taken to be in it already.
         Masked entries become NaN (floats), -9999 (integers) or '' (strings).
     units : mapping of str to str or Unit, optional
         Units of plain-number columns.
@@ -361,14 +361,14 @@ def write_dataset(path, dataset, overwrite=False):
     ``.h5``/``.hdf5`` gives the HDF5 dataset format
     (:func:`astronn_gaiacal.io.hdf5.write_hdf5`); a table ending (``.fits``,
     ``.ecsv``, ``.vot``, ``.parquet``, ...; see :mod:`astronn_gaiacal.io.tables`)
-    gives a table with the same columns (via :meth:`Dataset.to_table`).
+    gives a table with the same columns (via :meth:`~astronn_gaiacal.io.dataset.Dataset.to_table`).
 
     Raises
     ------
     FileExistsError
         If ``path`` exists and ``overwrite`` is False.
     TypeError
-        If ``dataset`` is not a :class:`Dataset`.
+        If ``dataset`` is not a :class:`~astronn_gaiacal.io.dataset.Dataset`.
     """
     if not isinstance(dataset, Dataset):
         raise TypeError(f"dataset must be a Dataset; got {type(dataset).__name__}")
@@ -411,7 +411,7 @@ def read_dataset(source, require=(), features=()):
         An HDF5 dataset file (``.h5``/``.hdf5``), a FITS/ECSV/CSV/VOTable/Parquet
         table file with the same column names (read by
         :func:`astronn_gaiacal.io.tables.read_table`), an astropy Table/QTable,
-        or a :class:`Dataset` (validated again).
+        or a :class:`~astronn_gaiacal.io.dataset.Dataset` (validated again).
     require : iterable of str
         Columns that must be present and not all missing (``"spectra"`` included).
     features : iterable of str
@@ -420,7 +420,7 @@ def read_dataset(source, require=(), features=()):
     Returns
     -------
     Dataset
-        Columns with units converted to :data:`CANONICAL_UNITS`; missing
+        Columns with units converted to :data:`~astronn_gaiacal.io.columns.CANONICAL_UNITS`; missing
         values (-9999, NaN) kept.
 
     Raises

@@ -5,8 +5,9 @@ line); the functions here find *physically implausible* stars, which are kept,
 flagged with one boolean column per reason, and counted in the summaries:
 
 ========================  ==================================================================
-``flag_spectrum``         not a continuum-normalised spectrum: all zero, or the median of the
-                          finite pixels outside :data:`NORMALISED_MEDIAN_RANGE`, or more than
+``flag_spectrum``         not a usable continuum-normalised spectrum: a missing pixel (NaN,
+                          inf, -9999), all zero, the median of the pixels outside
+                          :data:`NORMALISED_MEDIAN_RANGE`, or more than
                           :data:`MAX_OUTLIER_FRACTION` of the pixels outside
                           :data:`NORMALISED_PIXEL_RANGE`
 ``flag_magnitude``        magnitude outside :data:`MAGNITUDE_RANGE` (e.g. the 99.99 sentinel)
@@ -19,8 +20,8 @@ Examples
 --------
 >>> import numpy as np
 >>> from astronn_gaiacal.io.quality import magnitude_flags, spectrum_flags
->>> spectrum_flags(np.array([[1.0, 0.98, 1.01], [0.0, 0.0, 0.0], [900.0, 1100.0, 1000.0]]))
-array([False,  True,  True])
+>>> spectrum_flags(np.array([[1.0, 0.98, 1.01], [0.0, 0.0, 0.0], [900.0, 1100.0, 1000.0], [1.0, np.nan, 1.0]]))
+array([False,  True,  True,  True])
 >>> magnitude_flags(np.array([9.5, 99.99, -9999.0]))      # -9999 is missing, not implausible
 array([False,  True, False])
 """
@@ -28,9 +29,22 @@ import numpy as np
 
 from ..constants import is_missing
 
-__all__ = ["NORMALISED_MEDIAN_RANGE", "NORMALISED_PIXEL_RANGE", "MAX_OUTLIER_FRACTION", "MAGNITUDE_RANGE",
-           "PARALLAX_ERROR_RANGE_MAS", "FLAG_COLUMNS", "spectrum_flags", "magnitude_flags", "feature_range_flags",
-           "duplicate_flags", "parallax_unit_problem", "flag_counts"]
+__all__ = [
+    "FLAG_COLUMNS",
+    "MAGNITUDE_RANGE",
+    "MAX_OUTLIER_FRACTION",
+    "NORMALISED_MEDIAN_RANGE",
+    "NORMALISED_PIXEL_RANGE",
+    "PARALLAX_ERROR_RANGE_MAS",
+    "catalogue_summary",
+    "duplicate_flags",
+    "feature_range_flags",
+    "flag_counts",
+    "magnitude_flags",
+    "parallax_unit_problem",
+    "row_duplicates",
+    "spectrum_flags",
+]
 
 #: Median of the finite pixels of a continuum-normalised spectrum.
 NORMALISED_MEDIAN_RANGE = (0.5, 1.5)
@@ -45,7 +59,7 @@ MAGNITUDE_RANGE = (-2.0, 25.0)
 PARALLAX_ERROR_RANGE_MAS = (1e-3, 20.0)
 #: The flag columns, with what each means (the summaries count them under these names).
 FLAG_COLUMNS = {
-    "flag_spectrum": "not a continuum-normalised spectrum (all zero, or flux scale far from 1)",
+    "flag_spectrum": "not a usable continuum-normalised spectrum (missing pixels, all zero, or flux far from 1)",
     "flag_magnitude": f"magnitude outside {MAGNITUDE_RANGE[0]:g}..{MAGNITUDE_RANGE[1]:g} (e.g. a 99.99 sentinel)",
     "out_of_range": "an offset feature outside the model's training range (extrapolated zero-point)",
     "flag_duplicate": "a repeated star (source_id or apogee_id seen on an earlier row)",
@@ -58,7 +72,7 @@ def spectrum_flags(spectra):
     Parameters
     ----------
     spectra : array_like, shape (N, L)
-        Missing pixels (NaN, -9999) are ignored; a spectrum with no finite pixel is flagged.
+        A spectrum with a missing pixel (NaN, inf, -9999) is flagged: the network has no value for it.
 
     Returns
     -------
@@ -73,7 +87,7 @@ def spectrum_flags(spectra):
         outside = ((x < NORMALISED_PIXEL_RANGE[0]) | (x > NORMALISED_PIXEL_RANGE[1])) & finite
         frac = outside.sum(axis=1) / np.maximum(n, 1)
     zero = np.all(np.where(finite, x == 0.0, True), axis=1)
-    return (n == 0) | zero | ~((median >= NORMALISED_MEDIAN_RANGE[0]) & (median <= NORMALISED_MEDIAN_RANGE[1])) \
+    return (n < x.shape[1]) | zero | ~((median >= NORMALISED_MEDIAN_RANGE[0]) & (median <= NORMALISED_MEDIAN_RANGE[1])) \
         | (frac > MAX_OUTLIER_FRACTION)
 
 
@@ -154,3 +168,32 @@ def flag_counts(table):
     """``{flag column: number of flagged rows}`` for the flag columns present in ``table``."""
     names = getattr(table, "colnames", None) or list(table)
     return {name: int(np.asarray(table[name], bool).sum()) for name in FLAG_COLUMNS if name in names}
+
+
+def row_duplicates(ds):
+    """True for rows repeating an earlier star: the same ``source_id`` or ``apogee_id``, or an identical spectrum."""
+    flag = np.zeros(len(ds), bool)
+    for name in ("source_id", "apogee_id"):
+        if name in ds:
+            flag |= duplicate_flags(ds[name])
+    if "spectra" in ds and len(ds):
+        spectra = np.ascontiguousarray(ds["spectra"])
+        seen = {}
+        for i in range(len(spectra)):
+            key = hash(spectra[i].tobytes())
+            if key in seen and np.array_equal(spectra[seen[key]], spectra[i]):
+                flag[i] = True
+            else:
+                seen.setdefault(key, i)
+    return flag
+
+
+def catalogue_summary(catalogue):
+    """Counts of a catalogue: stars, stars with an NN distance, median fractional error, and each flag."""
+    dist, dist_err = catalogue["dist"].value, catalogue["dist_error"].value
+    ok = ~is_missing(dist) & ~is_missing(dist_err) & np.isfinite(dist) & np.isfinite(dist_err)
+    return {
+        "n_stars": len(catalogue), "n_with_distance": int(ok.sum()),
+        "median_fractional_dist_error": float(np.median(dist_err[ok] / dist[ok])) if ok.any() else None,
+        "flags": flag_counts(catalogue),
+    }

@@ -12,7 +12,7 @@ reused.  The Keras graph is
         FakemagToParallax(f, m, offset, s) -> (parallax, log-variance)   trained on Gaia parallaxes
 
 All parallaxes inside the graph are in units of ``labels_std`` (mas); the
-fakemag returned by :meth:`~GaiaCalBCNNBase.predict` is
+fakemag returned by :meth:`~astronn_gaiacal.models.prediction.JointPrediction.predict` is
 :math:`L = k f \times` ``labels_std``.  The sign convention is
 :math:`\varpi_{\rm Gaia} = \varpi_{\rm true} + \varpi_0`.
 
@@ -105,7 +105,8 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
     """Base class of the joint distance + Gaia zero-point models.
 
     Subclasses describe a survey with class attributes and may override
-    :meth:`luminosity_network` (and :meth:`offset_network`).  The prediction
+    :meth:`~astronn_gaiacal.models.network.JointNetwork.luminosity_network` (and
+    :meth:`~astronn_gaiacal.models.network.JointNetwork.offset_network`).  The prediction
     and refit methods are those of :class:`~astronn_gaiacal.models.ZeropointModel`.
 
     Parameters
@@ -115,7 +116,7 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
         ``offset_features``.
     offset_features : sequence of str, optional
         Names of the offset-model inputs (multivariate only); defaults to
-        :attr:`default_offset_features`.
+        ``default_offset_features``.
     loss : str
         Registered likelihood name: ``'gaia_gaussian_nll'`` (paper, default),
         ``'gaia_student_t_nll'`` or ``'gaussian_nll'``.
@@ -151,26 +152,28 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
         Compile the whole training step with XLA (off by default: on CPU the
         per-layer XLA kernels below are faster, see :doc:`/performance`).
     conv_layer, pool_layer, dropout_layer : class
-        Layers :meth:`luminosity_network` builds: :class:`~astronn_gaiacal.nn.layers.BlockConv1D`,
+        Layers :meth:`~astronn_gaiacal.models.network.JointNetwork.luminosity_network` builds: :class:`~astronn_gaiacal.nn.layers.BlockConv1D`,
         :class:`~astronn_gaiacal.nn.layers.FastMaxPooling1D` and
         :class:`~astronn_gaiacal.nn.layers.FastMCDropout` (the same operations
         as ``Conv1D``, ``MaxPooling1D`` and astroNN's ``MCDropout``, and the
         same weights, computed faster on CPU).  Set them to the Keras/astroNN
         classes to build the original layers.
     inference_bf16 : bool
-        Run the MC-dropout matrix products of :meth:`predict` in bfloat16
+        Run the MC-dropout matrix products of :meth:`~astronn_gaiacal.models.prediction.JointPrediction.predict` in bfloat16
         (off by default; slower on CPUs without native bf16 and accurate to
         about 1e-3 relative, see :doc:`/performance`).
-    train_fused : bool
+    train_fused : bool or None
         Run the Conv1D -> ReLU -> dropout -> Conv1D -> ReLU -> MaxPooling1D -> Flatten -> dropout
         stack of each training step (forward and backward) as one Numba kernel each
-        (:mod:`astronn_gaiacal.nn.fused_training`; default, unless ``jit_compile``).  ``False``
-        runs those layers as TensorFlow operations.
-    inference_fused : bool
+        (:mod:`astronn_gaiacal.nn.fused_training`; never with ``jit_compile``).  ``None``
+        (default) chooses by device (:func:`~astronn_gaiacal.nn.device.use_fused_kernels`:
+        the kernels on a CPU, TensorFlow on a GPU or without Numba); ``False`` runs those
+        layers as TensorFlow operations.
+    inference_fused : bool or None
         Run the dropout -> Conv1D -> ReLU -> MaxPooling1D -> Flatten -> dropout
-        stretch of each MC-dropout pass of :meth:`predict` as one Numba kernel
-        (:mod:`astronn_gaiacal.nn.fused`; default).  ``False`` runs those layers
-        as separate TensorFlow operations.
+        stretch of each MC-dropout pass of :meth:`~astronn_gaiacal.models.prediction.JointPrediction.predict` as one Numba kernel
+        (:mod:`astronn_gaiacal.nn.fused`); ``None`` (default) chooses by device as
+        ``train_fused``, ``False`` runs those layers as separate TensorFlow operations.
     """
 
     spectrum_length = None
@@ -183,8 +186,8 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
     standardize_spectra = False
     offset_hidden = (32, 16)
     inference_bf16 = False
-    inference_fused = True
-    train_fused = True
+    inference_fused = None
+    train_fused = None
     jit_compile = False
     conv_layer = BlockConv1D
     dropout_layer = FastMCDropout
@@ -269,7 +272,7 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
 
     @property
     def n_pixels(self):
-        """Number of spectrum columns the network sees (after :attr:`pixel_mask`)."""
+        """Number of spectrum columns the network sees (after ``pixel_mask``)."""
         if self.pixel_mask is not None:
             return int(np.count_nonzero(self.pixel_mask))
         if self.spectrum_length is None:
@@ -335,13 +338,13 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
             )
 
     def feature_matrix(self, features):
-        """Offset features as an ``(N, F)`` array in :attr:`offset_features` order.
+        """Offset features as an ``(N, F)`` array in ``offset_features`` order.
 
         Parameters
         ----------
         features : ndarray, astropy Table, pandas DataFrame or dict
             An ``(N, F)`` array in the model's feature order, or a table-like
-            object with columns named as :attr:`offset_features`.
+            object with columns named as ``offset_features``.
 
         Raises
         ------
@@ -379,12 +382,13 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
         sample_weight=None,
         luminosity_from=None,
         freeze_luminosity=True,
+        validation_seed=None,
     ):
         """Train on Gaia catalogue parallaxes with astroNN's training loop, then calibrate the uncertainties.
 
-        The uncertainty scale is fitted on the validation split (``val_size``,
-        seeded by ``validation_seed``) with the Gaia parallaxes
-        (:meth:`calibrate_uncertainties`; off with ``calibrate_at_fit = False``;
+        The uncertainty scale is fitted on the validation split (``val_size``)
+        with the Gaia parallaxes
+        (:meth:`~astronn_gaiacal.models.calibration.CalibratedUncertainty.calibrate_uncertainties`; off with ``calibrate_at_fit = False``;
         too few usable stars leave it uncalibrated, with an
         :class:`~astronn_gaiacal.models.calibration.UncalibratedWarning`).
 
@@ -398,7 +402,7 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
             zero-point.  Negative parallaxes are valid; -9999/NaN parallaxes
             are masked in the likelihood.
         magnitude : array_like, shape (N,)
-            Extinction-corrected apparent magnitude in :attr:`band`.
+            Extinction-corrected apparent magnitude in ``band``.
         offset_features : ndarray, Table, DataFrame or dict, optional
             Required for ``offset='multivariate'`` (see :meth:`feature_matrix`).
         spectra_err : ndarray, optional
@@ -414,6 +418,10 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
         freeze_luminosity : bool
             With ``luminosity_from``: keep the luminosity network fixed and fit
             only the offset network (default), or fine-tune both.
+        validation_seed : int, optional
+            Seed of the validation split, so that several trainings (the members
+            of an ensemble) hold out the same stars; default astroNN's own random
+            split, whose stars are recorded.
 
         Raises
         ------
@@ -423,6 +431,8 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
             ``luminosity_from`` model that does not fit this one.
         """
         check_magic_number()
+        if validation_seed is not None:
+            self.validation_seed = int(validation_seed)
         if magnitude is None:
             spectra, magnitude, layout_features = unpack_full_layout(self, spectra)
             if layout_features is not None:

@@ -13,10 +13,13 @@ parallaxes: for the right :math:`k`
     z = \frac{\varpi_{\rm Gaia} - \varpi_0 - \varpi_{\rm NN}}
              {\sqrt{\sigma_{\rm Gaia}^2 + (k\,\sigma_{\rm NN})^2}}
 
-is unit normal.  :math:`k` is the value at which the robust standard
-deviation of :math:`z` (:func:`~astronn_gaiacal.metrics.sigma_mad`, insensitive
-to the outliers of real catalogues and to a residual zero-point offset) is 1;
-its error comes from a bootstrap over the stars.  Every output of a model
+is unit normal.  :math:`k` maximises the Gaussian likelihood of the
+:math:`z`, with outliers (:math:`|z - {\rm median}\,z| >` :data:`CLIP_Z`, as in
+real catalogues) left out iteratively, starting from the :math:`k` at which the
+robust standard deviation of :math:`z` (:func:`~astronn_gaiacal.metrics.sigma_mad`)
+is 1; on 300 stars the clipped likelihood is 1.7 times more precise than the
+robust standard deviation alone (5 % against 9 %, docs/calibration.rst).  Its
+error comes from a bootstrap over the stars.  Every output of a model
 (``predict``, ``predict_parallax``, ``predict_distance``, the catalogue, the
 partitioned predictions) multiplies all uncertainty parts by :math:`k`.
 
@@ -29,7 +32,6 @@ learning rate).  :meth:`CalibratedUncertainty.calibrate_uncertainties` takes any
 other held-out stars.
 """
 import contextlib
-import functools
 import warnings
 from dataclasses import asdict, dataclass
 
@@ -43,7 +45,7 @@ from ..conversions import mas_values
 from ..metrics import sigma_mad
 from .inputs import feature_matrix, spectra_and_magnitude
 
-__all__ = ["MIN_CALIBRATION_STARS", "UNCERTAINTY_KEY", "VALIDATION_SEED", "CalibratedUncertainty",
+__all__ = ["CLIP_Z", "MIN_CALIBRATION_STARS", "UNCERTAINTY_KEY", "VALIDATION_SEED", "CalibratedUncertainty",
            "UncalibratedWarning", "UncertaintyCalibration", "coverage", "fit_uncertainty_scale", "gaia_z_scores",
            "seeded_validation_split", "validation_indices", "warn_uncalibrated"]
 
@@ -53,8 +55,10 @@ UNCERTAINTY_KEY = "uncertainty_calibration"
 MIN_CALIBRATION_STARS = 50
 #: Seed of the validation split of ``fit`` (the same for every ensemble member, so they hold out the same stars).
 VALIDATION_SEED = 0
+#: Stars whose z-score is further than this from the median are outliers, left out of the likelihood.
+CLIP_Z = 4.0
 #: How the scale is fitted (recorded with it).
-METHOD = "sigma_MAD of Gaia z-scores = 1 on held-out stars"
+METHOD = "Gaussian maximum likelihood of the Gaia z-scores of held-out stars, |z - median| > 4 clipped"
 
 
 class UncalibratedWarning(UserWarning):
@@ -82,6 +86,8 @@ class UncertaintyCalibration:
     zeropoint_mas : float
         Median zero-point subtracted from the Gaia parallaxes.
     method : str
+    n_clipped : int
+        Stars left out of the likelihood as outliers.
     """
 
     scale: float
@@ -95,6 +101,7 @@ class UncertaintyCalibration:
     stars: str
     zeropoint_mas: float
     method: str = METHOD
+    n_clipped: int = 0
 
     def to_dict(self):
         """JSON-ready dict."""
@@ -124,25 +131,58 @@ def _usable(*arrays):
     return ok
 
 
-def _solve_scale(delta, gaia_err, nn_err):
-    """The k > 0 with sigma_MAD(delta / sqrt(gaia_err^2 + k^2 nn_err^2)) = 1."""
-    def excess(k):
-        return sigma_mad(delta / np.sqrt(gaia_err**2 + (k * nn_err) ** 2)) - 1.0
+_UNCONSTRAINED = ("the Gaia errors alone already explain the scatter of the parallax differences: the network's "
+                  "uncertainty cannot be calibrated on these stars (too few with precise parallaxes)")
 
-    if excess(0.0) <= 0:
-        raise ValueError("the Gaia errors alone already explain the scatter of the parallax differences: the "
-                         "network's uncertainty cannot be calibrated on these stars (too few with precise parallaxes)")
+
+def _root(f, what):
+    """The root of a function decreasing from f(0) > 0 (else ``ValueError``) to negative values."""
+    if f(0.0) <= 0:
+        raise ValueError(_UNCONSTRAINED)
     hi = 1.0
-    while excess(hi) > 0:
+    while f(hi) > 0:
         hi *= 2.0
         if hi > 1e6:
-            raise ValueError("no finite uncertainty scale makes the z-scores unit normal")
-    return brentq(excess, 0.0, hi, xtol=1e-6, rtol=1e-8)
+            raise ValueError(f"no finite uncertainty scale {what}")
+    return brentq(f, 0.0, hi, xtol=1e-7, rtol=1e-9)
+
+
+def _robust_scale(delta, gaia_err, nn_err):
+    """The k > 0 with sigma_MAD(delta / sqrt(gaia_err^2 + k^2 nn_err^2)) = 1."""
+    return _root(lambda k: sigma_mad(delta / np.sqrt(gaia_err**2 + (k * nn_err) ** 2)) - 1.0,
+                 "makes the z-scores' sigma_MAD 1")
+
+
+def _likelihood_scale(delta, gaia_err, nn_err):
+    """The k that maximises the Gaussian likelihood of delta ~ N(0, gaia_err^2 + k^2 nn_err^2)."""
+    def score(k):  # d log L / dk divided by k
+        var = gaia_err**2 + (k * nn_err) ** 2
+        return np.sum(nn_err**2 * (delta**2 / var**2 - 1.0 / var))
+
+    return _root(score, "maximises the likelihood")
+
+
+def _solve_scale(delta, gaia_err, nn_err):
+    """Maximum-likelihood k with outliers (|z - median z| > CLIP_Z) clipped iteratively; and the number clipped."""
+    k = _robust_scale(delta, gaia_err, nn_err)
+    keep = None
+    for _ in range(50):
+        z = delta / np.sqrt(gaia_err**2 + (k * nn_err) ** 2)
+        new = np.abs(z - np.median(z)) < CLIP_Z
+        if keep is not None and np.array_equal(new, keep):
+            break
+        keep = new
+        k = _likelihood_scale(delta[keep], gaia_err[keep], nn_err[keep])
+    return k, int((~keep).sum())
 
 
 def fit_uncertainty_scale(parallax, parallax_error, model_parallax, model_error, zeropoint=0.0, n_bootstrap=200,
                           seed=0, stars="given stars"):
     """Fit the scale :math:`k` of the model uncertainties so that the Gaia z-scores are unit normal.
+
+    Gaussian maximum likelihood of the z-scores, stars with
+    :math:`|z - {\\rm median}\\,z| >` :data:`CLIP_Z` left out iteratively,
+    started from the :math:`k` at which their sigma_MAD is 1.
 
     Parameters
     ----------
@@ -179,13 +219,13 @@ def fit_uncertainty_scale(parallax, parallax_error, model_parallax, model_error,
         raise ValueError(f"{n} stars with a Gaia parallax and a model uncertainty; the uncertainty calibration "
                          f"needs at least {MIN_CALIBRATION_STARS}")
     delta, g_err, m_err = (plx - zp - nn)[ok], plx_err[ok], nn_err[ok]
-    scale = _solve_scale(delta, g_err, m_err)
+    scale, n_clipped = _solve_scale(delta, g_err, m_err)
     rng = np.random.default_rng(seed)
     boot = []
     for _ in range(int(n_bootstrap)):
         i = rng.integers(0, n, n)
         with contextlib.suppress(ValueError):
-            boot.append(_solve_scale(delta[i], g_err[i], m_err[i]))
+            boot.append(_solve_scale(delta[i], g_err[i], m_err[i])[0])
     z_before = delta / np.hypot(g_err, m_err)
     z = delta / np.sqrt(g_err**2 + (scale * m_err) ** 2)
     return UncertaintyCalibration(
@@ -193,6 +233,7 @@ def fit_uncertainty_scale(parallax, parallax_error, model_parallax, model_error,
         n_stars=n, robust_std_before=sigma_mad(z_before), robust_std_after=sigma_mad(z),
         median_z=float(np.median(z)), coverage_1sigma=float(np.mean(np.abs(z) < 1)),
         coverage_2sigma=float(np.mean(np.abs(z) < 2)), stars=str(stars), zeropoint_mas=float(np.median(zp[ok])),
+        n_clipped=n_clipped,
     )
 
 
@@ -241,11 +282,22 @@ def validation_indices(n_stars, val_size, seed=VALIDATION_SEED):
 
 @contextlib.contextmanager
 def seeded_validation_split(seed):
-    """Make astroNN's training/validation split (``train_test_split`` without a seed) use ``seed``."""
+    """Make astroNN's training/validation split (``train_test_split`` without a seed) use ``seed``.
+
+    ``seed=None`` leaves astroNN's own split as it is.
+    """
+    if seed is None:
+        yield
+        return
     from astroNN.models import base_bayesian_cnn
 
     original = base_bayesian_cnn.train_test_split
-    base_bayesian_cnn.train_test_split = functools.partial(original, random_state=int(seed))
+
+    def seeded(*args, **kwargs):
+        original(*args, **kwargs)  # draw what astroNN's unseeded split draws: the rest of training stays as it was
+        return original(*args, random_state=int(seed), **kwargs)
+
+    base_bayesian_cnn.train_test_split = seeded
     try:
         yield
     finally:
@@ -257,11 +309,12 @@ class CalibratedUncertainty:
 
     An implementation supplies ``predict(input_data, batch_size=..., calibrated=False)``
     (the uncalibrated uncertainties), ``predict_zeropoint``, ``offset``,
-    ``offset_features`` and :meth:`_split_records` (the validation splits of its trainings).
+    ``offset_features`` and ``_split_records`` (the validation splits of its trainings).
     """
 
-    #: Seed of the validation split of ``fit``.
-    validation_seed = VALIDATION_SEED
+    #: Seed of the validation split of ``fit``; ``None`` keeps astroNN's own random split (its indices are
+    #: recorded).  The members of an ensemble share :data:`VALIDATION_SEED`.
+    validation_seed = None
     #: Calibrate the uncertainties on the validation stars at the end of ``fit`` (the default).
     calibrate_at_fit = True
     #: The fitted calibration, or ``None`` (uncalibrated: scale 1).
@@ -298,6 +351,9 @@ class CalibratedUncertainty:
         if int(rec["n_stars"]) != n:
             raise ValueError(f"fit was given {rec['n_stars']} stars, these are {n}: give the same stars, in the same "
                              f"order, or the held-out ones with stars=")
+        if rec.get("seed") is None:
+            idx = np.asarray(rec["indices"], dtype=int)
+            return idx, f"validation split of fit ({idx.size} of {n} stars)"
         idx = validation_indices(n, rec["val_size"], rec["seed"])
         return idx, f"validation split of fit ({idx.size} of {n} stars, seed {rec['seed']})"
 

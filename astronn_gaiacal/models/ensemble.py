@@ -31,8 +31,8 @@ from astropy import units as u
 from .._versions import __version__
 from ..io.atomic import atomic_directory
 from ..zeropoint.estimates import DEFAULT_ESTIMATE
-from .calibration import UNCERTAINTY_KEY, CalibratedUncertainty, UncalibratedWarning, UncertaintyCalibration, \
-    warn_uncalibrated
+from .calibration import (UNCERTAINTY_KEY, VALIDATION_SEED, CalibratedUncertainty, UncalibratedWarning,
+                          UncertaintyCalibration, warn_uncalibrated)
 from .folders import (
     MANIFEST,
     folder_kind,
@@ -124,7 +124,7 @@ class DeepEnsemble(CalibratedUncertainty, ZeropointModel):
         """The ensemble without the members at ``indices`` (e.g. those whose training failed).
 
         The combined uncertainty changes, so the new ensemble is uncalibrated
-        (unless one member is left): call :meth:`calibrate_uncertainties` on it.
+        (unless one member is left): call :meth:`~astronn_gaiacal.models.calibration.CalibratedUncertainty.calibrate_uncertainties` on it.
 
         Raises
         ------
@@ -178,7 +178,7 @@ class DeepEnsemble(CalibratedUncertainty, ZeropointModel):
             its luminosity scatter grows (7-9 % instead of ~5 % at the demo's
             size), which biases its zero-point more than the bootstrap spread
             is worth; the statistical error of
-            :meth:`refit_zeropoint` covers the sampling noise instead
+            :meth:`~astronn_gaiacal.models.protocol.ZeropointModel.refit_zeropoint` covers the sampling noise instead
             (docs/calibration.rst).
         n_jobs : int or None
             Members trained at once in worker processes
@@ -192,6 +192,7 @@ class DeepEnsemble(CalibratedUncertainty, ZeropointModel):
             raise ValueError(f"n_members must be >= 1, got {n_members!r}")
         n = len(np.asarray(fit_kwargs["parallax"]))
         base_weight = fit_kwargs.pop("sample_weight", None)
+        fit_kwargs.setdefault("validation_seed", VALIDATION_SEED)  # the members hold out the same stars
         jobs = []
         for k in range(int(n_members)):
             weight = base_weight
@@ -200,8 +201,9 @@ class DeepEnsemble(CalibratedUncertainty, ZeropointModel):
                 weight = draws if base_weight is None else draws * np.asarray(base_weight, float)
             jobs.append(TrainJob(factory, int(seed) + k, dict(fit_kwargs, sample_weight=weight), f"member {k}"))
         ens = cls(train_jobs(jobs, n_jobs=n_jobs, progress=progress))
-        ens._calibrate_after_fit(fit_kwargs["spectra"], fit_kwargs["parallax"], fit_kwargs["parallax_error"],
-                                 fit_kwargs.get("magnitude"), fit_kwargs.get("offset_features"))
+        if ens.calibrate_at_fit:  # the combined uncertainty, on the validation stars the members share
+            ens._calibrate_after_fit(fit_kwargs["spectra"], fit_kwargs["parallax"], fit_kwargs["parallax_error"],
+                                     fit_kwargs.get("magnitude"), fit_kwargs.get("offset_features"))
         return ens
 
     # ------------------------------------------------------------------ persistence
@@ -268,7 +270,7 @@ class DeepEnsemble(CalibratedUncertainty, ZeropointModel):
 
         The members' values are averaged; the error adds the mean MC-dropout
         variance and the variance between members.  ``batch_size`` defaults to
-        :data:`MEMBER_ZEROPOINT_BATCH`.  With ``components=True`` also returns
+        :data:`~astronn_gaiacal.models.ensemble.MEMBER_ZEROPOINT_BATCH`.  With ``components=True`` also returns
         ``{'mc': ..., 'ensemble': ...}``, the two parts of the error
         (Quantities in mas).
         """

@@ -6,13 +6,26 @@ the normalisation.  An ensemble folder holds one such folder per member
 (``member_00`` ...) and the manifest :data:`MANIFEST`.  This module reads and
 writes those files; :func:`astronn_gaiacal.models.load` opens either kind.
 """
+import hashlib
 import json
 import os
 
 from astroNN.models import load_folder
 
-__all__ = ["MANIFEST", "PARAMETER_FILE", "PLUGIN_KEY", "folder_kind", "load_model_folder", "member_folders",
-           "read_manifest", "read_plugin_config", "write_manifest", "write_plugin_config"]
+__all__ = [
+    "MANIFEST",
+    "PARAMETER_FILE",
+    "PLUGIN_KEY",
+    "WEIGHTS_FILE",
+    "folder_kind",
+    "load_model_folder",
+    "member_folders",
+    "read_manifest",
+    "read_plugin_config",
+    "weights_checksum",
+    "write_manifest",
+    "write_plugin_config",
+]
 
 #: File of an ensemble folder that lists its members.
 MANIFEST = "astronn_gaiacal_ensemble.json"
@@ -40,8 +53,37 @@ def folder_kind(folder):
     return "model"
 
 
+#: astroNN's weights file in a model folder; its SHA-256 is kept in the plugin section as ``weights_sha256``.
+WEIGHTS_FILE = "model_weights.h5"
+
+
+def weights_checksum(folder):
+    """SHA-256 (hex) of the weights file of ``folder``, or None without one."""
+    path = os.path.join(os.fspath(folder), WEIGHTS_FILE)
+    if not os.path.isfile(path):
+        return None
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def load_model_folder(folder):
-    """The model of an astroNN model folder (``astroNN.models.load_folder``)."""
+    """The model of an astroNN model folder (``astroNN.models.load_folder``), its weights checked first.
+
+    Raises
+    ------
+    ValueError
+        The weights file does not match the checksum the folder was saved with (corrupted or replaced).
+    """
+    try:
+        expected = (read_plugin_config(folder) or {}).get("weights_sha256")
+    except ValueError:  # a plain astroNN folder: nothing to check
+        expected = None
+    if expected is not None and weights_checksum(folder) != expected:
+        raise ValueError(f"{os.path.join(os.fspath(folder), WEIGHTS_FILE)} does not match the checksum saved with "
+                         "the model (the file is corrupted or was replaced): train or copy the model again")
     return load_folder(os.fspath(folder))
 
 
@@ -100,6 +142,7 @@ def write_plugin_config(folder, block):
     path = os.path.join(folder, PARAMETER_FILE)
     with open(path) as f:
         params = json.load(f)
-    params[PLUGIN_KEY] = block
+    checksum = weights_checksum(folder)  # astroNN writes the weights before this section
+    params[PLUGIN_KEY] = dict(block, weights_sha256=checksum) if checksum else block
     with open(path, "w") as f:
         json.dump(params, f, indent=4, sort_keys=True)

@@ -9,6 +9,7 @@ import numpy as np
 from astropy import units as u
 
 from ..constants import is_missing
+from ..nn.device import use_fused_kernels
 from ..nn.inference import mc_predict, mc_predict_shared_masks
 from .inputs import check_spectra, normalised_columns, split_layout
 
@@ -73,7 +74,7 @@ class JointPrediction:
         mean, var = mc_predict(
             self.keras_model_predict, x, mc_num=self.mc_num, batch_size=batch_size,
             progress=self.verbose > 0, desc="fakemag", bf16=self.inference_bf16,
-            fused_kernels=self.inference_fused,
+            fused_kernels=use_fused_kernels(self.inference_fused, "inference"),
         )
         scale = self._label_std()
         fakemag = mean[:, :1] * scale
@@ -98,7 +99,7 @@ class JointPrediction:
             Offset features of any Gaia stars (multivariate); ignored for the
             constant model, which returns one value.
         mc_num : int, optional
-            Stochastic passes; defaults to :attr:`mc_num`.
+            Stochastic passes; defaults to ``mc_num``.
         batch_size : int, optional
             Stars per compiled call (default: chosen by
             :func:`~astronn_gaiacal.nn.inference.mc_predict`; :data:`SHARED_MASKS_BATCH`

@@ -68,7 +68,7 @@ class ZeropointModel(abc.ABC):
     loss_name: str
     mc_num: int
 
-    #: ``'refit'``: the model's own refit (:data:`OWN_REFIT`); an ensemble combines its members'.
+    #: ``'refit'``: the model's own refit (:data:`~astronn_gaiacal.models.protocol.OWN_REFIT`); an ensemble combines its members'.
     default_estimate = OWN_REFIT
 
     @property
@@ -97,7 +97,7 @@ class ZeropointModel(abc.ABC):
         features : ndarray, Table, DataFrame or dict, optional
             Offset features (multivariate); ignored by a constant model.
         mc_num : int, optional
-            Stochastic passes; defaults to :attr:`mc_num`.
+            Stochastic passes; defaults to ``mc_num``.
         batch_size : int, optional
             Stars per compiled call.
         shared_masks : bool
@@ -151,7 +151,7 @@ class ZeropointModel(abc.ABC):
         input_data : ndarray
             Spectra (with ``magnitude``), spectra + magnitude, or the full layout.
         magnitude : array_like or Quantity [mag], optional
-            Extinction-corrected magnitudes in :attr:`band`.
+            Extinction-corrected magnitudes in ``band``.
         batch_size : int, optional
 
         Returns
@@ -195,7 +195,7 @@ class ZeropointModel(abc.ABC):
         parallax, parallax_error : array_like or Quantity [mas]
             Gaia catalogue parallaxes and errors, not zero-point corrected.
         magnitude : array_like, optional
-            Extinction-corrected magnitudes in :attr:`band`.
+            Extinction-corrected magnitudes in ``band``.
         batch_size : int, optional
         scatter : float, optional
             ``estimate='refit'`` only: fix the fractional scatter instead of fitting it.
@@ -265,7 +265,7 @@ class ZeropointModel(abc.ABC):
             The feature columns of the same stars.
         magnitude : array_like, optional
         names : sequence of str, optional
-            Features to fit; default :attr:`offset_features`.
+            Features to fit; default ``offset_features``.
         fit_scale : bool
         batch_size : int, optional
         separately : bool
@@ -297,7 +297,7 @@ class ZeropointModel(abc.ABC):
         Parameters
         ----------
         mc_num : int, optional
-            Stochastic passes; defaults to :attr:`mc_num`.
+            Stochastic passes; defaults to ``mc_num``.
         components : bool
             Also return ``{'mc': ..., 'ensemble': ...}`` (uas), the MC-dropout
             and between-member parts of the error.

@@ -10,6 +10,7 @@ from astroNN.nn.losses import mean_absolute_error, mean_error
 
 from .._compat import keras, tf
 from ..nn.batches import training_batches
+from ..nn.device import use_fused_kernels
 from ..nn.fused_training import call_with_fused_stacks, has_conv_stacks
 from ..nn.losses import loss_from_name
 from .calibration import seeded_validation_split
@@ -55,7 +56,8 @@ class LikelihoodTraining:
         self.keras_model, self.keras_model_predict = self.model()
         self._start_luminosity()
         self.recompile()
-        self._fused_stacks = bool(self.train_fused and not self.jit_compile and has_conv_stacks(self.keras_model))
+        self._fused_stacks = bool(not self.jit_compile and has_conv_stacks(self.keras_model)
+                                  and use_fused_kernels(self.train_fused, "training"))
 
     def recompile(self, weighted_metrics=None, loss_weights=None, sample_weight_mode=None):
         """Compile the built Keras model with the Gaia likelihood and this class's training step."""
@@ -121,8 +123,13 @@ class LikelihoodTraining:
                 out = super().pre_training_checklist_child(input_data, labels, sample_weight)
         finally:
             self.input_std = input_std
-        self.validation_split = {"n_stars": int(self.num_train + self.val_num), "val_size": float(self.val_size),
-                                 "seed": int(self.validation_seed)} if self.has_val else None
+        self.validation_split = None
+        if self.has_val:
+            seed = self.validation_seed
+            self.validation_split = {"n_stars": int(self.num_train + self.val_num), "val_size": float(self.val_size),
+                                     "seed": None if seed is None else int(seed)}
+            if seed is None:  # astroNN's own random split: keep its stars
+                self.validation_split["indices"] = np.sort(self.val_idx).astype(int).tolist()
         norm_train, norm_val, labels_train, labels_val, weight_train, weight_val = out
         gen = self.training_generator
         self.training_generator, shared = training_batches(norm_train, labels_train, weight_train, gen.batch_size,

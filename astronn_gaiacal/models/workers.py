@@ -23,7 +23,6 @@ import hashlib
 import os
 import pickle
 import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -35,6 +34,7 @@ from astropy import units as u
 from tqdm.auto import tqdm
 
 from .._compat import keras, tf
+from ..io.atomic import owned_tempdir
 from ..nn.fused import available_cores
 from .folders import load_model_folder
 
@@ -201,7 +201,7 @@ def train_jobs(jobs, n_jobs=None, progress=True):
         _check_picklable(job)
     n_jobs = min(n_jobs, len(jobs))
     threads = max(1, available_cores() // n_jobs)
-    with tempfile.TemporaryDirectory(prefix="astronn_gaiacal_train_") as tmp:
+    with owned_tempdir("train") as tmp:  # a killed run's copy of the spectra is removed by the next run
         shared = _share_arrays(jobs, tmp)
         folders = [os.path.join(tmp, f"model_{i:03d}") for i in range(len(jobs))]
         with ProcessPoolExecutor(n_jobs, mp_context=get_context("spawn"), initializer=_worker_init,
@@ -220,9 +220,9 @@ def train_jobs(jobs, n_jobs=None, progress=True):
                     futures[pool.submit(_worker_train, jobs[i].factory, jobs[i].seed, kw, folders[i])] = i
                     waiting.remove(i)
 
-            submit_ready()
             bar = tqdm(total=len(jobs), desc=f"training ({n_jobs} workers)", unit="model", disable=not progress)
             try:
+                submit_ready()
                 while len(finished) < len(jobs):
                     fut = next(as_completed([f for f, i in futures.items() if i not in finished]))
                     if fut.exception() is not None:  # the worker's own exception type, re-raised here
@@ -232,6 +232,10 @@ def train_jobs(jobs, n_jobs=None, progress=True):
                     finished.add(futures[fut])
                     bar.update()
                     submit_ready()
+            except BaseException:  # Ctrl-C, SIGTERM (see cli): stop the workers before their folder is removed
+                for process in list((getattr(pool, "_processes", None) or {}).values()):
+                    process.terminate()
+                raise
             finally:
                 bar.close()
         models = []

@@ -20,7 +20,7 @@ __all__ = ["shared_tensor", "training_batches"]
 def shared_tensor(array):
     """A float32 tensor on the memory of a NumPy array (DLPack), and that array.
 
-    TensorFlow needs its buffers on a :data:`~astronn_gaiacal.nn.fused.TENSOR_ALIGNMENT`-byte
+    TensorFlow needs its buffers on a ``astronn_gaiacal.nn.fused.TENSOR_ALIGNMENT``-byte
     boundary; an array that is not (or is not float32 C-contiguous) is copied once into one that is.
 
     Returns

@@ -29,11 +29,12 @@ machine (about 10 s; later processes load it in under a second).
 Only monotone non-decreasing activations that commute with max pooling are
 fused (ReLU and linear), so ``act(max(x)) == max(act(x))`` holds exactly.
 """
-import importlib.util
 import os
+import stat
 import sys
 import tempfile
 import threading
+import types
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -208,7 +209,7 @@ TENSOR_ALIGNMENT = 64
 
 
 def aligned_empty(shape, dtype=np.float32):
-    """``np.empty(shape, dtype)`` starting on a :data:`TENSOR_ALIGNMENT`-byte boundary: an array a
+    """``np.empty(shape, dtype)`` starting on a ``TENSOR_ALIGNMENT``-byte boundary: an array a
     ``tf.numpy_function`` returns is then handed to TensorFlow as it is instead of copied."""
     dtype = np.dtype(dtype)
     count = int(np.prod(shape, dtype=np.int64))
@@ -218,9 +219,27 @@ def aligned_empty(shape, dtype=np.float32):
     return raw[offset:offset + nbytes].view(dtype)[:count].reshape(shape)
 
 
+def safe_folder(folder):
+    """True if ``folder`` is a real folder (not a link) owned by this user and writable by nobody else.
+
+    Code is executed from the kernel cache and Numba loads pickles from it: a
+    folder someone else owns or can write to could hand this process their code.
+    """
+    try:
+        st = os.lstat(folder)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.getuid() and not st.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+
+
+_PRIVATE = []
+
+
 def kernel_cache_dir():
     """Folder of the generated kernels: ``$ASTRONN_GAIACAL_KERNEL_CACHE``, else astropy's cache folder
-    (``~/.astropy/cache/astronn_gaiacal/kernels``), else a per-user temporary folder."""
+    (``~/.astropy/cache/astronn_gaiacal/kernels``), else ``<tmp>/astronn_gaiacal_kernels_<uid>``: the first
+    that is ``safe_folder`` (made with mode 0700 if missing).  If none is, a private folder made with
+    ``tempfile.mkdtemp`` for this process (the kernels are then compiled again in every process)."""
     candidates = []
     try:
         candidates.append(cache_folder("kernels", CACHE_ENV))
@@ -229,12 +248,14 @@ def kernel_cache_dir():
     candidates.append(os.path.join(tempfile.gettempdir(), f"astronn_gaiacal_kernels_{os.getuid()}"))
     for folder in candidates:
         try:
-            os.makedirs(folder, exist_ok=True)
-            if os.access(folder, os.W_OK):
-                return folder
+            os.makedirs(folder, mode=0o700, exist_ok=True)
         except OSError:
             continue
-    raise OSError(f"no writable folder for the compiled kernels (tried {candidates}); set {CACHE_ENV}")
+        if safe_folder(folder) and os.access(folder, os.W_OK):
+            return folder
+    if not _PRIVATE:
+        _PRIVATE.append(tempfile.mkdtemp(prefix="astronn_gaiacal_kernels_"))
+    return _PRIVATE[0]
 
 
 _KERNELS = {}
@@ -248,8 +269,8 @@ def _module_name(spec):
 
 
 def load_module(name, source):
-    """Import generated kernel ``source`` as module ``name`` (written atomically to :func:`kernel_cache_dir`
-    unless already there, so Numba's on-disk cache is reused by later processes)."""
+    """Run generated kernel ``source`` as module ``name``, from memory; the source is also written atomically to
+    :func:`kernel_cache_dir` (unless already there) so that Numba's on-disk cache is reused by later processes."""
     path = os.path.join(kernel_cache_dir(), name + ".py")
     try:
         with open(path) as f:
@@ -260,10 +281,12 @@ def load_module(name, source):
         with atomic_path(path, overwrite=True) as tmp:
             with open(tmp, "w") as f:
                 f.write(source)
-    module_spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(module_spec)
+    # run the source this process generated, never what the file holds now; the file only anchors Numba's
+    # on-disk cache (in the same folder, which kernel_cache_dir checked is this user's alone)
+    module = types.ModuleType(name)
+    module.__file__ = path
     sys.modules[name] = module  # Numba's cache re-imports the module by name
-    module_spec.loader.exec_module(module)
+    exec(compile(source, path, "exec"), module.__dict__)  # noqa: S102  (our own generated source)
     return module
 
 
@@ -317,7 +340,7 @@ def mc_conv_pool(x, kernel, bias, spec, key, reps, rate_in, rate_out, threads=No
     rate_in, rate_out : float
         Dropout rates before the convolution and after the flattening (0: none).
     threads : int, optional
-        Worker threads (default: :func:`kernel_threads`).
+        Worker threads (default: ``kernel_threads()``).
 
     Returns
     -------

@@ -114,7 +114,7 @@ def conv_stack_forward(x, w1, b1, w2, b2, spec, key, rate1, rate2, threads=None)
     rate1, rate2 : float
         Dropout rates after the first convolution and after the flattening.
     threads : int, optional
-        Worker threads (default :func:`~astronn_gaiacal.nn.fused.kernel_threads`).
+        Worker threads (default ``astronn_gaiacal.nn.fused.kernel_threads()``).
 
     Returns
     -------

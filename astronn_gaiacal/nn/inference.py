@@ -43,10 +43,10 @@ from tqdm.auto import tqdm
 
 from .._compat import keras, tf
 from . import fast, fused
+from .device import use_fused_kernels
 from .graph import dropout_types, functional_models, plain_activation, single_consumer_links
 from .layers import ConstantFeature, FakemagLogVariance, FakemagToParallax, FastMCDropout, Scale, SliceColumns
-from astroNN.models.apogee_models import DeNormAdd  # noqa: E402,I001  (after _compat has set up Keras 2)
-from astroNN.nn.layers import BoolMask, MCDropout  # noqa: E402,I001
+from astroNN.nn.layers import BoolMask, MCDropout  # noqa: E402,I001  (after _compat has set up Keras 2)
 
 #: Stars per compiled call of the old interface (kept for callers that pass it explicitly).
 DEFAULT_BATCH_SIZE = 64
@@ -92,6 +92,9 @@ def dropout_disabled(model):
 
 # ----------------------------------------------------------------------------- graph walker
 def _deterministic_types():
+    # astroNN.models is imported on first use: importing it runs the plugin's registration hook
+    from astroNN.models.apogee_models import DeNormAdd
+
     L = keras.layers
     return (
         L.Dense, L.Conv1D, L.Conv2D, L.Activation, L.ReLU, L.Reshape, L.Flatten, L.MaxPooling1D,
@@ -343,7 +346,7 @@ def _mc_step(model, mc_num, bf16=False, walk=True, generator=None, xla=True, fus
 
 
 def mc_predict(model, x, mc_num=100, batch_size=None, progress=True, desc="MC dropout", bf16=False,
-               fast_graph=True, generator=None, xla=True, fused_kernels=True):
+               fast_graph=True, generator=None, xla=True, fused_kernels=None):
     """Mean and variance of ``mc_num`` stochastic passes of ``model`` over ``x``.
 
     Parameters
@@ -375,10 +378,12 @@ def mc_predict(model, x, mc_num=100, batch_size=None, progress=True, desc="MC dr
     xla : bool
         Compile each call with XLA (``jit_compile``; default), which fuses the
         element-wise work of the passes.
-    fused_kernels : bool
+    fused_kernels : bool or None
         Run each dropout -> Conv1D -> ReLU -> MaxPooling1D -> Flatten -> dropout
-        stretch as one Numba kernel per pass (:mod:`astronn_gaiacal.nn.fused`;
-        default).  ``False`` runs those layers as separate TensorFlow operations.
+        stretch as one Numba kernel per pass (:mod:`astronn_gaiacal.nn.fused`).
+        ``None`` (default) chooses by device
+        (:func:`~astronn_gaiacal.nn.device.use_fused_kernels`); ``False`` runs
+        those layers as separate TensorFlow operations.
 
     Returns
     -------
@@ -389,6 +394,7 @@ def mc_predict(model, x, mc_num=100, batch_size=None, progress=True, desc="MC dr
     if isinstance(mc_num, bool) or int(mc_num) != mc_num or int(mc_num) < 1:
         raise ValueError(f"mc_num must be a positive integer, got {mc_num!r}")
     mc_num = int(mc_num)
+    fused_kernels = use_fused_kernels(fused_kernels, "inference")
     if batch_size is None:
         width = max(1, int(np.prod(model.input_shape[1:])))
         values = DEFAULT_FUSED_CALL_VALUES if (fast_graph and fused_kernels and not bf16

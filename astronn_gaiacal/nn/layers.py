@@ -259,7 +259,7 @@ class BlockConv1D(keras.layers.Conv1D):
             raise ValueError(f"block_size must be >= kernel_size - 1 = {k - 1}, got {self.block_size}")
 
     def toeplitz_kernel(self):
-        """The ``(2 * block_size * C_in, block_size * filters)`` block-Toeplitz matrix of :attr:`kernel`."""
+        """The ``(2 * block_size * C_in, block_size * filters)`` block-Toeplitz matrix of ``kernel``."""
         return block_toeplitz_kernel(self.kernel, self.block_size)
 
     @_no_autograph

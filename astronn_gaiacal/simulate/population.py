@@ -337,9 +337,10 @@ def _validate(n_stars, mag_limits, selection_slope, mag_error):
 
 def simulate_catalogue(n_stars, seed=0, snr="apogee", zeropoint=None, fractions=None, mag_limits=(7.0, 12.5),
                        selection_slope=0.3, mag_error=0.02, outliers=None):
-    """Draw the stars of a mock survey: every column of :func:`simulate_survey` except the spectra.
+    """Draw the stars of a mock survey: every column of
+    :func:`~astronn_gaiacal.simulate.survey.simulate_survey` except the spectra.
 
-    Parameters are those of :func:`simulate_survey`.
+    Parameters are those of :func:`~astronn_gaiacal.simulate.survey.simulate_survey`.
 
     Returns
     -------

@@ -123,7 +123,7 @@ def model_spectra(teff, logg, fe_h, alpha_fe=None, c_n=None, a_ks=None, dib=0.0)
     Each pixel is :math:`f = c\,e^{-\tau}` with the template's continuum
     :math:`c` and an optical depth
     :math:`\tau = \tau_0 \exp\big(\sum_k a_k x_k\big)`, where :math:`\tau_0`
-    reproduces the mean DR14 spectrum at :data:`REFERENCE_LABELS` and
+    reproduces the mean DR14 spectrum at :data:`~astronn_gaiacal.simulate.spectra.REFERENCE_LABELS` and
     :math:`x_k` are label offsets (Teff, log g, [Fe/H], [alpha/Fe], [C/N] and
     second-order Teff/log g terms).  The per-pixel sensitivities :math:`a_k`
     follow APOGEE's ASPCAP element windows (molecular C/N/O lines: steep in

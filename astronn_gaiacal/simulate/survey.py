@@ -5,6 +5,7 @@ spectra (bit for bit); :func:`simulate_train_test` and :func:`write_train_test`
 the paper's high-S/N training and low-S/N test sets; :func:`plot_survey` an
 overview figure.
 """
+import contextlib
 import numbers
 import os
 
@@ -59,11 +60,11 @@ def simulate_survey(n_stars, seed=0, snr="apogee", zeropoint=None, fractions=Non
     zeropoint : Quantity, 'constant', 'quadratic', 0 or callable
         Injected parallax zero-point.  Default (``None``/``'constant'``):
         ``PAPER_ZEROPOINT_UAS`` (-52.3 uas).  ``'quadratic'``: the paper's eq. 7
-        in G (:func:`paper_quadratic_zeropoint` for others); a callable gets the
+        in G (:func:`~astronn_gaiacal.simulate.population.paper_quadratic_zeropoint` for others); a callable gets the
         catalogue columns (``phot_g_mean_mag``, ``bp_rp``, ``teff``, ...) and
         returns mas (or an angle Quantity).
     fractions : dict, optional
-        Population fractions ``{'rgb', 'rc', 'ms'}``; default :data:`DEFAULT_FRACTIONS`.
+        Population fractions ``{'rgb', 'rc', 'ms'}``; default :data:`~astronn_gaiacal.simulate.population.DEFAULT_FRACTIONS`.
     mag_limits : (float, float)
         Apparent Ks window of the survey.
     dib : bool or float
@@ -230,12 +231,12 @@ def write_train_test(train_path, test_path, n_train, n_test, seed=0, snr_split=P
     for p in (train_path, test_path):
         if os.path.exists(p) and not overwrite:
             raise FileExistsError(f"{p} already exists; pass overwrite=True to replace it")
-    return tuple(
-        _write(path, cols, units, attrs, key, dib, overwrite, chunk_size, progress)
-        for path, (cols, units, attrs, key) in zip(
-            (train_path, test_path), _train_test_catalogues(n_train, n_test, seed, snr_split, kwargs)
-        )
-    )
+    with contextlib.ExitStack() as stack:  # both files appear together at the end, or neither (interrupted)
+        tmps = [stack.enter_context(atomic_path(p, overwrite=overwrite)) for p in (train_path, test_path)]
+        for tmp, (cols, units, attrs, key) in zip(tmps, _train_test_catalogues(n_train, n_test, seed, snr_split,
+                                                                                kwargs)):
+            _write(tmp, cols, units, attrs, key, dib, True, chunk_size, progress)
+    return os.fspath(train_path), os.fspath(test_path)
 
 
 # ---------------------------------------------------------------------------

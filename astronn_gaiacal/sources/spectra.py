@@ -3,7 +3,7 @@
 Follows Leung & Bovy (2019) and their data-reduction notebook: the spectrum of
 a star is the combined spectrum of its apStar file (row 0 of a multi-visit
 file; the only row of a single visit), continuum-normalised with astroNN's
-:func:`astroNN.apogee.apogee_continuum` (Chebyshev fit per detector on the
+``astroNN.apogee.apogee_continuum`` (Chebyshev fit per detector on the
 DR's continuum mask, gaps between the detectors deleted: 8575 -> 7514 pixels),
 with pixels flagged by APOGEE_PIXMASK bits 0-7 and 12 set to 1.  The 2MASS Ks
 magnitude (``K``) and its targeting extinction (``AKTARG``) come from the
@@ -94,7 +94,7 @@ def apstar_dr(path, default=APOGEE_DEFAULT_DR):
 
 def continuum_normalise(flux, flux_err, bitmask=None, dr=APOGEE_DEFAULT_DR, target_bits=APOGEE_PIXMASK_BITS,
                         mask_value=1.0):
-    """Continuum-normalise APOGEE spectra with astroNN's :func:`~astroNN.apogee.apogee_continuum`.
+    """Continuum-normalise APOGEE spectra with astroNN's ``apogee_continuum``.
 
     Parameters
     ----------

@@ -50,7 +50,7 @@ from ..io.atomic import atomic_path
 from ..io.catalogue import catalogue_from_dataset, write_catalogue
 from ..metrics import accuracy
 from ..models import DeepEnsemble
-from ..models.calibration import coverage
+from ..models.calibration import VALIDATION_SEED, coverage
 from ..models.workers import TrainJob, default_jobs, train_jobs
 from ..simulate import paper_quadratic_zeropoint, simulate_train_test
 from ..zeropoint.estimates import DEFAULT_ESTIMATE, ENSEMBLE_REFITS, FAILED_SCATTER_RATIO, ensemble_refits
@@ -260,7 +260,10 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
     for name, offset, ds, epochs, job_seed, source in specs:
         factory = functools.partial(pipeline.configured_model, DEFAULT_MODEL, offset, None, lr=cfg["lr"],
                                     epochs=epochs, weight_averaging=cfg["weight_averaging"])
-        jobs.append(TrainJob(factory, job_seed, pipeline.fit_arguments(factory(), ds), name, luminosity_from_job=source))
+        fit_kwargs = pipeline.fit_arguments(factory(), ds)
+        if offset == "constant":  # the ensemble's members hold out the same stars (its uncertainty calibration)
+            fit_kwargs["validation_seed"] = VALIDATION_SEED
+        jobs.append(TrainJob(factory, job_seed, fit_kwargs, name, luminosity_from_job=source))
     t = time.time()
     workers = default_jobs(len(jobs)) if n_jobs is None else n_jobs
     log(f"training the no-offset model, a {n_members}-member constant ensemble and the multivariate model "
@@ -274,8 +277,11 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
                                   train.corrected_mag())
     constant = DeepEnsemble(trained[:n_members]).without(variants["failed"])
     if len(constant) > 1:  # the combined uncertainty, on the validation stars all members held out
-        constant.calibrate_uncertainties(train["spectra"], train["parallax"], train["parallax_error"],
-                                         magnitude=train.corrected_mag())
+        try:
+            constant.calibrate_uncertainties(train["spectra"], train["parallax"], train["parallax_error"],
+                                             magnitude=train.corrected_mag())
+        except ValueError as exc:  # e.g. too few validation stars: reported as uncalibrated
+            log(f"warning: the constant ensemble's uncertainties are left uncalibrated: {exc}")
     models = {"no_offset": trained[-1],
               "constant": constant if len(constant) > 1 else constant.members[0],
               "multivariate": trained[n_members]}

@@ -160,7 +160,7 @@ FAILED_SCATTER_RATIO = 3.0
 def failed_members(fits, ratio=FAILED_SCATTER_RATIO):
     """Which members of an ensemble failed to learn luminosities, judged by their fits on the Gaia parallaxes.
 
-    A member's fitted fractional scatter tau (:attr:`ZeropointFit.scatter`) is
+    A member's fitted fractional scatter tau (``scatter`` of :class:`~astronn_gaiacal.zeropoint.fit.ZeropointFit`) is
     its distance precision on the stars it was fitted to.  Members trained the
     same way reach similar tau (within a factor of 2 in the calibration
     studies, docs/calibration.rst); a training that diverged or collapsed has
@@ -171,7 +171,7 @@ def failed_members(fits, ratio=FAILED_SCATTER_RATIO):
     Parameters
     ----------
     fits : sequence of ZeropointFit
-        The members' fits on the same stars (:func:`fit_zeropoint` with the scatter fitted).
+        The members' fits on the same stars (:func:`~astronn_gaiacal.zeropoint.fit.fit_zeropoint` with the scatter fitted).
     ratio : float
         Threshold on tau / min(tau) (> 1).
 

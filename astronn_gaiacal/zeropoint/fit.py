@@ -23,6 +23,11 @@ variance weighted mean of :math:`\varpi_i - \hat\varpi_i`; :math:`\tau` is
 found by a bounded 1-D search of the profile likelihood.  Errors come from
 the observed information (the inverse Hessian of both parameters).
 
+``likelihood='student_t'`` fits the robust Student-t of
+``loss='gaia_student_t_nll'`` instead, the same way
+(:mod:`~astronn_gaiacal.zeropoint.likelihood`); a model's refits use the
+likelihood it was trained with.
+
 Examples
 --------
 >>> import numpy as np, astropy.units as u

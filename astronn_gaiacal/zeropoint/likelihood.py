@@ -32,6 +32,7 @@ Examples
 >>> str(as_likelihood(None)), str(as_likelihood("student_t"))
 ('gaussian', 'student_t(nu=4)')
 """
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,7 +124,10 @@ def _irls(target, design, v, nu, start):
         done = np.all(np.abs(new - coef) <= _ATOL * (1.0 + np.abs(coef)))
         coef = new
         if done:
-            break
+            return coef
+    warnings.warn(f"the Student-t refit did not converge in {_MAX_ITER} iterations (last step "
+                  f"{np.max(np.abs(new - start)):.3g} mas from its start); its values may be off", RuntimeWarning,
+                  stacklevel=4)
     return coef
 
 

@@ -208,6 +208,7 @@ class ZeropointTrendFit:
 
 
 def feature_column(features, name, n=None):
+    """Column ``name`` of ``features`` as a float array of ``n`` values, or an error naming the problem."""
     try:
         col = features[name]
     except (KeyError, ValueError, IndexError):
@@ -226,7 +227,7 @@ def fit_zeropoint_trend(parallax, parallax_error, model_parallax, features, name
                         pivots=None, coverage=0.98, likelihood=None):
     r"""Fit a zero-point quadratic in each feature, with the luminosity network held fixed.
 
-    Maximises the same likelihood as :func:`fit_zeropoint` with the constant
+    Maximises the same likelihood as :func:`~astronn_gaiacal.zeropoint.fit.fit_zeropoint` with the constant
     replaced by :math:`c + \sum_j b_j (x_j - x_{0,j}) + a_j (x_j - x_{0,j})^2`
     (the additive form of the paper's eqs. 7-9) and, by default, a free
     luminosity scale.  The scale matters: a zero-point that varies with G and
@@ -238,7 +239,7 @@ def fit_zeropoint_trend(parallax, parallax_error, model_parallax, features, name
     Parameters
     ----------
     parallax, parallax_error, model_parallax : Quantity or array_like [mas]
-        As :func:`fit_zeropoint`.
+        As :func:`~astronn_gaiacal.zeropoint.fit.fit_zeropoint`.
     features : Table, dict or DataFrame
         Columns of the zero-point features, one value per star.
     names : sequence of str, optional

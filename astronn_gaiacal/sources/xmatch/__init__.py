@@ -37,7 +37,8 @@ Offline, against a local extract (here two synthetic Gaia DR3 sources):
 [1.5, 0.0, nan]
 """
 from ...io.tables import read_table, write_table
-from .apogee import APOGEE_COLUMNS, add_gaia_columns, dataset_columns, plot_crossmatch, to_dataset
+from .apogee import (APOGEE_COLUMNS, add_gaia_columns, dataset_columns, plot_crossmatch, previous_match_columns,
+                     to_dataset)
 from .archive import CACHE_ENV, GAIA_ARCHIVE_URL, GaiaArchiveError, GaiaTruncatedResultError, crossmatch, gaia_archive
 from .local import crossmatch_local
 from .schema import RELEASES, Release, gaia_columns
@@ -54,6 +55,7 @@ __all__ = [
     "crossmatch",
     "crossmatch_local",
     "add_gaia_columns",
+    "previous_match_columns",
     "dataset_columns",
     "to_dataset",
     "APOGEE_COLUMNS",

@@ -8,14 +8,27 @@ from ...io.dataset import Dataset, DatasetError
 from ..apogee_columns import table_columns
 from .schema import data_mask, filled
 
-__all__ = ["APOGEE_COLUMNS", "add_gaia_columns", "dataset_columns", "to_dataset", "plot_crossmatch"]
+__all__ = ["APOGEE_COLUMNS", "add_gaia_columns", "dataset_columns", "previous_match_columns", "to_dataset",
+           "plot_crossmatch"]
 
 
-def add_gaia_columns(table, matched, prefix="gaia_"):
+def previous_match_columns(table, matched, keep=(), prefix="gaia_"):
+    """Columns of ``table`` that an earlier cross-match wrote: the names of ``matched`` (ignoring case) and their
+    ``prefix``-ed forms, except the input's own ``keep`` columns (the positions or ids the match reads)."""
+    names = {n.lower() for n in matched.colnames}
+    keep = {k.lower() for k in keep if k}
+    return [c for c in table.colnames if c.lower() not in keep
+            and (c.lower() in names or (c.lower().startswith(prefix) and c.lower()[len(prefix):] in names))]
+
+
+def add_gaia_columns(table, matched, prefix="gaia_", replace=(), release=None):
     """The input table with the cross-match columns appended.
 
     Cross-match columns whose names the input already uses, ignoring case
-    (``ra``, ``dec``, an input ``source_id``), get ``prefix``.
+    (``ra``, ``dec``, an input ``source_id``), get ``prefix``.  A table that
+    was cross-matched before keeps its old Gaia values unless they are
+    removed first: pass ``replace=previous_match_columns(...)``; ``release``
+    then also becomes the table's ``gaia_release``.
 
     Parameters
     ----------
@@ -35,6 +48,8 @@ def add_gaia_columns(table, matched, prefix="gaia_"):
         raise ValueError(f"matched has {len(matched)} rows but table has {len(table)}: pass the cross-match of "
                          "this table")
     out = Table(table, copy=True)
+    if replace:
+        out.remove_columns(list(replace))
     for name in matched.colnames:
         taken = {c.lower() for c in out.colnames}  # FITS and SQL-like formats ignore case
         new = name if name.lower() not in taken else prefix + name
@@ -42,6 +57,8 @@ def add_gaia_columns(table, matched, prefix="gaia_"):
             raise ValueError(f"column {new!r} already exists in the table: use another prefix")
         out[new] = matched[name]
     out.meta.update({k: v for k, v in matched.meta.items()})
+    if release is not None:
+        out.meta["gaia_release"] = release
     return out
 
 
@@ -95,7 +112,7 @@ def to_dataset(table, matched, spectra=None, spectra_err=None, columns=None):
     spectra, spectra_err : array (N, P), optional
         Continuum-normalised spectra and their errors, row-aligned with ``table``.
     columns : dict, optional
-        Overrides of :data:`APOGEE_COLUMNS`: dataset name -> column of ``table``.
+        Overrides of :data:`~astronn_gaiacal.sources.xmatch.apogee.APOGEE_COLUMNS`: dataset name -> column of ``table``.
 
     Returns
     -------

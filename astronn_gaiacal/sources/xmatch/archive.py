@@ -13,7 +13,7 @@ The client is a :class:`pyvo.dal.TAPService` (the TAP client astroquery's
 services build on) on a :class:`requests.Session` that gives every request a
 connect and a read timeout: nothing process-wide (no default socket timeout,
 no stdout redirection) is changed.  Its settings (archive URL, timeouts, chunk
-size, retries, cache folder) come from :data:`astronn_gaiacal.conf`, and each
+size, retries, cache folder) come from :data:`~astronn_gaiacal.config.conf`, and each
 can be overridden per call.  The errors derive from astroquery's
 :class:`~astroquery.exceptions.RemoteServiceError`.
 """
@@ -41,7 +41,7 @@ from ...io.atomic import atomic_path, cache_folder
 from .matching import SERVER_SLACK_DEG, assemble, match_meta, match_radius_deg, prepare_input
 from .schema import TMASS_COLUMNS, TMASS_TABLE, column_spec, conform, filled, get_release
 
-__all__ = ["GAIA_ARCHIVE_URL", "CACHE_ENV", "GaiaArchiveError", "GaiaTruncatedResultError", "gaia_archive",
+__all__ = ["GAIA_ARCHIVE_URL", "TAP_PATH", "CACHE_ENV", "GaiaArchiveError", "GaiaTruncatedResultError", "gaia_archive",
            "crossmatch"]
 
 log = logging.getLogger(__name__)
@@ -323,7 +323,7 @@ def crossmatch(table, release="dr3", *, by="position", radius=None, ra="ra", dec
     table : `~astropy.table.Table`, `~astropy.coordinates.SkyCoord` or array of int
         Input rows.  A SkyCoord with ``obstime`` gives the epoch.
     release : {'dr2', 'edr3', 'dr3'}
-        Gaia release; table names and columns follow :data:`RELEASES`.
+        Gaia release; table names and columns follow :data:`~astronn_gaiacal.sources.xmatch.schema.RELEASES`.
     by : {'position', 'source_id'}
         Match by sky position or by Gaia ``source_id``.
     radius : `~astropy.units.Quantity` or float, optional
@@ -361,14 +361,14 @@ def crossmatch(table, release="dr3", *, by="position", radius=None, ra="ra", dec
         With the defaults an unreachable archive fails in under a minute.
     archive : pyvo.dal.TAPService, optional
         Client to use (e.g. one on an authenticated session); default
-        :func:`gaia_archive` at ``conf.gaia_archive_url``.
+        :func:`~astronn_gaiacal.sources.xmatch.archive.gaia_archive` at ``conf.gaia_archive_url``.
     progress : bool
         Show a tqdm progress bar.
 
     Returns
     -------
     `~astropy.table.Table`
-        One row per input row, columns :func:`gaia_columns`; rows without a
+        One row per input row, columns :func:`~astronn_gaiacal.sources.xmatch.schema.gaia_columns`; rows without a
         match are masked (``source_id`` masked).  ``meta`` records the release,
         radius and number matched.
 
@@ -376,7 +376,7 @@ def crossmatch(table, release="dr3", *, by="position", radius=None, ra="ra", dec
     ------
     GaiaArchiveError
         The archive is unreachable, a job failed, or (as
-        :class:`GaiaTruncatedResultError`) a result was truncated; the message
+        :class:`~astronn_gaiacal.sources.xmatch.archive.GaiaTruncatedResultError`) a result was truncated; the message
         names the chunk, finished chunks stay cached.
     KeyError, ValueError, TypeError, astropy.units.UnitTypeError
         Bad input, naming the argument or column.

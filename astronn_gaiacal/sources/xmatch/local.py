@@ -1,5 +1,6 @@
 """Cross-match with a local Gaia extract: SkyCoord matching, with epoch propagation."""
 import os
+import warnings
 
 import numpy as np
 from astropy import units as u
@@ -51,6 +52,12 @@ def crossmatch_local(table, gaia, release="dr3", *, by="position", radius=None, 
     if "ref_epoch" not in gaia.colnames:
         gaia = gaia.copy(copy_data=False)
         gaia["ref_epoch"] = np.full(len(gaia), rel.ref_epoch)
+    if rel.ruwe_table and "ruwe" in spec and "ruwe" not in gaia.colnames:
+        # DR2's gaia_source has no ruwe (the archive keeps it in gaiadr2.ruwe): an extract of it is complete
+        warnings.warn(f"the local Gaia table ({source}) has no ruwe column ({rel.name} keeps it in {rel.ruwe_table}): "
+                      "ruwe is left missing (NaN) for every star", stacklevel=2)
+        gaia = gaia.copy(copy_data=False)
+        gaia["ruwe"] = np.full(len(gaia), np.nan)
     origin = f"the local Gaia table ({source}) for release {rel.name}"
     cat = conform(gaia, spec, np.arange(len(gaia)), origin)
     ids = filled(cat["source_id"], 0)
