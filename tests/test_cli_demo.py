@@ -74,8 +74,10 @@ def test_demo_report(demo_run):
         assert block["all"]["n"] == 150 and block["all"]["sigma_mad"] > 0
     assert report["settings"]["n_train"] == 200 and report["settings"]["epochs"] == 2
     with open(out / "report.json") as f:
-        assert json.load(f)["zeropoint"] == report["zeropoint"]
-    assert "recovered (constant)" in (out / "report.txt").read_text()
+        saved = json.load(f)
+    assert saved["zeropoint"] == report["zeropoint"]
+    assert saved["out"] == str(out)  # the folder's final name, not the temporary one it was written in
+    assert "recovered (constant)" in (out / "report.txt").read_text() and ".partial" not in (out / "report.txt").read_text()
 
 
 def test_demo_injected_trend_matches_eq7(demo_run):

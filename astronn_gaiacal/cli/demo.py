@@ -56,6 +56,7 @@ def run(args):
     # an interrupted demo leaves nothing behind (a killed one: removed at the next start)
     with atomic_directory(final, overwrite=replace) as tmp, astronn_chatter_to_stderr():
         report = run_demo(tmp, full=args.full, seed=args.seed, progress=True, config=config, n_jobs=n_jobs,
+                          final_out=final,
                           log=lambda line: print(f"[demo] {line}", file=sys.stderr, flush=True))
     report = _relocated(report, os.path.abspath(tmp), final)
     text = report.pop("text")

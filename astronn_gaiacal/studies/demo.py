@@ -212,7 +212,7 @@ def _text_report(r):
     return "\n".join(lines)
 
 
-def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_jobs=None):
+def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_jobs=None, final_out=None):
     """Run the demo and write its outputs into the folder ``out``.
 
     Parameters
@@ -229,6 +229,8 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
         Override entries of :data:`~astronn_gaiacal.studies.configs.CONFIGS` (e.g. for tests).
     n_jobs : int, optional
         Trainings run at once (:mod:`astronn_gaiacal.models.workers`); default one per core.
+    final_out : str, optional
+        The folder the report names, when ``out`` is a temporary folder renamed afterwards.
 
     Returns
     -------
@@ -351,7 +353,7 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
                                            fits["multivariate"]["zeropoint_error"], feature=feat).to_dict()
 
     report = {
-        "out": os.path.abspath(out),
+        "out": os.path.abspath(final_out or out),
         "settings": {**cfg, "seed": seed, "full": bool(full)},
         "zeropoint": {
             "convention": ZEROPOINT_CONVENTION,
