@@ -386,11 +386,12 @@ class CalibratedUncertainty:
         Returns
         -------
         UncertaintyCalibration
+            Also kept as :attr:`uncertainty_calibration` (saved with the model).
 
         Raises
         ------
         ValueError
-            See :func:`fit_uncertainty_scale`; also no validation split to use.
+            The reasons of :func:`fit_uncertainty_scale`, or no record of the validation split to use.
         """
         spectra, mag = spectra_and_magnitude(self, input_data, magnitude)
         n = spectra.shape[0]
