@@ -35,6 +35,12 @@ DEFAULT_STUDENT_T_NU = 4.0
 
 #: Offset-model features of the paper's multivariate model.
 PAPER_OFFSET_FEATURES = ("phot_g_mean_mag", "bp_rp", "teff")
+#: Offset models of a multivariate joint model: the paper's dense network, or one quadratic per
+#: standardised feature (:class:`~astronn_gaiacal.nn.layers.QuadraticOffset`); the default is chosen by
+#: the pre-registered study of docs/calibration.rst ("The multivariate method").
+OFFSET_HEADS = ("network", "quadratic")
+#: The offset model of ``offset='multivariate'`` unless ``offset_head`` is given (one of :data:`OFFSET_HEADS`).
+DEFAULT_OFFSET_HEAD = "network"
 
 #: Gaia DR3 zero-point inputs (Lindegren et al. 2021).
 DR3_OFFSET_FEATURES = ("nu_eff_used_in_astrometry", "pseudocolour", "ecl_lat", "astrometric_params_solved")
@@ -114,3 +120,26 @@ COLUMN_UNITS = {
     "true_luminosity": "solLum", "zeropoint": "mas", "zeropoint_error": "mas", "ref_epoch": "yr", "ks_m": "mag",
     "ks_msigcom": "mag", "xmatch_sep": "arcsec", "distance": "pc", "mass": "solMass",
 }
+
+#: The validated training recipes (docs/calibration.rst): ``(minimum training stars, settings)``, largest size
+#: first.  Up to 10,000 stars: the recipe of the calibration study (3,000 stars: a 4-member ensemble, 70 epochs at
+#: lr 3e-3, the weights of the last 35 % of the epochs averaged); from 10,000 stars the paper's scale (35,000 stars:
+#: 5 members, 40 epochs at the paper's lr 1e-3).  ``train`` takes these unless a setting is given.
+TRAINING_RECIPES = (
+    (10_000, dict(epochs=40, lr=1e-3, weight_averaging=0.35, ensemble=5)),
+    (0, dict(epochs=70, lr=3e-3, weight_averaging=0.35, ensemble=4)),
+)
+
+
+def training_recipe(n_stars):
+    """The validated training settings for a training set of ``n_stars`` usable stars.
+
+    >>> training_recipe(3000)
+    {'epochs': 70, 'lr': 0.003, 'weight_averaging': 0.35, 'ensemble': 4}
+    >>> training_recipe(35000)["ensemble"]
+    5
+    """
+    for minimum, recipe in TRAINING_RECIPES:
+        if int(n_stars) >= minimum:
+            return dict(recipe)
+    raise ValueError(f"n_stars must be >= 0, got {n_stars!r}")

@@ -6,20 +6,23 @@ number a subcommand prints is computed here.
 """
 import functools
 import os
+import warnings
 
 import numpy as np
 from astropy import units as u
 
-from .constants import DEFAULT_MODEL, ZEROPOINT_CONVENTION, is_missing
+from .constants import DEFAULT_MODEL, is_missing, training_recipe
 from .io.catalogue import GAIA_PASSTHROUGH_COLUMNS, LABEL_PASSTHROUGH_COLUMNS, catalogue_from_dataset
 from .io.dataset import DatasetError, MissingColumnError
 from .io.quality import (feature_range_flags, magnitude_flags, parallax_unit_problem, row_duplicates,
                          spectrum_flags)
 from .models import DeepEnsemble
+from .models.calibration import UncalibratedWarning
+from .models.protocol import LEARNED, ZeropointCalibrationWarning
 from .models.workers import TrainJob, train_jobs
 from .nn.losses import DEFAULT_LOSS
 from .registry import get_model_class
-from .zeropoint.estimates import DEFAULT_ESTIMATE
+from .summaries import zeropoint_estimate
 from .zeropoint.trends import fit_quadratic_trend
 
 #: Fewest stars with a zero-point, and distinct feature values, for a quadratic summary of a feature.
@@ -80,9 +83,10 @@ def build_model(model=DEFAULT_MODEL, offset=None, features=None, loss=DEFAULT_LO
 
 
 def configured_model(model, offset, features, loss=DEFAULT_LOSS, loss_config=None, lr=None, epochs=None,
-                     batch_size=None, verbose=0, weight_averaging=None):
+                     batch_size=None, verbose=0, weight_averaging=None, offset_head=None):
     """:func:`build_model` with the training settings applied (a picklable factory via ``functools.partial``)."""
-    net = build_model(model, offset, features, loss=loss, loss_config=loss_config, lr=lr)
+    extra = {} if offset_head is None else {"offset_head": offset_head}
+    net = build_model(model, offset, features, loss=loss, loss_config=loss_config, lr=lr, **extra)
     if weight_averaging is not None:
         net.weight_averaging = float(weight_averaging)
     if epochs is not None:
@@ -117,13 +121,15 @@ def train(
     loss_config=None,
     lr=None,
     seed=0,
-    ensemble=1,
+    ensemble=None,
     verbose=0,
     progress=True,
     n_jobs=1,
     weight_averaging=None,
     luminosity_from=None,
     freeze_luminosity=True,
+    recipe=True,
+    offset_head=None,
 ):
     """Train a model (or a deep ensemble of ``ensemble`` members) on a dataset.
 
@@ -137,22 +143,35 @@ def train(
     offset : {'none', 'constant', 'multivariate'}, optional
     features : sequence of str, optional
     epochs, batch_size, lr : optional
-        Override the model's defaults.
+        Override the defaults (the recipe's, or the model's with ``recipe=False``).
     seed : int
         Seeds weights, dropout, shuffling (member ``k`` of an ensemble uses ``seed + k``).
-    ensemble : int
-        Number of members; 1 trains a single model.
+    ensemble : int, optional
+        Number of members; 1 trains a single model.  Default the recipe's (1 with ``recipe=False``).
     n_jobs : int or None
         Ensemble members trained at once in worker processes (``None``: one per
         core; see :mod:`astronn_gaiacal.models.workers`).
     weight_averaging : float, optional
         Average the weights over this fraction of the last epochs
-        (:class:`~astronn_gaiacal.nn.callbacks.WeightAveraging`); default the model's (off).
+        (:class:`~astronn_gaiacal.nn.callbacks.WeightAveraging`); default the recipe's (the model's, off,
+        with ``recipe=False``).
     luminosity_from : str, optional
         Folder of a trained model whose luminosity network every member starts
         from (see :meth:`~astronn_gaiacal.models.GaiaCalBCNNBase.fit`).
     freeze_luminosity : bool
         Keep that network fixed (default) or fine-tune it.
+    offset_head : {'network', 'quadratic'}, optional
+        Offset model of a multivariate model (default
+        :data:`~astronn_gaiacal.constants.DEFAULT_OFFSET_HEAD`).
+    recipe : bool
+        Take ``epochs``, ``lr``, ``weight_averaging`` and ``ensemble``, where
+        not given, from the validated recipe for the number of usable stars
+        (:func:`~astronn_gaiacal.constants.training_recipe`); False: the
+        model class's defaults and one model.
+
+    The trained model carries its calibrated zero-point (constant) or trend
+    (multivariate), refitted on the training stars
+    (:attr:`~astronn_gaiacal.models.ZeropointModel.zeropoint_calibration`).
 
     Returns
     -------
@@ -168,10 +187,17 @@ def train(
     if keep.sum() == 0:
         raise ValueError("no star in the dataset is usable for training")
     train_ds = ds.subset(keep) if not keep.all() else ds
+    if recipe:  # the validated settings for this many stars, where none is given
+        chosen = training_recipe(int(keep.sum()))
+        epochs = chosen["epochs"] if epochs is None else epochs
+        lr = chosen["lr"] if lr is None else lr
+        weight_averaging = chosen["weight_averaging"] if weight_averaging is None else weight_averaging
+        ensemble = chosen["ensemble"] if ensemble is None else ensemble
+    ensemble = 1 if ensemble is None else ensemble
 
     factory = functools.partial(configured_model, model, offset, features, loss=loss, loss_config=loss_config,
                                 lr=lr, epochs=epochs, batch_size=batch_size, verbose=verbose,
-                                weight_averaging=weight_averaging)
+                                weight_averaging=weight_averaging, offset_head=offset_head)
     fit_kwargs = fit_arguments(probe, train_ds)
     if luminosity_from is not None:
         fit_kwargs.update(luminosity_from=os.fspath(luminosity_from), freeze_luminosity=bool(freeze_luminosity))
@@ -180,7 +206,20 @@ def train(
                                     **fit_kwargs)
     else:
         result = train_jobs([TrainJob(factory, seed, fit_kwargs, "model")], n_jobs=1)[0]
+    if result.calibrate_at_fit and "snr" in train_ds and "spectra_err" in train_ds:
+        _calibrate_with_snr(result, train_ds, fit_kwargs)
     return result, excluded
+
+
+def _calibrate_with_snr(model, ds, fit_kwargs):
+    """Refit the uncertainty scale with its S/N dependence (noise injected into the validation spectra)."""
+    try:
+        model.calibrate_uncertainties(fit_kwargs["spectra"], fit_kwargs["parallax"], fit_kwargs["parallax_error"],
+                                      magnitude=fit_kwargs["magnitude"], offset_features=fit_kwargs.get(
+                                          "offset_features"), spectra_err=ds["spectra_err"], snr=ds["snr"])
+    except ValueError as exc:  # the constant scale of fit stays
+        warnings.warn(f"the S/N dependence of the uncertainty scale was not fitted: {exc}", UncalibratedWarning,
+                      stacklevel=3)
 
 
 def _has_column(table, name):
@@ -212,8 +251,14 @@ def missing_features(model, table):
     return [name for name in model.offset_features if not _has_column(table, name)]
 
 
-def table_zeropoints(model, table, mc_num=None, batch_size=None, shared_masks=False):
+def table_zeropoints(model, table, mc_num=None, batch_size=None, shared_masks=False, estimate=None):
     """Per-star zero-points of the stars of a table: the one implementation for every caller.
+
+    By default the model's calibrated zero-point or trend
+    (:attr:`~astronn_gaiacal.models.ZeropointModel.zeropoint_calibration`);
+    the offset the network learned with ``estimate='learned'``, or, with a
+    :class:`~astronn_gaiacal.models.protocol.ZeropointCalibrationWarning`,
+    for a model that has no calibration.
 
     Parameters
     ----------
@@ -233,6 +278,9 @@ def table_zeropoints(model, table, mc_num=None, batch_size=None, shared_masks=Fa
     shared_masks : bool
         Multivariate: share each pass's dropout masks by a batch of stars
         (see :meth:`~astronn_gaiacal.models.ZeropointModel.predict_zeropoint`).
+    estimate : {None, 'learned'}
+        ``'learned'``: the network's own offset even when a calibration exists
+        (``mc_num``, ``batch_size`` and ``shared_masks`` apply to it only).
 
     Returns
     -------
@@ -254,15 +302,24 @@ def table_zeropoints(model, table, mc_num=None, batch_size=None, shared_masks=Fa
     """
     if model.offset not in ("constant", "multivariate"):
         raise ValueError(f"the model has offset={model.offset!r}: it has no zero-point")
+    if estimate not in (None, LEARNED):
+        raise ValueError(f"estimate must be None or {LEARNED!r}, got {estimate!r}")
     n = _n_rows(table)
-    options = {} if mc_num is None else {"mc_num": int(mc_num)}
-    if model.offset == "constant":
-        value, error = model.predict_zeropoint(**options)
-        return np.full(n, value.to_value(u.mas)) * u.mas, np.full(n, error.to_value(u.mas)) * u.mas
     missing = missing_features(model, table)
     if missing:
         raise MissingColumnError(f"the table lacks offset feature column(s) {', '.join(missing)} (the model needs "
                                  f"{', '.join(model.offset_features)})")
+    cal = model.zeropoint_calibration
+    if estimate is None and cal is not None:
+        columns = {name: _float_column(table, name) for name in cal.features}
+        return cal.per_star(columns, n)
+    if estimate is None:
+        warnings.warn(f"the model has no calibrated zero-point: per-star zero-points are the learned offset's "
+                      f"({zeropoint_estimate(model)})", ZeropointCalibrationWarning, stacklevel=2)
+    options = {} if mc_num is None else {"mc_num": int(mc_num)}
+    if model.offset == "constant":
+        value, error = model.predict_zeropoint(**options)
+        return np.full(n, value.to_value(u.mas)) * u.mas, np.full(n, error.to_value(u.mas)) * u.mas
     if n == 0:
         return np.empty(0) * u.mas, np.empty(0) * u.mas
     if batch_size is not None:
@@ -321,7 +378,8 @@ def predict_stars(model, ds, mc_num=None, batch_size=None):
     spectra = ds["spectra"]
     if flags["flag_spectrum"].any():  # the network runs on a flat placeholder; those stars get no NN value
         spectra = np.where(flags["flag_spectrum"][:, None], np.ones(1, spectra.dtype), spectra)
-    fakemag, err = model.predict(spectra, batch_size=batch_size)
+    snr = _float_column(ds, "snr") if _has_column(ds, "snr") else None  # for an S/N-dependent uncertainty scale
+    fakemag, err = model.predict(spectra, batch_size=batch_size, snr=snr)
     no_distance = flags["flag_spectrum"] | flags["flag_magnitude"]
     out = {
         name: np.where(no_distance, np.nan, values[:, 0])
@@ -355,158 +413,21 @@ def catalogue_for(model, ds, mc_num=100, batch_size=None):
     # the NN uncertainties come calibrated by the model's scale (models.calibration); the header says which
     catalogue.meta["ERRSCALE"] = (float(model.uncertainty_scale), "NN uncertainties = network's x ERRSCALE")
     catalogue.meta["ERRCALIB"] = (bool(model.uncertainty_calibrated), "ERRSCALE fitted on held-out Gaia parallaxes")
+    snr_form = None if model.uncertainty_calibration is None else model.uncertainty_calibration.snr_dependence
+    if snr_form is not None:  # the scale at each star's S/N: k^2 = ERRSKINF^2 + (ERRSNOIS / snr)^2
+        catalogue.meta["ERRSKINF"] = (float(snr_form["scale_inf"]), "NN error scale at high S/N (S/N form)")
+        catalogue.meta["ERRSNOIS"] = (float(snr_form["noise"]), "S/N term: k^2 = ERRSKINF^2 + (ERRSNOIS/snr)^2")
+    if model.offset != "none":
+        catalogue.meta["ZPESTIM"] = (zeropoint_estimate(model), "zero-point estimate of the corrected parallaxes")
     return catalogue
 
 
-def uncertainty_summary(model):
-    """JSON-ready uncertainty calibration of a model (:mod:`~astronn_gaiacal.models.calibration`).
-
-    Returns
-    -------
-    dict
-        ``uncertainty_scale`` (the factor applied to the network's uncertainties),
-        ``uncertainty_calibrated`` (False: scale 1, the network's own) and
-        ``uncertainty_calibration`` (the fit's numbers, or ``None``).
-    """
-    cal = model.uncertainty_calibration
-    return {"uncertainty_scale": float(model.uncertainty_scale), "uncertainty_calibrated": cal is not None,
-            "uncertainty_calibration": None if cal is None else cal.to_dict()}
-
-
-def model_summary(model, folder=None):
-    """JSON-ready description of a trained model or ensemble, with its learned zero-point if constant.
-
-    Parameters
-    ----------
-    model : GaiaCalBCNNBase or DeepEnsemble
-    folder : str, optional
-        Where it is saved (recorded as ``folder``).
-
-    Returns
-    -------
-    dict
-        ``model_class``, ``folder``, ``offset``, ``offset_features``,
-        ``ensemble_members``, ``loss``, ``zeropoint_convention``, the keys of
-        :func:`uncertainty_summary`; ``final_loss``
-        and ``epochs`` when the training history is there; for a constant model
-        ``zeropoint_uas``, ``zeropoint_err_uas`` and ``zeropoint_estimate``
-        (``'mc'`` for a single model, ``'ensemble'`` with the parts
-        ``zeropoint_mc_err_uas`` and ``zeropoint_ensemble_err_uas`` for an
-        ensemble: the calibration study's names).
-    """
-    ensemble = isinstance(model, DeepEnsemble)
-    first = model.members[0] if ensemble else model
-    summary = {
-        "model_class": type(first).__name__,
-        "folder": str(folder) if folder else None,
-        "offset": first.offset,
-        "offset_features": first.offset_features if first.offset == "multivariate" else [],
-        "ensemble_members": len(model.members) if ensemble else 1,
-        "loss": first.loss_name,
-        "zeropoint_convention": ZEROPOINT_CONVENTION,
-        **uncertainty_summary(model),
-    }
-    history = getattr(first, "history", None)
-    if history is not None and getattr(history, "history", None):
-        summary["final_loss"] = float(history.history["loss"][-1])
-        summary["epochs"] = len(history.history["loss"])
-    if first.offset == "constant":
-        if ensemble:
-            value, error, parts = model.zeropoint(components=True)
-            summary["zeropoint_mc_err_uas"] = float(parts["mc"].to_value(u.uas))
-            summary["zeropoint_ensemble_err_uas"] = float(parts["ensemble"].to_value(u.uas))
-        else:
-            value, error = model.zeropoint()
-        summary["zeropoint_uas"] = float(value.to_value(u.uas))
-        summary["zeropoint_err_uas"] = float(error.to_value(u.uas))
-        summary["zeropoint_estimate"] = "ensemble" if ensemble else "mc"
-    return summary
-
-
-def refit_report(model, ds, source=None):
-    """Refit of a model's zero-point on a dataset's Gaia parallaxes, its network(s) held fixed.
-
-    Parameters
-    ----------
-    model : GaiaCalBCNNBase or DeepEnsemble
-        Constant offset: a single model counts as a one-member ensemble and the
-        estimate is :data:`~astronn_gaiacal.zeropoint.estimates.DEFAULT_ESTIMATE`.
-        Multivariate offset: a single model; a quadratic in each feature with a
-        free luminosity scale (:meth:`~astronn_gaiacal.models.ZeropointModel.refit_zeropoint_trend`).
-    ds : Dataset
-        ``spectra``, ``mag`` (``mag_ext``), ``parallax``, ``parallax_error`` and,
-        multivariate, the feature columns.
-    source : str, optional
-        Recorded as ``data`` (e.g. the dataset's file name).
-
-    Returns
-    -------
-    dict
-        Constant: ``zeropoint_uas``, ``zeropoint_err_uas``, ``zeropoint_estimate``
-        and ``refit`` (the fit's numbers, ``members``, ``statistical_error_uas``,
-        ``ensemble_error_uas``, ``member_spread_uas``, ``consistency_factor``,
-        ``failed_members``, ``data``).  Multivariate: ``refit_trend`` (the
-        trend fit's numbers and ``data``).
-
-    Raises
-    ------
-    TypeError
-        A multivariate ensemble (refit one member's folder instead).
-    ValueError
-        The model has offset ``'none'``.
-    """
-    if model.offset == "multivariate":
-        if isinstance(model, DeepEnsemble):
-            raise TypeError("the trend refit of a multivariate model takes a single model, not an ensemble")
-        fit = model.refit_zeropoint_trend(ds["spectra"], ds["parallax"], ds["parallax_error"],
-                                          {f: ds[f] for f in model.offset_features}, magnitude=ds.corrected_mag())
-        return {"refit_trend": {**fit.to_dict(), "data": source}}
-    if model.offset != "constant":
-        raise ValueError(f"the model has offset={model.offset!r}: it has no zero-point to refit")
-    ensemble = DeepEnsemble.of(model)
-    fit, parts = ensemble.refit_zeropoint(ds["spectra"], ds["parallax"], ds["parallax_error"],
-                                          magnitude=ds.corrected_mag(), components=True)
-    numbers = fit.to_dict()
-    return {
-        "zeropoint_uas": numbers["value_uas"], "zeropoint_err_uas": numbers["error_uas"],
-        "zeropoint_estimate": DEFAULT_ESTIMATE,
-        "refit": {**numbers, "data": source, "members": len(ensemble),
-                  "statistical_error_uas": float(parts["statistical"].to_value(u.uas)),
-                  "ensemble_error_uas": float(parts["ensemble"].to_value(u.uas)),
-                  "member_spread_uas": float(parts["member_spread"].to_value(u.uas)),
-                  "consistency_factor": float(parts.get("consistency_factor", 1.0)),
-                  "failed_members": parts["failed"]},
-    }
-
-
-def zeropoint_summary(model, folder=None, refit=None, refit_source=None):
-    """:func:`model_summary`, and with ``refit`` the :func:`refit_report` on that dataset.
-
-    With a refit of a constant model the refit becomes the reported
-    ``zeropoint_uas``/``zeropoint_err_uas`` and the learned offset moves to
-    ``learned_zeropoint_uas``/``learned_zeropoint_err_uas``.
-
-    Returns
-    -------
-    dict
-    """
-    summary = model_summary(model, folder)
-    if refit is None:
-        return summary
-    report = refit_report(model, refit, source=refit_source)
-    if "refit" in report:
-        summary["learned_zeropoint_uas"] = summary.pop("zeropoint_uas")
-        summary["learned_zeropoint_err_uas"] = summary.pop("zeropoint_err_uas")
-    summary.update(report)
-    return summary
-
-
-def add_zeropoint_columns(model, table, mc_num=None, batch_size=None, shared_masks=False):
+def add_zeropoint_columns(model, table, mc_num=None, batch_size=None, shared_masks=False, estimate=None):
     """Add per-star ``zeropoint`` and ``zeropoint_error`` columns (mas) to ``table``, and summarise them.
 
     Parameters
     ----------
-    model, mc_num, batch_size, shared_masks
+    model, mc_num, batch_size, shared_masks, estimate
         As for :func:`table_zeropoints`.
     table : astropy Table
         Changed in place; a multivariate model also adds the boolean column
@@ -515,7 +436,8 @@ def add_zeropoint_columns(model, table, mc_num=None, batch_size=None, shared_mas
     Returns
     -------
     dict
-        ``n_stars``, ``n_missing_features`` (stars without a zero-point),
+        ``n_stars``, ``zeropoint_estimate`` (:func:`~astronn_gaiacal.summaries.zeropoint_estimate`),
+        ``n_missing_features`` (stars without a zero-point),
         ``n_out_of_range`` (extrapolated stars), ``mean_uas`` and
         ``median_uas`` over the stars with a zero-point inside the training
         ranges (None if there is none), and, for a multivariate model,
@@ -530,7 +452,8 @@ def add_zeropoint_columns(model, table, mc_num=None, batch_size=None, shared_mas
     MissingColumnError
         See :func:`table_zeropoints`.
     """
-    zp, zp_err = table_zeropoints(model, table, mc_num=mc_num, batch_size=batch_size, shared_masks=shared_masks)
+    zp, zp_err = table_zeropoints(model, table, mc_num=mc_num, batch_size=batch_size, shared_masks=shared_masks,
+                                  estimate=estimate)
     table["zeropoint"] = zp.to(u.mas)
     table["zeropoint_error"] = zp_err.to(u.mas)
     has_zp = np.isfinite(zp.value)
@@ -540,7 +463,8 @@ def add_zeropoint_columns(model, table, mc_num=None, batch_size=None, shared_mas
     good = has_zp & ~outside
     ranges = getattr(model, "feature_ranges", None) or {}
     summary = {
-        "n_stars": len(table), "n_missing_features": int((~has_zp).sum()), "n_out_of_range": int(outside.sum()),
+        "n_stars": len(table), "zeropoint_estimate": zeropoint_estimate(model, estimate),
+        "n_missing_features": int((~has_zp).sum()), "n_out_of_range": int(outside.sum()),
         "mean_uas": float(np.mean(zp[good].to_value(u.uas))) if good.any() else None,
         "median_uas": float(np.median(zp[good].to_value(u.uas))) if good.any() else None,
     }

@@ -13,7 +13,9 @@ random spectra.  Measured, each a median over repeats:
 * astroNN's ``fit`` vs the plugin's ``fit`` at the paper's hyperparameters (batch 64),
   spectra/s over whole epochs after the first;
 * the offset model alone on streamed Gaia-like rows (rows/s at mc_num=100, per core too), with
-  dropout masks drawn per row (``mc_predict``) and per pass (``mc_predict_shared_masks``).
+  dropout masks drawn per row (``mc_predict``: on a CPU the fused kernel of
+  :mod:`astronn_gaiacal.nn.fused_dense`) and per pass (``mc_predict_shared_masks``);
+  ``benchmarks/bench_offset_masks.py`` compares the two on one core, interleaved.
 
 Peak memory is the peak resident set size above the start of each measurement (sampled).
 

@@ -20,7 +20,7 @@ LAYERS = {
     "io": 1, "sources": 1, "metrics": 1,
     "nn": 2, "zeropoint": 2,
     "models": 3,
-    "pipeline": 4, "distributed": 4, "simulate": 4, "plots": 4,
+    "pipeline": 4, "summaries": 4, "distributed": 4, "simulate": 4, "plots": 4,
     "studies": 5,
     "cli": 6, "__main__": 6,
 }

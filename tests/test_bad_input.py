@@ -62,7 +62,7 @@ def work(tmp_path_factory):
     folder = tmp_path_factory.mktemp("policy")
     toy_dataset().write(str(folder / "toy.h5"))
     for offset in ("constant", "multivariate"):
-        assert main(["train", str(folder / "toy.h5"), "--model", "ToyApogeeBCNN", "--offset", offset, "--epochs", "1",
+        assert main(["train", str(folder / "toy.h5"), "--model", "ToyApogeeBCNN", "--ensemble", "1", "--offset", offset, "--epochs", "1",
                      "--out", str(folder / offset)]) == 0
     return folder
 
@@ -136,7 +136,7 @@ def test_a_bug_inside_training_is_exit_1_with_traceback(work, capsys, monkeypatc
         raise ValueError("a bug inside the library")
 
     monkeypatch.setattr(pipeline, "train", broken)
-    code, _, err = _run(capsys, "train", work / "toy.h5", "--model", "ToyApogeeBCNN", "--out", work / "bug")
+    code, _, err = _run(capsys, "train", work / "toy.h5", "--model", "ToyApogeeBCNN", "--ensemble", "1", "--out", work / "bug")
     assert code == 1 and "Traceback" in err and "a bug inside the library" in err
     assert not (work / "bug").exists()
 
@@ -244,7 +244,7 @@ def test_overwrite_replaces_the_tools_own_outputs_and_new_folders_are_readable(w
         assert code == 0, err
     model = work / "retrained"
     for _ in range(2):
-        code, _, err = _run(capsys, "train", work / "toy.h5", "--model", "ToyApogeeBCNN", "--epochs", "1", "--out",
+        code, _, err = _run(capsys, "train", work / "toy.h5", "--model", "ToyApogeeBCNN", "--ensemble", "1", "--epochs", "1", "--out",
                             model, "--overwrite")
         assert code == 0, err
     umask = os.umask(0o022)

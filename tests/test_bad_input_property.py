@@ -44,7 +44,7 @@ def models(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("property")
     _dataset().write(str(folder / "clean.h5"))
-    assert main(["train", str(folder / "clean.h5"), "--model", "ToyApogeeBCNN", "--offset", "multivariate",
+    assert main(["train", str(folder / "clean.h5"), "--model", "ToyApogeeBCNN", "--ensemble", "1", "--offset", "multivariate",
                  "--epochs", "1", "--batch-size", "16", "--out", str(folder / "mv")]) == 0
     return folder
 
@@ -155,7 +155,7 @@ def test_corrupted_inputs_exit_2_or_flag_every_affected_star(models, tmp_path_fa
         code, stdout, err = _run(capsys, "zeropoint", models / "mv", data, "--out", out, "--mc-num", "3", "--json")
     else:
         out = work / "model"
-        code, stdout, err = _run(capsys, "train", data, "--model", "ToyApogeeBCNN", "--offset", "multivariate",
+        code, stdout, err = _run(capsys, "train", data, "--model", "ToyApogeeBCNN", "--ensemble", "1", "--offset", "multivariate",
                                  "--epochs", "1", "--batch-size", "16", "--out", out, "--json")
     assert code in (0, 2), err  # never an internal error
     assert "Traceback" not in err

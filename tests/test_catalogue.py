@@ -1,4 +1,5 @@
-"""The Table-1 catalogue: hand-computed weighted distances, every fallback, FITS with units."""
+"""The Table-1 catalogue: the paper's column names, hand-computed weighted distances, every fallback, FITS
+with units."""
 import os
 
 import numpy as np
@@ -38,13 +39,20 @@ STARS = {
 NAMES = list(STARS)
 ROWS = np.array([STARS[k] for k in NAMES])
 
+#: The data model of the paper's catalogue (Leung & Bovy 2019, Table 1; the README of its repository,
+#: henrysky/astroNN_gaia_dr2_paper): APOGEE's id, field and position, the NN columns, Gaia's own position.
+PAPER_TABLE1 = ("apogee_id", "location_id", "ra_apogee", "dec_apogee", "fakemag", "fakemag_error", "dist",
+                "dist_error", "dist_model_error", "nn_parallax", "nn_parallax_error", "nn_parallax_model_error",
+                "weighted_parallax", "weighted_parallax_error", "ra", "dec")
+
 
 @pytest.fixture
 def cat():
     return build_catalogue(ROWS[:, 0], ROWS[:, 1], ROWS[:, 2], ROWS[:, 3] * u.mag,
                            parallax=ROWS[:, 4] * u.mas, parallax_error=ROWS[:, 5] * u.mas,
-                           zeropoint=-50 * u.uas, apogee_id=NAMES, ra=np.arange(len(NAMES)) * u.deg,
-                           dec=np.full(len(NAMES), -30.0),
+                           zeropoint=-50 * u.uas, apogee_id=NAMES, location_id=np.arange(4100, 4100 + len(NAMES)),
+                           ra_apogee=np.arange(len(NAMES)) * u.deg, dec_apogee=np.full(len(NAMES), -30.0),
+                           ra=np.arange(len(NAMES)) * u.deg + 1 * u.arcsec, dec=np.full(len(NAMES), -30.0) * u.deg,
                            gaia_columns={"phot_g_mean_mag": np.linspace(12, 16, len(NAMES)) * u.mag})
 
 
@@ -54,6 +62,11 @@ def _row(cat, name):
 
 def test_columns_units_and_nn_values(cat):
     assert cat.colnames[:len(CATALOGUE_COLUMNS)] == list(CATALOGUE_COLUMNS)
+    assert set(PAPER_TABLE1) <= set(CATALOGUE_COLUMNS)
+    assert cat["location_id"].dtype.kind == "i" and list(cat["location_id"][:2]) == [4100, 4101]
+    assert cat["ra_apogee"].unit == u.deg and cat["dec_apogee"].unit == u.deg and cat["dec"].unit == u.deg
+    # APOGEE's position and Gaia's are kept apart, each under its own name
+    np.testing.assert_allclose((cat["ra"] - cat["ra_apogee"]).to_value(u.arcsec), 1.0)
     assert cat.colnames[len(CATALOGUE_COLUMNS):] == ["parallax", "parallax_error", "phot_g_mean_mag"]
     both = _row(cat, "both")
     assert both["nn_parallax"].to_value(u.mas) == pytest.approx(5.0)
@@ -82,7 +95,8 @@ def test_nn_values_against_astronn():
     # no Gaia: the weighted columns are the NN parallax with its (total) error
     np.testing.assert_allclose(c["weighted_parallax"], c["nn_parallax"], rtol=1e-12)
     np.testing.assert_allclose(c["weighted_parallax_error"], c["nn_parallax_error"], rtol=1e-12)
-    assert np.all(c["apogee_id"] == "") and np.all(c["ra"].value == M)
+    assert np.all(c["apogee_id"] == "") and np.all(c["ra"].value == M) and np.all(c["ra_apogee"].value == M)
+    assert np.all(c["location_id"] == M)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -158,7 +172,17 @@ def test_fits_file(cat, tmp_path):
     assert list(back["apogee_id"]) == NAMES
     assert back["fakemag"][NAMES.index("none")] == M
     hdr = fits.getheader(path, 1)
-    assert hdr["ZEROPT"] == pytest.approx(-0.05) and hdr["MISSING"] == M and hdr["TUNIT9"] == "pc"
+    assert hdr["ZEROPT"] == pytest.approx(-0.05) and hdr["MISSING"] == M
+    # an independent read of the FITS header: the paper's names, their units, an integer location_id
+    ttype = {hdr[f"TTYPE{i}"]: i for i in range(1, hdr["TFIELDS"] + 1)}
+    assert list(ttype)[:len(CATALOGUE_COLUMNS)] == list(CATALOGUE_COLUMNS)
+    for name, unit in (("ra_apogee", "deg"), ("dec_apogee", "deg"), ("ra", "deg"), ("dec", "deg"), ("dist", "pc"),
+                       ("nn_parallax", "mas"), ("weighted_dist_error", "pc")):
+        assert hdr[f"TUNIT{ttype[name]}"] == unit, name
+    assert hdr[f"TFORM{ttype['location_id']}"] == "J" and f"TUNIT{ttype['location_id']}" not in hdr
+    raw = fits.getdata(path, 1)
+    np.testing.assert_allclose(raw["ra"] - raw["ra_apogee"], 1 / 3600, rtol=1e-9)
+    assert list(raw["location_id"]) == list(range(4100, 4100 + len(NAMES)))
     with pytest.raises(FileExistsError):
         write_catalogue(cat, path)
     png = tmp_path / "cat.png"
@@ -181,14 +205,24 @@ def test_write_is_atomic(cat, tmp_path):
 
 def test_from_dataset():
     ds = Dataset(columns={
-        "apogee_id": ["a", "b"], "ra": [10.0, 20.0], "dec": [1.0, 2.0], "mag": [10.2, 10.0], "mag_ext": [0.2, -9999.0],
+        "apogee_id": ["a", "b"], "location_id": np.array([4102, -9999]), "ra": [10.0, 20.0], "dec": [1.0, 2.0],
+        "gaia_ra": [10.0001, np.nan], "gaia_dec": [1.0001, np.nan], "mag": [10.2, 10.0], "mag_ext": [0.2, -9999.0],
         "parallax": [5150.0, M], "parallax_error": [100.0, 100.0], "phot_g_mean_mag": [12.0, 13.0],
-        "source_id": np.array([7, 8]), "teff": [4500.0, 4600.0]}, units={"parallax": "uas", "parallax_error": "uas"})
+        "source_id": np.array([7, 8]), "teff": [4500.0, 4600.0]},
+        units={"parallax": "uas", "parallax_error": "uas", "gaia_ra": "deg", "gaia_dec": "deg"})
     c = catalogue_from_dataset(ds, [500.0, 500.0], [25.0, 25.0], [10.0, 10.0], zeropoint=-0.05)
     np.testing.assert_allclose(c["weighted_parallax"].value, [(16 * 5.0 + 100 * 5.2) / 116, 5.0])
     assert list(c["source_id"]) == [7, 8] and "teff" not in c.colnames
     assert c["parallax"].unit == u.mas and c["parallax"].value[0] == pytest.approx(5.15)
-    assert list(c["apogee_id"]) == ["a", "b"] and c["ra"].value[1] == 20.0
+    assert list(c["apogee_id"]) == ["a", "b"] and list(c["location_id"]) == [4102, M]
+    # the dataset's ra/dec (APOGEE's) are ra_apogee/dec_apogee; its gaia_ra/gaia_dec are the catalogue's ra/dec
+    assert list(c["ra_apogee"].value) == [10.0, 20.0] and list(c["dec_apogee"].value) == [1.0, 2.0]
+    assert list(c["ra"].value) == [10.0001, M] and list(c["dec"].value) == [1.0001, M]
+    assert "gaia_ra" not in c.colnames
+    # no Gaia position in the dataset (a mock survey's): Gaia's ra/dec are -9999, never APOGEE's copied over
+    apogee_only = Dataset(columns={"ra": [10.0, 20.0], "dec": [1.0, 2.0], "mag": [10.2, 10.0]})
+    c = catalogue_from_dataset(apogee_only, [500.0, 500.0], [25.0, 25.0], [10.0, 10.0])
+    assert list(c["ra_apogee"].value) == [10.0, 20.0] and np.all(c["ra"].value == M) and np.all(c["dec"].value == M)
 
 
 def test_errors():
@@ -202,5 +236,11 @@ def test_errors():
         build_catalogue([1.0], [1.0], [1.0], [10.0], gaia_columns={"dist": [3.0]})
     with pytest.raises(u.UnitTypeError, match="ra must be an angle"):
         build_catalogue([1.0], [1.0], [1.0], [10.0], ra=[1.0] * u.pc)
+    with pytest.raises(u.UnitTypeError, match="ra_apogee must be an angle"):
+        build_catalogue([1.0], [1.0], [1.0], [10.0], ra_apogee=[1.0] * u.pc)
+    with pytest.raises(ValueError, match="location_id must hold whole numbers"):
+        build_catalogue([1.0], [1.0], [1.0], [10.0], location_id=[4102.5])
+    with pytest.raises(TypeError, match="location_id must hold integers"):
+        build_catalogue([1.0], [1.0], [1.0], [10.0], location_id=["4102"])
     with pytest.raises(ValueError, match="zeropoint has 2 values; expected 1"):
         build_catalogue([1.0], [1.0], [1.0], [10.0], parallax=[1.0], parallax_error=[0.1], zeropoint=[0.0, 0.0])

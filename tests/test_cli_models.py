@@ -44,7 +44,7 @@ def test_models_lists_registered(capsys):
 
 def test_train_predict_zeropoint_constant(tmp_path, data_file, capsys):
     out = tmp_path / "model"
-    code, stdout, _ = _run(capsys, "train", data_file, "--model", "ToyApogeeBCNN", "--offset", "constant",
+    code, stdout, _ = _run(capsys, "train", data_file, "--model", "ToyApogeeBCNN", "--ensemble", "1", "--offset", "constant",
                            "--epochs", "3", "--out", str(out), "--json")
     assert code == 0
     summary = json.loads(stdout)
@@ -96,8 +96,8 @@ def test_train_predict_zeropoint_constant(tmp_path, data_file, capsys):
 
 def test_train_multivariate_and_zeropoint_table(tmp_path, data_file, capsys):
     out = tmp_path / "mv"
-    code, _, _ = _run(capsys, "train", data_file, "--model", "ToyApogeeBCNN", "--offset", "multivariate",
-                      "--epochs", "2", "--out", str(out))
+    code, _, _ = _run(capsys, "train", data_file, "--model", "ToyApogeeBCNN", "--ensemble", "1",
+                      "--offset", "multivariate", "--epochs", "2", "--out", str(out))
     assert code == 0
     table = Table({"phot_g_mean_mag": np.linspace(11, 17, 30), "bp_rp": np.full(30, 1.5), "teff": np.linspace(4200, 5000, 30)})
     tpath = tmp_path / "gaia.ecsv"
@@ -140,9 +140,9 @@ def test_train_multivariate_and_zeropoint_table(tmp_path, data_file, capsys):
 
 def test_train_with_a_fixed_luminosity_network(tmp_path, data_file, capsys):
     first, second = tmp_path / "const", tmp_path / "mv"
-    assert _run(capsys, "train", data_file, "--model", "ToyApogeeBCNN", "--offset", "constant", "--epochs", "2",
+    assert _run(capsys, "train", data_file, "--model", "ToyApogeeBCNN", "--ensemble", "1", "--offset", "constant", "--epochs", "2",
                 "--out", str(first))[0] == 0
-    code, stdout, _ = _run(capsys, "train", data_file, "--model", "ToyApogeeBCNN", "--offset", "multivariate",
+    code, stdout, _ = _run(capsys, "train", data_file, "--model", "ToyApogeeBCNN", "--ensemble", "1", "--offset", "multivariate",
                            "--epochs", "2", "--luminosity-from", str(first), "--out", str(second), "--json")
     assert code == 0
     from astronn_gaiacal.models import load
@@ -177,3 +177,22 @@ def test_bad_cli_input(tmp_path, data_file, capsys):
         assert code == 2, argv
         assert message in err and len(err.strip().splitlines()) == 1
         assert not any(p.name in ("a", "b", "c", "d", "e", "f", "g", "h", "i") for p in tmp_path.iterdir())
+
+
+def test_train_quadratic_offset_head_and_the_calibrated_trend(tmp_path, data_file, capsys):
+    from astronn_gaiacal.models import load
+
+    out = tmp_path / "quad"
+    code, stdout, _ = _run(capsys, "train", data_file, "--model", "ToyApogeeBCNN", "--ensemble", "1", "--offset",
+                           "multivariate", "--offset-head", "quadratic", "--epochs", "2", "--out", str(out), "--json")
+    summary = json.loads(stdout)
+    assert code == 0 and summary["zeropoint_calibrated"]
+    assert summary["zeropoint_calibration"]["estimate"] == "trend_refit"
+    assert load(str(out)).offset_head == "quadratic"
+    capsys.readouterr()  # astroNN's loading chatter
+    code, stdout, _ = _run(capsys, "zeropoint", str(out), "--json")  # no table: the stored trend is reported
+    assert code == 0 and json.loads(stdout)["zeropoint_calibration"]["trends"].keys() == {
+        "phot_g_mean_mag", "bp_rp", "teff"}
+    code, _, err = _run(capsys, "train", data_file, "--offset", "constant", "--offset-head", "quadratic", "--out",
+                        str(tmp_path / "bad"))
+    assert code == 2 and "--offset-head" in err

@@ -22,7 +22,7 @@ from astronn_gaiacal.io.dataset import (
     write_dataset,
 )
 from astronn_gaiacal.io.hdf5 import is_dataset_file
-from astronn_gaiacal.io.tables import read_table
+from astronn_gaiacal.io.tables import read_table, write_table
 
 N, P = 7, 40
 
@@ -283,6 +283,17 @@ def test_dataset_file_as_table(dataset, tmp_path):
     np.testing.assert_array_equal(read_dataset_table(plain)["mag"], read_table(plain)["mag"])
     dataset.write(tmp_path / "set.ecsv")
     assert read_dataset_table(tmp_path / "set.ecsv").colnames == ["spectra", "spectra_err", *dataset.names]
+
+
+def test_ids_read_from_a_dataset_file_write_to_fits_and_votable(dataset, tmp_path):
+    """HDF5 text columns come back as Python strings; the table writers still give fixed-width text."""
+    path = tmp_path / "set.h5"
+    dataset.write(path)
+    table = read_table(path)
+    for ext in ("fits", "vot"):
+        out = write_table(table, tmp_path / f"out.{ext}")
+        assert list(read_table(out)["apogee_id"]) == list(dataset["apogee_id"])
+    assert table["apogee_id"].dtype == object  # the caller's table is left as it was
 
 
 # ------------------------------------------------------------ dataset methods

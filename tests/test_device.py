@@ -20,6 +20,7 @@ def _toy_compiled(**attrs):
     return compiled_toy(0.0, **attrs)
 
 
+@pytest.mark.skipif(not device.numba_available(), reason="needs Numba (the fast extra)")
 def test_cpu_with_numba_uses_the_fused_kernels(monkeypatch):
     monkeypatch.setattr(device, "gpu_visible", lambda: False)
     assert use_fused_kernels(None, "training") and use_fused_kernels(None, "inference")
@@ -30,7 +31,8 @@ def test_a_visible_gpu_selects_tensorflow(monkeypatch):
     monkeypatch.setattr(device, "gpu_visible", lambda: True)
     assert not use_fused_kernels(None, "training") and not use_fused_kernels(None, "inference")
     assert not _toy_compiled()._fused_stacks
-    assert _toy_compiled(train_fused=True)._fused_stacks  # an explicit option overrides the device
+    if device.numba_available():
+        assert _toy_compiled(train_fused=True)._fused_stacks  # an explicit option overrides the device
 
 
 def test_without_numba_tensorflow_runs_with_one_warning(monkeypatch):
@@ -76,7 +78,14 @@ with warnings.catch_warnings(record=True) as rec:
     net.fit(data["spectra"], data["parallax"], data["parallax_error"], magnitude=data["mag"])
     net.mc_num = 10
     fakemag, err = net.predict(data["spectra"][:20])
+    # the offset network's path (a Dense/MCDropout chain: the fused_dense kernel when Numba is there)
+    from astronn_gaiacal.nn.inference import mc_predict
+    inp = keras.Input((3,))
+    h = astronn_gaiacal.nn.layers.FastMCDropout(0.3)(keras.layers.Dense(8, activation="tanh")(inp))
+    chain = keras.Model(inp, keras.layers.Dense(1)(h))
+    zp_mean, zp_var = mc_predict(chain, np.random.default_rng(0).normal(size=(50, 3)), mc_num=20, progress=False)
 print(json.dumps({{"fused": bool(net._fused_stacks), "finite": bool(np.all(np.isfinite(fakemag))),
+                  "chain": bool(np.all(np.isfinite(zp_mean)) and np.all(zp_var > 0)),
                   "positive": bool(np.all(fakemag > 0)), "numba_loaded": "numba" in sys.modules and sys.modules["numba"] is not None,
                   "warnings": [str(r.message) for r in rec if "Numba" in str(r.message)]}}))
 """
@@ -89,4 +98,5 @@ def test_training_and_prediction_run_without_numba(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert not result["fused"] and result["finite"] and result["positive"] and not result["numba_loaded"]
+    assert result["chain"]
     assert len(result["warnings"]) == 1

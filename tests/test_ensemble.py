@@ -48,8 +48,8 @@ def test_members_differ_and_reload(ensemble):
 
 def test_zeropoint_error_components(ensemble):
     ens, _, _ = ensemble
-    value, error, parts = ens.zeropoint(mc_num=50, components=True)
-    member_values = np.array([m.zeropoint(mc_num=50)[0].to_value(u.uas) for m in ens.members])
+    value, error, parts = ens.zeropoint(mc_num=50, components=True, estimate="learned")
+    member_values = np.array([m.zeropoint(mc_num=50, estimate="learned")[0].to_value(u.uas) for m in ens.members])
     # the between-member part is the sample std of the member values (MC noise aside)
     assert parts["ensemble"].to_value(u.uas) == pytest.approx(member_values.std(ddof=1), rel=0.3, abs=0.5)
     assert error.to_value(u.uas) == pytest.approx(np.hypot(parts["mc"].value, parts["ensemble"].value), rel=1e-10)
@@ -174,5 +174,5 @@ def test_single_model_as_one_member_ensemble(ensemble):
         ens.refit_zeropoint(*args, magnitude=data["mag"], estimate="refit")
     with pytest.raises(ValueError, match="scatter and fit_scale"):
         ens.refit_zeropoint(*args, magnitude=data["mag"], fit_scale=True)
-    value, error, parts = single.zeropoint(mc_num=20, components=True)
+    value, error, parts = single.zeropoint(mc_num=20, components=True, estimate="learned")
     assert parts["mc"] == error and parts["ensemble"].value == 0 and value.unit == u.uas

@@ -2,11 +2,13 @@
 import numpy as np
 import pytest
 
-import astronn_gaiacal  # noqa: F401
-from astronn_gaiacal._compat import keras, tf
-from astronn_gaiacal.nn.inference import _fusions, _Walker, mc_predict
-from astronn_gaiacal.nn import fused
-from astronn_gaiacal.nn.fused import ConvPoolSpec, mc_conv_pool
+pytest.importorskip("numba")  # the fused kernels; the TensorFlow path is tested without it (test_device)
+
+import astronn_gaiacal  # noqa: E402,F401
+from astronn_gaiacal._compat import keras, tf  # noqa: E402
+from astronn_gaiacal.nn.inference import _fusions, _Walker, mc_predict  # noqa: E402
+from astronn_gaiacal.nn import fused  # noqa: E402
+from astronn_gaiacal.nn.fused import ConvPoolSpec, mc_conv_pool  # noqa: E402
 
 KEEP = 1 - round(0.3 * 2**16) / 2**16  # the 16-bit mask law of astronn_gaiacal.nn.fast.dropout
 

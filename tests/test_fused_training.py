@@ -2,11 +2,13 @@
 import numpy as np
 import pytest
 
-import astronn_gaiacal  # noqa: F401
-from astronn_gaiacal._compat import keras, tf
-from astronn_gaiacal.nn import fused_training as ft
-from astronn_gaiacal.nn.fused_training import ConvStackSpec, conv_stack, conv_stack_backward, conv_stack_forward
-from astronn_gaiacal.nn.layers import FastMCDropout
+pytest.importorskip("numba")  # the fused kernels; the TensorFlow path is tested without it (test_device)
+
+import astronn_gaiacal  # noqa: E402,F401
+from astronn_gaiacal._compat import keras, tf  # noqa: E402
+from astronn_gaiacal.nn import fused_training as ft  # noqa: E402
+from astronn_gaiacal.nn.fused_training import ConvStackSpec, conv_stack, conv_stack_backward, conv_stack_forward  # noqa: E402
+from astronn_gaiacal.nn.layers import FastMCDropout  # noqa: E402
 
 KEEP = 1 - round(0.3 * 2**16) / 2**16  # the 16-bit mask law of astronn_gaiacal.nn.fast.dropout
 

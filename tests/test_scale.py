@@ -28,12 +28,17 @@ FEATURES = ("phot_g_mean_mag", "bp_rp", "teff")
 # ------------------------------------------------------------------ fixtures
 @pytest.fixture(scope="module")
 def model_folder(tmp_path_factory):
-    """A multivariate DenseGaiaBNN trained for one epoch on 400 toy stars (a built-in class: workers can load it)."""
+    """A multivariate DenseGaiaBNN trained for one epoch on 400 toy stars (a built-in class: workers can load it).
+
+    Without a calibrated trend, so the catalogue path runs the offset network's MC dropout, which these tests
+    check against the in-process engine (the calibrated trend: ``test_calibrated_trend_at_catalogue_scale``).
+    """
     keras.utils.set_random_seed(0)
     d = toy_survey(400, seed=1, n_pixels=N_PIX)
     net = DenseGaiaBNN(hidden=(16,), offset="multivariate")
     net.max_epochs, net.verbose, net.batch_size = 1, 0, 64
-    net.fit(d["spectra"], d["parallax"], d["parallax_error"], magnitude=d["mag"], offset_features=d["features"])
+    net.fit(d["spectra"], d["parallax"], d["parallax_error"], magnitude=d["mag"], offset_features=d["features"],
+            calibrate_zeropoint=False)
     return net.save(str(tmp_path_factory.mktemp("model") / "dense_mv"))
 
 
@@ -197,18 +202,66 @@ def test_hats_catalogue_in_and_out(net, model_folder, hats_dir, client, tmp_path
     result = lsdb.open_catalog(str(out))  # a HATS catalogue again
     assert result.get_healpix_pixels() == pixels
     assert result.hc_structure.catalog_info.total_rows == N_HATS
-    manifest = scale.read_manifest(out, require_complete=True)
-    assert sorted(manifest["partitions"]) == sorted(f"Norder={p.order}/Dir={p.dir}/Npix={p.pixel}" for p in pixels)
+    # written by LSDB's own writer: its metadata, statistics and skymap; the run recorded in hats.properties
+    for name in ("partition_info.csv", "skymap.fits", "dataset/_metadata", "dataset/_common_metadata"):
+        assert (out / name).is_file(), name
+    assert not (out / scale.MANIFEST_NAME).exists() and not (out / "done").exists()
+    props = (out / "hats.properties").read_text()
+    assert "astronn_gaiacal_config_hash=" in props and "obs_collection=mock_gaia_zeropoint" in props
+    assert sorted(summary["computed"]) == sorted(f"Norder={p.order}/Dir={p.dir}/Npix={p.pixel}" for p in pixels)
     part, got = source.compute(), result.compute()  # both in pixel order
     assert len(got) == len(part) == N_HATS
     np.testing.assert_array_equal(got.index.to_numpy(), part.index.to_numpy())  # spatial index, row order kept
     np.testing.assert_array_equal(got["source_id"].to_numpy(), part["source_id"].to_numpy())
     for p in pixels:  # rows per pixel as in the source
-        key = f"Norder={p.order}/Dir={p.dir}/Npix={p.pixel}"
-        assert manifest["partitions"][key]["rows"] == len(source.get_partition(p.order, p.pixel).compute())
+        assert len(result.get_partition(p.order, p.pixel).compute()) == len(source.get_partition(p.order, p.pixel).compute())
     zp, _ = _expected_zeropoint(net, part)
     assert_same_numbers(got["zeropoint"].to_numpy(dtype=float, na_value=np.nan), zp)
     np.testing.assert_array_equal(got["zeropoint_out_of_range"].to_numpy(dtype=bool), _expected_flag(net, part))
+
+
+def test_hats_output_resumes_and_refuses_other_options(model_folder, hats_dir, client, tmp_path):
+    out = tmp_path / "zp_hats"
+    first = scale.zeropoint_catalog(model_folder, hats_dir, out, scheduler=client, dropout=False, progress=False,
+                                    command_key="cmd-1")
+    stamp = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    again = scale.zeropoint_catalog(model_folder, hats_dir, out, scheduler=client, dropout=False, progress=False,
+                                    command_key="cmd-1")
+    assert again["computed"] == [] and again["skipped"] == first["n_partitions"] and again["rows"] == N_HATS
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == stamp  # nothing written
+    # the command line's quick check finds the finished catalogue without a manifest
+    done = scale.resume.finished_run(out, "cmd-1")
+    assert done["complete"] and done["n_partitions"] == first["n_partitions"] and done["rows"] == N_HATS
+    assert scale.resume.finished_run(out, "cmd-2") is None
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        scale.zeropoint_catalog(model_folder, hats_dir, out, scheduler=client, mc_num=5, progress=False)
+    with pytest.raises(ValueError, match="max_partitions"):
+        scale.zeropoint_catalog(model_folder, hats_dir, tmp_path / "other", scheduler=client, max_partitions=1,
+                                progress=False)
+    # an interrupted write: two pixels lost and LSDB's finishing never ran -> the rerun writes those two again
+    from astronn_gaiacal.distributed.hats_output import RUN_FILE
+
+    props = (out / "hats.properties").read_text()
+    (out / RUN_FILE).write_text(json.dumps({"config_hash": props.split("astronn_gaiacal_config_hash=")[1].split()[0]}))
+    import hats
+    from lsdb.io.to_hats import calculate_histogram, write_done_pixel, write_histogram
+    from upath import UPath
+
+    source, written = lsdb.open_catalog(hats_dir), lsdb.open_catalog(str(out))
+    pixels = source.get_healpix_pixels()
+    order = source.hc_structure.catalog_info.skymap_order
+    for p in pixels[2:]:  # what LSDB leaves of a pixel it finished: its histogram and done mark
+        write_histogram(calculate_histogram(written.get_partition(p.order, p.pixel).compute(), order), UPath(out), p)
+        write_done_pixel(UPath(out), p)
+    for p in pixels[:2]:
+        os.unlink(hats.io.paths.pixel_catalog_file(str(out), p))
+    (out / "hats.properties").unlink()
+    resumed = scale.zeropoint_catalog(model_folder, hats_dir, out, scheduler=client, dropout=False, progress=False)
+    assert sorted(resumed["computed"]) == sorted(f"Norder={p.order}/Dir={p.dir}/Npix={p.pixel}" for p in pixels[:2])
+    assert resumed["complete"] and resumed["rows"] == N_HATS and not (out / RUN_FILE).exists()
+    got = lsdb.open_catalog(str(out)).compute()
+    assert len(got) == N_HATS and got["source_id"].is_unique  # every row exactly once
+    np.testing.assert_array_equal(np.sort(got["source_id"].to_numpy()), np.sort(source.compute()["source_id"].to_numpy()))
 
 
 # ------------------------------------------------------------------ faults
@@ -412,3 +465,44 @@ def test_cli_zeropoint_catalog_and_predict_partitioned(net, model_folder, parque
                  str(tmp_path / "o2"), "--scheduler", address]) == 2
     err = capsys.readouterr().err
     assert "not both" in err and "needs --out" in err and "no such catalogue" in err
+
+
+def test_calibrated_trend_at_catalogue_scale(model_folder, mock_gaia, client, tmp_path):
+    """A model with a calibrated trend: the catalogue's zero-points are that trend's, as in process."""
+    from astronn_gaiacal.zeropoint.calibrated import TREND_ESTIMATE, CalibratedZeropoint
+    from astronn_gaiacal.zeropoint.trends import fit_zeropoint_trend
+
+    rng = np.random.default_rng(3)
+    n = 2000
+    feats = {name: rng.uniform(*np.nanpercentile(mock_gaia[name], [5, 95]), n) for name in FEATURES}
+    model_plx = rng.uniform(0.2, 2.0, n)
+    err = rng.uniform(0.02, 0.05, n)
+    plx = model_plx - 0.04 - 0.005 * (feats["phot_g_mean_mag"] - 15) + rng.normal(0, err)
+    trend = fit_zeropoint_trend(plx, err, model_plx, feats, names=FEATURES, likelihood="gaussian")
+    folder = tmp_path / "calibrated"
+    m = load(model_folder)
+    m.zeropoint_calibration = CalibratedZeropoint(TREND_ESTIMATE, trend)
+    m.save(str(folder))
+    sub = mock_gaia.iloc[:20_000]
+    out = tmp_path / "zp_cal"
+    summary = scale.zeropoint_catalog(str(folder), dd.from_pandas(sub, npartitions=2), out, scheduler=client,
+                                      progress=False)
+    assert summary["complete"]
+    got = pd.read_parquet(out)
+    x = {name: sub[name].to_numpy(dtype=float, na_value=np.nan) for name in FEATURES}
+    design = [np.ones(len(sub))]
+    for name, pivot in zip(trend.features, trend.pivots):
+        design += [x[name] - pivot, (x[name] - pivot) ** 2]
+    design = np.stack(design, axis=1)  # NaN rows (a missing feature) stay NaN
+    want = design @ trend.coefficients / 1000
+    want_err = np.sqrt(np.einsum("ij,jk,ik->i", design, trend.covariance, design)) / 1000
+    np.testing.assert_allclose(got["zeropoint"].to_numpy(), want, rtol=1e-10, equal_nan=True)
+    np.testing.assert_allclose(got["zeropoint_error"].to_numpy(), want_err, rtol=1e-10, equal_nan=True)
+
+
+def test_cli_refuses_max_partitions_for_hats_input(model_folder, hats_dir, tmp_path, capsys):
+    from astronn_gaiacal.cli import main
+
+    code = main(["zeropoint", model_folder, "--catalog", str(hats_dir), "--out", str(tmp_path / "o"),
+                 "--max-partitions", "1"])
+    assert code == 2 and "--max-partitions" in capsys.readouterr().err and not (tmp_path / "o").exists()

@@ -14,6 +14,7 @@ from astronn_gaiacal.constants import APOGEE_PIXMASK_BITS, APOGEE_SPECTRUM_LENGT
 from astronn_gaiacal.io.dataset import read_dataset
 from astronn_gaiacal.sources.apogee_columns import header_keywords
 from astronn_gaiacal.sources.spectra import (
+    APSTAR_ROWS,
     apstar_dr,
     continuum_normalise,
     find_apstar_files,
@@ -66,24 +67,50 @@ def test_real_apstar_acceptance(data_path):
     assert star.snr == pytest.approx(137.49, abs=0.01)
 
 
-def test_multivisit_row0_and_single_visit(data_path):
+def test_multivisit_rows_and_single_visit(data_path):
     path = data_path(GIANT)
+    with fits.open(path) as hdul:  # the file's own rows, read independently
+        nvisits = hdul[0].header["NVISITS"]
+        flux, flux_err, bitmask = (np.asarray(hdul[i].data) for i in (1, 2, 3))
+    assert nvisits == 3 and flux.shape == (nvisits + 2, 8575)
+    assert np.nanmax(np.abs(flux[1] - flux[0])) > 1  # the two combinations differ: the choice matters
+    # default: the globally weighted combination, row 1 (the paper's Appendix A and data reduction)
     raw = read_apstar(path)
-    with fits.open(path) as hdul:
-        np.testing.assert_array_equal(raw.flux, hdul[1].data[0])
-        np.testing.assert_array_equal(raw.bitmask, hdul[3].data[0])
-        visit = read_apstar(path, row=2)
-        np.testing.assert_array_equal(visit.flux, hdul[1].data[2])
-    assert raw.row == 0 and raw.meta["nvisits"] == 3
+    assert raw.row == 1 == APSTAR_ROWS["global"]
+    np.testing.assert_array_equal(raw.flux, flux[1])
+    np.testing.assert_array_equal(raw.flux_err, flux_err[1])
+    np.testing.assert_array_equal(raw.bitmask, bitmask[1])
+    for row, index in (("pixel", 0), (0, 0), (1, 1), (2, 2), (4, 4)):  # 2, 3, 4: the visits
+        got = read_apstar(path, row=row)
+        assert got.row == index
+        np.testing.assert_array_equal(got.flux, flux[index])
+    assert raw.meta["nvisits"] == 3
     assert raw.meta["mag"] == pytest.approx(9.811, abs=1e-6) and raw.meta["mag_ext"] == pytest.approx(0.4688, abs=5e-5)
     with pytest.raises(ValueError, match="row=7 is out of range"):
         read_apstar(path, row=7)
-    # a single-visit file has one spectrum: row 1 (all zeros in the file) is never used
-    single = read_apstar(data_path(DWARF), row=1)
-    assert single.row == 0 and np.nanmedian(single.flux) > 100
+    with pytest.raises(ValueError, match="'global', 'pixel' or a row number"):
+        read_apstar(path, row="combined")
+    with pytest.raises(ValueError, match="row must be >= 0"):
+        read_apstar(path, row=-1)
+    with pytest.raises(TypeError, match="row number"):
+        read_apstar(path, row=1.0)
+    # load_apstar normalises the row it reads: astroNN's apogee_continuum on the file's row 1
+    star = load_apstar(path)
+    ref, _ = apogee_continuum(flux[1], flux_err[1], dr=17, bitmask=bitmask[1], target_bit=list(APOGEE_PIXMASK_BITS))
+    np.testing.assert_array_equal(star.spectrum, ref[0])
+    assert star.apstar_row == 1 and load_apstar(path, row="pixel").apstar_row == 0
+    # a single-visit file has one combined spectrum, row 0; DR17 writes an all-zero row 1, never read
+    with fits.open(data_path(DWARF)) as hdul:
+        assert hdul[0].header["NVISITS"] == 1
+        single_flux = np.asarray(hdul[1].data)
+    assert single_flux.shape == (2, 8575) and np.all(single_flux[1] == 0) and np.nanmedian(single_flux[0]) > 100
+    for row in ("global", "pixel", 1, 2):
+        single = read_apstar(data_path(DWARF), row=row)
+        assert single.row == 0
+        np.testing.assert_array_equal(single.flux, single_flux[0])
     # another DR's continuum mask gives a (slightly) different normalisation
     s14 = load_apstar(path, dr=14).spectrum
-    s17 = load_apstar(path).spectrum
+    s17 = star.spectrum
     assert 0 < np.max(np.abs(s14 - s17)) < 0.2
 
 
@@ -151,6 +178,8 @@ def test_batch_reports_and_skips(tmp_path, data_path, capsys):
     np.testing.assert_array_equal(ds["spectra"][1], dwarf.spectrum.astype(np.float32))
     assert ds["mag"][1] == dwarf.mag and ds["mag_ext"][0] == pytest.approx(0.4688, abs=5e-5)
     assert list(ds["nvisits"]) == [3, 1] and ds.attrs == {"band": "Ks", "continuum_dr": 17}
+    assert list(ds["apstar_row"]) == [1, 0]  # the giant's globally weighted combination; the dwarf's one spectrum
+    np.testing.assert_array_equal(ds["spectra"][0], load_apstar(data_path(GIANT)).spectrum.astype(np.float32))
     assert str(ds.unit("ra")) == "deg" and str(ds.unit("vscatter")) == "km / s"
     assert all(name in ds for name in header_keywords())
     with pytest.raises(ValueError, match="empty"):
@@ -222,6 +251,25 @@ def test_cli_spectra(tmp_path, data_path, capsys):
     assert not (tmp_path / "none.h5").exists() and not (tmp_path / "x.fits").exists()
     err = capsys.readouterr().err
     assert "already exists" in err and "none of the 1 input(s) could be read" in err
+
+
+def test_cli_spectra_row_option(tmp_path, data_path, capsys):
+    with fits.open(data_path(GIANT)) as hdul:
+        flux, flux_err, bitmask = (np.asarray(hdul[i].data) for i in (1, 2, 3))
+    for option, index in ((None, 1), ("global", 1), ("pixel", 0), ("3", 3)):
+        out = tmp_path / f"giant_{option}.h5"
+        argv = ["spectra", data_path(GIANT), data_path(DWARF), "--out", str(out), "--no-progress"]
+        assert main(argv + (["--row", option] if option else [])) == 0
+        ds = read_dataset(out)
+        ref, _ = apogee_continuum(flux[index], flux_err[index], dr=17, bitmask=bitmask[index],
+                                  target_bit=list(APOGEE_PIXMASK_BITS))
+        np.testing.assert_array_equal(ds["spectra"][0], ref[0].astype(np.float32))
+        assert list(ds["apstar_row"]) == [index, 0]  # the single-visit dwarf: its one spectrum whatever --row
+    for bad in ("-1", "combined"):
+        with pytest.raises(SystemExit) as exc:
+            main(["spectra", data_path(GIANT), "--out", str(tmp_path / "bad.h5"), "--row", bad])
+        assert exc.value.code == 2
+    assert "argument --row" in capsys.readouterr().err and not (tmp_path / "bad.h5").exists()
 
 
 def test_plot_spectra_rejects_wrong_length(tmp_path):

@@ -8,7 +8,7 @@ from astropy import units as u
 from scipy import optimize, stats
 
 import astronn_gaiacal  # noqa: F401  (first: Keras 2 and the registered classes)
-from astronn_gaiacal import pipeline
+from astronn_gaiacal import pipeline, summaries
 from astronn_gaiacal._compat import keras
 from astronn_gaiacal.io.dataset import Dataset
 from astronn_gaiacal.models import DeepEnsemble, load
@@ -18,8 +18,11 @@ from astronn_gaiacal.models.calibration import (
     UncalibratedWarning,
     UncertaintyCalibration,
     coverage,
+    degrade_spectra,
+    fit_snr_uncertainty_scale,
     fit_uncertainty_scale,
     gaia_z_scores,
+    snr_scale,
 )
 from astronn_gaiacal.models.folders import MANIFEST, PARAMETER_FILE, PLUGIN_KEY
 
@@ -86,6 +89,73 @@ def test_unconstrained_scale_is_refused():
     gaia, gaia_err, nn, nn_err = _mock(2000, 2.0, seed=3)
     with pytest.raises(ValueError, match="cannot be calibrated"):
         fit_uncertainty_scale(gaia, 3 * gaia_err + 0.3 * nn, nn, nn_err, zeropoint=-0.05)
+
+
+def _snr_mock(n, scale_inf, noise, seed=5):
+    """Gaia and NN parallaxes; the NN's true error is its reported one times sqrt(scale_inf^2 + (noise/S/N)^2)."""
+    rng = np.random.default_rng(seed)
+    snr = 10 ** rng.uniform(np.log10(40), np.log10(400), n)
+    true = rng.uniform(0.5, 3.0, n)
+    gaia_err = rng.uniform(0.01, 0.04, n)
+    nn_err = 0.2 * true  # reported: 20 %, as wide at every S/N
+    gaia = true - 0.05 + rng.normal(0, gaia_err)
+    nn = true + rng.normal(0, nn_err * snr_scale(snr, scale_inf, noise))
+    return gaia, gaia_err, nn, nn_err, snr
+
+
+def _ml_snr_scale(gaia, gaia_err, nn, nn_err, snr, zeropoint):
+    """Independent: maximum likelihood over (log k_inf, log s) with a derivative-free optimiser."""
+    def nll(p):
+        var = gaia_err**2 + (snr_scale(snr, np.exp(p[0]), np.exp(p[1])) * nn_err) ** 2
+        return 0.5 * np.sum((gaia - zeropoint - nn) ** 2 / var + np.log(var))
+
+    return np.exp(optimize.minimize(nll, [np.log(0.5), np.log(10.0)], method="Nelder-Mead",
+                                    options={"xatol": 1e-8, "fatol": 1e-10}).x)
+
+
+def test_known_snr_dependent_mis_scaling_is_recovered():
+    """Errors reported 2.5x too wide at high S/N and only 1.25x too wide at S/N 40: both parameters recovered."""
+    gaia, gaia_err, nn, nn_err, snr = _snr_mock(6000, 0.4, 28.0)
+    fit = fit_snr_uncertainty_scale(gaia, gaia_err, nn, nn_err, snr, zeropoint=-0.05, n_bootstrap=50)
+    assert fit["scale_inf"] == pytest.approx(0.4, rel=0.05) and fit["noise"] == pytest.approx(28.0, rel=0.1)
+    np.testing.assert_allclose([fit["scale_inf"], fit["noise"]],
+                               _ml_snr_scale(gaia, gaia_err, nn, nn_err, snr, -0.05), rtol=1e-3)
+    assert 0 < fit["scale_inf_error"] < 0.05 * fit["scale_inf"] and 0 < fit["noise_error"] < 0.1 * fit["noise"]
+    assert fit["n_stars"] == fit["n_rows"] == 6000 and fit["n_clipped"] <= 3
+    # with the S/N form the low-S/N stars are covered as the high-S/N ones; one constant scale cannot do both
+    cal = UncertaintyCalibration(**{**fit_uncertainty_scale(gaia, gaia_err, nn, nn_err, -0.05).to_dict(),
+                                    "snr_dependence": fit})
+    low, high = snr < 60, snr > 250
+    residual = nn - (gaia + 0.05)
+    for k, expect_ok in ((cal.scale_at(snr), True), (cal.scale, False)):
+        total = np.sqrt(gaia_err**2 + (k * nn_err) ** 2)
+        c_low, c_high = (coverage(residual[s], np.broadcast_to(total, snr.shape)[s])["within_1sigma"] for s in (low, high))
+        assert (abs(c_low - 0.6827) < 0.03 and abs(c_high - 0.6827) < 0.03) == expect_ok
+    # stars without an S/N get the constant scale; a calibration without the S/N form is constant
+    np.testing.assert_allclose(cal.scale_at(np.array([np.nan, -9999.0, 100.0])),
+                               [cal.scale, cal.scale, snr_scale(100.0, fit["scale_inf"], fit["noise"])])
+    assert UncertaintyCalibration.from_dict({**cal.to_dict(), "snr_dependence": None}).scale_at(snr) == cal.scale
+
+
+def test_snr_fit_bootstraps_stars_not_rows():
+    """Copies of the same stars (noise injection) carry no new Gaia information: the error does not shrink."""
+    gaia, gaia_err, nn, nn_err, snr = _snr_mock(1500, 0.4, 28.0, seed=6)
+    one = fit_snr_uncertainty_scale(gaia, gaia_err, nn, nn_err, snr, zeropoint=-0.05, n_bootstrap=60)
+    rep = [np.tile(a, 3) for a in (gaia, gaia_err, nn, nn_err, snr)]
+    three = fit_snr_uncertainty_scale(*rep, zeropoint=-0.05, star=np.tile(np.arange(1500), 3), n_bootstrap=60)
+    assert three["scale_inf"] == pytest.approx(one["scale_inf"], rel=1e-6) and three["n_stars"] == 1500
+    assert three["scale_inf_error"] == pytest.approx(one["scale_inf_error"], rel=0.35)
+
+
+def test_degrade_spectra_adds_the_missing_noise():
+    rng = np.random.default_rng(7)
+    spectra, err = np.ones((3, 40000), np.float32), np.full((3, 40000), 0.01, np.float32)
+    err[:, :100] = np.nan  # masked pixels stay as they are
+    noisy = degrade_spectra(spectra, err, np.array([100.0, 100.0, 40.0]), 50.0, rng)
+    added = noisy - spectra
+    # S/N 100 -> 50: the error doubles, so the added noise is 0.01 * sqrt(2^2 - 1)
+    assert np.std(added[0, 100:]) == pytest.approx(0.01 * np.sqrt(3), rel=0.02)
+    assert np.all(added[:, :100] == 0) and np.all(added[2] == 0)  # already below the target: unchanged
 
 
 def test_coverage_of_gaussian_errors():
@@ -172,7 +242,7 @@ def test_every_output_carries_the_scale(trained, survey):
     cat = _seeded(pipeline.catalogue_for, net, ds, mc_num=net.mc_num)
     np.testing.assert_allclose(cat["fakemag_error"], k * raw["total"][:, 0], rtol=1e-6)
     assert cat.meta["ERRSCALE"][0] == pytest.approx(k) and cat.meta["ERRCALIB"][0] is True
-    summary = pipeline.model_summary(net)
+    summary = summaries.model_summary(net)
     assert summary["uncertainty_scale"] == pytest.approx(k) and summary["uncertainty_calibrated"]
 
 
@@ -181,12 +251,67 @@ def test_scale_survives_save_and_load(trained, survey):
     with open(os.path.join(folder, PARAMETER_FILE)) as f:
         block = json.load(f)[PLUGIN_KEY]
     assert block[UNCERTAINTY_KEY]["scale"] == pytest.approx(net.uncertainty_scale)
+    # a block saved before the S/N form existed reads as the same constant calibration, at every S/N
+    before = UncertaintyCalibration.from_dict({k: v for k, v in block[UNCERTAINTY_KEY].items() if k != "snr_dependence"})
+    assert before == net.uncertainty_calibration and before.scale_at(np.array([60.0, 150.0])) == net.uncertainty_scale
     loaded = load(folder)
     assert loaded.uncertainty_calibration == net.uncertainty_calibration and loaded.validation_split == net.validation_split
     loaded.mc_num = net.mc_num
     x = survey["spectra"][:10]
     np.testing.assert_allclose(_seeded(loaded.predict, x)[1]["total"],
                                net.uncertainty_scale * _seeded(loaded.predict, x, calibrated=False)[1]["total"], rtol=1e-6)
+
+
+def test_snr_form_on_a_trained_model(trained, survey):
+    """Noise injected into the validation spectra: the S/N form is fitted on all copies, saved, and applied by S/N."""
+    net, _ = trained
+    constant = net.uncertainty_calibration
+    n = len(survey["mag"])
+    try:
+        keras.utils.set_random_seed(3)
+        cal = net.calibrate_uncertainties(survey["spectra"], survey["parallax"], survey["parallax_error"],
+                                          magnitude=survey["mag"], spectra_err=np.full(survey["spectra"].shape, 0.005),
+                                          snr=np.full(n, 200.0))
+        snr = cal.snr_dependence
+        n_val = len(net.val_idx)
+        assert snr["n_stars"] == n_val and snr["n_rows"] == 5 * n_val  # own S/N + 4 injected, all below 200
+        assert snr["snr_range"] == [50.0, 200.0] and snr["noise"] >= 0 and snr["scale_inf"] > 0
+        assert cal.scale == pytest.approx(constant.scale, abs=3 * constant.scale_error)  # the constant fit as before
+        at = np.array([50.0, 200.0, np.nan])
+        np.testing.assert_allclose(net.uncertainty_scale_at(at), [snr_scale(50.0, snr["scale_inf"], snr["noise"]),
+                                                                  snr_scale(200.0, snr["scale_inf"], snr["noise"]),
+                                                                  cal.scale])
+        assert net.uncertainty_scale == cal.scale  # without an S/N: the constant
+        # what a model folder stores (plugin section / manifest) is JSON: the S/N form survives it
+        stored = UncertaintyCalibration.from_dict(json.loads(json.dumps(cal.to_dict())))
+        assert stored == cal and np.array_equal(stored.scale_at(at), cal.scale_at(at))
+    finally:
+        net.uncertainty_calibration = constant
+
+
+def test_catalogue_applies_the_scale_at_each_stars_snr(trained, survey):
+    """With an S/N form and a dataset ``snr`` column, each star's error is scaled at its own S/N."""
+    import dataclasses
+
+    net, _ = trained
+    constant = net.uncertainty_calibration
+    form = {"scale_inf": 0.4, "noise": 30.0}
+    try:
+        net.uncertainty_calibration = dataclasses.replace(constant, snr_dependence=form)
+        x, mag = survey["spectra"][:20], survey["mag"][:20]
+        snr = np.linspace(50.0, 400.0, 20)
+        _, raw = _seeded(net.predict, x, calibrated=False)
+        ds = Dataset(spectra=x, columns={"mag": mag * u.mag, "parallax": survey["parallax"][:20] * u.mas,
+                                         "parallax_error": survey["parallax_error"][:20] * u.mas, "snr": snr})
+        cat = _seeded(pipeline.catalogue_for, net, ds, mc_num=net.mc_num)
+        k = np.sqrt(0.4**2 + (30.0 / snr) ** 2)  # independent of snr_scale
+        np.testing.assert_allclose(cat["fakemag_error"], k * raw["total"][:, 0], rtol=1e-6)
+        assert cat.meta["ERRSKINF"][0] == 0.4 and cat.meta["ERRSNOIS"][0] == 30.0
+        no_snr = Dataset(spectra=x, columns={"mag": mag * u.mag})  # without the column: the constant scale
+        cat = _seeded(pipeline.catalogue_for, net, no_snr, mc_num=net.mc_num)
+        np.testing.assert_allclose(cat["fakemag_error"], constant.scale * raw["total"][:, 0], rtol=1e-6)
+    finally:
+        net.uncertainty_calibration = constant
 
 
 def test_folder_without_a_calibration_loads_uncalibrated(trained, tmp_path):
@@ -209,7 +334,7 @@ def test_saved_0_1_0_folders_load_uncalibrated(data_path, name):
     with pytest.warns(UncalibratedWarning):
         model = load(data_path(f"saved_0.1.0/{name}"))
     assert model.uncertainty_scale == 1.0 and not model.uncertainty_calibrated
-    assert pipeline.uncertainty_summary(model) == {"uncertainty_scale": 1.0, "uncertainty_calibrated": False,
+    assert summaries.uncertainty_summary(model) == {"uncertainty_scale": 1.0, "uncertainty_calibrated": False,
                                                    "uncertainty_calibration": None}
 
 

@@ -76,6 +76,20 @@ def test_to_dataset_maps_apogee_and_gaia_columns(apogee, stub_dataset, rng):
     assert ds.attrs == {"band": "Ks", "gaia_release": "dr3"} and ds.spectra is spectra
 
 
+def test_to_dataset_location_id_and_gaia_positions(apogee, stub_dataset):
+    table, matched, sky = apogee
+    table = table.copy()
+    table["LOCATION_ID"] = np.arange(4100, 4100 + len(table))  # DR14 allStar's field location id
+    cols = to_dataset(table, matched).columns
+    np.testing.assert_array_equal(cols["location_id"], table["LOCATION_ID"])
+    # a table without its own position (matched by source_id): Gaia's is still gaia_ra/gaia_dec, never ra/dec
+    table.remove_columns(["RA", "DEC"])
+    cols = to_dataset(table, matched).columns
+    assert "ra" not in cols and "dec" not in cols
+    np.testing.assert_allclose(cols["gaia_ra"][[0, 1]], sky["ra"][[0, 1]])
+    np.testing.assert_allclose(cols["gaia_dec"][[0, 1]], sky["dec"][[0, 1]])
+
+
 def test_to_dataset_takes_ks_from_the_archive_when_the_table_has_none(apogee, stub_dataset):
     table, matched, sky = apogee
     table = table.copy()
@@ -113,8 +127,8 @@ def test_one_apogee_map_names_allstar_columns_and_header_keywords(apogee, stub_d
     assert header_keywords()["mag_ext"] == "AKTARG" and table_columns()["mag_ext"][0] == "AK_TARG"
     assert all(len(field.header) <= FITS_KEYWORD_LENGTH for field in APOGEE_FIELDS.values() if field.header)
     assert APOGEE_COLUMNS == table_columns()
-    assert list(APOGEE_COLUMNS) == ["apogee_id", "ra", "dec", "teff", "logg", "fe_h", "snr", "mag", "mag_ext",
-                                    "starflag", "vscatter"]
+    assert list(APOGEE_COLUMNS) == ["apogee_id", "location_id", "ra", "dec", "teff", "logg", "fe_h", "snr", "mag",
+                                    "mag_ext", "starflag", "vscatter"]
     assert header_keywords("i") == {"starflag": "STARFLAG", "nvisits": "NVISITS"}
     # a table made from apStar headers (AKTARG) gives the same mag_ext as allStar's AK_TARG
     table, matched, _ = apogee

@@ -304,6 +304,10 @@ def run_scaled(kind, func, args, model, data, **kwargs):
         raise UsageError("--scheduler needs an address, e.g. tcp://host:8786")
     if args.scheduler and args.workers is not None:
         raise UsageError("--workers sets up a LocalCluster; it cannot be combined with --scheduler")
+    if args.max_partitions is not None and isinstance(data, (str, os.PathLike)) and os.path.isfile(
+            os.path.join(data, "hats.properties")):
+        raise UsageError("--max-partitions applies to Parquet input; LSDB writes a HATS catalogue in one call "
+                         "(interrupt it and rerun: it resumes)")
     with contextlib.ExitStack() as stack:
         scheduler = args.scheduler
         if scheduler:
@@ -322,3 +326,14 @@ def run_scaled(kind, func, args, model, data, **kwargs):
             raise UsageError(str(err).strip("'\"")) from None
     _report_scaled(args, summary)
     return code
+
+
+def trend_lines(fit):
+    """Text lines of a trend fit's JSON (``ZeropointTrendFit.to_dict()``): the scale, then one quadratic per feature."""
+    lines = [f"{fit['n_stars']} stars, luminosity scale {fit['scale']:.4f} +- {fit['scale_error']:.4f}, scatter "
+             f"{100 * fit['scatter']:.1f}%"]
+    for t in fit["trends"].values():
+        lines.append(f"{t['feature']}: {t['a']:.4g}({t['a_err']:.2g})(x-{t['pivot']:g})^2 + {t['b']:.4g}"
+                     f"({t['b_err']:.2g})(x-{t['pivot']:g}) + {t['c']:.4g}({t['c_err']:.2g}) uas, valid "
+                     f"{t['valid_range'][0]:.4g}..{t['valid_range'][1]:.4g}")
+    return lines

@@ -29,6 +29,11 @@ def add_arguments(parser):
                         help=f"injected constant zero-point in uas (default {PAPER_ZEROPOINT_UAS})")
     parser.add_argument("--seed", type=int, default=0, help="base seed")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    parser.add_argument("--trend-kinds", metavar="KINDS", default=None,
+                        help="instead of the constant study: the multivariate-method study (docs/calibration.rst, "
+                             "'The multivariate method'), K surveys of each injected zero-point kind, comma-separated "
+                             "from constant, g, bp_rp, teff, all; one model per method (--ensemble is not used); "
+                             "writes trend_study.json and trend_study.txt into --out after every survey")
     parser.add_argument("--reanalyse", action="store_true",
                         help="no training: recompute the refit estimates of the study already in --out from its saved "
                              "realisation files (after the refits changed) and rewrite its table, summary and plot "
@@ -85,6 +90,8 @@ def run(args):
     if args.ensemble < 2:
         raise UsageError("--ensemble must be >= 2 (the spread between members is one of the estimates)")
     n_jobs = checked_jobs(args)
+    if args.trend_kinds is not None:
+        return _trend_study(args, n_jobs)
     if args.reanalyse:
         return _write(args, _reanalyse(args))
     with astronn_chatter_to_stderr():
@@ -93,6 +100,22 @@ def run(args):
                                   save_dir=args.out,
                                   log=lambda line: print(f"[calibrate-study] {line}", file=sys.stderr, flush=True))
     return _write(args, table)
+
+
+def _trend_study(args, n_jobs):
+    from ..studies.trend_study import TREND_KINDS, trend_study, trend_study_text
+
+    kinds = [k.strip() for k in args.trend_kinds.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in TREND_KINDS]
+    if not kinds or unknown:
+        raise UsageError(f"--trend-kinds: unknown kind(s) {unknown or args.trend_kinds!r}; choose from "
+                         f"{', '.join(TREND_KINDS)}")
+    with astronn_chatter_to_stderr():
+        result = trend_study(kinds=kinds, k=args.k, n_train=args.n_train, epochs=args.epochs, mc_num=args.mc_num,
+                             seed=args.seed, n_jobs=n_jobs, out=args.out,
+                             log=lambda line: print(f"[calibrate-study] {line}", file=sys.stderr, flush=True))
+    print_json(result["summary"]) if args.json else print(trend_study_text(result))
+    return 0
 
 
 def _write(args, table):

@@ -47,7 +47,7 @@ def run(args):
     interrupt_on_sigterm()
     if args.partitioned:
         return _run_partitioned(args)
-    from .. import pipeline
+    from .. import pipeline, summaries
     from ..io.catalogue import write_catalogue
     from ..io.quality import FLAG_COLUMNS, catalogue_summary
 
@@ -68,7 +68,10 @@ def run(args):
     catalogue = pipeline.catalogue_for(net, ds, mc_num=args.mc_num, batch_size=args.batch_size)
     write_catalogue(catalogue, args.out, overwrite=args.overwrite)
     summary = {"out": os.path.abspath(args.out), **catalogue_summary(catalogue),
-               **pipeline.uncertainty_summary(net)}
+               **summaries.uncertainty_summary(net)}
+    if net.offset != "none":  # which zero-point corrected the Gaia parallaxes
+        summary.update(zeropoint_estimate=summaries.zeropoint_estimate(net),
+                       zeropoint_calibrated=net.zeropoint_calibration is not None)
     if args.json:
         print_json(summary)
     else:
@@ -78,4 +81,7 @@ def run(args):
         for name, count in summary["flags"].items():
             if count:
                 print(f"  flagged {count} star(s) {name}: {FLAG_COLUMNS[name]}")
+        if summary.get("zeropoint_calibrated") is False:
+            print("  WARNING: the model has no calibrated zero-point; Gaia parallaxes are corrected by the learned "
+                  "offset")
     return 0

@@ -2,7 +2,7 @@
 import os
 
 from ..constants import DEFAULT_MODEL
-from ._common import (UsageError, add_jobs_argument, astronn_chatter_to_stderr, check_output, check_positive,
+from ._common import (UsageError, add_jobs_argument, trend_lines, astronn_chatter_to_stderr, check_output, check_positive,
                       check_spectra_length, checked_jobs, interrupt_on_sigterm, load_dataset, load_model, print_json)
 
 NAME = "train"
@@ -15,19 +15,27 @@ def add_arguments(parser):
                         help="zero-point model (default: the model class's, 'constant' for ApogeeGaiaBCNN)")
     parser.add_argument("--features", nargs="+", metavar="NAME",
                         help="offset features (multivariate only; default phot_g_mean_mag bp_rp teff)")
+    parser.add_argument("--offset-head", choices=["network", "quadratic"], default=None,
+                        help="offset model of --offset multivariate: the paper's dense network (default) or one "
+                             "quadratic per feature (docs/calibration.rst)")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="registered model class (see `astronn-gaiacal models`)")
-    parser.add_argument("--epochs", type=int, default=None, help="training epochs (default: the model's, 40)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="training epochs (default: the validated recipe for the number of stars, "
+                             "70 below 10,000 stars, 40 from 10,000)")
     parser.add_argument("--batch-size", type=int, default=None, help="batch size (default 64)")
-    parser.add_argument("--lr", type=float, default=None, help="Adam learning rate (default 1e-3)")
+    parser.add_argument("--lr", type=float, default=None,
+                        help="Adam learning rate (default: the recipe's, 3e-3 below 10,000 stars, 1e-3 from 10,000)")
     parser.add_argument("--loss", default=None,
                         help="registered likelihood: gaia_gaussian_nll (the paper's, default), gaia_student_t_nll "
                              "(robust), gaussian_nll")
     parser.add_argument("--nu", type=float, default=None, help="degrees of freedom of gaia_student_t_nll (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (weights, dropout, shuffling)")
-    parser.add_argument("--ensemble", type=int, default=1, metavar="K",
-                        help="train a deep ensemble of K members (calibrated zero-point uncertainty)")
+    parser.add_argument("--ensemble", type=int, default=None, metavar="K",
+                        help="train a deep ensemble of K members, 1 for a single model (default: the recipe's, "
+                             "4 below 10,000 stars, 5 from 10,000; the ensemble's refit is the calibrated zero-point)")
     parser.add_argument("--weight-averaging", type=float, default=None, metavar="FRAC",
-                        help="average the weights over this fraction of the last epochs (e.g. 0.35; default off)")
+                        help="average the weights over this fraction of the last epochs (default: the recipe's, "
+                             "0.35; 0 turns it off)")
     parser.add_argument("--luminosity-from", metavar="MODEL_DIR",
                         help="start from the luminosity network of this trained model, held fixed: calibrate the "
                              "zero-point of a new catalogue of the same kind of stars with a trained network")
@@ -43,9 +51,11 @@ def _check_options(args):
     check_positive(args, "epochs", "batch_size", "lr", "nu")
     args.replace = check_output(args.out, args.overwrite, inputs=[args.data, args.luminosity_from],
                                 what="output folder")
+    if args.offset_head and args.offset != "multivariate":
+        raise UsageError("--offset-head only applies to --offset multivariate")
     if args.features and args.offset not in (None, "multivariate"):
         raise UsageError(f"--features only applies to --offset multivariate, not --offset {args.offset}")
-    if args.ensemble < 1:
+    if args.ensemble is not None and args.ensemble < 1:
         raise UsageError("--ensemble must be >= 1")
     if args.weight_averaging is not None and not 0 <= args.weight_averaging < 1:
         raise UsageError(f"--weight-averaging must be a fraction in [0, 1), got {args.weight_averaging}")
@@ -67,7 +77,7 @@ def _check_luminosity_source(args, ds):
 
 def run(args):
     interrupt_on_sigterm()
-    from .. import pipeline
+    from .. import pipeline, summaries
     from ..nn.losses import DEFAULT_LOSS, LOSS_CLASSES
     from ..registry import registered
 
@@ -102,10 +112,10 @@ def run(args):
             batch_size=args.batch_size, loss=loss, loss_config={"nu": args.nu} if args.nu else None,
             lr=args.lr, seed=args.seed, ensemble=args.ensemble, verbose=0, n_jobs=n_jobs,
             weight_averaging=args.weight_averaging, luminosity_from=args.luminosity_from,
-            freeze_luminosity=not args.fine_tune_luminosity,
+            freeze_luminosity=not args.fine_tune_luminosity, offset_head=args.offset_head,
         )
         folder = net.save(args.out, overwrite=args.replace)
-    summary = pipeline.model_summary(net, folder)
+    summary = summaries.model_summary(net, folder)
     summary.update(n_stars=len(ds), excluded=excluded, data=os.path.abspath(args.data))
     if args.json:
         print_json(summary)
@@ -114,6 +124,19 @@ def run(args):
               f"{len(ds) - sum(excluded.values())} stars -> {folder}")
         for reason, count in excluded.items():
             print(f"  excluded {count} star(s): {reason}")
+        t = summary["training"]
+        print(f"  {t['ensemble']} model(s), {t['epochs']} epochs, lr {t['lr']:g}, weights averaged over the last "
+              f"{t['weight_averaging']:.0%} of the epochs")
         if "zeropoint_uas" in summary:
-            print(f"  zero-point: {summary['zeropoint_uas']:.2f} +- {summary['zeropoint_err_uas']:.2f} uas")
+            print(f"  zero-point: {summary['zeropoint_uas']:.2f} +- {summary['zeropoint_err_uas']:.2f} uas "
+                  f"(estimate '{summary['zeropoint_estimate']}'; learned offset {summary['learned_zeropoint_uas']:.2f}"
+                  f" +- {summary['learned_zeropoint_err_uas']:.2f} uas)")
+        cal = summary.get("zeropoint_calibration")
+        if cal and "trends" in cal:
+            print(f"  calibrated trend (estimate '{cal['estimate']}', on the {cal['data']}):")
+            for line in trend_lines(cal):
+                print(f"    {line}")
+        if summary.get("zeropoint_calibrated") is False:
+            print("  WARNING: the zero-point is not calibrated (too few usable stars); the learned offset is "
+                  "reported")
     return 0

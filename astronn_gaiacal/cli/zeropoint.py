@@ -1,7 +1,7 @@
 """``astronn-gaiacal zeropoint``: the model's Gaia parallax zero-point."""
 import os
 
-from ._common import (UsageError, add_cluster_arguments, check_output, check_spectra_length, interrupt_on_sigterm,
+from ._common import (UsageError, add_cluster_arguments, trend_lines, check_output, check_spectra_length, interrupt_on_sigterm,
                       load_dataset, load_model, load_table, numeric_columns, print_json, refuse_input_as_output,
                       run_scaled)
 
@@ -24,10 +24,14 @@ def add_arguments(parser):
                              "free luminosity scale (docs/calibration.rst)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file (with --catalog: "
                         "an output folder of another run)")
+    parser.add_argument("--learned", action="store_true",
+                        help="GAIA_TABLE: per-star zero-points from the offset the network learned, not the model's "
+                             "calibrated zero-point or trend (the default, refitted on the training set)")
     parser.add_argument("--shared-masks", action="store_true",
-                        help="GAIA_TABLE, multivariate: share each MC pass's dropout masks by a batch of 4096 stars "
-                             "(about 10x faster; every star's passes are still independent, but the MC noise of "
-                             "stars in one batch is correlated)")
+                        help="GAIA_TABLE, multivariate, with --learned or a model without a calibrated trend: share each MC pass's dropout masks by a batch of 4096 stars "
+                             "(every star's passes are still independent, but the MC noise of stars in one batch is "
+                             "correlated); on a CPU the default per-star masks run in a fused kernel at most ~1.5x "
+                             "slower (docs/performance.rst), on a GPU or without Numba several times slower")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     scale = parser.add_argument_group(
         "catalogue scale (Dask/LSDB)", "with --catalog, per-star zero-points of a whole catalogue are computed on a "
@@ -37,7 +41,8 @@ def add_arguments(parser):
                        help="Parquet file, folder or glob, or a HATS catalogue folder, with the feature columns")
     add_cluster_arguments(scale)
     scale.add_argument("--no-dropout", action="store_true",
-                       help="one deterministic pass with MC dropout off (zeropoint_error = 0)")
+                       help="one deterministic pass with MC dropout off (for a model without a calibrated zero-point; "
+                            "its zeropoint_error is then 0)")
     scale.add_argument("--batch-size", type=int, default=65536, help="stars per inference call (default 65536)")
 
 
@@ -52,14 +57,16 @@ def _summary_text(summary):
                      f"{r['statistical_error_uas']:.2f} (x consistency factor {r['consistency_factor']:.2f}), ensemble "
                      f"{r['ensemble_error_uas']:.2f} uas; luminosity scatter {100 * r['scatter']:.1f}%; learned "
                      f"offset {summary['learned_zeropoint_uas']:.2f} +- {summary['learned_zeropoint_err_uas']:.2f} uas")
+    cal = summary.get("zeropoint_calibration")
+    if cal and "trends" in cal and "refit_trend" not in summary:
+        lines.append(f"calibrated trend (estimate '{cal['estimate']}', refitted on the {cal['data']} with the "
+                     "network fixed):")
+        lines += [f"  {line}" for line in trend_lines(cal)]
+    if summary.get("zeropoint_calibrated") is False:
+        lines.append("WARNING: the model has no calibrated zero-point; the numbers are the learned offset's")
     if "refit_trend" in summary:
-        r = summary["refit_trend"]
-        lines.append(f"refit on {r['n_stars']} stars with the network fixed: luminosity scale {r['scale']:.4f} +- "
-                     f"{r['scale_error']:.4f}, scatter {100 * r['scatter']:.1f}%")
-        for t in r["trends"].values():
-            lines.append(f"  {t['feature']}: {t['a']:.4g}({t['a_err']:.2g})(x-{t['pivot']:g})^2 + {t['b']:.4g}"
-                         f"({t['b_err']:.2g})(x-{t['pivot']:g}) + {t['c']:.4g}({t['c_err']:.2g}) uas, valid "
-                         f"{t['valid_range'][0]:.4g}..{t['valid_range'][1]:.4g}")
+        lines.append("refit with the network fixed:")
+        lines += [f"  {line}" for line in trend_lines(summary["refit_trend"])]
     if "n_stars" in summary:
         stats = ("no star inside the training ranges" if summary["mean_uas"] is None else
                  f"mean {summary['mean_uas']:.2f} uas, median {summary['median_uas']:.2f} uas")
@@ -110,7 +117,7 @@ def run(args):
     interrupt_on_sigterm()
     if args.catalogue is not None:
         return _run_catalogue(args)
-    from .. import pipeline
+    from .. import pipeline, summaries
     from ..io.tables import write_table
 
     if args.mc_num < 1:
@@ -121,9 +128,9 @@ def run(args):
     net.mc_num = args.mc_num
     if net.offset == "none":
         raise UsageError(f"{args.model} was trained with offset 'none': it has no zero-point")
-    if args.table is None and args.refit is None and net.offset != "constant":
-        raise UsageError("a multivariate model needs GAIA_TABLE with its feature columns "
-                         f"{', '.join(net.offset_features)}")
+    if args.table is None and args.refit is None and net.offset != "constant" and net.zeropoint_calibration is None:
+        raise UsageError("this multivariate model has no calibrated trend: give GAIA_TABLE with its feature columns "
+                         f"{', '.join(net.offset_features)}, or --refit DATA")
     refit = None if args.refit is None else _refit_data(net, args)
     table = out = None
     if args.table is not None:
@@ -136,9 +143,10 @@ def run(args):
             numeric_columns(table, net.offset_features, args.table)
         out = args.out or "{0}_zeropoint{1}".format(*os.path.splitext(args.table))
         check_output(out, args.overwrite, inputs=[args.table, args.model])
-    summary = pipeline.zeropoint_summary(net, args.model, refit=refit, refit_source=args.refit)
+    summary = summaries.zeropoint_summary(net, args.model, refit=refit, refit_source=args.refit)
     if table is not None:
-        summary.update(pipeline.add_zeropoint_columns(net, table, shared_masks=args.shared_masks),
+        summary.update(pipeline.add_zeropoint_columns(net, table, shared_masks=args.shared_masks,
+                                                      estimate="learned" if args.learned else None),
                        out=os.path.abspath(out))
         write_table(table, out, overwrite=args.overwrite)
     print_json(summary) if args.json else print(_summary_text(summary))

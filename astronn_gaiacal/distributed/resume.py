@@ -77,13 +77,27 @@ def command_key(kind, model, data, options):
 
 
 def finished_run(out, key):
-    """The manifest of ``out`` if it holds a complete run recorded under ``key``, else None."""
+    """The manifest of ``out`` if it holds a complete run recorded under ``key``, else None.
+
+    For a HATS output (no manifest: :mod:`~astronn_gaiacal.distributed.hats_output`) a manifest-like
+    dict from its ``hats.properties`` (``n_partitions``, ``rows``) when LSDB finished it under ``key``.
+    """
     path = os.path.join(os.fspath(out), MANIFEST_NAME)
     try:
         with open(path) as f:
             manifest = json.load(f)
     except (OSError, ValueError):
-        return None
+        from .hats_output import finished_hats
+
+        props = finished_hats(out, command_key=key)
+        if props is None:
+            return None
+        try:
+            with open(os.path.join(os.fspath(out), "partition_info.csv")) as f:
+                n = sum(1 for line in f if line.strip()) - 1  # a header line, then one line per pixel
+        except OSError:
+            return None
+        return {"complete": True, "n_partitions": n, "rows": int(props.get("hats_nrows", 0))}
     if not (manifest.get("complete") and not manifest.get("failed") and manifest.get("command_key") == key):
         return None
     parts = manifest.get("partitions", {})

@@ -2,7 +2,7 @@
 
 :func:`add_zeropoint` is lazy (``map_partitions``); :func:`zeropoint_catalog`
 computes it on a cluster and writes one Parquet file per partition (a HATS
-catalogue for an LSDB input).
+catalogue, by LSDB's own writer, for an LSDB input).
 """
 import glob
 import hashlib
@@ -14,6 +14,7 @@ import numpy as np
 from ..constants import COLUMN_UNITS, ZEROPOINT_CONVENTION
 from ..pipeline import table_zeropoints
 from .cluster import run_job
+from .hats_output import write_hats
 from .output import PartitionJob, partition_key, pixel_key, write_parquet
 from .resume import files_token
 from .workers import inference_mode, model_info, resolve_feature_ranges, worker_model
@@ -157,14 +158,8 @@ def add_zeropoint(frame, model, mc_num=100, dropout=True, seed=0, batch_size=655
     return frame.map_partitions(_zeropoint_dask_partition, *args, meta=_zeropoint_meta(frame._meta))
 
 
-def _write_zeropoint_part(df, out, rel, key, config_hash, pixel=None):
+def _write_zeropoint_part(df, out, rel, key, config_hash):
     start = time.perf_counter()
-    if pixel is not None and len(df):
-        from hats.pixel_math import spatial_index_to_healpix
-
-        pix = spatial_index_to_healpix(np.asarray(df.index), target_order=pixel[0])
-        if not np.all(pix == pixel[1]):
-            raise RuntimeError(f"partition {key} holds rows outside its HEALPix pixel")
     record = {"key": key, "config_hash": config_hash, "rows": int(len(df)),
               "n_out_of_range": int(np.asarray(df["zeropoint_out_of_range"]).sum()),
               "n_missing": int(np.isnan(np.asarray(df["zeropoint"], dtype=float)).sum())}
@@ -214,26 +209,6 @@ def input_token(catalog, frame=None):
     return f"dask:{tokenize(frame)}"
 
 
-def _finalize_hats(source):
-    def finalize(out, manifest):
-        import hats
-        from hats.catalog import PartitionInfo
-        from hats.pixel_math import HealpixPixel
-
-        hats.io.write_parquet_metadata(out)
-        pixels = [HealpixPixel(*p) for p in manifest["config"]["pixels"]]
-        PartitionInfo(pixels).write_to_file(os.path.join(out, "partition_info.csv"))
-        counts = [p["rows"] for p in manifest["partitions"].values()]
-        info = source.hc_structure.catalog_info.copy_and_update(
-            catalog_name=f"{source.hc_structure.catalog_info.catalog_name}_zeropoint",
-            total_rows=int(sum(counts)), hats_max_rows=int(max(counts)) if counts else 0,
-        )
-        info.to_properties_file(out)
-        return "hats"
-
-    return finalize
-
-
 def zeropoint_catalog(model, catalog, out, *, scheduler=None, n_workers=None, mc_num=100, dropout=True, seed=0,
                       batch_size=65536, feature_ranges=None, columns=None, retries=2, overwrite=False,
                       max_partitions=None, progress=True, command_key=None):
@@ -250,8 +225,12 @@ def zeropoint_catalog(model, catalog, out, *, scheduler=None, n_workers=None, mc
     out : str or path
         Output folder.  A Dask input gives ``part.NNNNN.parquet`` files (read
         back with ``pandas.read_parquet(out)`` or ``dask.dataframe.read_parquet``);
-        an LSDB input gives a HATS catalogue (``lsdb.open_catalog(out)``),
-        finished once every pixel is written.
+        an LSDB input gives a HATS catalogue (``lsdb.open_catalog(out)``)
+        written by LSDB's own ``Catalog.write_catalog`` (pixel files, Parquet
+        metadata, per-partition statistics, skymap;
+        :mod:`~astronn_gaiacal.distributed.hats_output`), finished once every
+        pixel is written.  The manifest (:func:`~astronn_gaiacal.distributed.output.read_manifest`) is kept for a
+        Dask input only; a HATS output records the run in ``hats.properties``.
     scheduler : str or distributed.Client, optional
         Address of a running Dask scheduler; default: a LocalCluster here.
     n_workers : int, optional
@@ -266,11 +245,13 @@ def zeropoint_catalog(model, catalog, out, *, scheduler=None, n_workers=None, mc
         Replace an ``out`` that holds another run's output.
     max_partitions : int, optional
         Compute at most this many of the remaining partitions in this call
-        (e.g. one slot of a batch queue); rerun to continue.
+        (e.g. one slot of a batch queue); rerun to continue.  Dask input only
+        (LSDB writes a HATS catalogue in one go; an interrupted write resumes).
     progress : bool
         A tqdm bar over partitions.
     command_key : str, optional
-        Recorded in the manifest (:func:`~astronn_gaiacal.distributed.resume.command_key`): the command line's
+        Recorded in the manifest (``hats.properties`` for a HATS output;
+        :func:`~astronn_gaiacal.distributed.resume.command_key`): the command line's
         quick check that an identical rerun has nothing to do.
 
     Returns
@@ -302,34 +283,21 @@ def zeropoint_catalog(model, catalog, out, *, scheduler=None, n_workers=None, mc
               "convention": ZEROPOINT_CONVENTION}
     from dask import delayed
 
-    if _is_lsdb(result):
-        import hats
-
-        pixels = list(result.get_healpix_pixels())
-        keys = [pixel_key(p) for p in pixels]
-        files = [os.path.relpath(str(hats.io.paths.pixel_catalog_file("/", p)), "/") for p in pixels]
-        config["pixels"] = [[int(p.order), int(p.pixel)] for p in pixels]
-        by_key = dict(zip(keys, pixels))
-        job = None
-
-        def make_task(key, out_dir):
-            pixel = by_key[key]
-            part = result.get_partition(pixel.order, pixel.pixel).to_delayed()[0]
-            return delayed(_write_zeropoint_part, pure=False)(part, out_dir, job.files[key], key, job.config_hash,
-                                                              pixel=(int(pixel.order), int(pixel.pixel)))
-
-        job = PartitionJob("zeropoint", config, keys, files, make_task, finalize=_finalize_hats(frame))
-    else:
-        parts = result.to_delayed()
-        keys = [partition_key(i) for i in range(len(parts))]
-        files = [f"{k}.parquet" for k in keys]
-        config["n_partitions"] = len(parts)
-        job = None
-
-        def make_task(key, out_dir):
-            i = keys.index(key)
-            return delayed(_write_zeropoint_part, pure=False)(parts[i], out_dir, job.files[key], key, job.config_hash)
-
-        job = PartitionJob("zeropoint", config, keys, files, make_task)
     client_args = dict(scheduler=scheduler, n_workers=n_workers)
+    if _is_lsdb(result):  # a HATS catalogue, written by LSDB's own writer (resumable)
+        config["pixels"] = [[int(p.order), int(p.pixel)] for p in result.get_healpix_pixels()]
+        name = f"{frame.hc_structure.catalog_info.catalog_name}_zeropoint"
+        return write_hats(result, out, config, name, client_args=client_args, retries=retries, overwrite=overwrite,
+                          max_partitions=max_partitions, progress=progress, command_key=command_key)
+    parts = result.to_delayed()
+    keys = [partition_key(i) for i in range(len(parts))]
+    files = [f"{k}.parquet" for k in keys]
+    config["n_partitions"] = len(parts)
+    job = None
+
+    def make_task(key, out_dir):
+        i = keys.index(key)
+        return delayed(_write_zeropoint_part, pure=False)(parts[i], out_dir, job.files[key], key, job.config_hash)
+
+    job = PartitionJob("zeropoint", config, keys, files, make_task)
     return run_job(job, out, client_args, retries, overwrite, max_partitions, progress, command_key)

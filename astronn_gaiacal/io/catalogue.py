@@ -48,18 +48,25 @@ from .atomic import atomic_path
 from .dataset import read_dataset
 from .figures import new_figure, save_figure
 
-__all__ = ["CATALOGUE_COLUMNS", "GAIA_PASSTHROUGH_COLUMNS", "LABEL_PASSTHROUGH_COLUMNS", "weighted_parallax", "build_catalogue",
-           "catalogue_from_dataset", "write_catalogue", "plot_catalogue"]
+__all__ = ["CATALOGUE_COLUMNS", "DATASET_POSITIONS", "GAIA_PASSTHROUGH_COLUMNS", "LABEL_PASSTHROUGH_COLUMNS",
+           "weighted_parallax", "build_catalogue", "catalogue_from_dataset", "write_catalogue", "plot_catalogue"]
 
-#: The catalogue's own columns, in order (Table 1 of the paper, plus the weighted parallax).
+#: The catalogue's own columns, in order: the names of the paper's Table 1 (APOGEE's identifiers and
+#: position, the NN and weighted columns, then Gaia's position ``ra``/``dec``); its other Gaia columns follow
+#: when given (:data:`GAIA_PASSTHROUGH_COLUMNS`).
 CATALOGUE_COLUMNS = (
-    "apogee_id", "ra", "dec",
+    "apogee_id", "location_id", "ra_apogee", "dec_apogee",
     "fakemag", "fakemag_error",
     "nn_parallax", "nn_parallax_model_error", "nn_parallax_error",
     "dist", "dist_model_error", "dist_error",
     "weighted_parallax", "weighted_parallax_error",
     "weighted_dist", "weighted_dist_error",
+    "ra", "dec",
 )
+
+#: Dataset column -> catalogue column of the positions: the dataset's ``ra``/``dec`` are APOGEE's (allStar or
+#: apStar header), its ``gaia_ra``/``gaia_dec`` Gaia's (:func:`~astronn_gaiacal.sources.xmatch.to_dataset`).
+DATASET_POSITIONS = {"ra": "ra_apogee", "dec": "dec_apogee", "gaia_ra": "ra", "gaia_dec": "dec"}
 
 #: Dataset columns that :func:`catalogue_from_dataset` copies into the catalogue when present.
 GAIA_PASSTHROUGH_COLUMNS = ("source_id", "parallax", "parallax_error", "pmra", "pmra_error", "pmdec",
@@ -141,6 +148,21 @@ def _deg(values, n, name):
     return per_star(_magic(plain_values(values, name)), name, n, False) * u.deg
 
 
+def _int_ids(values, n, name):
+    """Integer identifiers (APOGEE's ``location_id``): -9999 where not given or missing."""
+    if values is None:
+        return np.full(n, int(MAGIC_NUMBER), dtype=np.int32)
+    arr = np.ma.filled(np.ma.asarray(values), int(MAGIC_NUMBER))
+    if arr.dtype.kind == "f":
+        bad = ~np.isfinite(arr) | is_missing(arr)
+        if np.any(arr[~bad] != np.round(arr[~bad])):
+            raise ValueError(f"{name} must hold whole numbers")
+        arr = np.where(bad, MAGIC_NUMBER, arr)
+    elif arr.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integers; got dtype {arr.dtype}")
+    return per_star(arr.astype(np.int32), name, n, False)
+
+
 def _magic(arr):
     arr = np.array(arr, dtype=float)
     arr[is_missing(arr) | ~np.isfinite(arr)] = MAGIC_NUMBER
@@ -148,7 +170,8 @@ def _magic(arr):
 
 
 def build_catalogue(fakemag, fakemag_error, fakemag_model_error, mag, *, parallax=None, parallax_error=None,
-                    zeropoint=None, zeropoint_error=None, apogee_id=None, ra=None, dec=None, gaia_columns=None):
+                    zeropoint=None, zeropoint_error=None, apogee_id=None, location_id=None, ra_apogee=None,
+                    dec_apogee=None, ra=None, dec=None, gaia_columns=None):
     r"""Build the Table-1 catalogue from model outputs.
 
     Parameters
@@ -167,8 +190,18 @@ def build_catalogue(fakemag, fakemag_error, fakemag_model_error, mag, *, paralla
         A scalar goes in the header (``ZEROPT``, ``ZEROPTER``); per-star values
         become columns ``zeropoint`` and ``zeropoint_error``.  None (a model
         without an offset): no correction, nothing recorded; a missing error is 0.
-    apogee_id, ra, dec : array_like, optional
-        Star identifiers and positions ('' and -9999 where not given).
+    apogee_id, location_id : array_like, optional
+        APOGEE's star identifier and (DR14 and earlier) field location id
+        ('' and -9999 where not given).
+    ra_apogee, dec_apogee : array_like or Quantity, optional
+        APOGEE's (J2000) position of the star (deg if plain numbers; -9999
+        where not given).
+    ra, dec : array_like or Quantity, optional
+        Gaia's position of the matched source (at Gaia's reference epoch), under
+        the paper's names for it (-9999 where not given).  Catalogues written
+        before the paper's names were adopted hold APOGEE's position under
+        ``ra``/``dec`` and have no ``ra_apogee``: a catalogue's ``ra`` is
+        Gaia's exactly when it has a ``ra_apogee`` column.
     gaia_columns : mapping or astropy Table, optional
         More Gaia columns (``source_id``, ``pmra``, ``phot_g_mean_mag``, ...)
         copied as they are, after the catalogue's own columns.
@@ -184,8 +217,10 @@ def build_catalogue(fakemag, fakemag_error, fakemag_model_error, mag, *, paralla
     Raises
     ------
     ValueError
-        Lengths that differ, or a ``gaia_columns`` name that clashes with a
-        catalogue column.
+        Lengths that differ, a ``gaia_columns`` name that clashes with a
+        catalogue column, or a ``location_id`` that is not a whole number.
+    TypeError
+        A ``location_id`` that holds neither integers nor floats.
     astropy.units.UnitTypeError
         A Quantity in the wrong unit.
     """
@@ -249,8 +284,9 @@ def build_catalogue(fakemag, fakemag_error, fakemag_model_error, mag, *, paralla
 
     table = QTable()
     table["apogee_id"] = _ids(apogee_id, n, "apogee_id")
-    table["ra"] = _deg(ra, n, "ra")
-    table["dec"] = _deg(dec, n, "dec")
+    table["location_id"] = _int_ids(location_id, n, "location_id")
+    table["ra_apogee"] = _deg(ra_apogee, n, "ra_apogee")
+    table["dec_apogee"] = _deg(dec_apogee, n, "dec_apogee")
     table["fakemag"] = _magic(fm)
     table["fakemag_error"] = _magic(fm_err)
     for name in ("nn_parallax", "nn_parallax_model_error", "nn_parallax_error"):
@@ -261,6 +297,8 @@ def build_catalogue(fakemag, fakemag_error, fakemag_model_error, mag, *, paralla
     table["weighted_parallax_error"] = w_err * u.mas
     table["weighted_dist"] = w_dist * u.pc
     table["weighted_dist_error"] = w_dist_err * u.pc
+    table["ra"] = _deg(ra, n, "ra")
+    table["dec"] = _deg(dec, n, "dec")
     if g is not None:
         table["parallax"] = _magic(g) * u.mas
         table["parallax_error"] = _magic(g_err) * u.mas
@@ -284,22 +322,29 @@ def catalogue_from_dataset(dataset, fakemag, fakemag_error, fakemag_model_error,
                            zeropoint_error=None, gaia_columns=GAIA_PASSTHROUGH_COLUMNS):
     """Build the catalogue of a :class:`~astronn_gaiacal.io.dataset.Dataset` and the model's outputs for it.
 
-    Takes ``apogee_id``, ``ra``, ``dec``, the extinction-corrected ``mag`` and
-    (if present) ``parallax``/``parallax_error`` from the dataset, and copies
-    the other ``gaia_columns`` it has.  See :func:`build_catalogue`.
+    Takes ``apogee_id``, ``location_id``, the positions (APOGEE's ``ra``/``dec``
+    become ``ra_apogee``/``dec_apogee``, Gaia's ``gaia_ra``/``gaia_dec`` become
+    ``ra``/``dec``: :data:`DATASET_POSITIONS`), the extinction-corrected ``mag``
+    and (if present) ``parallax``/``parallax_error`` from the dataset, and
+    copies the other ``gaia_columns`` it has.  See :func:`build_catalogue`.
     """
     dataset = read_dataset(dataset, require=("mag",))
+
+    def column(name):
+        if name not in dataset:
+            return None
+        return dataset.quantity(name) if dataset.unit(name) is not None else dataset[name]
+
     has_plx = "parallax" in dataset and "parallax_error" in dataset
-    extra = {name: dataset.quantity(name) if dataset.unit(name) is not None else dataset[name]
-             for name in gaia_columns if name in dataset and name not in ("parallax", "parallax_error")}
+    own = set(CATALOGUE_COLUMNS) | set(DATASET_POSITIONS) | {"parallax", "parallax_error"}
+    extra = {name: column(name) for name in gaia_columns if name in dataset and name not in own}
     return build_catalogue(
         fakemag, fakemag_error, fakemag_model_error, dataset.corrected_mag(),
-        parallax=dataset.quantity("parallax") if has_plx else None,
-        parallax_error=dataset.quantity("parallax_error") if has_plx else None,
+        parallax=column("parallax") if has_plx else None,
+        parallax_error=column("parallax_error") if has_plx else None,
         zeropoint=zeropoint, zeropoint_error=zeropoint_error,
-        apogee_id=dataset["apogee_id"] if "apogee_id" in dataset else None,
-        ra=dataset.quantity("ra") if "ra" in dataset else None,
-        dec=dataset.quantity("dec") if "dec" in dataset else None,
+        apogee_id=column("apogee_id"), location_id=column("location_id"),
+        **{target: column(name) for name, target in DATASET_POSITIONS.items()},
         gaia_columns=extra or None,
     )
 
@@ -339,7 +384,8 @@ def write_catalogue(table, path, overwrite=False):
     out.meta.setdefault("comments", [])
     out.meta["comments"] = list(out.meta["comments"]) + [
         "Distance catalogue, data model of Leung & Bovy (2019) Table 1.",
-        "weighted_*: inverse-variance mean of NN parallax (model error)",
+        "ra_apogee/dec_apogee: APOGEE position (J2000); ra/dec: Gaia's.",
+        "weighted_*: inverse-variance mean of NN parallax (total error)",
         "and Gaia parallax - ZEROPT (or - zeropoint).",
     ]
     with atomic_path(path, overwrite=overwrite) as tmp:

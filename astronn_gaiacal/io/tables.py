@@ -10,6 +10,7 @@ import os
 import warnings
 
 import h5py
+import numpy as np
 from astropy.table import Table
 
 from ..constants import HDF5_EXTENSIONS
@@ -106,6 +107,12 @@ def write_table(table, path, overwrite=False):
     if fmt == "hdf5":
         raise TableFormatError("write HDF5 files with astronn_gaiacal.io.dataset.write_dataset")
     extra = {"tabledata_format": "binary2"} if fmt == "votable" else {}
+    strings = [name for name in table.colnames if table[name].dtype == object and all(
+        isinstance(v, (str, bytes)) for v in table[name])]
+    if strings and fmt in ("fits", "votable"):  # e.g. ids read from HDF5: fixed-width text, as FITS needs
+        table = table.copy(copy_data=False)
+        for name in strings:
+            table[name] = np.asarray([v.decode() if isinstance(v, bytes) else v for v in table[name]], dtype=str)
     with atomic_path(path, overwrite=overwrite) as tmp, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Keyword name .* is greater than 8 characters")
         table.write(tmp, format=fmt, **extra)

@@ -36,7 +36,9 @@ from astroNN.shared.nn_tools import folder_runnum
 from .._versions import __version__
 from ..constants import (
     DEFAULT_BAND,
+    DEFAULT_OFFSET_HEAD,
     MAGIC_NUMBER,
+    OFFSET_HEADS,
     PAPER_FAKEMAG_SCALE,
     PAPER_OFFSET_FEATURES,
     ZEROPOINT_CONVENTION,
@@ -46,7 +48,8 @@ from ..nn.callbacks import WeightAveraging
 from ..nn.layers import BlockConv1D, FastMaxPooling1D, FastMCDropout
 from ..nn.losses import DEFAULT_LOSS, LOSS_CLASSES, loss_from_name
 from .calibration import UNCERTAINTY_KEY, CalibratedUncertainty, UncertaintyCalibration, warn_uncalibrated
-from .folders import PLUGIN_KEY, read_plugin_config, write_plugin_config
+from ..zeropoint.calibrated import CalibratedZeropoint
+from .folders import PLUGIN_KEY, ZEROPOINT_KEY, read_plugin_config, write_plugin_config
 from .inputs import (
     NotTrainedError,
     as_2d_float,
@@ -117,6 +120,10 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
     offset_features : sequence of str, optional
         Names of the offset-model inputs (multivariate only); defaults to
         ``default_offset_features``.
+    offset_head : {'network', 'quadratic'}, optional
+        Multivariate offset model: the paper's dense network or one quadratic
+        per feature (:class:`~astronn_gaiacal.nn.layers.QuadraticOffset`);
+        default :data:`~astronn_gaiacal.constants.DEFAULT_OFFSET_HEAD`.
     loss : str
         Registered likelihood name: ``'gaia_gaussian_nll'`` (paper, default),
         ``'gaia_student_t_nll'`` or ``'gaussian_nll'``.
@@ -203,12 +210,14 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
         offset_output_activation="linear",
         lr=1e-3,
         dropout_rate=0.3,
+        offset_head=None,
     ):
         super().__init__()
         self.name = "Joint spectro-luminosity and Gaia zero-point Bayesian neural network"
         self._implementation_version = __version__
         self.offset = offset or self.default_offset
         self.offset_features = list(offset_features or self.default_offset_features)
+        self.offset_head = offset_head or DEFAULT_OFFSET_HEAD
         self.loss_name = loss
         self.loss_config = dict(loss_config or {})
         self.variance_propagation = variance_propagation
@@ -252,6 +261,8 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
     def _validate_options(self):
         if self.offset not in OFFSET_VARIANTS:
             raise ValueError(f"offset must be one of {OFFSET_VARIANTS}, got {self.offset!r}")
+        if self.offset_head not in OFFSET_HEADS:
+            raise ValueError(f"offset_head must be one of {OFFSET_HEADS}, got {self.offset_head!r}")
         if self.loss_name not in LOSS_CLASSES:
             raise ValueError(f"loss must be one of {sorted(LOSS_CLASSES)}, got {self.loss_name!r}")
         loss_from_name(self.loss_name, **self.loss_config)  # validates loss_config
@@ -284,6 +295,7 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
             "version": __version__,
             "offset": self.offset,
             "offset_features": self.offset_features if self.offset == "multivariate" else [],
+            "offset_head": self.offset_head,
             "feature_ranges": self.feature_ranges,
             "spectrum_length": int(self.spectrum_length),
             "band": self.band,
@@ -294,12 +306,15 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
             "variance_propagation": self.variance_propagation,
             "offset_output_activation": self.offset_output_activation,
             "weight_averaging": float(self.weight_averaging),
+            "max_epochs": int(self.max_epochs),
+            "lr": float(self.lr),
             "luminosity_from": self.luminosity_from,
             "luminosity_frozen": bool(self.luminosity_frozen),
             "parallax_unit": "mas",
             "zeropoint_convention": ZEROPOINT_CONVENTION,
             "validation_split": self.validation_split,
             UNCERTAINTY_KEY: None if self.uncertainty_calibration is None else self.uncertainty_calibration.to_dict(),
+            ZEROPOINT_KEY: None if self.zeropoint_calibration is None else self.zeropoint_calibration.to_dict(),
         }
 
     def _restore_plugin_config(self):
@@ -312,6 +327,7 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
         check_magic_number()
         self.offset = block["offset"]
         self.offset_features = list(block["offset_features"]) or list(self.default_offset_features)
+        self.offset_head = block.get("offset_head", "network")  # folders written before the choice existed
         self.feature_ranges = block.get("feature_ranges")
         self.spectrum_length = int(block["spectrum_length"])
         self.fakemag_scale = float(block["fakemag_scale"])
@@ -320,12 +336,15 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
         self.variance_propagation = block["variance_propagation"]
         self.offset_output_activation = block.get("offset_output_activation", "linear")
         self.weight_averaging = float(block.get("weight_averaging", 0.0))
+        self.max_epochs = int(block.get("max_epochs", self.max_epochs))
+        self.lr = float(block.get("lr", self.lr))
         self.luminosity_from = block.get("luminosity_from")
         self.luminosity_frozen = bool(block.get("luminosity_frozen", False))
         self.validation_split = block.get("validation_split")
         self.uncertainty_calibration = UncertaintyCalibration.from_dict(block.get(UNCERTAINTY_KEY))
         if self.uncertainty_calibration is None:
             warn_uncalibrated(self.fullfilepath)
+        self.zeropoint_calibration = CalibratedZeropoint.from_dict(block.get(ZEROPOINT_KEY))
         self._validate_options()
         self._plugin_config_restored = True
 
@@ -383,6 +402,7 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
         luminosity_from=None,
         freeze_luminosity=True,
         validation_seed=None,
+        calibrate_zeropoint=True,
     ):
         """Train on Gaia catalogue parallaxes with astroNN's training loop, then calibrate the uncertainties.
 
@@ -422,6 +442,11 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
             Seed of the validation split, so that several trainings (the members
             of an ensemble) hold out the same stars; default astroNN's own random
             split, whose stars are recorded.
+        calibrate_zeropoint : bool
+            Refit the zero-point (or trend) on the training stars at the end
+            (:meth:`~astronn_gaiacal.models.ZeropointModel.calibrate_zeropoint`;
+            also off with ``calibrate_at_fit = False``); an ensemble's members
+            leave it to the ensemble.
 
         Raises
         ------
@@ -484,6 +509,10 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
             self.reduce_lr_patience, self.callbacks = patience, callbacks
         self.uncertainty_calibration = None  # the scale of an earlier fit does not hold any more
         self._calibrate_after_fit(spectra, labels[:, 0], labels_err[:, 0], mag, feats)  # docs/calibration.rst
+        self.zeropoint_calibration = None
+        if calibrate_zeropoint and self.calibrate_at_fit:
+            self._calibrate_zeropoint_after_fit(spec, labels[:, 0], labels_err[:, 0], mag,
+                                                dict(zip(self.offset_features, feats.T)))
         return self
 
     def post_training_checklist_child(self):

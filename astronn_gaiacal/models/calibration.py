@@ -30,14 +30,21 @@ ensemble trained on the same stars hold out the same ones).  The network never
 takes a gradient step on them (astroNN only monitors their loss to lower the
 learning rate).  :meth:`CalibratedUncertainty.calibrate_uncertainties` takes any
 other held-out stars.
+
+**S/N.**  The network's uncertainty does not grow with the spectral noise, its
+error does.  Given the stars' spectrum errors and S/N, ``calibrate_uncertainties``
+also fits :math:`k({\rm S/N})^2 = k_\infty^2 + (s/{\rm S/N})^2` on the same
+stars at their S/N and with noise injected into their spectra down to
+:data:`INJECTION_SNR` (no truth needed); :meth:`UncertaintyCalibration.scale_at`.
 """
 import contextlib
+import dataclasses
 import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
 from astropy import units as u
-from scipy.optimize import brentq
+from scipy.optimize import brentq, minimize
 from scipy.special import erf, erfinv
 
 from ..constants import is_missing
@@ -45,9 +52,10 @@ from ..conversions import mas_values
 from ..metrics import sigma_mad
 from .inputs import feature_matrix, spectra_and_magnitude
 
-__all__ = ["CLIP_Z", "MIN_CALIBRATION_STARS", "UNCERTAINTY_KEY", "VALIDATION_SEED", "CalibratedUncertainty",
-           "UncalibratedWarning", "UncertaintyCalibration", "coverage", "fit_uncertainty_scale", "gaia_z_scores",
-           "seeded_validation_split", "validation_indices", "warn_uncalibrated"]
+__all__ = ["CLIP_Z", "INJECTION_SNR", "MIN_CALIBRATION_STARS", "UNCERTAINTY_KEY", "VALIDATION_SEED",
+           "CalibratedUncertainty", "UncalibratedWarning", "UncertaintyCalibration", "coverage", "degrade_spectra",
+           "fit_snr_uncertainty_scale", "fit_uncertainty_scale", "gaia_z_scores", "seeded_validation_split",
+           "snr_scale", "validation_indices", "warn_uncalibrated"]
 
 #: Key of the calibration in a model's plugin section and in an ensemble manifest.
 UNCERTAINTY_KEY = "uncertainty_calibration"
@@ -59,6 +67,13 @@ VALIDATION_SEED = 0
 CLIP_Z = 4.0
 #: How the scale is fitted (recorded with it).
 METHOD = "Gaussian maximum likelihood of the Gaia z-scores of held-out stars, |z - median| > 4 clipped"
+#: S/N the validation stars' spectra are degraded to for the S/N-dependent scale (each star only below its own S/N).
+INJECTION_SNR = (50.0, 70.0, 100.0, 140.0)
+#: Seed of the injected noise.
+INJECTION_SEED = 0
+#: How the S/N-dependent scale is fitted (recorded with it).
+SNR_METHOD = ("k(S/N)^2 = k_inf^2 + (s / S/N)^2: Gaussian maximum likelihood of the Gaia z-scores of held-out stars "
+              "at their own S/N and with noise injected into their spectra, |z - median| > 4 clipped")
 
 
 class UncalibratedWarning(UserWarning):
@@ -102,6 +117,18 @@ class UncertaintyCalibration:
     zeropoint_mas: float
     method: str = METHOD
     n_clipped: int = 0
+    #: The S/N-dependent scale (:func:`fit_snr_uncertainty_scale`'s dict), or ``None``: the constant ``scale``.
+    snr_dependence: dict = None
+
+    def scale_at(self, snr=None):
+        """The scale at each star's S/N (:func:`snr_scale`); the constant ``scale`` without an S/N form, where
+        ``snr`` is ``None``, or for stars whose S/N is missing (NaN/-9999) or not positive."""
+        if self.snr_dependence is None or snr is None:
+            return self.scale
+        snr = np.asarray(snr, float)
+        known = _usable(snr) & (snr > 0)
+        k = snr_scale(np.where(known, snr, 1.0), self.snr_dependence["scale_inf"], self.snr_dependence["noise"])
+        return np.where(known, k, self.scale)
 
     def to_dict(self):
         """JSON-ready dict."""
@@ -237,6 +264,108 @@ def fit_uncertainty_scale(parallax, parallax_error, model_parallax, model_error,
     )
 
 
+def snr_scale(snr, scale_inf, noise):
+    """The S/N-dependent scale :math:`k = \\sqrt{k_\\infty^2 + (s/{\\rm S/N})^2}`."""
+    return np.sqrt(scale_inf**2 + (noise / np.asarray(snr, float)) ** 2)
+
+
+#: S/N at which the noise term is parametrised in the fit (conditioning only).
+_SNR_PIVOT = 100.0
+
+
+def _snr_nll(params, delta, g2, m2, x):
+    """Negative log-likelihood and its gradient in (k_inf^2, (s/_SNR_PIVOT)^2); x = (_SNR_PIVOT / S/N)^2."""
+    var = g2 + (params[0] + params[1] * x) * m2
+    r = 1.0 / var - delta**2 / var**2
+    return 0.5 * np.sum(delta**2 / var + np.log(var)), 0.5 * np.array([np.sum(m2 * r), np.sum(m2 * x * r)])
+
+
+def _solve_snr_scale(delta, g_err, m_err, snr, start):
+    """Maximum-likelihood (k_inf, s) with outliers clipped iteratively as in :func:`_solve_scale`; and the number clipped."""
+    g2, m2, x = g_err**2, m_err**2, (_SNR_PIVOT / snr) ** 2
+    params, keep = np.array([start**2, 0.01 * start**2]), None
+    for _ in range(50):
+        sel = slice(None) if keep is None else keep
+        params = minimize(_snr_nll, params, args=(delta[sel], g2[sel], m2[sel], x[sel]), jac=True, method="L-BFGS-B",
+                          bounds=[(1e-12, None), (0.0, None)]).x
+        z = delta / np.sqrt(g2 + (params[0] + params[1] * x) * m2)
+        new = np.abs(z - np.median(z)) < CLIP_Z
+        if keep is not None and np.array_equal(new, keep):
+            break
+        keep = new
+    return float(np.sqrt(params[0])), float(_SNR_PIVOT * np.sqrt(params[1])), int((~keep).sum())
+
+
+def fit_snr_uncertainty_scale(parallax, parallax_error, model_parallax, model_error, snr, zeropoint=0.0, star=None,
+                              n_bootstrap=200, seed=0):
+    """Fit the S/N-dependent scale :math:`k({\\rm S/N})^2 = k_\\infty^2 + (s/{\\rm S/N})^2` on Gaia z-scores.
+
+    As :func:`fit_uncertainty_scale`, with the scale of each row at its S/N.
+    Rows may be several versions of the same star (its spectrum with noise
+    injected, :func:`degrade_spectra`): ``star`` says which, and the bootstrap
+    resamples stars with all their rows.
+
+    Parameters
+    ----------
+    parallax, parallax_error, model_parallax, model_error, zeropoint : array_like [mas]
+        As :func:`fit_uncertainty_scale`, one value per row.
+    snr : array_like
+        S/N of the spectrum behind each row's model parallax.
+    star : array_like of int, optional
+        Star of each row (default: every row its own star).
+    n_bootstrap, seed : int
+
+    Returns
+    -------
+    dict
+        ``scale_inf``, ``scale_inf_error``, ``noise`` (:math:`s`), ``noise_error``, ``n_rows``, ``n_stars``,
+        ``n_clipped``, ``snr_range`` (of the rows used) and ``method``.
+
+    Raises
+    ------
+    ValueError
+        The reasons of :func:`fit_uncertainty_scale`.
+    """
+    shape = np.shape(parallax)
+    plx, plx_err, nn, nn_err, zp, sn = (np.broadcast_to(np.asarray(a, float), shape).ravel()
+                                        for a in (parallax, parallax_error, model_parallax, model_error, zeropoint, snr))
+    star = np.arange(plx.size) if star is None else np.asarray(star, int).ravel()
+    ok = _usable(plx, plx_err, nn, nn_err, zp, sn) & (plx_err > 0) & (nn_err > 0) & (sn > 0)
+    stars = np.unique(star[ok])
+    if stars.size < MIN_CALIBRATION_STARS:
+        raise ValueError(f"{stars.size} stars with a Gaia parallax, a model uncertainty and an S/N; the uncertainty "
+                         f"calibration needs at least {MIN_CALIBRATION_STARS}")
+    delta, g_err, m_err, sn, star = (plx - zp - nn)[ok], plx_err[ok], nn_err[ok], sn[ok], star[ok]
+    start = _robust_scale(delta, g_err, m_err)
+    k_inf, noise, n_clipped = _solve_snr_scale(delta, g_err, m_err, sn, start)
+    rows = [np.flatnonzero(star == s) for s in stars]
+    rng = np.random.default_rng(seed)
+    boot = []
+    for _ in range(int(n_bootstrap)):
+        i = np.concatenate([rows[j] for j in rng.integers(0, stars.size, stars.size)])
+        with contextlib.suppress(ValueError):
+            boot.append(_solve_snr_scale(delta[i], g_err[i], m_err[i], sn[i], k_inf)[:2])
+    err = np.std(boot, axis=0, ddof=1) if len(boot) > 1 else np.full(2, np.nan)
+    return {"scale_inf": k_inf, "scale_inf_error": float(err[0]), "noise": noise, "noise_error": float(err[1]),
+            "n_rows": int(delta.size), "n_stars": int(stars.size), "n_clipped": n_clipped,
+            "snr_range": [float(sn.min()), float(sn.max())], "method": SNR_METHOD}
+
+
+def degrade_spectra(spectra, spectra_err, snr, target_snr, rng):
+    """Spectra ``(N, P)`` with Gaussian noise added so that their S/N ``(N,)`` falls to ``target_snr`` (float32).
+
+    Pixel errors scale as 1/(S/N): the added noise has standard deviation
+    ``spectra_err * sqrt((snr / target_snr)^2 - 1)``.  Stars already at or below
+    ``target_snr`` and pixels whose error is not finite or not below 1 (masked)
+    are left as they are.  ``rng``: a :class:`numpy.random.Generator`.
+    """
+    err = np.asarray(spectra_err, np.float32)
+    factor = np.sqrt(np.clip((np.asarray(snr, float) / np.asarray(target_snr, float)) ** 2 - 1.0, 0.0, None))
+    good = np.isfinite(err) & (err < 1)
+    noise = rng.standard_normal(err.shape, dtype=np.float32) * np.where(good, err, 0.0)
+    return (np.asarray(spectra, np.float32) + noise * factor.astype(np.float32)[:, None]).astype(np.float32)
+
+
 def coverage(residual, sigma, levels=(0.5, 0.6827, 0.8, 0.9, 0.9545, 0.99)):
     """Observed against nominal coverage of Gaussian intervals: the fraction with :math:`|r| < z_p\\sigma`.
 
@@ -331,8 +460,14 @@ class CalibratedUncertainty:
         """Whether the uncertainties carry a fitted calibration."""
         return self.uncertainty_calibration is not None
 
-    def _scaled(self, errors, calibrated):
-        k = self.uncertainty_scale if calibrated else 1.0
+    def uncertainty_scale_at(self, snr=None):
+        """The factor applied to the uncertainties of stars with this S/N (:meth:`UncertaintyCalibration.scale_at`;
+        1 when uncalibrated, :attr:`uncertainty_scale` without an S/N form or S/N)."""
+        cal = self.uncertainty_calibration
+        return 1.0 if cal is None else cal.scale_at(snr)
+
+    def _scaled(self, errors, calibrated, snr=None):
+        k = np.reshape(self.uncertainty_scale_at(snr), (-1, 1)) if calibrated else 1.0
         return {name: err * k for name, err in errors.items()}
 
     def _split_records(self):
@@ -365,7 +500,7 @@ class CalibratedUncertainty:
         return self.predict_zeropoint(offset_features)[0].to_value(u.mas)
 
     def calibrate_uncertainties(self, input_data, parallax, parallax_error, magnitude=None, offset_features=None,
-                                stars=None, batch_size=None):
+                                stars=None, batch_size=None, spectra_err=None, snr=None, injection_snr=INJECTION_SNR):
         """Fit the uncertainty scale on held-out stars with Gaia parallaxes, and keep it (saved with the model).
 
         Parameters
@@ -382,6 +517,14 @@ class CalibratedUncertainty:
             Which rows to use; default the validation split of ``fit`` (the
             stars given must then be those given to ``fit``, in order).
         batch_size : int, optional
+        spectra_err : ndarray, optional
+            The spectra's pixel errors, same shape; with ``snr``, also fit the
+            S/N-dependent scale (:func:`fit_snr_uncertainty_scale`) on these
+            stars at their S/N and with noise injected down to each S/N of
+            ``injection_snr`` below their own (:func:`degrade_spectra`).
+        snr : array_like, optional
+            The spectra's S/N, one per star.
+        injection_snr : sequence of float
 
         Returns
         -------
@@ -405,10 +548,31 @@ class CalibratedUncertainty:
         feats = feature_matrix(offset_features, self.offset_features)[idx] if self.offset == "multivariate" else None
         fakemag, err = self.predict(spectra[idx], batch_size=batch_size, calibrated=False)
         factor = 10.0 ** (-0.2 * mag[idx])
-        self.uncertainty_calibration = fit_uncertainty_scale(
-            plx, plx_err, fakemag[:, 0] * factor, err["total"][:, 0] * factor,
-            zeropoint=self._calibration_zeropoint(feats, idx.size), stars=label)
-        return self.uncertainty_calibration
+        zp = self._calibration_zeropoint(feats, idx.size)
+        cal = fit_uncertainty_scale(plx, plx_err, fakemag[:, 0] * factor, err["total"][:, 0] * factor, zeropoint=zp,
+                                    stars=label)
+        if spectra_err is not None and snr is not None:
+            cal = dataclasses.replace(cal, snr_dependence=self._fit_snr_dependence(
+                spectra[idx], np.asarray(spectra_err)[idx], np.asarray(snr, float)[idx], injection_snr,
+                (plx, plx_err, zp, factor), (fakemag[:, 0], err["total"][:, 0]), batch_size))
+        self.uncertainty_calibration = cal
+        return cal
+
+    def _fit_snr_dependence(self, spectra, spectra_err, snr, injection_snr, gaia, native, batch_size):
+        """:func:`fit_snr_uncertainty_scale` on these stars at their S/N and with noise injected (one copy per S/N)."""
+        plx, plx_err, zp, factor = gaia
+        rng = np.random.default_rng(INJECTION_SEED)
+        rows = [(np.arange(snr.size), snr, *native)]
+        for target in injection_snr:
+            sel = np.flatnonzero(snr > target)
+            if sel.size:
+                noisy = degrade_spectra(spectra[sel], spectra_err[sel], snr[sel], target, rng)
+                fakemag, err = self.predict(noisy, batch_size=batch_size, calibrated=False)
+                rows.append((sel, np.full(sel.size, float(target)), fakemag[:, 0], err["total"][:, 0]))
+        star, sn, fakemag, total = (np.concatenate(c) for c in zip(*rows))
+        fit = fit_snr_uncertainty_scale(plx[star], plx_err[star], fakemag * factor[star], total * factor[star], sn,
+                                        zeropoint=np.broadcast_to(zp, plx.shape)[star], star=star)
+        return {**fit, "injection_snr": [float(t) for t in injection_snr]}
 
     def _calibrate_after_fit(self, input_data, parallax, parallax_error, magnitude, offset_features):
         """The default calibration at the end of ``fit``: on its validation stars, with a warning if impossible."""

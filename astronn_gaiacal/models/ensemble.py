@@ -30,11 +30,13 @@ from astropy import units as u
 
 from .._versions import __version__
 from ..io.atomic import atomic_directory
+from ..zeropoint.calibrated import CalibratedZeropoint
 from ..zeropoint.estimates import DEFAULT_ESTIMATE
 from .calibration import (UNCERTAINTY_KEY, VALIDATION_SEED, CalibratedUncertainty, UncalibratedWarning,
                           UncertaintyCalibration, warn_uncalibrated)
 from .folders import (
     MANIFEST,
+    ZEROPOINT_KEY,
     folder_kind,
     load_model_folder,
     member_folders,
@@ -111,6 +113,7 @@ class DeepEnsemble(CalibratedUncertainty, ZeropointModel):
         self.folder_name = None
         # a one-member ensemble predicts what its member does, so its member's scale holds; otherwise calibrate
         self.uncertainty_calibration = first.uncertainty_calibration if len(members) == 1 else None
+        self.zeropoint_calibration = first.zeropoint_calibration if len(members) == 1 else None
 
     def __len__(self):
         return len(self.members)
@@ -193,6 +196,8 @@ class DeepEnsemble(CalibratedUncertainty, ZeropointModel):
         n = len(np.asarray(fit_kwargs["parallax"]))
         base_weight = fit_kwargs.pop("sample_weight", None)
         fit_kwargs.setdefault("validation_seed", VALIDATION_SEED)  # the members hold out the same stars
+        calibrate_zeropoint = fit_kwargs.pop("calibrate_zeropoint", True)
+        fit_kwargs["calibrate_zeropoint"] = False  # the ensemble's, not each member's
         jobs = []
         for k in range(int(n_members)):
             weight = base_weight
@@ -204,6 +209,10 @@ class DeepEnsemble(CalibratedUncertainty, ZeropointModel):
         if ens.calibrate_at_fit:  # the combined uncertainty, on the validation stars the members share
             ens._calibrate_after_fit(fit_kwargs["spectra"], fit_kwargs["parallax"], fit_kwargs["parallax_error"],
                                      fit_kwargs.get("magnitude"), fit_kwargs.get("offset_features"))
+        if calibrate_zeropoint and ens.calibrate_at_fit:  # the combined refit on the training stars
+            ens._calibrate_zeropoint_after_fit(fit_kwargs["spectra"], fit_kwargs["parallax"],
+                                               fit_kwargs["parallax_error"], fit_kwargs.get("magnitude"),
+                                               fit_kwargs.get("offset_features"))
         return ens
 
     # ------------------------------------------------------------------ persistence
@@ -220,6 +229,7 @@ class DeepEnsemble(CalibratedUncertainty, ZeropointModel):
                 "combination": "mean of member means; variance = mean MC variance + between-member variance",
                 UNCERTAINTY_KEY: None if self.uncertainty_calibration is None else
                 self.uncertainty_calibration.to_dict(),
+                ZEROPOINT_KEY: None if self.zeropoint_calibration is None else self.zeropoint_calibration.to_dict(),
             })
         for k, member in enumerate(self.members):
             member.folder_name = os.path.join(final, f"member_{k:02d}")
@@ -234,18 +244,21 @@ class DeepEnsemble(CalibratedUncertainty, ZeropointModel):
             warnings.simplefilter("ignore", UncalibratedWarning)  # the members' own scales are not used
             ens = cls([load_model_folder(path) for path in member_folders(folder)])
         ens.folder_name = os.path.abspath(folder)
-        ens.uncertainty_calibration = UncertaintyCalibration.from_dict(read_manifest(folder).get(UNCERTAINTY_KEY))
+        manifest = read_manifest(folder)
+        ens.uncertainty_calibration = UncertaintyCalibration.from_dict(manifest.get(UNCERTAINTY_KEY))
+        ens.zeropoint_calibration = CalibratedZeropoint.from_dict(manifest.get(ZEROPOINT_KEY))
         if ens.uncertainty_calibration is None:
             warn_uncalibrated(folder)
         return ens
 
     # ------------------------------------------------------------------ inference
-    def predict(self, input_data, inputs_err=None, batch_size=None, calibrated=True):
+    def predict(self, input_data, inputs_err=None, batch_size=None, calibrated=True, snr=None):
         """Fakemag and ``{'total','model','predictive'}``; 'model' includes the between-member spread.
 
         The members' uncalibrated uncertainties are combined; with
         ``calibrated`` (default) the combination is multiplied by the
-        ensemble's uncertainty scale.
+        ensemble's uncertainty scale (at each star's ``snr`` if given and the
+        calibration has an S/N dependence).
         """
         outs = [m.predict(input_data, batch_size=batch_size, calibrated=False) for m in self.members]
         mean, mc_var, between = _combine([o[0] for o in outs], [o[1]["model"] ** 2 for o in outs])
@@ -255,7 +268,7 @@ class DeepEnsemble(CalibratedUncertainty, ZeropointModel):
             "total": np.sqrt(model_var + predictive_var),
             "model": np.sqrt(model_var),
             "predictive": np.sqrt(predictive_var),
-        }, calibrated)
+        }, calibrated, snr)
 
     def _split_records(self):
         return [m.validation_split for m in self.members]

@@ -17,6 +17,7 @@ __all__ = [
     "PARAMETER_FILE",
     "PLUGIN_KEY",
     "WEIGHTS_FILE",
+    "ZEROPOINT_KEY",
     "folder_kind",
     "load_model_folder",
     "member_folders",
@@ -33,6 +34,10 @@ MANIFEST = "astronn_gaiacal_ensemble.json"
 PARAMETER_FILE = "astroNN_model_parameter.json"
 #: Section of :data:`PARAMETER_FILE` that holds the plugin's options.
 PLUGIN_KEY = "astronn_gaiacal"
+
+#: Key of the calibrated zero-point (:class:`~astronn_gaiacal.zeropoint.calibrated.CalibratedZeropoint`) in the
+#: plugin section of a model folder and in an ensemble's manifest.
+ZEROPOINT_KEY = "zeropoint_calibration"
 
 
 def folder_kind(folder):

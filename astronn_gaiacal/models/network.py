@@ -11,6 +11,7 @@ from ..nn.layers import (
     ConstantFeature,
     FakemagLogVariance,
     FakemagToParallax,
+    QuadraticOffset,
     Scale,
     SliceColumns,
 )
@@ -78,7 +79,13 @@ class JointNetwork:
 
         Dense(32) -> Dense(16) with tanh and MC dropout, then a linear output
         (covers any zero-point; ``offset_output_activation='tanh'`` bounds it).
+        A multivariate model with ``offset_head='quadratic'`` instead has one
+        quadratic per standardised feature (:class:`~astronn_gaiacal.nn.layers.QuadraticOffset`,
+        the paper's eqs. 7-9 as the model itself; no dropout).
         """
+        if self.offset == "multivariate" and getattr(self, "offset_head", "network") == "quadratic":
+            return QuadraticOffset(curvature_l2=getattr(self, "offset_curvature_l2", 0.0), name="offset_output")(
+                features)
         reg = keras.regularizers.l2(self.l2)
         x = features
         for units in self.num_hidden[len(self.luminosity_hidden) :]:

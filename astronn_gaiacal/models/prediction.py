@@ -40,7 +40,7 @@ class JointPrediction:
     def _label_std(self):
         return float(np.asarray(self.labels_std["output"]).ravel()[0])
 
-    def predict(self, input_data, inputs_err=None, batch_size=None, calibrated=True):
+    def predict(self, input_data, inputs_err=None, batch_size=None, calibrated=True, snr=None):
         """Fakemag with MC-dropout uncertainties, as astroNN's Bayesian models return them.
 
         Parameters
@@ -59,6 +59,9 @@ class JointPrediction:
             Multiply the uncertainties by the model's fitted scale
             (``uncertainty_scale``, :mod:`~astronn_gaiacal.models.calibration`;
             default).  ``False``: the network's own.
+        snr : array_like, optional
+            The spectra's S/N: with a calibration that has an S/N dependence,
+            each star's scale at its S/N (:meth:`~astronn_gaiacal.models.calibration.UncertaintyCalibration.scale_at`).
 
         Returns
         -------
@@ -84,7 +87,7 @@ class JointPrediction:
             "total": np.sqrt(model_var + predictive_var),
             "model": np.sqrt(model_var),
             "predictive": np.sqrt(predictive_var),
-        }, calibrated)
+        }, calibrated, snr)
 
     def member_parallaxes(self, input_data, magnitude=None, batch_size=None):
         """The MC-mean model parallax :math:`L\\,10^{-m/5}` (mas) as one row: shape ``(1, N)``."""
@@ -107,8 +110,10 @@ class JointPrediction:
         shared_masks : bool
             Multivariate only: share each pass's dropout masks by a batch of
             stars (:func:`~astronn_gaiacal.nn.inference.mc_predict_shared_masks`):
-            about 10x faster, the same distribution for every star, MC noise
-            correlated between the stars of a batch.  Off by default.
+            at most ~1.5x faster on a CPU with Numba (per-star masks run in the
+            fused kernel), several times on a GPU or without Numba; the same
+            distribution for every star, MC noise correlated between the stars
+            of a batch.  Off by default.
         components : bool
             Also return ``{'mc': error, 'ensemble': 0}`` (one network: no
             between-member part), as :meth:`DeepEnsemble.predict_zeropoint

@@ -11,18 +11,20 @@ once; an implementation supplies :meth:`~ZeropointModel.predict`,
 and :attr:`~ZeropointModel.n_members`.
 """
 import abc
+import warnings
 
 import numpy as np
 from astropy import units as u
 
 from .. import conversions
+from ..zeropoint.calibrated import TREND_ESTIMATE, CalibratedZeropoint
 from ..zeropoint.estimates import ENSEMBLE_REFITS, combine_fits, refits_from_parallaxes
 from ..zeropoint.fit import fit_zeropoint
 from ..zeropoint.likelihood import likelihood_for_loss
 from ..zeropoint.trends import feature_column, fit_zeropoint_trend
 from .inputs import refit_inputs, spectra_and_magnitude
 
-__all__ = ["DESCRIPTIVE_ATTRIBUTES", "OWN_REFIT", "ZeropointModel"]
+__all__ = ["DESCRIPTIVE_ATTRIBUTES", "LEARNED", "OWN_REFIT", "ZeropointCalibrationWarning", "ZeropointModel"]
 
 #: Attributes that describe a trained model; a deep ensemble has its members' values.
 DESCRIPTIVE_ATTRIBUTES = ("offset", "offset_features", "n_features", "spectrum_length", "band", "feature_ranges",
@@ -30,6 +32,13 @@ DESCRIPTIVE_ATTRIBUTES = ("offset", "offset_features", "n_features", "spectrum_l
 
 #: Name of the estimate of :meth:`ZeropointModel.refit_zeropoint` that refits one model on its own.
 OWN_REFIT = "refit"
+
+#: ``estimate=`` of :meth:`ZeropointModel.zeropoint` for the offset the network learned (not the calibrated one).
+LEARNED = "learned"
+
+
+class ZeropointCalibrationWarning(UserWarning):
+    """The model carries no calibrated zero-point: its numbers are the learned offset's (biased, docs/calibration.rst)."""
 
 
 class ZeropointModel(abc.ABC):
@@ -57,6 +66,10 @@ class ZeropointModel(abc.ABC):
         Trained networks behind the predictions (1 for a single model).
     default_estimate : str
         The estimate :meth:`refit_zeropoint` returns when none is named.
+    zeropoint_calibration : CalibratedZeropoint or None
+        The calibrated zero-point (constant) or trend (multivariate) fitted on
+        the training set at the end of training (:meth:`calibrate_zeropoint`);
+        what :meth:`zeropoint` and the per-star zero-points report by default.
     """
 
     offset: str
@@ -71,6 +84,9 @@ class ZeropointModel(abc.ABC):
     #: ``'refit'``: the model's own refit (:data:`~astronn_gaiacal.models.protocol.OWN_REFIT`); an ensemble combines its members'.
     default_estimate = OWN_REFIT
 
+    #: The calibrated zero-point (:class:`~astronn_gaiacal.zeropoint.calibrated.CalibratedZeropoint`), or None.
+    zeropoint_calibration = None
+
     @property
     @abc.abstractmethod
     def n_members(self):
@@ -78,14 +94,16 @@ class ZeropointModel(abc.ABC):
 
     # ------------------------------------------------------------------ implemented by each kind
     @abc.abstractmethod
-    def predict(self, input_data, inputs_err=None, batch_size=None, calibrated=True):
+    def predict(self, input_data, inputs_err=None, batch_size=None, calibrated=True, snr=None):
         """Fakemag ``(N, 1)`` and its uncertainties ``{'total', 'model', 'predictive'}`` (astroNN's form).
 
         ``input_data`` holds spectra, spectra + magnitude, or the full layout;
         ``inputs_err`` is ignored (astroNN's signature); ``batch_size`` is the
         number of stars per compiled MC-dropout call.  The uncertainties are
         multiplied by the model's fitted uncertainty scale unless
-        ``calibrated=False`` (:mod:`~astronn_gaiacal.models.calibration`).
+        ``calibrated=False`` (:mod:`~astronn_gaiacal.models.calibration`); with
+        the stars' ``snr``, by the scale at each star's S/N where the
+        calibration has an S/N dependence.
         """
 
     @abc.abstractmethod
@@ -291,16 +309,76 @@ class ZeropointModel(abc.ABC):
         return fit_zeropoint_trend(plx, plx_err, model_plx, columns, names=names, fit_scale=fit_scale,
                                    likelihood=likelihood)
 
-    def zeropoint(self, mc_num=None, components=False):
+    def calibrate_zeropoint(self, input_data, parallax, parallax_error, magnitude=None, offset_features=None,
+                            batch_size=None, data="training set"):
+        """Fit and keep the calibrated zero-point (:attr:`zeropoint_calibration`) on these stars.
+
+        A constant model: :meth:`refit_zeropoint` with :attr:`default_estimate`
+        (an ensemble's is the estimate the calibration study validated).  A
+        multivariate model: :meth:`refit_zeropoint_trend`, a quadratic in each
+        feature with a free luminosity scale (estimate
+        :data:`~astronn_gaiacal.zeropoint.calibrated.TREND_ESTIMATE`).  Training
+        calls it on the training set; call it again to calibrate on other stars.
+
+        Parameters
+        ----------
+        input_data, parallax, parallax_error, magnitude, batch_size
+            As for :meth:`refit_zeropoint`.
+        offset_features : Table, dict or DataFrame, optional
+            The feature columns (multivariate).
+        data : str
+            What the stars are, recorded with the result.
+
+        Returns
+        -------
+        CalibratedZeropoint
+
+        Raises
+        ------
+        ValueError
+            Offset ``'none'``, or too few usable stars for the fit.
+        """
+        if self.offset == "constant":
+            fit = self.refit_zeropoint(input_data, parallax, parallax_error, magnitude=magnitude, batch_size=batch_size)
+            estimate = self.default_estimate
+        elif self.offset == "multivariate":
+            if offset_features is None:
+                raise ValueError(f"the multivariate model needs offset_features {self.offset_features}")
+            fit = self.refit_zeropoint_trend(input_data, parallax, parallax_error, offset_features,
+                                             magnitude=magnitude, batch_size=batch_size)
+            estimate = TREND_ESTIMATE
+        else:
+            raise ValueError(f"the model has offset={self.offset!r}: it has no zero-point to calibrate")
+        self.zeropoint_calibration = CalibratedZeropoint(estimate, fit, str(data))
+        return self.zeropoint_calibration
+
+    def _calibrate_zeropoint_after_fit(self, input_data, parallax, parallax_error, magnitude, offset_features):
+        """:meth:`calibrate_zeropoint` on the training set; a warning, not an error, when it cannot be fitted."""
+        self.zeropoint_calibration = None
+        if self.offset == "none":
+            return
+        try:
+            self.calibrate_zeropoint(input_data, parallax, parallax_error, magnitude=magnitude,
+                                     offset_features=offset_features)
+        except ValueError as err:
+            warnings.warn(f"the zero-point was not calibrated ({err}); the learned offset is reported instead",
+                          ZeropointCalibrationWarning, stacklevel=3)
+
+    def zeropoint(self, mc_num=None, components=False, estimate=None):
         """The constant model's zero-point and its uncertainty, in micro-arcsec.
 
         Parameters
         ----------
         mc_num : int, optional
-            Stochastic passes; defaults to ``mc_num``.
+            Stochastic passes of the learned offset; defaults to ``mc_num``.
         components : bool
-            Also return ``{'mc': ..., 'ensemble': ...}`` (uas), the MC-dropout
-            and between-member parts of the error.
+            Also return the parts of the error: for the learned offset
+            ``{'mc': ..., 'ensemble': ...}`` (the MC-dropout and between-member
+            parts), for the calibrated one ``{}``.
+        estimate : {None, 'calibrated', 'learned'}
+            ``None`` (default): the calibrated zero-point
+            (:attr:`zeropoint_calibration`) if the model has one, else the
+            learned offset with a :class:`~astronn_gaiacal.models.protocol.ZeropointCalibrationWarning`.
 
         Returns
         -------
@@ -310,11 +388,23 @@ class ZeropointModel(abc.ABC):
         Raises
         ------
         ValueError
-            The model's offset is not ``'constant'``.
+            The model's offset is not ``'constant'``, an unknown ``estimate``,
+            or ``'calibrated'`` for a model without a calibration.
         """
         if self.offset != "constant":
             raise ValueError(f"zeropoint() is for offset='constant'; this {type(self).__name__} has "
                              f"offset={self.offset!r}")
+        if estimate not in (None, "calibrated", LEARNED):
+            raise ValueError(f"estimate must be None, 'calibrated' or {LEARNED!r}, got {estimate!r}")
+        cal = self.zeropoint_calibration
+        if estimate == "calibrated" and cal is None:
+            raise ValueError("the model has no calibrated zero-point (calibrate_zeropoint() fits one)")
+        if estimate is None and cal is None:
+            warnings.warn(f"{type(self).__name__} has no calibrated zero-point: the learned offset is reported",
+                          ZeropointCalibrationWarning, stacklevel=2)
+        if estimate != LEARNED and cal is not None:
+            value, error = cal.fit.value.to(u.uas), cal.fit.error.to(u.uas)
+            return (value, error, {}) if components else (value, error)
         value, error, parts = self.predict_zeropoint(mc_num=mc_num, components=True)
         if components:
             return value.to(u.uas), error.to(u.uas), {k: v.to(u.uas) for k, v in parts.items()}

@@ -6,6 +6,7 @@ from .layers import (
     FakemagToParallax,
     FastMaxPooling1D,
     FastMCDropout,
+    QuadraticOffset,
     Scale,
     SliceColumns,
 )
@@ -24,7 +25,7 @@ from ..registry import register
 from . import losses as _losses
 
 for _cls in (FakemagToParallax, FakemagLogVariance, Scale, SliceColumns, ConstantFeature, BlockConv1D,
-             FastMaxPooling1D, FastMCDropout):
+             FastMaxPooling1D, FastMCDropout, QuadraticOffset):
     register(_cls)
 for _name, _cls in _losses.LOSS_CLASSES.items():
     register(_cls)
@@ -37,6 +38,7 @@ __all__ = [
     "FakemagToParallax",
     "FastMaxPooling1D",
     "FastMCDropout",
+    "QuadraticOffset",
     "Scale",
     "SliceColumns",
     "DEFAULT_LOSS",

@@ -22,7 +22,10 @@ reduced in-graph.  The call is built by walking the Keras functional graph
   word (:func:`~astronn_gaiacal.nn.fast.dropout`), each compiled as its own
   XLA cluster: the same operations as the layers', computed the way this
   hardware runs them fast;
-* the mean and variance over passes are two-pass moments in float64.
+* the mean and variance over passes are two-pass moments in float64;
+* a plain Dense/MCDropout chain (the offset network) runs as a whole in one
+  generated Numba kernel, masks drawn independently for every row and pass
+  inside it (:mod:`astronn_gaiacal.nn.fused_dense`).
 
 Memory is bounded by ``batch_size * mc_num`` rows (``batch_size`` is chosen
 from :data:`DEFAULT_CALL_VALUES` when not given) whatever ``N``.  A layer
@@ -42,7 +45,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .._compat import keras, tf
-from . import fast, fused
+from . import fast, fused, fused_dense
 from .device import use_fused_kernels
 from .graph import dropout_types, functional_models, plain_activation, single_consumer_links
 from .layers import ConstantFeature, FakemagLogVariance, FakemagToParallax, FastMCDropout, Scale, SliceColumns
@@ -383,7 +386,12 @@ def mc_predict(model, x, mc_num=100, batch_size=None, progress=True, desc="MC dr
         stretch as one Numba kernel per pass (:mod:`astronn_gaiacal.nn.fused`).
         ``None`` (default) chooses by device
         (:func:`~astronn_gaiacal.nn.device.use_fused_kernels`); ``False`` runs
-        those layers as separate TensorFlow operations.
+        those layers as separate TensorFlow operations.  With the fused kernels,
+        a plain ``Dense -> [MCDropout -> Dense]...`` chain (:func:`dense_chain`,
+        activations linear/ReLU/tanh; e.g. the offset network) runs as one kernel
+        with masks independent for every row and pass
+        (:mod:`astronn_gaiacal.nn.fused_dense`): a row's result then depends on
+        the seed and its row number only, not on ``batch_size``.
 
     Returns
     -------
@@ -395,6 +403,13 @@ def mc_predict(model, x, mc_num=100, batch_size=None, progress=True, desc="MC dr
         raise ValueError(f"mc_num must be a positive integer, got {mc_num!r}")
     mc_num = int(mc_num)
     fused_kernels = use_fused_kernels(fused_kernels, "inference")
+    chain = dense_chain(model) if fast_graph and fused_kernels and not bf16 else None
+    spec = None if chain is None else fused_dense.chain_spec(chain)
+    if spec is not None:  # a Dense/MCDropout chain: one kernel, masks independent per row and pass
+        if generator is None:
+            _default_generator().reset_from_seed(_call_seed())
+        key = int((generator or _default_generator()).uniform_full_int([], tf.int64).numpy())
+        return fused_dense.mc_predict_chain(chain, spec, x, mc_num, key, batch_size, progress, desc)
     if batch_size is None:
         width = max(1, int(np.prod(model.input_shape[1:])))
         values = DEFAULT_FUSED_CALL_VALUES if (fast_graph and fused_kernels and not bf16

@@ -209,6 +209,63 @@ class ConstantFeature(keras.layers.Layer):
         return (input_shape[0], 1)
 
 
+class QuadraticOffset(keras.layers.Layer):
+    r"""Zero-point as a quadratic in each standardised feature: :math:`c + \sum_j (b_j z_j + a_j z_j^2)`.
+
+    The additive form of the paper's eqs. 7-9, as an offset head with
+    :math:`1 + 2F` weights (``c``, ``b``, ``a``; all start at zero) instead of
+    a dense network: the low-dimensional offset model of
+    ``offset_head='quadratic'`` (docs/calibration.rst).  Input ``(batch, F)``
+    standardised features, output ``(batch, 1)`` in label units.
+
+    Parameters
+    ----------
+    curvature : bool
+        Include the quadratic terms ``a_j`` (default); ``False`` leaves a linear model.
+    curvature_l2 : float
+        Weight of an L2 penalty on the ``a_j`` alone (0: none).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from astronn_gaiacal.nn.layers import QuadraticOffset
+    >>> head = QuadraticOffset()
+    >>> _ = head(np.zeros((1, 2), "float32"))
+    >>> head.set_weights([np.array([1.0]), np.array([2.0, 0.0]), np.array([0.0, 3.0])])
+    >>> head(np.array([[1.0, 2.0]], "float32")).numpy().tolist()   # 1 + 2*1 + 3*2**2
+    [[15.0]]
+    """
+
+    def __init__(self, curvature=True, curvature_l2=0.0, **kwargs):
+        super().__init__(**kwargs)
+        if not float(curvature_l2) >= 0:
+            raise ValueError(f"curvature_l2 must be >= 0, got {curvature_l2!r}")
+        self.curvature = bool(curvature)
+        self.curvature_l2 = float(curvature_l2)
+
+    def build(self, input_shape):
+        n = int(input_shape[-1])
+        self.intercept = self.add_weight(name="intercept", shape=(1,), initializer="zeros")
+        self.linear = self.add_weight(name="linear", shape=(n,), initializer="zeros")
+        reg = keras.regularizers.l2(self.curvature_l2) if self.curvature_l2 else None
+        self.quadratic = self.add_weight(name="quadratic", shape=(n,), initializer="zeros", regularizer=reg,
+                                         trainable=self.curvature)
+        super().build(input_shape)
+
+    @_no_autograph
+    def call(self, z):
+        out = self.intercept + tf.reduce_sum(z * self.linear + tf.square(z) * self.quadratic, axis=-1)
+        return out[:, None]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], 1)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(curvature=self.curvature, curvature_l2=self.curvature_l2)
+        return config
+
+
 class BlockConv1D(keras.layers.Conv1D):
     r"""``Conv1D`` computed as one matrix product per block of pixels (same weights, same result).
 

@@ -46,6 +46,8 @@ class ApogeeField:
 #: Dataset column -> its allStar columns and apStar header keyword, in the dataset's column order.
 APOGEE_FIELDS = {
     "apogee_id": ApogeeField(("APOGEE_ID",), "OBJID", "U"),
+    # the field's location id of DR14 and earlier (the paper's Table 1); apStar headers name the field instead
+    "location_id": ApogeeField(("LOCATION_ID",), None, "i"),
     "ra": ApogeeField(("RA",), "RA"),
     "dec": ApogeeField(("DEC",), "DEC"),
     "teff": ApogeeField(("TEFF",)),

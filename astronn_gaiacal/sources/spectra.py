@@ -1,8 +1,9 @@
 """APOGEE apStar spectra: reading, continuum normalisation and batch conversion to a dataset.
 
-Follows Leung & Bovy (2019) and their data-reduction notebook: the spectrum of
-a star is the combined spectrum of its apStar file (row 0 of a multi-visit
-file; the only row of a single visit), continuum-normalised with astroNN's
+Follows Leung & Bovy (2019, Appendix A) and their data-reduction notebook: the
+spectrum of a star is the *globally weighted* combined spectrum of its apStar
+file (row 1 of a file with more than one visit; the one combined spectrum of a
+single visit), continuum-normalised with astroNN's
 ``astroNN.apogee.apogee_continuum`` (Chebyshev fit per detector on the
 DR's continuum mask, gaps between the detectors deleted: 8575 -> 7514 pixels),
 with pixels flagged by APOGEE_PIXMASK bits 0-7 and 12 set to 1.  The 2MASS Ks
@@ -40,6 +41,7 @@ from .apogee_columns import APOGEE_FIELDS, header_keywords
 
 __all__ = [
     "SUPPORTED_DRS",
+    "APSTAR_ROWS",
     "ApStarError",
     "ApStar",
     "ApStarSpectrum",
@@ -58,6 +60,12 @@ SUPPORTED_DRS = (13, 14, 16, 17)
 
 #: apStar file-name tags of the data releases: apStar-<tag>-<APOGEE_ID>.fits.
 _FILENAME_TAGS = {"r6": 13, "r8": 14, "r12": 16, "dr17": 17}
+
+#: Named rows of an apStar file's HDUs 1-3 (NVISITS + 2 rows when NVISITS > 1: the two combinations, then
+#: the visits): ``"global"``, the globally weighted combination that the paper's Appendix A recommends (the
+#: default), and ``"pixel"``, the pixel-by-pixel weighted one.  A single-visit file has one combined spectrum
+#: (row 0; DR17 adds an all-zero row 1), which every choice reads.
+APSTAR_ROWS = {"global": 1, "pixel": 0}
 
 #: Dataset columns of a batch, after ``apogee_id``: the header values (see ``apogee_columns.APOGEE_FIELDS``).
 _BATCH_COLUMNS = ("ra", "dec", "mag", "mag_error", "mag_ext", "snr", "starflag", "vscatter", "nvisits")
@@ -168,7 +176,7 @@ def _header_int(header, key):
 
 @dataclasses.dataclass(frozen=True)
 class ApStar:
-    """The raw combined spectrum of one apStar file and its header metadata.
+    """One raw spectrum of an apStar file (row ``row`` of HDUs 1-3: :func:`read_apstar`) and its header metadata.
 
     ``flux``, ``flux_err`` and ``bitmask`` have 8575 pixels; ``meta`` maps the
     dataset columns (``apogee_id``, ``ra``, ``dec``, ``mag`` = K,
@@ -201,20 +209,43 @@ class ApStarSpectrum:
         raise AttributeError(f"{type(self).__name__} has no attribute '{name}'")
 
 
-def read_apstar(path, row=0):
+def _apstar_row(row, nvisits, nrows):
+    """Index into HDUs 1-3 of the spectrum that ``row`` names, in a file with ``nrows`` rows and NVISITS ``nvisits``
+    (-9999 when the header lacks it; then only a file with 3 rows or more is taken to have several visits)."""
+    if isinstance(row, str):
+        if row not in APSTAR_ROWS:
+            raise ValueError(f"row must be one of {', '.join(map(repr, APSTAR_ROWS))} or a row number; got {row!r}")
+        index = APSTAR_ROWS[row]
+    elif isinstance(row, (int, np.integer)) and not isinstance(row, bool):
+        index = int(row)
+        if index < 0:
+            raise ValueError(f"row must be >= 0; got {row}")
+    else:
+        raise TypeError(f"row must be one of {', '.join(map(repr, APSTAR_ROWS))} or a row number; got {row!r}")
+    single = nvisits == 1 or nrows == 1 or (nvisits < 1 and nrows < 3)
+    return 0 if single else index
+
+
+def read_apstar(path, row="global"):
     """Read the combined spectrum, uncertainty and APOGEE_PIXMASK of an apStar file.
 
     Parameters
     ----------
     path : str or os.PathLike
-    row : int
-        Row of a multi-visit file (HDUs 1-3 have NVISITS+2 rows: the combined
-        spectra, then the visits).  Row 0, the default, is the combined
-        spectrum.  A single-visit file has one spectrum, used whatever ``row``.
+    row : {'global', 'pixel'} or int
+        Which spectrum of a file with more than one visit (HDUs 1-3 have
+        NVISITS + 2 rows: row 0 the pixel-by-pixel weighted combination, row 1
+        the globally weighted one, then one row per visit).  ``'global'`` (row
+        1, the default) is the combination that the paper's Appendix A
+        recommends and its data reduction used; ``'pixel'`` is row 0; a number
+        is that row.  A single-visit file has one combined spectrum (row 0; in
+        DR17 files row 1 is all zeros), read whatever ``row``
+        (:data:`APSTAR_ROWS`).
 
     Returns
     -------
     ApStar
+        Its ``row`` is the row read.
 
     Raises
     ------
@@ -223,9 +254,12 @@ def read_apstar(path, row=0):
     ApStarError
         Not an apStar file (missing HDUs, wrong number of pixels), a row out of
         range, or an empty (all-zero or all-NaN) spectrum.
+    ValueError, TypeError
+        A ``row`` that is neither a name of :data:`APSTAR_ROWS` nor a row number >= 0.
     """
     from astropy.io import fits
 
+    _apstar_row(row, 2, 3)  # a bad ``row`` is refused before the file is read
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"apStar file '{path}' does not exist")
@@ -251,7 +285,7 @@ def read_apstar(path, row=0):
             )
         nvisits = _header_int(header, APOGEE_FIELDS["nvisits"].header)
         if flux.ndim == 2:
-            use = 0 if (nvisits == 1 or flux.shape[0] == 1) else int(row)
+            use = _apstar_row(row, nvisits, flux.shape[0])
             if not 0 <= use < flux.shape[0]:
                 raise ApStarError(f"row={row} is out of range for '{path}' with {flux.shape[0]} rows")
             flux, flux_err, bitmask = flux[use], flux_err[use], bitmask[use]
@@ -281,7 +315,7 @@ def _apogee_id(header, path):
     raise ApStarError(f"'{path}' has no OBJID header keyword and its name does not give the APOGEE ID")
 
 
-def load_apstar(path, dr=None, row=0, target_bits=APOGEE_PIXMASK_BITS):
+def load_apstar(path, dr=None, row="global", target_bits=APOGEE_PIXMASK_BITS):
     """Read an apStar file and continuum-normalise its combined spectrum as in the paper.
 
     Parameters
@@ -291,8 +325,9 @@ def load_apstar(path, dr=None, row=0, target_bits=APOGEE_PIXMASK_BITS):
         Data release of the continuum mask; default from the file name
         (:func:`apstar_dr`), else ``APOGEE_DEFAULT_DR``.  The paper used DR14
         spectra with ``dr=14``.
-    row : int
-        See :func:`read_apstar`.
+    row : {'global', 'pixel'} or int
+        Which combined spectrum (or visit); default the globally weighted
+        combination, as the paper's Appendix A recommends.  See :func:`read_apstar`.
     target_bits : sequence of int
         APOGEE_PIXMASK bits set to 1 (default: the paper's, bits 0-7 and 12).
 
@@ -300,7 +335,8 @@ def load_apstar(path, dr=None, row=0, target_bits=APOGEE_PIXMASK_BITS):
     -------
     ApStarSpectrum
         ``spectrum`` and ``spectrum_err`` (7514 pixels, float64) and the header
-        metadata as attributes (``apogee_id``, ``mag``, ``mag_ext``, ``ra``, ...).
+        metadata as attributes (``apogee_id``, ``mag``, ``mag_ext``, ``ra``, ...,
+        and ``apstar_row``, the row read).
 
     Raises
     ------
@@ -313,7 +349,8 @@ def load_apstar(path, dr=None, row=0, target_bits=APOGEE_PIXMASK_BITS):
     dr = apstar_dr(raw.path) if dr is None else _check_dr(dr)
     spec, spec_err = continuum_normalise(raw.flux, raw.flux_err, raw.bitmask, dr=dr, target_bits=target_bits)
     _check_detectors(spec, dr, raw.path)
-    return ApStarSpectrum(path=raw.path, dr=dr, spectrum=spec, spectrum_err=spec_err, meta=dict(raw.meta))
+    return ApStarSpectrum(path=raw.path, dr=dr, spectrum=spec, spectrum_err=spec_err,
+                          meta={**raw.meta, "apstar_row": raw.row})
 
 
 def _check_detectors(spec, dr, path):
@@ -391,7 +428,7 @@ class ApStarBatch:
         return text
 
 
-def load_apstar_batch(sources, dr=None, row=0, target_bits=APOGEE_PIXMASK_BITS, progress=True, verbose=True):
+def load_apstar_batch(sources, dr=None, row="global", target_bits=APOGEE_PIXMASK_BITS, progress=True, verbose=True):
     """Continuum-normalise many apStar files into one :class:`~astronn_gaiacal.io.dataset.Dataset`.
 
     Parameters
@@ -410,7 +447,9 @@ def load_apstar_batch(sources, dr=None, row=0, target_bits=APOGEE_PIXMASK_BITS, 
     ApStarBatch
         Its dataset has ``spectra``, ``spectra_err``, ``mag`` (K), ``mag_ext``
         (AKTARG), ``apogee_id``, ``ra``, ``dec`` and also ``mag_error``, ``snr``,
-        ``starflag``, ``vscatter``, ``nvisits`` and ``apstar_file`` (file name);
+        ``starflag``, ``vscatter``, ``nvisits``, ``apstar_file`` (file name) and
+        ``apstar_row`` (the row of HDUs 1-3 read: 1 for the default of a
+        multi-visit file, 0 for a single visit);
         attributes ``band`` and ``continuum_dr``.  A missing or unreadable file
         is reported and skipped, never silently dropped.
 
@@ -442,6 +481,7 @@ def load_apstar_batch(sources, dr=None, row=0, target_bits=APOGEE_PIXMASK_BITS, 
         for col in _BATCH_COLUMNS:
             columns[col] = np.array([s.meta[col] for s in stars])
         columns["apstar_file"] = [os.path.basename(s.path) for s in stars]
+        columns["apstar_row"] = np.array([s.meta["apstar_row"] for s in stars], dtype=np.int64)
         drs = sorted({s.dr for s in stars})
         attrs = {"band": DEFAULT_BAND}
         if len(drs) == 1:

@@ -143,10 +143,10 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
                                 progress=False, n_jobs=n_jobs, weight_averaging=weight_averaging)
         train_s = time.time() - t
         net.mc_num = mc_num
-        m0_value, m0_sigma = net.members[0].zeropoint(mc_num=mc_num)
+        m0_value, m0_sigma = net.members[0].zeropoint(mc_num=mc_num, estimate="learned")
         variants, model_plx = ensemble_refits(net.members, train["spectra"], train["parallax"], train["parallax_error"],
                                               train.corrected_mag())
-        value, sigma = net.without(variants["failed"]).zeropoint(mc_num=mc_num)
+        value, sigma = net.without(variants["failed"]).zeropoint(mc_num=mc_num, estimate="learned")
         if save_dir is not None:
             with atomic_path(realisation_path(save_dir, i), overwrite=True) as tmp:
                 with open(tmp, "wb") as f:

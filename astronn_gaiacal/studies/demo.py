@@ -44,7 +44,7 @@ import time
 import numpy as np
 from astropy import units as u
 
-from .. import pipeline, plots
+from .. import pipeline, plots, summaries
 from ..constants import DEFAULT_MODEL, PAPER_ZEROPOINT_UAS, ZEROPOINT_CONVENTION
 from ..io.atomic import atomic_path
 from ..io.catalogue import catalogue_from_dataset, write_catalogue
@@ -53,6 +53,7 @@ from ..models import DeepEnsemble
 from ..models.calibration import VALIDATION_SEED, coverage
 from ..models.workers import TrainJob, default_jobs, train_jobs
 from ..simulate import paper_quadratic_zeropoint, simulate_train_test
+from ..zeropoint.calibrated import CalibratedZeropoint
 from ..zeropoint.estimates import DEFAULT_ESTIMATE, ENSEMBLE_REFITS, FAILED_SCATTER_RATIO, ensemble_refits
 from ..zeropoint.trends import QuadraticTrend, fit_quadratic_trend
 from .configs import CONFIGS
@@ -100,6 +101,18 @@ def _distance_errors(fakemag, fakemag_error, ds):
     return dist - ds["true_distance"], dist * fakemag_error / fakemag
 
 
+#: The issue's target: 68 +- 5 % within 1 sigma and 95 +- 3 % within 2 sigma, checked for groups of this many stars.
+TARGET_1SIGMA, TARGET_2SIGMA, TARGET_MIN_STARS = (0.6827, 0.05), (0.9545, 0.03), 200
+
+
+def within_target(cov):
+    """Whether a :func:`~astronn_gaiacal.models.calibration.coverage` dict is within the target (None: too few stars)."""
+    if cov["n"] < TARGET_MIN_STARS:
+        return None
+    return bool(abs(cov["within_1sigma"] - TARGET_1SIGMA[0]) <= TARGET_1SIGMA[1]
+                and abs(cov["within_2sigma"] - TARGET_2SIGMA[0]) <= TARGET_2SIGMA[1])
+
+
 def coverage_groups(ds):
     """``{name: selection}`` of the coverage report: all stars, each S/N bin, giants and dwarfs, and both splits."""
     giants = np.asarray(ds["logg"]) < GIANT_LOGG
@@ -121,10 +134,12 @@ def distance_coverage(fakemag, fakemag_error, ds):
     Returns
     -------
     dict
-        ``{group: coverage dict}`` (:func:`~astronn_gaiacal.models.calibration.coverage`).
+        ``{group: coverage dict}`` (:func:`~astronn_gaiacal.models.calibration.coverage`), each with
+        ``within_target`` (:func:`within_target`).
     """
     resid, sigma = _distance_errors(np.asarray(fakemag, float), np.asarray(fakemag_error, float), ds)
-    return {name: coverage(resid[sel], sigma[sel]) for name, sel in coverage_groups(ds).items()}
+    out = {name: coverage(resid[sel], sigma[sel]) for name, sel in coverage_groups(ds).items()}
+    return {name: {**cov, "within_target": within_target(cov)} for name, cov in out.items()}
 
 
 def _text_report(r):
@@ -198,12 +213,22 @@ def _text_report(r):
         c = cal["uncertainty_calibration"]
         lines.append(f"  uncertainty scale {c['scale']:.3f} +- {c['scale_error']:.3f}, fitted on {c['stars']} "
                      f"(Gaia z-score sigma_MAD {c['robust_std_before']:.2f} -> {c['robust_std_after']:.2f})")
+        snr = c.get("snr_dependence")
+        if snr:
+            k_at = ", ".join(f"{(snr['scale_inf'] ** 2 + (snr['noise'] / v) ** 2) ** 0.5:.2f} at {v}" for v in (50, 100, 200))
+            lines.append(f"  at the star's S/N: k^2 = ({snr['scale_inf']:.3f} +- {snr['scale_inf_error']:.3f})^2 + "
+                         f"(({snr['noise']:.1f} +- {snr['noise_error']:.1f}) / S/N)^2 (k = {k_at}); the same stars "
+                         f"with noise injected down to S/N {snr['snr_range'][0]:g}")
     else:
         lines.append("  UNCALIBRATED: the network's own uncertainties (scale 1)")
+    lines.append(f"  target {100 * TARGET_1SIGMA[0]:.0f} +- {100 * TARGET_1SIGMA[1]:.0f}% / {100 * TARGET_2SIGMA[0]:.0f} +- "
+                 f"{100 * TARGET_2SIGMA[1]:.0f}% in groups of >= {TARGET_MIN_STARS} stars (MISS: outside)")
     for group, cov in unc["coverage"].items():
-        raw = unc["coverage_uncalibrated"][group]
+        raw, const = unc["coverage_uncalibrated"][group], unc["coverage_constant_scale"][group]
+        flag = {None: "", True: "", False: " MISS"}[cov["within_target"]]
         lines.append(f"  {group:<22} n={cov['n']:<6} {100 * cov['within_1sigma']:5.1f}% / {100 * cov['within_2sigma']:5.1f}%"
-                     f"  (uncalibrated {100 * raw['within_1sigma']:5.1f}% / {100 * raw['within_2sigma']:5.1f}%)")
+                     f"{flag:<5}  (constant scale {100 * const['within_1sigma']:5.1f}% / {100 * const['within_2sigma']:5.1f}%;"
+                     f" uncalibrated {100 * raw['within_1sigma']:5.1f}% / {100 * raw['within_2sigma']:5.1f}%)")
     for name, label in (("zeropoint_multivariate", "multivariate model"), ("zeropoint_refit_g", "refit in G")):
         cov = unc[name]
         lines.append(f"  per-star zero-point, {label:<18} vs injected: {100 * cov['within_1sigma']:5.1f}% / "
@@ -278,15 +303,17 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
     variants, _ = ensemble_refits(trained[:n_members], train["spectra"], train["parallax"], train["parallax_error"],
                                   train.corrected_mag())
     constant = DeepEnsemble(trained[:n_members]).without(variants["failed"])
-    if len(constant) > 1:  # the combined uncertainty, on the validation stars all members held out
-        try:
-            constant.calibrate_uncertainties(train["spectra"], train["parallax"], train["parallax_error"],
-                                             magnitude=train.corrected_mag())
-        except ValueError as exc:  # e.g. too few validation stars: reported as uncalibrated
-            log(f"warning: the constant ensemble's uncertainties are left uncalibrated: {exc}")
     models = {"no_offset": trained[-1],
               "constant": constant if len(constant) > 1 else constant.members[0],
               "multivariate": trained[n_members]}
+    try:  # the combined uncertainty, on the validation stars all members held out, with its S/N dependence
+        models["constant"].calibrate_uncertainties(train["spectra"], train["parallax"], train["parallax_error"],
+                                                   magnitude=train.corrected_mag(), spectra_err=train["spectra_err"],
+                                                   snr=train["snr"])
+    except ValueError as exc:  # e.g. too few validation stars: reported as uncalibrated
+        log(f"warning: the constant ensemble's uncertainties are left uncalibrated: {exc}")
+    # the calibrated zero-point the folder carries: the default estimate, computed above on the training stars
+    models["constant"].zeropoint_calibration = CalibratedZeropoint(DEFAULT_ESTIMATE, variants[DEFAULT_ESTIMATE][0])
     timing["refit"] = time.time() - t
     for name, model in models.items():
         model.save(os.path.join(out, "models", name), overwrite=True)
@@ -302,7 +329,7 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
     injected = PAPER_ZEROPOINT_UAS
     t = time.time()
     constant = DeepEnsemble.of(models["constant"])
-    net_value, net_error, parts = constant.zeropoint(mc_num=cfg["mc_num"], components=True)
+    net_value, net_error, parts = constant.zeropoint(mc_num=cfg["mc_num"], components=True, estimate="learned")
     feats = models["multivariate"].offset_features
     # one quadratic per feature (the paper's eqs. 7-9), scale fixed: the luminosity network is the constant model's
     mv_refits = models["multivariate"].refit_zeropoint_trend(
@@ -334,6 +361,9 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
         nn_plx = fits[name]["fakemag"] * 10 ** (-0.2 * test.corrected_mag())
         return float(np.median(nn_plx[small] - test["true_parallax"][small]) * 1000)
 
+    # the constant model's errors with the scale at each star's S/N (the catalogue's carry the constant scale)
+    k_snr = models["constant"].uncertainty_scale_at(np.asarray(test["snr"], float)) / models["constant"].uncertainty_scale
+    sigma_snr = fits["constant"]["fakemag_error"] * k_snr
     g = test_mv["phot_g_mean_mag"]
     zp_mv = fits["multivariate"]["zeropoint"].to_value(u.uas)
     truth_mv = test_mv["true_zeropoint"] * 1000
@@ -392,12 +422,15 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
         "distances": {name: _accuracy_block(fits[name]["fakemag"], test_mv if name == "multivariate" else test,
                                             np.ones(len(test), bool)) for name in models},
         "uncertainties": {
-            "calibration": pipeline.uncertainty_summary(models["constant"]),
-            "coverage": distance_coverage(fits["constant"]["fakemag"], fits["constant"]["fakemag_error"], test),
+            "calibration": summaries.uncertainty_summary(models["constant"]),
+            # with the scale at each star's S/N (the S/N form), with the constant scale (predict without S/N), without
+            "coverage": distance_coverage(fits["constant"]["fakemag"], sigma_snr, test),
+            "coverage_constant_scale": distance_coverage(fits["constant"]["fakemag"],
+                                                         fits["constant"]["fakemag_error"], test),
             "coverage_uncalibrated": distance_coverage(
                 fits["constant"]["fakemag"], fits["constant"]["fakemag_error"] / models["constant"].uncertainty_scale,
                 test),
-            "other_models": {name: pipeline.uncertainty_summary(models[name])
+            "other_models": {name: summaries.uncertainty_summary(models[name])
                              for name in ("no_offset", "multivariate")},
             # per-star zero-points against the injected ones (errors of neighbouring stars are correlated)
             "zeropoint_multivariate": coverage(zp_mv - truth_mv,
@@ -437,13 +470,15 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
     files["distances"] = plots.plot_distance_comparison(cat["dist"], test.quantity("true_distance"),
                                                         os.path.join(out, "distance_comparison.png"),
                                                         reference_label="true")
-    resid_d, sigma_d = _distance_errors(fits["constant"]["fakemag"], fits["constant"]["fakemag_error"], test)
+    resid_d, sigma_d = _distance_errors(fits["constant"]["fakemag"], sigma_snr, test)
     groups = coverage_groups(test)
+    k_const = models["constant"].uncertainty_scale
     files["reliability"] = plots.plot_reliability(
         {"S/N": {k[4:].replace("_", "-"): (resid_d[v], sigma_d[v]) for k, v in groups.items() if k.startswith("snr_")},
          "population": {k: (resid_d[v], sigma_d[v]) for k, v in groups.items() if k in ("giants", "dwarfs")},
-         "calibration": {"calibrated": (resid_d, sigma_d),
-                         "uncalibrated": (resid_d, sigma_d / models["constant"].uncertainty_scale)}},
+         "calibration": {"scale at the star's S/N": (resid_d, sigma_d),
+                         "constant scale": (resid_d, sigma_d / k_snr),
+                         "uncalibrated": (resid_d, sigma_d / k_snr / k_const)}},
         os.path.join(out, "reliability.png"))
     report["files"] = {k: os.path.basename(v) for k, v in files.items()}
     timing["report"] = time.time() - t

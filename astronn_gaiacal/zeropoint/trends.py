@@ -181,11 +181,16 @@ class ZeropointTrendFit:
             inside &= (x >= lo) & (x <= hi)
         return np.stack(design, axis=1), inside
 
-    def __call__(self, features):
-        """Zero-point and its 1-sigma error (uas) for stars with these feature columns; NaN outside the valid ranges."""
+    def __call__(self, features, extrapolate=False):
+        """Zero-point and its 1-sigma error (uas) for stars with these feature columns.
+
+        NaN outside the valid ranges, unless ``extrapolate`` (then only where a feature is missing).
+        """
         design, inside = self._design(features)
         value = design @ self.coefficients
         error = np.sqrt(np.einsum("ij,jk,ik->i", design, self.covariance, design))
+        if extrapolate:
+            return value * u.uas, error * u.uas
         return np.where(inside, value, np.nan) * u.uas, np.where(inside, error, np.nan) * u.uas
 
     def trend(self, feature):
@@ -207,8 +212,11 @@ class ZeropointTrendFit:
                 "likelihood": str(self.likelihood)}
 
 
-def feature_column(features, name, n=None):
-    """Column ``name`` of ``features`` as a float array of ``n`` values, or an error naming the problem."""
+def feature_column(features, name, n=None, allow_missing=False):
+    """Column ``name`` of ``features`` as a float array of ``n`` values, or an error naming the problem.
+
+    NaN/-9999 entries are an error unless ``allow_missing``.
+    """
     try:
         col = features[name]
     except (KeyError, ValueError, IndexError):
@@ -217,7 +225,7 @@ def feature_column(features, name, n=None):
     if n is not None and x.size != n:
         raise ValueError(f"feature {name!r} has {x.size} values; parallax has {n}")
     bad = is_missing(x)
-    if bad.any():
+    if bad.any() and not allow_missing:
         raise ValueError(f"feature {name!r} has {int(bad.sum())} NaN/-9999 value(s) (first at index "
                          f"{int(np.argmax(bad))}); select the stars that have it first")
     return x

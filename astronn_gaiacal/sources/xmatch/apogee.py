@@ -103,7 +103,7 @@ def to_dataset(table, matched, spectra=None, spectra_err=None, columns=None):
     Parameters
     ----------
     table : `~astropy.table.Table`
-        APOGEE-like table (allStar names such as APOGEE_ID, TEFF, LOGG, FE_H,
+        APOGEE-like table (allStar names such as APOGEE_ID, LOCATION_ID, TEFF, LOGG, FE_H,
         SNR, K, AK_TARG, STARFLAG, VSCATTER, RA, DEC; case-insensitive; those
         absent are skipped).
     matched : `~astropy.table.Table`
@@ -121,9 +121,10 @@ def to_dataset(table, matched, spectra=None, spectra_err=None, columns=None):
         the cross-match's ``ks_m`` when the table has none), ``mag_ext``, the
         APOGEE labels, and the Gaia columns (``parallax``, ``parallax_error``,
         ``phot_g_mean_mag``, ``bp_rp``, ``source_id``, ``ruwe``,
-        ``visibility_periods_used``, the DR3 zero-point inputs ...).  Gaia's
-        ``ra``/``dec`` are ``gaia_ra``/``gaia_dec`` when the table has its own.
-        Missing values are -9999 or NaN.
+        ``visibility_periods_used``, the DR3 zero-point inputs ...).  The
+        dataset's ``ra``/``dec`` are the table's (APOGEE's) position; Gaia's
+        are ``gaia_ra``/``gaia_dec`` (the catalogue's ``ra``/``dec``, as in
+        the paper's Table 1).  Missing values are -9999 or NaN.
     """
     if len(table) != len(matched):
         raise DatasetError(f"matched has {len(matched)} rows but table has {len(table)}")
@@ -145,6 +146,9 @@ def to_dataset(table, matched, spectra=None, spectra_err=None, columns=None):
         if getattr(col, "unit", None) is None and target in COLUMN_UNITS:
             out[target].unit = COLUMN_UNITS[target]
     gaia = matched.copy(copy_data=False)
+    for name in ("ra", "dec"):  # Gaia's position is never taken for APOGEE's, even when the table has none
+        if name in gaia.colnames and f"gaia_{name}" not in gaia.colnames:
+            gaia.rename_column(name, f"gaia_{name}")
     if "mag" not in out.colnames:
         if "ks_m" not in gaia.colnames:
             raise DatasetError("mag: the table has no 2MASS K column and the cross-match has no ks_m "

@@ -15,7 +15,8 @@ connect and a read timeout: nothing process-wide (no default socket timeout,
 no stdout redirection) is changed.  Its settings (archive URL, timeouts, chunk
 size, retries, cache folder) come from :data:`~astronn_gaiacal.config.conf`, and each
 can be overridden per call.  The errors derive from astroquery's
-:class:`~astroquery.exceptions.RemoteServiceError`.
+``astroquery.exceptions.RemoteServiceError`` (which astroquery's documentation
+does not list, so it is not a link).
 """
 import contextlib
 import hashlib
@@ -63,7 +64,7 @@ _SENTINEL_ROW = 2**62  # uploaded last in every chunk; sorts after every input r
 class GaiaArchiveError(RemoteServiceError):
     """The Gaia archive could not be reached, or a query on it failed.
 
-    A :class:`astroquery.exceptions.RemoteServiceError`, so code that handles
+    An ``astroquery.exceptions.RemoteServiceError``, so code that handles
     astroquery's service errors handles this one too.
 
     Attributes
