@@ -450,12 +450,19 @@ def test_interrupted_ensemble_training_leaves_no_copy_of_the_spectra(work, tmp_p
 def test_killed_simulate_leaves_nothing_after_the_next_run(tmp_path):
     import signal
 
+    import shutil
+
     out = tmp_path / "mock.h5"
     argv = ["simulate", out, "-n", "20000", "--test-out", tmp_path / "test.h5"]
-    proc = _python_m(argv, {})
-    assert _wait_for(lambda: any(".partial" in p for p in os.listdir(tmp_path)), proc)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=60)
+    for _ in range(3):  # the kill must land while the files are written, not after the final renames
+        proc = _python_m(argv, {})
+        assert _wait_for(lambda: any(".partial" in p for p in os.listdir(tmp_path)), proc)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        if not out.exists():
+            break
+        for p in os.listdir(tmp_path):  # too late: the run had finished; start again
+            (shutil.rmtree if (tmp_path / p).is_dir() else os.remove)(tmp_path / p)
     assert any(".partial" in p for p in os.listdir(tmp_path)) and not out.exists()
     assert main(["simulate", str(out), "-n", "30"]) == 0
     assert sorted(os.listdir(tmp_path)) == ["mock.h5"]  # the killed run's partial files are gone, no test.h5

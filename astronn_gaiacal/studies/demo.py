@@ -290,6 +290,7 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
         fit_kwargs = pipeline.fit_arguments(factory(), ds)
         if offset == "constant":  # the ensemble's members hold out the same stars (its uncertainty calibration)
             fit_kwargs["validation_seed"] = VALIDATION_SEED
+            fit_kwargs["calibrate_zeropoint"] = False  # the ensemble's refit below is the calibration
         jobs.append(TrainJob(factory, job_seed, fit_kwargs, name, luminosity_from_job=source))
     t = time.time()
     workers = default_jobs(len(jobs)) if n_jobs is None else n_jobs
