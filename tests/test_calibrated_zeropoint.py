@@ -134,8 +134,10 @@ def test_multivariate_model_carries_its_trend(tmp_path):
             offset_features=data["features"])
     cal = net.zeropoint_calibration
     assert cal.is_trend and cal.estimate == TREND_ESTIMATE and set(cal.features) == set(net.offset_features)
+    pivots = {name: float(np.median(data["features"][name])) for name in net.offset_features}
+    assert cal.fit.pivots == tuple(pivots[name] for name in cal.fit.features)
     independent = net.refit_zeropoint_trend(data["spectra"], data["parallax"], data["parallax_error"],
-                                            data["features"], magnitude=data["mag"])
+                                            data["features"], magnitude=data["mag"], pivots=pivots)
     np.testing.assert_allclose(cal.fit.coefficients, independent.coefficients,
                                atol=float(np.max(np.sqrt(np.diag(independent.covariance)))))
     table = Table(data["features"])

@@ -264,7 +264,7 @@ class ZeropointModel(abc.ABC):
         return (combined, parts) if components else combined
 
     def refit_zeropoint_trend(self, input_data, parallax, parallax_error, features, magnitude=None, names=None,
-                              fit_scale=True, batch_size=None, separately=False, likelihood=None):
+                              fit_scale=True, batch_size=None, separately=False, likelihood=None, pivots=None):
         """Zero-point quadratic in each feature (and a luminosity scale) with the luminosity network held fixed.
 
         The additive form of the paper's eqs. 7-9, fitted by maximum likelihood
@@ -291,6 +291,9 @@ class ZeropointModel(abc.ABC):
             of the paper's eqs. 7-9), from one MC-dropout prediction.
         likelihood : None, str or Likelihood
             Default :attr:`refit_likelihood` (the training loss's), as :meth:`refit_zeropoint`.
+        pivots : dict, optional
+            ``{feature: pivot}``; default the paper's pivots
+            (:func:`~astronn_gaiacal.zeropoint.trends.fit_zeropoint_trend`).
 
         Returns
         -------
@@ -305,9 +308,10 @@ class ZeropointModel(abc.ABC):
         likelihood = self.refit_likelihood if likelihood is None else likelihood
         if separately:
             return {name: fit_zeropoint_trend(plx, plx_err, model_plx, {name: columns[name]}, names=[name],
-                                              fit_scale=fit_scale, likelihood=likelihood) for name in names}
+                                              fit_scale=fit_scale, likelihood=likelihood, pivots=pivots)
+                    for name in names}
         return fit_zeropoint_trend(plx, plx_err, model_plx, columns, names=names, fit_scale=fit_scale,
-                                   likelihood=likelihood)
+                                   likelihood=likelihood, pivots=pivots)
 
     def calibrate_zeropoint(self, input_data, parallax, parallax_error, magnitude=None, offset_features=None,
                             batch_size=None, data="training set"):
@@ -316,7 +320,7 @@ class ZeropointModel(abc.ABC):
         A constant model: :meth:`refit_zeropoint` with :attr:`default_estimate`
         (an ensemble's is the estimate the calibration study validated).  A
         multivariate model: :meth:`refit_zeropoint_trend`, a quadratic in each
-        feature with a free luminosity scale (estimate
+        feature about the training stars' median, with a free luminosity scale (estimate
         :data:`~astronn_gaiacal.zeropoint.calibrated.TREND_ESTIMATE`).  Training
         calls it on the training set; call it again to calibrate on other stars.
 
@@ -344,8 +348,10 @@ class ZeropointModel(abc.ABC):
         elif self.offset == "multivariate":
             if offset_features is None:
                 raise ValueError(f"the multivariate model needs offset_features {self.offset_features}")
+            pivots = {name: float(np.nanmedian(feature_column(offset_features, name, allow_missing=True)))
+                      for name in self.offset_features}  # the constant term is then the typical star's level
             fit = self.refit_zeropoint_trend(input_data, parallax, parallax_error, offset_features,
-                                             magnitude=magnitude, batch_size=batch_size)
+                                             magnitude=magnitude, batch_size=batch_size, pivots=pivots)
             estimate = TREND_ESTIMATE
         else:
             raise ValueError(f"the model has offset={self.offset!r}: it has no zero-point to calibrate")
