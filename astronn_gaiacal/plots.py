@@ -6,10 +6,12 @@ without pyplot, so the user's backend is never switched.  :func:`new_figure`
 and :func:`save_figure` (from :mod:`astronn_gaiacal.io.figures`) make and write
 such a figure for any other plot of the package.
 """
+from collections import namedtuple
+
 import numpy as np
 from astropy import units as u
 
-from .constants import MAGIC_NUMBER
+from .constants import MAGIC_NUMBER, ZEROPOINT_CONVENTION
 from .io.figures import new_figure, save_figure
 from .metrics import sigma_mad
 from .models.calibration import coverage
@@ -17,12 +19,27 @@ from .models.calibration import coverage
 __all__ = [
     "new_figure",
     "save_figure",
+    "BinnedMap",
+    "FEATURE_LABELS",
+    "ZEROPOINT_MAP_PAIRS",
+    "binned_median_2d",
     "plot_distance_comparison",
     "plot_parallax_residuals",
     "plot_reliability",
     "plot_sigma_mad",
+    "plot_zeropoint_maps",
     "plot_zeropoint_trends",
 ]
+
+#: Axis labels, with units, of the offset features (column names as in Gaia and APOGEE).
+FEATURE_LABELS = {
+    "phot_g_mean_mag": r"$G$ [mag]",
+    "bp_rp": r"$G_{\rm BP} - G_{\rm RP}$ [mag]",
+    "teff": r"$T_{\rm eff}$ [K]",
+}
+
+#: The 2-D panels of the paper's Fig. 4, ``(x, y)`` column names: G against BP-RP and G against Teff.
+ZEROPOINT_MAP_PAIRS = (("bp_rp", "phot_g_mean_mag"), ("teff", "phot_g_mean_mag"))
 
 
 def _values(x, unit=None):
@@ -116,9 +133,135 @@ def plot_zeropoint_trends(features, zeropoint, zeropoint_error, path, truth=None
         if trends and name in trends:
             xx = np.linspace(*trends[name].valid_range, 50)
             ax.plot(xx, trends[name](xx).value, color="C0", lw=1, label="quadratic fit")
-        ax.set_xlabel(name)
+        ax.set_xlabel(FEATURE_LABELS.get(name, name))
         ax.legend(fontsize=7, loc="best")
     axes[0][0].set_ylabel(r"zero-point $\varpi_0$ [$\mu$as]")
+    return save_figure(fig, path, bbox_inches="tight")
+
+
+#: Result of :func:`binned_median_2d`: ``median`` and ``count`` of shape (nx, ny), and the bin edges.
+BinnedMap = namedtuple("BinnedMap", ["median", "count", "x_edges", "y_edges"])
+
+
+def binned_median_2d(x, y, z, bins=None, min_count=5, coverage=0.99):
+    """Median of ``z`` in 2-D bins of ``(x, y)`` (:func:`scipy.stats.binned_statistic_2d`), sparse bins NaN.
+
+    Parameters
+    ----------
+    x, y, z : array_like or Quantity
+        Per star; NaN and -9999 are left out (Quantities in their own unit).
+    bins : int or [x_edges, y_edges], optional
+        Bins per axis, spread evenly over the central ``coverage`` of the stars
+        in each coordinate, or the edges themselves.  Default:
+        ``sqrt(N / (2 min_count))`` per axis (an average of 2 ``min_count`` stars a
+        bin), between 4 and 25.
+    min_count : int
+        Bins with fewer stars are NaN (left blank when drawn).
+    coverage : float
+        Central fraction of the stars the default edges span in each coordinate.
+
+    Returns
+    -------
+    BinnedMap
+        ``median[i, j]`` and ``count[i, j]`` of the stars with
+        ``x_edges[i] <= x < x_edges[i + 1]`` and ``y_edges[j] <= y < y_edges[j + 1]``
+        (the last bin of each axis includes its upper edge).
+
+    Raises
+    ------
+    ValueError
+        No star has finite ``x``, ``y`` and ``z``.
+    """
+    from scipy.stats import binned_statistic_2d
+
+    x, y, z = _values(x), _values(y), _values(z)
+    good = np.isfinite(x) & np.isfinite(y) & np.isfinite(z)
+    if not good.any():
+        raise ValueError("no star with finite x, y and z to bin")
+    x, y, z = x[good], y[good], z[good]
+    if bins is None or np.ndim(bins) == 0:
+        n = int(np.clip(np.sqrt(x.size / (2 * min_count)), 4, 25)) if bins is None else int(bins)
+        edges = []
+        for v in (x, y):
+            lo, hi = np.quantile(v, [(1 - coverage) / 2, 1 - (1 - coverage) / 2])
+            if hi <= lo:  # one value: a bin around it
+                lo, hi = lo - 0.5, hi + 0.5
+            edges.append(np.linspace(lo, hi, n + 1))
+        bins = edges
+    count, xe, ye, _ = binned_statistic_2d(x, y, z, statistic="count", bins=bins)
+    median = binned_statistic_2d(x, y, z, statistic="median", bins=[xe, ye]).statistic
+    median[count < min_count] = np.nan
+    return BinnedMap(median, count.astype(int), xe, ye)
+
+
+def plot_zeropoint_maps(features, zeropoint, path, truth=None, pairs=ZEROPOINT_MAP_PAIRS, bins=None, min_count=5,
+                        valid_ranges=None):
+    """Paper Fig. 4's 2-D panels: the median zero-point in bins of G against BP-RP and of G against Teff.
+
+    One row of panels coloured by the binned median zero-point, with one colour
+    bar in micro-arcsec; with ``truth`` a second row of the median of (zero-point
+    - injected), on a colour scale symmetric about 0.  Bins with fewer than
+    ``min_count`` stars are blank.  The companion of :func:`plot_zeropoint_trends`
+    (the 1-D panels).
+
+    Parameters
+    ----------
+    features : dict
+        ``{name: values}`` per star; the pairs of ``pairs`` whose two columns are
+        both there are drawn.
+    zeropoint : Quantity [mas or uas]
+        Per-star zero-point (convention ``parallax_gaia = parallax_true + zeropoint``).
+    path : str
+    truth : Quantity, optional
+        Injected per-star zero-point.
+    pairs : sequence of (str, str)
+        ``(x, y)`` feature names per panel (default :data:`ZEROPOINT_MAP_PAIRS`);
+        a magnitude axis (name ending in ``mag``) is drawn bright side up.
+    bins, min_count
+        As :func:`binned_median_2d`.
+    valid_ranges : dict, optional
+        ``{name: (low, high)}``, e.g. the training stars' range of each feature,
+        outside which a trend is extrapolated: drawn as dashed lines.
+
+    Returns
+    -------
+    str
+        ``path``.
+
+    Raises
+    ------
+    ValueError
+        ``features`` holds no pair of ``pairs``.
+    """
+    zp = _values(zeropoint, u.uas)
+    pairs = [(xn, yn) for xn, yn in pairs if xn in features and yn in features]
+    if not pairs:
+        raise ValueError(f"features {sorted(features)} hold neither pair of columns {list(ZEROPOINT_MAP_PAIRS)}")
+    rows = [("zero-point", zp, "viridis", False)]
+    if truth is not None:
+        rows.append(("zero-point $-$ injected", zp - _values(truth, u.uas), "RdBu_r", True))
+    fig = new_figure(figsize=(4.4 * len(pairs) + 1.0, 3.8 * len(rows)), layout="constrained")
+    axes = fig.subplots(len(rows), len(pairs), squeeze=False)
+    for row, (title, z, cmap, symmetric) in zip(axes, rows):
+        maps = [binned_median_2d(features[xn], features[yn], z, bins=bins, min_count=min_count) for xn, yn in pairs]
+        finite = np.concatenate([m.median[np.isfinite(m.median)] for m in maps])
+        lo, hi = (finite.min(), finite.max()) if finite.size else (-1.0, 1.0)
+        if symmetric:
+            lo, hi = -max(abs(lo), abs(hi), 1e-3), max(abs(lo), abs(hi), 1e-3)
+        for ax, (xn, yn), m in zip(row, pairs, maps):
+            mesh = ax.pcolormesh(m.x_edges, m.y_edges, np.ma.masked_invalid(m.median.T), cmap=cmap, vmin=lo, vmax=hi)
+            ax.set_xlabel(FEATURE_LABELS.get(xn, xn))
+            ax.set_ylabel(FEATURE_LABELS.get(yn, yn))
+            for name, invert, line in ((xn, ax.invert_xaxis, ax.axvline), (yn, ax.invert_yaxis, ax.axhline)):
+                if name.endswith("mag"):
+                    invert()
+                for edge in (valid_ranges or {}).get(name, ()):
+                    line(edge, color="k", ls="--", lw=0.8)
+            ax.set_title(f"{title}: {int((m.count >= min_count).sum())} bins of $\\geq${min_count} stars",
+                         fontsize=9)
+        fig.colorbar(mesh, ax=list(row), label=rf"median {title} [$\mu$as]")
+    fig.suptitle(f"Zero-point, {ZEROPOINT_CONVENTION}; blank: fewer than {min_count} stars"
+                 + ("; dashed: the valid ranges" if valid_ranges else ""), fontsize=10)
     return save_figure(fig, path, bbox_inches="tight")
 
 

@@ -204,3 +204,22 @@ def test_train_fits_the_snr_form_when_the_dataset_has_snr_and_pixel_errors():
     form = net.uncertainty_calibration.snr_dependence
     assert form is not None and form["snr_range"][1] == 200.0 and form["scale_inf"] > 0
     assert net.zeropoint_calibration is not None and net.zeropoint_calibration.fit.n_stars == n
+
+
+def test_a_negative_luminosity_scale_keeps_no_calibration():
+    """Gaia parallaxes that fall as the network's rise: the trend refit's scale is negative, nothing is kept."""
+    data = toy_survey(600, seed=4, n_pixels=N_PIX)
+    net = toy_model("multivariate", epochs=2)
+    net.fit(data["spectra"], data["parallax"], data["parallax_error"], magnitude=data["mag"],
+            offset_features=data["features"], calibrate_zeropoint=False)
+    model_plx = net.member_parallaxes(data["spectra"], magnitude=data["mag"]).mean(0)
+    rng = np.random.default_rng(1)
+    anti = 2 * np.median(model_plx) - model_plx + rng.normal(0, 0.01, model_plx.size)  # scale -1 by construction
+    with pytest.raises(ValueError, match="luminosity scale"):
+        net.calibrate_zeropoint(data["spectra"], anti, np.full(anti.size, 0.01), magnitude=data["mag"],
+                                offset_features=data["features"])
+    assert net.zeropoint_calibration is None
+    with pytest.warns(ZeropointCalibrationWarning, match="luminosity scale"):
+        net._calibrate_zeropoint_after_fit(data["spectra"], anti, np.full(anti.size, 0.01), data["mag"],
+                                           data["features"])
+    assert net.zeropoint_calibration is None

@@ -95,6 +95,22 @@ def test_demo_injected_trend_matches_eq7(demo_run):
     assert report["zeropoint"]["multivariate"]["injected_slope_uas_per_mag"] == pytest.approx(slope, rel=1e-6)
 
 
+def test_demo_trend_summaries_valid_on_training_range(demo_run):
+    _, report, out, _ = demo_run
+    mv = report["zeropoint"]["multivariate"]
+    text = (out / "report.txt").read_text()
+    for feature, refit in mv["refit"]["trends"].items():  # the refit's range: the training stars' central 98 %
+        lo, hi = refit["valid_range"]
+        s_lo, s_hi = mv["quadratic_trends"][feature]["valid_range"]  # test stars, inside the training range
+        assert lo <= s_lo < s_hi <= hi
+        if mv["calibrated_trend"] is not None:  # refitted on the same training stars
+            cal = mv["calibrated_trend"]["trends"][feature]
+            assert cal["valid_range"] == pytest.approx([lo, hi], rel=1e-9)
+            assert f"valid {lo:.3g}..{hi:.3g}" in text
+    assert mv["per_star_estimate"] in text
+    assert ("calibrated trend stored in models/multivariate" in text) == (mv["calibrated_trend"] is not None)
+
+
 def test_demo_catalogue_and_plots(demo_run):
     _, report, out, _ = demo_run
     cat = QTable.read(out / "catalogue.fits")
@@ -108,7 +124,7 @@ def test_demo_catalogue_and_plots(demo_run):
     good = np.asarray(cat["nn_parallax"].value) > 0
     np.testing.assert_allclose(cat["dist"][good].to_value("pc"), 1000.0 / cat["nn_parallax"][good].to_value("mas"),
                                rtol=1e-4)
-    for name in ("fig3", "fig4", "fig7", "distances", "reliability"):
+    for name in ("fig3", "fig4", "fig4_2d", "fig7", "distances", "reliability"):
         path = out / report["files"][name]
         assert path.suffix == ".png" and path.stat().st_size > 5000
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -498,6 +498,54 @@ def test_calibrated_trend_at_catalogue_scale(model_folder, mock_gaia, client, tm
     want_err = np.sqrt(np.einsum("ij,jk,ik->i", design, trend.covariance, design)) / 1000
     np.testing.assert_allclose(got["zeropoint"].to_numpy(), want, rtol=1e-10, equal_nan=True)
     np.testing.assert_allclose(got["zeropoint_error"].to_numpy(), want_err, rtol=1e-10, equal_nan=True)
+    # evaluated from the folder's JSON: no worker loaded the network
+    from astronn_gaiacal.distributed.workers import model_loads
+
+    loads = client.run(model_loads)
+    assert not any(str(folder) in path for worker in loads.values() for path in worker)
+    # estimate='learned' runs the network: the same numbers as the uncalibrated folder with the same weights
+    learned = scale.zeropoint_catalog(str(folder), dd.from_pandas(sub, npartitions=2), tmp_path / "zp_learned",
+                                      scheduler=client, progress=False, estimate="learned")
+    plain = scale.zeropoint_catalog(model_folder, dd.from_pandas(sub, npartitions=2), tmp_path / "zp_plain",
+                                    scheduler=client, progress=False)
+    assert learned["complete"] and plain["complete"]
+    a, b = pd.read_parquet(tmp_path / "zp_learned"), pd.read_parquet(tmp_path / "zp_plain")
+    np.testing.assert_allclose(a["zeropoint"].to_numpy(), b["zeropoint"].to_numpy(), rtol=1e-6, equal_nan=True)
+    assert np.nanmax(np.abs(a["zeropoint"].to_numpy() - want)) > 1e-4  # not the trend
+    with pytest.raises(ValueError, match="estimate"):
+        scale.add_zeropoint(dd.from_pandas(sub, npartitions=2), str(folder), estimate="refit")
+
+
+def test_calibrated_partition_needs_no_tensorflow(model_folder, tmp_path):
+    """The default catalogue path evaluates the stored trend without importing TensorFlow (a fresh process)."""
+    import subprocess
+    import sys
+
+    from astronn_gaiacal.zeropoint.calibrated import TREND_ESTIMATE, CalibratedZeropoint
+    from astronn_gaiacal.zeropoint.trends import ZeropointTrendFit
+
+    m = load(model_folder)
+    ranges = {name: tuple(m.feature_ranges[name]) for name in FEATURES}
+    trend = ZeropointTrendFit(FEATURES, (15.0, 1.5, 4500.0), ranges, np.array([-40.0, -5.0, 0.5, 3.0, 0.0, 1e-3, 0.0]),
+                              np.eye(7), 1.0, 0.0, 0.05, 0.0, 100)
+    m.zeropoint_calibration = CalibratedZeropoint(TREND_ESTIMATE, trend)
+    folder = m.save(str(tmp_path / "cal"))
+    code = f"""
+import sys
+import pandas as pd
+from astronn_gaiacal.distributed.workers import model_info
+from astronn_gaiacal.distributed.zeropoint import _zeropoint_frame
+info = model_info({str(folder)!r})
+df = pd.DataFrame({{"phot_g_mean_mag": [16.0, 14.0], "bp_rp": [1.5, 2.5], "teff": [4500.0, 5000.0]}})
+out = _zeropoint_frame(df, info["folder"], info["feature_ranges"], 100, True, 0, "part.00000", 4096,
+                       info["zeropoint_calibration"])
+print(list(out["zeropoint"] * 1000), "tensorflow.python" in sys.modules)
+"""
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    values, tf_loaded = proc.stdout.strip().rsplit(" ", 1)
+    assert tf_loaded == "False"
+    # c + b_G dG + a_G dG^2 + b_c dc + ... by hand: star 1 dG = 1, the others 0; star 2 dG = -1, dc = 1, dT = 500
+    assert np.allclose(eval(values), [-40 - 5 + 0.5, -40 + 5 + 0.5 + 3.0 + 0.5])
 
 
 def test_cli_refuses_max_partitions_for_hats_input(model_folder, hats_dir, tmp_path, capsys):

@@ -25,8 +25,9 @@ def add_arguments(parser):
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file (with --catalog: "
                         "an output folder of another run)")
     parser.add_argument("--learned", action="store_true",
-                        help="GAIA_TABLE: per-star zero-points from the offset the network learned, not the model's "
-                             "calibrated zero-point or trend (the default, refitted on the training set)")
+                        help="GAIA_TABLE or --catalog: per-star zero-points from the offset the network learned (MC "
+                             "dropout), not the model's calibrated zero-point or trend (the default, refitted on the "
+                             "training set; --catalog then evaluates it without loading the network)")
     parser.add_argument("--shared-masks", action="store_true",
                         help="GAIA_TABLE, multivariate, with --learned or a model without a calibrated trend: share each MC pass's dropout masks by a batch of 4096 stars "
                              "(every star's passes are still independent, but the MC noise of stars in one batch is "
@@ -96,7 +97,7 @@ def _run_catalogue(args):
     return run_scaled("zeropoint",
                       lambda **kw: distributed.zeropoint_catalog(args.model, args.catalogue, args.out, **kw),
                       args, args.model, args.catalogue, mc_num=args.mc_num, dropout=not args.no_dropout,
-                      batch_size=args.batch_size)
+                      batch_size=args.batch_size, estimate="learned" if args.learned else None)
 
 
 def _refit_data(net, args):

@@ -12,10 +12,8 @@ import os
 import sys
 import threading
 
-from .._compat import keras, tf
-from ..models import DeepEnsemble, load
-from ..models.folders import MANIFEST, PARAMETER_FILE, folder_kind, member_folders, read_plugin_config
-from ..nn.inference import dropout_disabled
+from ..io.model_folders import (MANIFEST, PARAMETER_FILE, ZEROPOINT_KEY, folder_kind, member_folders, read_manifest,
+                                read_plugin_config)
 
 __all__ = ["inference_mode", "model_info", "model_loads", "partition_seed", "resolve_feature_ranges", "worker_model"]
 
@@ -38,7 +36,9 @@ def model_info(folder):
         ``folder`` (absolute), ``offset``, ``offset_features``,
         ``feature_ranges`` (``{name: [low, high]}``, the union over an
         ensemble's members; None without stored ranges), ``spectrum_length``,
-        ``members`` and ``hash`` (of the parameter files and the weights' sizes and times).
+        ``members``, ``zeropoint_calibration`` (the stored calibrated zero-point,
+        :meth:`~astronn_gaiacal.zeropoint.calibrated.CalibratedZeropoint.to_dict`, or None)
+        and ``hash`` (of the parameter files and the weights' sizes and times).
 
     Raises
     ------
@@ -68,6 +68,7 @@ def model_info(folder):
             name: [min(b["feature_ranges"][name][0] for b in blocks), max(b["feature_ranges"][name][1] for b in blocks)]
             for name in first["offset_features"]
         }
+    calibration = (read_manifest(folder) if ensemble else first).get(ZEROPOINT_KEY)
     return {
         "folder": folder,
         "offset": first["offset"],
@@ -75,6 +76,7 @@ def model_info(folder):
         "feature_ranges": ranges,
         "spectrum_length": int(first["spectrum_length"]),
         "members": len(blocks),
+        "zeropoint_calibration": calibration,
         "hash": digest.hexdigest()[:16],
     }
 
@@ -154,6 +156,9 @@ def worker_model(folder):
     threads the first time a model is loaded, so ``n`` single-threaded
     workers use ``n`` cores.
     """
+    from .._compat import tf
+    from ..models import DeepEnsemble, load
+
     key = os.path.abspath(os.fspath(folder))
     with _LOCK:
         net = _MODELS.get(key)
@@ -219,6 +224,10 @@ def inference_mode(net, dropout, seed, key, which):
     which : tuple of str
         Attributes of each member holding the Keras models to run without dropout.
     """
+    from .._compat import keras
+    from ..models import DeepEnsemble
+    from ..nn.inference import dropout_disabled
+
     with _LOCK, contextlib.ExitStack() as stack:
         if not dropout:
             for member in (net.members if isinstance(net, DeepEnsemble) else [net]):

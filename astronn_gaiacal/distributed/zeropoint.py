@@ -1,8 +1,12 @@
-"""Zero-points of whole catalogues: the offset network on every partition of a Dask DataFrame or LSDB catalogue.
+"""Zero-points of whole catalogues: the model's zero-point on every partition of a Dask DataFrame or LSDB catalogue.
 
 :func:`add_zeropoint` is lazy (``map_partitions``); :func:`zeropoint_catalog`
 computes it on a cluster and writes one Parquet file per partition (a HATS
-catalogue, by LSDB's own writer, for an LSDB input).
+catalogue, by LSDB's own writer, for an LSDB input).  By default every
+partition gets the calibrated zero-point or trend stored in the model folder,
+evaluated from its JSON alone (the workers never import TensorFlow); the
+offset network runs, with MC dropout, only for ``estimate='learned'`` or a
+folder without a calibration.
 """
 import glob
 import hashlib
@@ -12,14 +16,16 @@ import time
 import numpy as np
 
 from ..constants import COLUMN_UNITS, ZEROPOINT_CONVENTION
-from ..pipeline import table_zeropoints
 from .cluster import run_job
 from .hats_output import write_hats
 from .output import PartitionJob, partition_key, pixel_key, write_parquet
 from .resume import files_token
 from .workers import inference_mode, model_info, resolve_feature_ranges, worker_model
 
-__all__ = ["ZEROPOINT_COLUMNS", "add_zeropoint", "zeropoint_catalog"]
+__all__ = ["LEARNED", "ZEROPOINT_COLUMNS", "add_zeropoint", "zeropoint_catalog"]
+
+#: ``estimate`` that runs the offset network the model learned instead of its calibrated zero-point.
+LEARNED = "learned"
 
 #: Columns added by :func:`add_zeropoint`.
 ZEROPOINT_COLUMNS = ("zeropoint", "zeropoint_error", "zeropoint_out_of_range")
@@ -42,23 +48,46 @@ def _out_of_range(features, ranges):
     return flag
 
 
-def _zeropoint_frame(df, folder, ranges, mc_num, dropout, seed, key, batch_size):
-    """One partition with the three zero-point columns appended (row count and order kept)."""
-    import pandas as pd
+def _calibrated_zeropoints(df, calibration, ranges):
+    """Zero-points, errors [mas] and range flags of a partition from a stored calibration (no TensorFlow)."""
+    from ..zeropoint.calibrated import CalibratedZeropoint
 
-    net = worker_model(folder)
+    cal = CalibratedZeropoint.from_dict(calibration)
+    if not cal.is_trend:
+        zp_q, err_q = cal.per_star(None, len(df))
+        return zp_q, err_q, np.zeros(len(df), bool)
+    feats = {name: _float_column(df, name) for name in cal.features}
+    zp_q, err_q = cal.per_star(feats, len(df))
+    flag = _out_of_range(feats, {name: r for name, r in ranges.items() if name in feats})
+    return zp_q, err_q, np.zeros(len(df), bool) if flag is None else flag
+
+
+def _zeropoint_frame(df, folder, ranges, mc_num, dropout, seed, key, batch_size, calibration=None):
+    """One partition with the three zero-point columns appended (row count and order kept)."""
     n = len(df)
     out = df.copy()
+    if calibration is not None:
+        zp_q, err_q, flag = _calibrated_zeropoints(df, calibration, ranges or {})
+        return _with_columns(out, df, zp_q, err_q, flag)
+    from ..pipeline import table_zeropoints
+
+    net = worker_model(folder)
     mc = int(mc_num) if dropout else 1
     if net.offset == "constant":
         with inference_mode(net, dropout, seed, key, ("offset_model",)):
-            zp_q, err_q = table_zeropoints(net, df, mc_num=mc)
+            zp_q, err_q = table_zeropoints(net, df, mc_num=mc, estimate=LEARNED)
         flag = np.zeros(n, bool)
     else:
         feats = {name: _float_column(df, name) for name in net.offset_features}
         with inference_mode(net, dropout, seed, key, ("offset_model",)):
-            zp_q, err_q = table_zeropoints(net, feats, mc_num=mc, batch_size=batch_size)
+            zp_q, err_q = table_zeropoints(net, feats, mc_num=mc, batch_size=batch_size, estimate=LEARNED)
         flag = _out_of_range(feats, ranges)
+    return _with_columns(out, df, zp_q, err_q, flag)
+
+
+def _with_columns(out, df, zp_q, err_q, flag):
+    import pandas as pd
+
     zp, zp_err = zp_q.to_value("mas"), err_q.to_value("mas")
     out["zeropoint"] = pd.Series(np.asarray(zp, np.float64), index=df.index)
     out["zeropoint_error"] = pd.Series(np.asarray(zp_err, np.float64), index=df.index)
@@ -66,13 +95,14 @@ def _zeropoint_frame(df, folder, ranges, mc_num, dropout, seed, key, batch_size)
     return out
 
 
-def _zeropoint_dask_partition(df, folder, ranges, mc_num, dropout, seed, batch_size, partition_info=None):
+def _zeropoint_dask_partition(df, folder, ranges, mc_num, dropout, seed, batch_size, calibration,
+                              partition_info=None):
     number = (partition_info or {}).get("number", 0)
-    return _zeropoint_frame(df, folder, ranges, mc_num, dropout, seed, partition_key(number), batch_size)
+    return _zeropoint_frame(df, folder, ranges, mc_num, dropout, seed, partition_key(number), batch_size, calibration)
 
 
-def _zeropoint_pixel_partition(df, pixel, folder, ranges, mc_num, dropout, seed, batch_size):
-    return _zeropoint_frame(df, folder, ranges, mc_num, dropout, seed, pixel_key(pixel), batch_size)
+def _zeropoint_pixel_partition(df, pixel, folder, ranges, mc_num, dropout, seed, batch_size, calibration):
+    return _zeropoint_frame(df, folder, ranges, mc_num, dropout, seed, pixel_key(pixel), batch_size, calibration)
 
 
 def _is_lsdb(obj):
@@ -89,7 +119,8 @@ def _zeropoint_meta(meta):
     return meta
 
 
-def add_zeropoint(frame, model, mc_num=100, dropout=True, seed=0, batch_size=65536, feature_ranges=None):
+def add_zeropoint(frame, model, mc_num=100, dropout=True, seed=0, batch_size=65536, feature_ranges=None,
+                  estimate=None):
     """Lazily add the model's zero-point to every partition of a Dask DataFrame or LSDB catalogue.
 
     Parameters
@@ -98,12 +129,14 @@ def add_zeropoint(frame, model, mc_num=100, dropout=True, seed=0, batch_size=655
         Stars with the model's offset-feature columns (e.g. ``phot_g_mean_mag``,
         ``bp_rp``, ``teff``).  Nothing is computed here.
     model : str or path
-        Model or ensemble folder; loaded once in each worker (:func:`~astronn_gaiacal.distributed.workers.worker_model`).
+        Model or ensemble folder.  Its calibrated zero-point is read from the
+        folder's JSON; the network is loaded, once in each worker
+        (:func:`~astronn_gaiacal.distributed.workers.worker_model`), only to run the learned offset.
     mc_num : int
-        MC-dropout passes per star (with ``dropout=True``).
+        MC-dropout passes per star (with ``dropout=True``) of the learned offset.
     dropout : bool
         ``False`` runs the offset network once with dropout off:
-        deterministic, ``zeropoint_error`` = 0.
+        deterministic, ``zeropoint_error`` = 0 (the learned offset only).
     seed : int or None
         Partition ``key`` is computed after
         ``keras.utils.set_random_seed(partition_seed(seed, key))``; ``None``
@@ -113,6 +146,12 @@ def add_zeropoint(frame, model, mc_num=100, dropout=True, seed=0, batch_size=655
     feature_ranges : dict, optional
         ``{feature: (low, high)}``; defaults to the training ranges stored in
         the model folder.
+    estimate : {None, 'learned'}
+        ``None`` (default): the calibrated zero-point or trend the folder stores
+        (:class:`~astronn_gaiacal.zeropoint.calibrated.CalibratedZeropoint`,
+        its per-star error from the fit's covariance), as ``zeropoint MODEL TABLE``
+        gives; for a folder without one, the learned offset with a
+        ``ZeropointCalibrationWarning``.  ``'learned'``: the offset network.
 
     Returns
     -------
@@ -147,7 +186,8 @@ def add_zeropoint(frame, model, mc_num=100, dropout=True, seed=0, batch_size=655
     clash = [c for c in ZEROPOINT_COLUMNS if c in columns]
     if clash:
         raise ValueError(f"frame already has column(s) {clash}; drop or rename them first")
-    args = (info["folder"], ranges, int(mc_num), bool(dropout), seed, int(batch_size))
+    args = (info["folder"], ranges, int(mc_num), bool(dropout), seed, int(batch_size),
+            _calibration(info, estimate, warn=True))
     if _is_lsdb(frame):
         meta = _zeropoint_meta(frame.meta)
         return frame.map_partitions(_zeropoint_pixel_partition, *args, meta=meta, include_pixel=True)
@@ -156,6 +196,21 @@ def add_zeropoint(frame, model, mc_num=100, dropout=True, seed=0, batch_size=655
     if not isinstance(frame, dd.DataFrame):
         raise TypeError(f"frame must be a dask DataFrame or an lsdb Catalog, got {type(frame).__name__}")
     return frame.map_partitions(_zeropoint_dask_partition, *args, meta=_zeropoint_meta(frame._meta))
+
+
+def _calibration(info, estimate, warn=False):
+    """The stored calibration the partitions use (None: run the learned offset network)."""
+    if estimate not in (None, LEARNED):
+        raise ValueError(f"estimate must be None or {LEARNED!r}, got {estimate!r}")
+    calibration = None if estimate == LEARNED else info["zeropoint_calibration"]
+    if estimate is None and calibration is None and warn:
+        import warnings
+
+        from ..models.protocol import ZeropointCalibrationWarning
+
+        warnings.warn(f"{info['folder']} has no calibrated zero-point: per-star zero-points are the learned offset's",
+                      ZeropointCalibrationWarning, stacklevel=3)
+    return calibration
 
 
 def _write_zeropoint_part(df, out, rel, key, config_hash):
@@ -211,7 +266,7 @@ def input_token(catalog, frame=None):
 
 def zeropoint_catalog(model, catalog, out, *, scheduler=None, n_workers=None, mc_num=100, dropout=True, seed=0,
                       batch_size=65536, feature_ranges=None, columns=None, retries=2, overwrite=False,
-                      max_partitions=None, progress=True, command_key=None):
+                      max_partitions=None, progress=True, command_key=None, estimate=None):
     """Zero-points of a whole catalogue, computed on a Dask cluster and written per partition.
 
     Parameters
@@ -235,7 +290,7 @@ def zeropoint_catalog(model, catalog, out, *, scheduler=None, n_workers=None, mc
         Address of a running Dask scheduler; default: a LocalCluster here.
     n_workers : int, optional
         Workers of the LocalCluster (one thread each); default: the CPU count.
-    mc_num, dropout, seed, batch_size, feature_ranges
+    mc_num, dropout, seed, batch_size, feature_ranges, estimate
         See :func:`add_zeropoint`.
     columns : list of str, optional
         Columns to read from a path (the features are added when missing).
@@ -273,8 +328,10 @@ def zeropoint_catalog(model, catalog, out, *, scheduler=None, n_workers=None, mc
         columns = list(columns) + [f for f in info["offset_features"] if f not in columns]
     frame = _open_catalog(catalog, columns=columns)
     result = add_zeropoint(frame, model, mc_num=mc_num, dropout=dropout, seed=seed, batch_size=batch_size,
-                           feature_ranges=feature_ranges)
+                           feature_ranges=feature_ranges, estimate=estimate)
+    calibration = _calibration(info, estimate)
     config = {"model": info["folder"], "model_hash": info["hash"], "mc_num": int(mc_num) if dropout else 1,
+              "estimate": LEARNED if calibration is None else calibration["estimate"],
               "dropout": bool(dropout), "seed": seed, "batch_size": int(batch_size),
               "feature_ranges": resolve_feature_ranges(info, feature_ranges),
               "input": os.path.abspath(os.fspath(catalog)) if isinstance(catalog, (str, os.PathLike))

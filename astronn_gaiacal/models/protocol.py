@@ -340,7 +340,9 @@ class ZeropointModel(abc.ABC):
         Raises
         ------
         ValueError
-            Offset ``'none'``, or too few usable stars for the fit.
+            Offset ``'none'``, too few usable stars for the fit, or a fitted
+            luminosity scale that is not positive (the network's parallaxes do
+            not follow Gaia's: nothing is kept).
         """
         if self.offset == "constant":
             fit = self.refit_zeropoint(input_data, parallax, parallax_error, magnitude=magnitude, batch_size=batch_size)
@@ -355,6 +357,10 @@ class ZeropointModel(abc.ABC):
             estimate = TREND_ESTIMATE
         else:
             raise ValueError(f"the model has offset={self.offset!r}: it has no zero-point to calibrate")
+        scale = float(getattr(fit, "scale", 1.0))
+        if not scale > 0:  # parallax_gaia = scale * parallax_NN + zero-point: a luminosity scale must be positive
+            raise ValueError(f"the fitted luminosity scale is {scale:.3g}: the network's parallaxes do not follow the "
+                             f"Gaia parallaxes of the {data} (too little training?), so no zero-point is calibrated")
         self.zeropoint_calibration = CalibratedZeropoint(estimate, fit, str(data))
         return self.zeropoint_calibration
 

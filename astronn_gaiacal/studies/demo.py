@@ -28,6 +28,8 @@ the one whose uncertainty the calibration study found calibrated
   accuracy (sigma_MAD and median bias of fractional residuals, paper eq. 10);
 * ``catalogue.fits``: the Table-1 catalogue of the test set (constant model);
 * ``fig3_parallax_residuals.png``, ``fig4_zeropoint_trends.png``,
+  ``fig4_zeropoint_2d.png`` (the multivariate model's median zero-point in bins
+  of G against BP-RP and Teff, and minus the injected one),
   ``fig7_sigma_mad.png``, ``distance_comparison.png``;
 * ``reliability.png`` and the report's ``uncertainties``: observed against
   nominal coverage of the constant model's distance uncertainties on the test
@@ -142,6 +144,13 @@ def distance_coverage(fakemag, fakemag_error, ds):
     return {name: {**cov, "within_target": within_target(cov)} for name, cov in out.items()}
 
 
+def _trend_line(t):
+    """One quadratic of a trend fit's JSON with its errors and validity range (the training stars' central 98 %)."""
+    return (f"{t['feature']}: {t['a']:.3g}({t['a_err']:.2g})(x-{t['pivot']:.4g})^2 + {t['b']:.3g}({t['b_err']:.2g})"
+            f"(x-{t['pivot']:.4g}) + {t['c']:.3g}({t['c_err']:.2g}) uas, valid {t['valid_range'][0]:.3g}.."
+            f"{t['valid_range'][1]:.3g}")
+
+
 def _text_report(r):
     zc = r["zeropoint"]["constant"]
     net, refit = zc["ensemble"], zc["refit_ensemble"]
@@ -175,22 +184,25 @@ def _text_report(r):
     if 0 in zc.get("failed_members", []):
         lines.append("    warning: that member failed to train, so the multivariate offsets are not reliable")
     lines.append(
-        f"  multivariate vs injected trend in G: slope {mv['slope_uas_per_mag']:+.2f} uas/mag (injected "
-        f"{mv['injected_slope_uas_per_mag']:+.2f}); rms difference {mv['rms_difference_uas']:.2f} uas"
+        f"  multivariate (estimate '{mv['per_star_estimate']}') vs injected trend in G: slope "
+        f"{mv['slope_uas_per_mag']:+.2f} uas/mag (injected {mv['injected_slope_uas_per_mag']:+.2f}); rms difference "
+        f"{mv['rms_difference_uas']:.2f} uas; its quadratics on the test stars inside the training range:"
     )
     for name, trend in mv.get("quadratic_trends", {}).items():
         lines.append(f"    {name}: {trend['a']:.3g}(x-{trend['pivot']:g})^2 + {trend['b']:.3g}(x-{trend['pivot']:g}) "
                      f"+ {trend['c']:.3g} uas, valid {trend['valid_range'][0]:.3g}..{trend['valid_range'][1]:.3g}")
+    cal = mv.get("calibrated_trend")
+    if cal:
+        lines.append(f"  calibrated trend stored in models/multivariate (estimate '{cal['estimate']}', refitted on the "
+                     f"{cal['data']}, {cal['n_stars']} stars, network fixed, luminosity scale {cal['scale']:.4f}):")
+        lines += [f"    {_trend_line(t)}" for t in cal["trends"].values()]
     rf = mv["refit"]
     lines.append(
         f"  refit, network fixed, one quadratic per feature: G slope "
         f"{rf['slope_uas_per_mag']:+.2f} uas/mag; rms difference {rf['rms_difference_uas']:.2f} uas "
         f"(median error {rf['median_error_uas']:.2f} uas)"
     )
-    for name, trend in rf["trends"].items():
-        lines.append(f"    {name}: {trend['a']:.3g}({trend['a_err']:.2g})(x-{trend['pivot']:g})^2 + {trend['b']:.3g}"
-                     f"({trend['b_err']:.2g})(x-{trend['pivot']:g}) + {trend['c']:.3g}({trend['c_err']:.2g}) uas, "
-                     f"valid {trend['valid_range'][0]:.3g}..{trend['valid_range'][1]:.3g}")
+    lines += [f"    {_trend_line(t)}" for t in rf["trends"].values()]
     no = r["no_offset"]
     lines += [
         f"  no-offset model: median NN - true parallax for parallax < 0.5 mas {no['median_residual_small_parallax_uas']:+.1f} uas "
@@ -377,11 +389,14 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
         refit_per_star[f] = (zp_f.to_value(u.uas), err_f.to_value(u.uas))
     zp_refit, zp_refit_err = refit_per_star.get("phot_g_mean_mag", refit_per_star[feats[0]])
     in_refit = fit_range & np.isfinite(zp_refit)
-    trends = {}
+    trends, train_ranges = {}, {}
     for feat in models["multivariate"].offset_features:
         x = np.asarray(test_mv[feat], dtype=float)
-        trends[feat] = fit_quadratic_trend(x, fits["multivariate"]["zeropoint"],
-                                           fits["multivariate"]["zeropoint_error"], feature=feat).to_dict()
+        lo, hi = train_ranges[feat] = np.quantile(np.asarray(train_mv[feat], float), [0.01, 0.99])  # training stars
+        inside = (x >= lo) & (x <= hi)
+        trends[feat] = fit_quadratic_trend(x[inside], fits["multivariate"]["zeropoint"][inside],
+                                           fits["multivariate"]["zeropoint_error"][inside], feature=feat).to_dict()
+    calibrated_mv = models["multivariate"].zeropoint_calibration
 
     report = {
         "out": os.path.abspath(final_out or out),
@@ -406,7 +421,9 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
                 "injected_slope_uas_per_mag": slope_true,
                 "rms_difference_uas": float(np.sqrt(np.nanmean((zp_mv - truth_mv) ** 2))),
                 "mean_difference_uas": float(np.nanmean(zp_mv - truth_mv)),
+                "per_star_estimate": summaries.zeropoint_estimate(models["multivariate"]),
                 "quadratic_trends": trends,
+                "calibrated_trend": None if calibrated_mv is None else calibrated_mv.summary(),
                 "refit": {  # the G quadratic: slope, rms and mean difference against the injected zero-point
                     "method": "one quadratic per feature, luminosity network fixed, scale fixed",
                     "slope_uas_per_mag": float(np.polyfit(g[in_refit], zp_refit[in_refit], 1)[0]),
@@ -465,6 +482,9 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
         trends={k: QuadraticTrend(k, (v["a"], v["b"], v["c"]), (v["a_err"], v["b_err"], v["c_err"]), v["pivot"],
                                   tuple(v["valid_range"]), v["n_stars"]) for k, v in trends.items()},
     )
+    files["fig4_2d"] = plots.plot_zeropoint_maps(  # the 2-D panels: G against BP-RP and Teff
+        {f: test_mv[f] for f in models["multivariate"].offset_features}, fits["multivariate"]["zeropoint"],
+        os.path.join(out, "fig4_zeropoint_2d.png"), truth=test_mv["true_zeropoint"] * u.mas, valid_ranges=train_ranges)
     resid = fits["constant"]["fakemag"] / test["true_fakemag"] - 1
     files["fig7"] = plots.plot_sigma_mad({"teff": test["teff"], "logg": test["logg"], "snr": test["snr"]}, resid,
                                          os.path.join(out, "fig7_sigma_mad.png"))
