@@ -91,11 +91,45 @@ def test_cli_tiny_study(tmp_path, capsys):
     assert (out / "calibration_study.original.ecsv").exists() and (out / "calibration_study.ecsv").exists()
 
 
+def test_cli_study_with_outliers_and_the_robust_loss(tmp_path, capsys):
+    """--*-fraction puts the outlier population in every survey, --loss trains and refits with the Student-t."""
+    from astronn_gaiacal.simulate import simulate_train_test
+    from astronn_gaiacal.zeropoint.fit import fit_zeropoint
+
+    out = tmp_path / "study"
+    code = main(["calibrate-study", "--out", str(out), "-k", "1", "--n-train", "150", "--epochs", "1", "--ensemble",
+                 "2", "--mc-num", "3", "--mismatch-fraction", "0.1", "--loss", "gaia_student_t_nll", "--json"])
+    summary = json.loads(capsys.readouterr().out)
+    assert code == 0
+    settings = summary["settings"]
+    assert settings["loss"] == "gaia_student_t_nll" and settings["outliers"]["mismatch"] == 0.1
+    saved = np.load(out / "realisation_00.npz")
+    odd, _ = simulate_train_test(150, 1, seed=0, outliers={"mismatch": 0.1})
+    plain, _ = simulate_train_test(150, 1, seed=0)
+    np.testing.assert_array_equal(saved["parallax"], np.asarray(odd["parallax"]))
+    assert not np.array_equal(saved["parallax"], np.asarray(plain["parallax"]))
+    t = QTable.read(out / "calibration_study.ecsv")
+    robust = fit_zeropoint(saved["parallax"], saved["parallax_error"], saved["model_parallax"][0],
+                           likelihood="student_t")
+    gauss = fit_zeropoint(saved["parallax"], saved["parallax_error"], saved["model_parallax"][0])
+    assert t["value_refit"][0].to_value(u.uas) == pytest.approx(robust.value.to_value(u.uas), rel=1e-6)
+    assert robust.value.to_value(u.uas) != pytest.approx(gauss.value.to_value(u.uas), rel=1e-3)
+    # --reanalyse refits with the study's likelihood
+    assert main(["calibrate-study", "--out", str(out), "--reanalyse", "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)["runs"][0]
+    assert again["value_refit_ensemble"] == pytest.approx(summary["runs"][0]["value_refit_ensemble"], rel=1e-6)
+
+
 def test_cli_study_bad_input(tmp_path, capsys):
     assert main(["calibrate-study", "--out", str(tmp_path / "s"), "--ensemble", "1"]) == 2
     assert "--ensemble must be >= 2" in capsys.readouterr().err
     assert main(["calibrate-study", "--out", str(tmp_path / "none"), "--reanalyse"]) == 2
     assert "calibration_study.ecsv' does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+    assert main(["calibrate-study", "--out", str(tmp_path / "s"), "--loss", "cauchy"]) == 2
+    assert "unknown --loss 'cauchy'" in capsys.readouterr().err
+    assert main(["calibrate-study", "--out", str(tmp_path / "s"), "--mismatch-fraction", "1.5"]) == 2
+    assert "mismatch fraction must be in [0, 1]" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
 
 
@@ -123,3 +157,4 @@ def test_refits_leave_a_failed_member_out():
     # the screened estimate finds the injected -52.3 uas; with the failed member in, the mean is far off
     assert abs(fits["refit_ensemble"][0].value.to_value(u.uas) + 52.3) < 3 * fits["refit_ensemble"][0].error.to_value(u.uas)
     assert abs(np.mean([f.value.to_value(u.uas) for f in fits["members"]]) + 52.3) > 50
+

@@ -337,3 +337,29 @@ def trend_lines(fit):
                      f"({t['b_err']:.2g})(x-{t['pivot']:g}) + {t['c']:.4g}({t['c_err']:.2g}) uas, valid "
                      f"{t['valid_range'][0]:.4g}..{t['valid_range'][1]:.4g}")
     return lines
+
+
+#: The outlier flags: default, metavar and help (the fields of :class:`~astronn_gaiacal.simulate.outliers.Outliers`).
+OUTLIER_FLAGS = {
+    "--binary-fraction": (0.0, "F", "fraction of unresolved binaries: the system is brighter by 2.5 log10(1 + q^4), "
+                                    "the spectrum the primary's (default 0)"),
+    "--binary-q-min": (1.0, "Q", "smallest binary mass ratio, q uniform in [Q, 1] (default 1: equal-mass twins, "
+                                 "twice the luminosity)"),
+    "--mismatch-fraction": (0.0, "F", "fraction of mis-matched cross-matches: the Gaia parallax and error of "
+                                      "another star (default 0)"),
+    "--tail-fraction": (0.0, "F", "fraction of stars whose Gaia parallax noise is --tail-scale times broader than "
+                                  "the quoted error (default 0)"),
+    "--tail-scale": (5.0, "K", "width of the broad Gaia error component in quoted errors (default 5)"),
+}
+
+
+def outliers_from_args(args):
+    """The --*-fraction flags as an Outliers (None when all are 0); bad values are a usage error."""
+    from ..simulate.outliers import Outliers
+
+    try:
+        outliers = Outliers(binary=args.binary_fraction, mismatch=args.mismatch_fraction, tail=args.tail_fraction,
+                            binary_q_min=args.binary_q_min, tail_scale=args.tail_scale)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    return outliers if outliers.on else None

@@ -6,7 +6,8 @@ import numpy as np
 
 from ..constants import PAPER_ZEROPOINT_UAS
 from ..studies.configs import CONFIGS
-from ._common import UsageError, add_jobs_argument, astronn_chatter_to_stderr, checked_jobs, print_json
+from ._common import (OUTLIER_FLAGS, UsageError, add_jobs_argument, astronn_chatter_to_stderr, checked_jobs,
+                      outliers_from_args, print_json)
 
 NAME = "calibrate-study"
 HELP = ("repeat simulate -> train (deep ensemble, constant offset) -> zeropoint over K seeds and report the pulls "
@@ -38,6 +39,13 @@ def add_arguments(parser):
                         help="no training: recompute the refit estimates of the study already in --out from its saved "
                              "realisation files (after the refits changed) and rewrite its table, summary and plot "
                              "(the first table is kept as calibration_study.original.ecsv)")
+    parser.add_argument("--loss", default=None,
+                        help="training loss of the constant study: gaia_gaussian_nll (the paper's, default), "
+                             "gaia_student_t_nll (robust); the refits use its likelihood")
+    odd = parser.add_argument_group("outliers in every mock survey of the constant study (off by default; "
+                                    "docs/simulation.rst)")
+    for flag, (default, metavar, text) in OUTLIER_FLAGS.items():
+        odd.add_argument(flag, type=float, default=default, metavar=metavar, help=text)
     add_jobs_argument(parser)
 
 
@@ -94,10 +102,15 @@ def run(args):
         return _trend_study(args, n_jobs)
     if args.reanalyse:
         return _write(args, _reanalyse(args))
+    if args.loss is not None:
+        from ..nn.losses import LOSS_CLASSES
+
+        if args.loss not in LOSS_CLASSES:
+            raise UsageError(f"unknown --loss {args.loss!r}; choose one of {', '.join(sorted(LOSS_CLASSES))}")
     with astronn_chatter_to_stderr():
         table = calibration_study(k=args.k, n_train=args.n_train, epochs=args.epochs, ensemble=args.ensemble,
                                   mc_num=args.mc_num, seed=args.seed, injected=args.injected_uas * u.uas, n_jobs=n_jobs,
-                                  save_dir=args.out,
+                                  save_dir=args.out, outliers=outliers_from_args(args), loss=args.loss,
                                   log=lambda line: print(f"[calibrate-study] {line}", file=sys.stderr, flush=True))
     return _write(args, table)
 

@@ -4,7 +4,7 @@ import os
 import numpy as np
 
 from ..constants import HDF5_EXTENSIONS, PAPER_ZEROPOINT_UAS
-from ._common import UsageError, check_output, interrupt_on_sigterm, print_json
+from ._common import OUTLIER_FLAGS, UsageError, check_output, interrupt_on_sigterm, outliers_from_args, print_json
 
 NAME = "simulate"
 HELP = ("write a mock APOGEE x Gaia DR2 survey (HDF5 dataset format) with an injected parallax zero-point; "
@@ -16,20 +16,6 @@ _PAPER_FEATURES = {
     "paper-bp-rp": ("bp_rp",),
     "paper-teff": ("teff",),
     "paper-all": ("phot_g_mean_mag", "bp_rp", "teff"),
-}
-
-
-#: The outlier flags: default, metavar and help (the fields of :class:`~astronn_gaiacal.simulate.outliers.Outliers`).
-_OUTLIER_FLAGS = {
-    "--binary-fraction": (0.0, "F", "fraction of unresolved binaries: the system is brighter by 2.5 log10(1 + q^4), "
-                                    "the spectrum the primary's (default 0)"),
-    "--binary-q-min": (1.0, "Q", "smallest binary mass ratio, q uniform in [Q, 1] (default 1: equal-mass twins, "
-                                 "twice the luminosity)"),
-    "--mismatch-fraction": (0.0, "F", "fraction of mis-matched cross-matches: the Gaia parallax and error of "
-                                      "another star (default 0)"),
-    "--tail-fraction": (0.0, "F", "fraction of stars whose Gaia parallax noise is --tail-scale times broader than "
-                                  "the quoted error (default 0)"),
-    "--tail-scale": (5.0, "K", "width of the broad Gaia error component in quoted errors (default 5)"),
 }
 
 
@@ -47,7 +33,7 @@ def add_arguments(parser):
                         help="the constant zero-point in uas (default -52.3, the paper's value)")
     parser.add_argument("--dib", action="store_true", help="add the weak diffuse-interstellar-band feature")
     odd = parser.add_argument_group("outliers (off by default; docs/simulation.rst, column true_outlier)")
-    for flag, (default, metavar, text) in _OUTLIER_FLAGS.items():
+    for flag, (default, metavar, text) in OUTLIER_FLAGS.items():
         odd.add_argument(flag, type=float, default=default, metavar=metavar, help=text)
     parser.add_argument("--plot", metavar="PNG", help="also write an overview figure of the (training) set")
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -65,18 +51,6 @@ def _zeropoint(args):
     if args.zeropoint_uas is not None:
         raise UsageError(f"--zeropoint-uas applies to --zeropoint constant, not {args.zeropoint}")
     return paper_quadratic_zeropoint(*_PAPER_FEATURES[args.zeropoint])
-
-
-def _outliers(args):
-    """The --*-fraction flags as an Outliers (None when all are 0); bad values are a usage error."""
-    from ..simulate.outliers import Outliers
-
-    try:
-        outliers = Outliers(binary=args.binary_fraction, mismatch=args.mismatch_fraction, tail=args.tail_fraction,
-                            binary_q_min=args.binary_q_min, tail_scale=args.tail_scale)
-    except ValueError as err:
-        raise UsageError(str(err)) from None
-    return outliers if outliers.on else None
 
 
 def _outlier_counts(codes):
@@ -105,7 +79,7 @@ def run(args):
     if args.n_test is not None and not args.test_out:
         raise UsageError("--n-test needs --test-out")
     zeropoint = _zeropoint(args)
-    outliers = _outliers(args)
+    outliers = outliers_from_args(args)
 
     from ..io.dataset import read_dataset
     from ..simulate import plot_survey, write_survey, write_train_test

@@ -42,6 +42,7 @@ calibrated sigma, ``|pull| < 1`` for about 68 % and ``|pull| < 2`` for about
 95 % of the realisations.  :data:`~astronn_gaiacal.zeropoint.estimates.DEFAULT_ESTIMATE`
 is the one the demo and the command line report.
 """
+import dataclasses
 import os
 import time
 import warnings
@@ -57,6 +58,7 @@ from ..io.atomic import atomic_path
 from ..plots import new_figure, save_figure
 from ..simulate import simulate_train_test
 from ..zeropoint.estimates import ENSEMBLE_REFITS, ESTIMATES, ensemble_refits, refits_from_parallaxes
+from ..zeropoint.likelihood import likelihood_for_loss
 from .configs import CONFIGS
 
 __all__ = ["calibration_study", "reanalyse_study", "summarise_pulls", "plot_pulls", "realisation_path",
@@ -74,7 +76,7 @@ def realisation_path(folder, i):
 
 def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=None, seed=0,
                       injected=PAPER_ZEROPOINT_UAS * u.uas, model=DEFAULT_MODEL, lr=None, progress=True, log=None,
-                      n_jobs=None, weight_averaging=None, save_dir=None):
+                      n_jobs=None, weight_averaging=None, save_dir=None, outliers=None, loss=None):
     """Run ``k`` independent simulate -> train -> zeropoint realisations.
 
     Parameters
@@ -104,6 +106,13 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
         Also write ``realisation_<i>.npz`` per realisation there (Gaia and true
         parallaxes, errors, G, log g and each member's model parallaxes, mas),
         so that other estimates can be studied without retraining.
+    outliers : Outliers, optional
+        An outlier population in every mock survey
+        (:class:`~astronn_gaiacal.simulate.outliers.Outliers`: binaries,
+        mis-matches, Gaia error tails); default none.
+    loss : str, optional
+        The training loss (e.g. ``'gaia_student_t_nll'``); default the model's.
+        The refits use its likelihood.
 
     Returns
     -------
@@ -137,10 +146,11 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
     rows = []
     for i in tqdm(range(k), desc="calibration study", unit="realisation", disable=not progress):
         s = seed + 1000 * i
-        train, _ = simulate_train_test(n_train, 1, seed=s, zeropoint=injected)
+        train, _ = simulate_train_test(n_train, 1, seed=s, zeropoint=injected, outliers=outliers)
         t = time.time()
         net, _ = pipeline.train(train, model=model, offset="constant", epochs=epochs, ensemble=ensemble, lr=lr, seed=s,
-                                progress=False, n_jobs=n_jobs, weight_averaging=weight_averaging)
+                                progress=False, n_jobs=n_jobs, weight_averaging=weight_averaging,
+                                **({} if loss is None else {"loss": loss}))
         train_s = time.time() - t
         net.mc_num = mc_num
         m0_value, m0_sigma = net.members[0].zeropoint(mc_num=mc_num, estimate="learned")
@@ -172,7 +182,8 @@ def calibration_study(k=10, n_train=None, epochs=None, ensemble=None, mc_num=Non
     table["refit_member_spread"].unit = u.uas
     table["train_s"].unit = u.s
     table.meta.update(k=k, n_train=n_train, epochs=epochs, ensemble=ensemble, mc_num=mc_num, seed=seed,
-                      injected_uas=inj, model=model, lr=lr, weight_averaging=weight_averaging)
+                      injected_uas=inj, model=model, lr=lr, weight_averaging=weight_averaging,
+                      outliers=None if outliers is None else dataclasses.asdict(outliers), loss=loss)
     return table
 
 
@@ -239,7 +250,7 @@ def reanalyse_study(table, folder):
                                  f"{int(out['seed'][i])}")
         if "magnitude" not in d:
             train, _ = simulate_train_test(len(d["parallax"]), 1, seed=int(d["seed"]), zeropoint=inj * u.uas,
-                                           progress=False)
+                                           progress=False, outliers=table.meta.get("outliers"))
             if not np.array_equal(np.asarray(train["parallax"]), d["parallax"]):
                 raise StudyFileError(f"simulating seed {int(d['seed'])} again does not give the parallaxes of "
                                      f"{path!r}")
@@ -247,7 +258,7 @@ def reanalyse_study(table, folder):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # the count goes into the table instead
             variants = refits_from_parallaxes(d["model_parallax"], d["parallax"] * u.mas, d["parallax_error"] * u.mas,
-                                              d["magnitude"])
+                                              d["magnitude"], likelihood_for_loss(table.meta.get("loss")))
         row = {}
         _set_refits(row, variants, inj)
         for key, value in row.items():
