@@ -44,9 +44,13 @@ from .folders import (
     write_manifest,
 )
 from .protocol import ZeropointModel
+from .screening import MemberScreeningWarning, held_out_nll, screen_members
 from .workers import TrainJob, train_jobs
 
-__all__ = ["MANIFEST", "MEMBER_ZEROPOINT_BATCH", "DeepEnsemble", "load"]
+__all__ = ["MANIFEST", "MEMBER_ZEROPOINT_BATCH", "SCREENING_KEY", "DeepEnsemble", "load"]
+
+#: Key of the member screening (:mod:`~astronn_gaiacal.models.screening`) in an ensemble's manifest.
+SCREENING_KEY = "member_screening"
 
 #: Stars per compiled call of each member's zero-point prediction when
 #: :meth:`DeepEnsemble.predict_zeropoint` is given no batch size.
@@ -114,6 +118,8 @@ class DeepEnsemble(CalibratedUncertainty, ZeropointModel):
         # a one-member ensemble predicts what its member does, so its member's scale holds; otherwise calibrate
         self.uncertainty_calibration = first.uncertainty_calibration if len(members) == 1 else None
         self.zeropoint_calibration = first.zeropoint_calibration if len(members) == 1 else None
+        #: The member screening of :meth:`train` (:func:`~astronn_gaiacal.models.screening.screen_members`), or None.
+        self.screening = None
 
     def __len__(self):
         return len(self.members)
@@ -142,7 +148,9 @@ class DeepEnsemble(CalibratedUncertainty, ZeropointModel):
             raise IndexError(f"indices {outside} are not members of this {len(self.members)}-member ensemble")
         if len(drop) == len(self.members):
             raise ValueError("indices would leave no member")
-        return type(self)([m for i, m in enumerate(self.members) if i not in drop])
+        ens = type(self)([m for i, m in enumerate(self.members) if i not in drop])
+        ens.screening = self.screening
+        return ens
 
     # ------------------------------------------------------------------ description (the members')
     @property
@@ -206,6 +214,9 @@ class DeepEnsemble(CalibratedUncertainty, ZeropointModel):
                 weight = draws if base_weight is None else draws * np.asarray(base_weight, float)
             jobs.append(TrainJob(factory, int(seed) + k, dict(fit_kwargs, sample_weight=weight), f"member {k}"))
         ens = cls(train_jobs(jobs, n_jobs=n_jobs, progress=progress))
+        if ens.calibrate_at_fit:  # members clearly worse on the stars they all held out are left out
+            ens = ens.screened(fit_kwargs["spectra"], fit_kwargs["parallax"], fit_kwargs["parallax_error"],
+                               fit_kwargs.get("magnitude"), fit_kwargs.get("offset_features"))
         if ens.calibrate_at_fit:  # the combined uncertainty, on the validation stars the members share
             ens._calibrate_after_fit(fit_kwargs["spectra"], fit_kwargs["parallax"], fit_kwargs["parallax_error"],
                                      fit_kwargs.get("magnitude"), fit_kwargs.get("offset_features"))
@@ -213,6 +224,30 @@ class DeepEnsemble(CalibratedUncertainty, ZeropointModel):
             ens._calibrate_zeropoint_after_fit(fit_kwargs["spectra"], fit_kwargs["parallax"],
                                                fit_kwargs["parallax_error"], fit_kwargs.get("magnitude"),
                                                fit_kwargs.get("offset_features"))
+        return ens
+
+    def screened(self, input_data, parallax, parallax_error, magnitude=None, offset_features=None):
+        """The ensemble without the members that are significantly worse on the validation stars they share.
+
+        :func:`~astronn_gaiacal.models.screening.held_out_nll` and
+        :func:`~astronn_gaiacal.models.screening.screen_members`; the result is
+        kept in :attr:`screening` (saved in the manifest).  Ensembles without a
+        shared validation split, or of fewer than
+        :data:`~astronn_gaiacal.models.screening.MIN_MEMBERS`, come back as they are.
+        """
+        try:
+            nll, _ = held_out_nll(self, input_data, parallax, parallax_error, magnitude=magnitude,
+                                  offset_features=offset_features)
+        except ValueError as err:  # no shared validation split
+            warnings.warn(f"the members were not screened: {err}", MemberScreeningWarning, stacklevel=2)
+            return self
+        result = screen_members(nll)
+        ens = self.without(result["dropped"]) if result["dropped"] else self
+        if result["dropped"]:
+            warnings.warn(f"ensemble member(s) {result['dropped']} left out: their held-out likelihood is worse than "
+                          f"the others' by {[round(result['significance'][i], 1) for i in result['dropped']]} "
+                          f"standard errors (models.screening)", MemberScreeningWarning, stacklevel=2)
+        ens.screening = {**result, "members_before": len(self)}
         return ens
 
     # ------------------------------------------------------------------ persistence
@@ -230,6 +265,7 @@ class DeepEnsemble(CalibratedUncertainty, ZeropointModel):
                 UNCERTAINTY_KEY: None if self.uncertainty_calibration is None else
                 self.uncertainty_calibration.to_dict(),
                 ZEROPOINT_KEY: None if self.zeropoint_calibration is None else self.zeropoint_calibration.to_dict(),
+                SCREENING_KEY: self.screening,
             })
         for k, member in enumerate(self.members):
             member.folder_name = os.path.join(final, f"member_{k:02d}")
@@ -247,6 +283,7 @@ class DeepEnsemble(CalibratedUncertainty, ZeropointModel):
         manifest = read_manifest(folder)
         ens.uncertainty_calibration = UncertaintyCalibration.from_dict(manifest.get(UNCERTAINTY_KEY))
         ens.zeropoint_calibration = CalibratedZeropoint.from_dict(manifest.get(ZEROPOINT_KEY))
+        ens.screening = manifest.get(SCREENING_KEY)
         if ens.uncertainty_calibration is None:
             warn_uncalibrated(folder)
         return ens

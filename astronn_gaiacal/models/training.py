@@ -13,6 +13,7 @@ from ..nn.batches import training_batches
 from ..nn.device import use_fused_kernels
 from ..nn.fused_training import call_with_fused_stacks, has_conv_stacks
 from ..nn.losses import loss_from_name
+from ..nn.update import FoldedUpdate
 from .calibration import seeded_validation_split
 
 __all__ = ["LikelihoodTraining"]
@@ -24,7 +25,10 @@ class LikelihoodTraining:
     ``compile`` restores a loaded folder's options (``_restore_plugin_config``),
     builds the graph (``model()``), starts a transferred luminosity network
     (``_start_luminosity``) and compiles with the model's ``loss_name``,
-    ``loss_config``, optimiser options and ``jit_compile``.  The batch
+    ``loss_config``, optimiser options and ``jit_compile``.  With the default
+    Adam (and no ``jit_compile``) a training step applies it to all variables
+    in one XLA computation with the L2 penalties' gradients folded in
+    (:class:`~astronn_gaiacal.nn.update.FoldedUpdate`).  The batch
     pipelines wrap astroNN's ``pre_training_checklist_child``, which must come
     after this class in the method resolution order.
     """
@@ -45,6 +49,7 @@ class LikelihoodTraining:
         self._restore_plugin_config()
         if optimizer is not None:
             self.optimizer = optimizer
+            self._compiled_update = False  # a caller's optimiser keeps Keras' own minimize
         elif self.optimizer is None or self.optimizer == "adam":
             self.optimizer = keras.optimizers.Adam(
                 learning_rate=self.lr, beta_1=self.beta_1, beta_2=self.beta_2, epsilon=self.optimizer_epsilon
@@ -52,12 +57,15 @@ class LikelihoodTraining:
             # tf-keras compiles the Adam update with XLA only on GPUs; on CPU too the fused update is
             # about 3x faster than its separate element-wise operations (same arithmetic)
             self.optimizer.jit_compile = True
+            self._compiled_update = True  # and all variables in one XLA call, L2 folded in (FoldedUpdate)
         self._last_layer_activation = "softplus"
         self.keras_model, self.keras_model_predict = self.model()
         self._start_luminosity()
         self.recompile()
         self._fused_stacks = bool(not self.jit_compile and has_conv_stacks(self.keras_model)
                                   and use_fused_kernels(self.train_fused, "training"))
+        folded = getattr(self, "_compiled_update", False) and not self.jit_compile
+        self._update = FoldedUpdate(self.keras_model) if folded else None
 
     def recompile(self, weighted_metrics=None, loss_weights=None, sample_weight_mode=None):
         """Compile the built Keras model with the Gaia likelihood and this class's training step."""
@@ -68,7 +76,7 @@ class LikelihoodTraining:
         self.keras_model.train_step = self.custom_train_step
         self.keras_model.test_step = self.custom_test_step
 
-    def _step_loss(self, data, training):
+    def _step_loss(self, data, training, tape=None):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if self._fused_stacks:
             plx, plx_logvar = call_with_fused_stacks(self.keras_model, x["input"])
@@ -77,9 +85,13 @@ class LikelihoodTraining:
         sigma = tf.reshape(tf.cast(x["labels_err"], plx.dtype), tf.shape(plx))
         y_true = tf.concat([tf.cast(y["output"], plx.dtype), sigma], axis=-1)
         y_pred = tf.concat([plx, plx_logvar], axis=-1)
-        loss = self.keras_model.compiled_loss(
-            y_true, y_pred, sample_weight, regularization_losses=self.keras_model.losses
-        )
+        if tape is not None and self._update is not None:  # the L2 gradients are added in the update
+            regularization, extra = self._update.regularization(tape)
+        else:
+            regularization, extra = self.keras_model.losses, None
+        loss = self.keras_model.compiled_loss(y_true, y_pred, sample_weight, regularization_losses=regularization)
+        if extra is not None:
+            loss = loss + extra
         return loss, y, [plx, plx_logvar], sample_weight
 
     def _metric_results(self):
@@ -95,8 +107,12 @@ class LikelihoodTraining:
     def custom_train_step(self, data):
         """One optimisation step on the Gaia likelihood (replaces astroNN's loss hook)."""
         with tf.GradientTape() as tape:
-            loss, y, y_pred, sample_weight = self._step_loss(data, training=True)
-        self.keras_model.optimizer.minimize(loss, self.keras_model.trainable_variables, tape=tape)
+            loss, y, y_pred, sample_weight = self._step_loss(data, training=True, tape=tape)
+        variables = self.keras_model.trainable_variables
+        if self._update is None:
+            self.keras_model.optimizer.minimize(loss, variables, tape=tape)
+        else:
+            self._update.apply(tape.gradient(loss, variables), variables)
         self.keras_model.compiled_metrics.update_state(y, y_pred, sample_weight)
         return self._metric_results()
 

@@ -169,6 +169,11 @@ def _text_report(r):
         f"    learned offset         {net['value_uas']:8.2f} +- {net['error_uas']:.2f} uas  (MC dropout "
         f"{net['mc_error_uas']:.2f}, ensemble {net['ensemble_error_uas']:.2f}; pull {net['pull']:+.2f})",
     ]
+    screening = zc.get("screening") or {}
+    if screening.get("dropped"):
+        lines.append(f"    constant-ensemble member(s) {screening['dropped']} left out: held-out likelihood worse by "
+                     + ", ".join(f"{screening['significance'][i]:.1f}" for i in screening["dropped"])
+                     + f" standard errors ({screening['n_stars']} validation stars; threshold {screening['threshold']:g})")
     if zc.get("failed_members"):
         lines.append(f"    constant-ensemble members {zc['failed_members']} failed to train (luminosity scatter over "
                      f"{FAILED_SCATTER_RATIO:g}x the best member's): left out of the zero-point, models and catalogue")
@@ -181,8 +186,9 @@ def _text_report(r):
                  f"disagree by a factor {v['consistency_factor']:.2f}; pull {v['pull']:+.2f})")
     mv = r["zeropoint"]["multivariate"]
     lines.append(f"  multivariate model: offset network trained with {mv['luminosity']}")
-    if 0 in zc.get("failed_members", []):
-        lines.append("    warning: that member failed to train, so the multivariate offsets are not reliable")
+    if 0 in zc.get("failed_members", []) or 0 in screening.get("dropped", []):
+        lines.append("    warning: that member failed to train or was left out by the screening, so the multivariate offsets "
+                     "are not reliable")
     lines.append(
         f"  multivariate (estimate '{mv['per_star_estimate']}') vs injected trend in G: slope "
         f"{mv['slope_uas_per_mag']:+.2f} uas/mag (injected {mv['injected_slope_uas_per_mag']:+.2f}); rms difference "
@@ -313,9 +319,13 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
     # ---- zero-point refit with the luminosity networks held fixed; members whose training failed are left out
     t = time.time()
     log("refitting the zero-point on the training stars with the luminosity networks fixed")
-    variants, _ = ensemble_refits(trained[:n_members], train["spectra"], train["parallax"], train["parallax_error"],
+    members = DeepEnsemble(trained[:n_members]).screened(train["spectra"], train["parallax"], train["parallax_error"],
+                                                         train.corrected_mag())  # the held-out likelihood
+    variants, _ = ensemble_refits(members.members, train["spectra"], train["parallax"], train["parallax_error"],
                                   train.corrected_mag())
-    constant = DeepEnsemble(trained[:n_members]).without(variants["failed"])
+    constant = members.without(variants["failed"]) if variants["failed"] else members
+    kept = [i for i in range(n_members) if i not in (members.screening or {}).get("dropped", [])]
+    failed = [kept[j] for j in variants["failed"]]  # as indices of the members trained
     models = {"no_offset": trained[-1],
               "constant": constant if len(constant) > 1 else constant.members[0],
               "multivariate": trained[n_members]}
@@ -410,7 +420,8 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
                 "error_uas": headline["error_uas"],
                 "pull": headline["pull"],
                 "within_2_sigma": bool(abs(headline["value_uas"] - injected) < 2 * headline["error_uas"]),
-                "failed_members": variants["failed"],
+                "failed_members": failed,
+                "screening": members.screening,
                 **estimates,
                 "median_residual_small_parallax_uas": small_parallax_residual("constant"),
             },
