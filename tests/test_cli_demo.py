@@ -195,3 +195,34 @@ def test_simulate_refuses_to_overwrite(tmp_path, capsys):
     path.write_bytes(b"keep")
     code, _, err = _run(capsys, "simulate", str(path), "-n", "10")
     assert code == 2 and "--overwrite" in err and path.read_bytes() == b"keep"
+
+
+def test_demo_coverage_is_that_of_the_catalogue_errors(demo_run):
+    """The report's coverage is of the errors the catalogue carries (the S/N form), not the S/N scale applied twice."""
+    from astropy import units as u
+
+    from astronn_gaiacal import pipeline
+    from astronn_gaiacal.constants import PAPER_ZEROPOINT_UAS as ZP
+    from astronn_gaiacal.models import load
+    from astronn_gaiacal.models.calibration import UncertaintyCalibration, coverage
+    from astronn_gaiacal.simulate import simulate_train_test
+    from astronn_gaiacal.studies.demo import uncertainty_coverages
+
+    _, _, out, _ = demo_run
+    model = load(str(out / "models" / "constant"))
+    model.uncertainty_calibration = UncertaintyCalibration(0.4, 0.02, 300, 0.5, 1.0, 0.0, 0.68, 0.95, "by hand", 0.0,
+                                                           snr_dependence={"scale_inf": 0.35, "noise": 60.0})
+    _, test = simulate_train_test(200, 150, seed=0, zeropoint=ZP * u.uas)
+    fit = pipeline.predict_stars(model, test, mc_num=4)
+    got = uncertainty_coverages(model, fit, test)
+    cat = pipeline.catalogue_for(model, test, mc_num=4)  # the catalogue's dist_error, against the truth
+    truth = np.asarray(test["true_distance"], float)
+    resid = cat["dist"].to_value(u.pc) - truth
+    expected = coverage(resid, cat["dist_error"].to_value(u.pc))
+    assert got["coverage"]["all"]["within_1sigma"] == pytest.approx(expected["within_1sigma"], abs=0.03)
+    snr = np.asarray(test["snr"], float)
+    k = np.sqrt(0.35**2 + (60.0 / snr) ** 2)
+    constant = coverage(resid, cat["dist_error"].to_value(u.pc) * 0.4 / k)
+    assert got["coverage_constant_scale"]["all"]["within_1sigma"] == pytest.approx(constant["within_1sigma"],
+                                                                                    abs=0.03)
+    assert got["coverage"]["all"]["within_1sigma"] > got["coverage_constant_scale"]["all"]["within_1sigma"]

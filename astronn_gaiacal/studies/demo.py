@@ -144,6 +144,22 @@ def distance_coverage(fakemag, fakemag_error, ds):
     return {name: {**cov, "within_target": within_target(cov)} for name, cov in out.items()}
 
 
+def uncertainty_coverages(model, fit, ds):
+    """Coverage of a model's distance errors on ``ds`` as predicted (:func:`~astronn_gaiacal.pipeline.predict_stars`:
+    the scale at each star's S/N), with the constant scale instead, and uncalibrated.
+
+    Returns
+    -------
+    dict
+        ``coverage``, ``coverage_constant_scale``, ``coverage_uncalibrated``: each :func:`distance_coverage`.
+    """
+    k_snr = model.uncertainty_scale_at(np.asarray(ds["snr"], float))  # what predict_stars applied
+    sigma = np.asarray(fit["fakemag_error"], float)
+    return {"coverage": distance_coverage(fit["fakemag"], sigma, ds),
+            "coverage_constant_scale": distance_coverage(fit["fakemag"], sigma / k_snr * model.uncertainty_scale, ds),
+            "coverage_uncalibrated": distance_coverage(fit["fakemag"], sigma / k_snr, ds)}
+
+
 def _trend_line(t):
     """One quadratic of a trend fit's JSON with its errors and validity range (the training stars' central 98 %)."""
     return (f"{t['feature']}: {t['a']:.3g}({t['a_err']:.2g})(x-{t['pivot']:.4g})^2 + {t['b']:.3g}({t['b_err']:.2g})"
@@ -384,9 +400,10 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
         nn_plx = fits[name]["fakemag"] * 10 ** (-0.2 * test.corrected_mag())
         return float(np.median(nn_plx[small] - test["true_parallax"][small]) * 1000)
 
-    # the constant model's errors with the scale at each star's S/N (the catalogue's carry the constant scale)
+    # predict_stars gives the constant model's errors with the scale at each star's S/N (the S/N form, as the
+    # catalogue); divided by k_snr they carry the constant scale instead
     k_snr = models["constant"].uncertainty_scale_at(np.asarray(test["snr"], float)) / models["constant"].uncertainty_scale
-    sigma_snr = fits["constant"]["fakemag_error"] * k_snr
+    sigma_snr = fits["constant"]["fakemag_error"]
     g = test_mv["phot_g_mean_mag"]
     zp_mv = fits["multivariate"]["zeropoint"].to_value(u.uas)
     truth_mv = test_mv["true_zeropoint"] * 1000
@@ -453,12 +470,7 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
         "uncertainties": {
             "calibration": summaries.uncertainty_summary(models["constant"]),
             # with the scale at each star's S/N (the S/N form), with the constant scale (predict without S/N), without
-            "coverage": distance_coverage(fits["constant"]["fakemag"], sigma_snr, test),
-            "coverage_constant_scale": distance_coverage(fits["constant"]["fakemag"],
-                                                         fits["constant"]["fakemag_error"], test),
-            "coverage_uncalibrated": distance_coverage(
-                fits["constant"]["fakemag"], fits["constant"]["fakemag_error"] / models["constant"].uncertainty_scale,
-                test),
+            **uncertainty_coverages(models["constant"], fits["constant"], test),
             "other_models": {name: summaries.uncertainty_summary(models[name])
                              for name in ("no_offset", "multivariate")},
             # per-star zero-points against the injected ones (errors of neighbouring stars are correlated)
