@@ -1,7 +1,7 @@
 """The on-disk format of saved models: astroNN model folders and ensemble folders.
 
 A single model is an astroNN model folder: ``astroNN_model_parameter.json``
-(with the plugin's options in its :data:`PLUGIN_KEY` section), the weights and
+(with the plugin's options in its :data:`~astronn_gaiacal.io.model_folders.PLUGIN_KEY` section), the weights and
 the normalisation.  An ensemble folder holds one such folder per member
 (``member_00`` ...) and the manifest :data:`MANIFEST`.  This module reads and
 writes those files (JSON only: nothing here imports TensorFlow, so that Dask
@@ -111,7 +111,8 @@ def read_plugin_config(folder):
     Raises
     ------
     ValueError
-        The parameter file has no :data:`PLUGIN_KEY` section (a folder not saved by this package).
+        The parameter file has no :data:`~astronn_gaiacal.io.model_folders.PLUGIN_KEY` section (a folder not
+        saved by this package).
     """
     path = os.path.join(folder, PARAMETER_FILE)
     if not os.path.isfile(path):

@@ -70,7 +70,8 @@ def held_out_nll(ensemble, input_data, parallax, parallax_error, magnitude=None,
     plx_err = mas_values(parallax_error, "parallax_error", n)[idx]
     ok = np.isfinite(plx) & np.isfinite(plx_err) & (plx_err > 0)
     idx, plx, plx_err = idx[ok], plx[ok], plx_err[ok]
-    feats = feature_matrix(offset_features, ensemble.offset_features)[idx] if ensemble.offset == "multivariate" else None
+    multivariate = ensemble.offset == "multivariate"
+    feats = feature_matrix(offset_features, ensemble.offset_features)[idx] if multivariate else None
     factor = 10.0 ** (-0.2 * mag[idx])
     rows = []
     for member in ensemble.members:
