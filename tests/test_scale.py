@@ -465,6 +465,14 @@ def test_cli_zeropoint_catalog_and_predict_partitioned(net, model_folder, parque
                  str(tmp_path / "o2"), "--scheduler", address]) == 2
     err = capsys.readouterr().err
     assert "not both" in err and "needs --out" in err and "no such catalogue" in err
+    no_teff = tmp_path / "no_teff"
+    no_teff.mkdir()
+    pd.read_parquet(parquet_dir).head(100).drop(columns=["teff"]).to_parquet(no_teff / "a.parquet")
+    assert main(["zeropoint", model_folder, "--catalog", str(no_teff), "--out", str(tmp_path / "o3"),
+                 "--scheduler", address]) == 2
+    err = capsys.readouterr().err
+    assert "lacks offset feature column(s) ['teff']" in err and "Traceback" not in err
+    assert not (tmp_path / "o3").exists()
 
 
 def test_calibrated_trend_at_catalogue_scale(model_folder, mock_gaia, client, tmp_path):

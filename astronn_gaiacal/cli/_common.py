@@ -297,6 +297,7 @@ def run_scaled(kind, func, args, model, data, **kwargs):
                               "rows_computed": 0, "seconds": 0.0, "rows_per_s": None})
         return EXIT_OK
     from ..distributed import PartitionFailure, cluster_client
+    from ..io.columns import DatasetError
 
     if args.workers is not None and args.workers < 1:
         raise UsageError(f"--workers must be a positive integer, got {args.workers}")
@@ -322,7 +323,7 @@ def run_scaled(kind, func, args, model, data, **kwargs):
         except PartitionFailure as err:
             print(f"astronn-gaiacal {kind}: {err}", file=sys.stderr)
             summary, code = err.summary, EXIT_UNAVAILABLE
-        except (FileNotFoundError, FileExistsError) as err:
+        except (FileNotFoundError, FileExistsError, DatasetError) as err:  # a missing column is a DatasetError
             raise UsageError(str(err).strip("'\"")) from None
     _report_scaled(args, summary)
     return code

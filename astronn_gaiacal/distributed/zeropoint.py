@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from ..constants import COLUMN_UNITS, ZEROPOINT_CONVENTION
+from ..io.columns import MissingColumnError
 from .cluster import run_job
 from .hats_output import write_hats
 from .output import PartitionJob, partition_key, pixel_key, write_parquet
@@ -182,7 +183,8 @@ def add_zeropoint(frame, model, mc_num=100, dropout=True, seed=0, batch_size=655
     columns = list(frame.columns)
     missing = [n for n in info["offset_features"] if n not in columns]
     if info["offset"] == "multivariate" and missing:
-        raise KeyError(f"frame lacks offset feature column(s) {missing}; the model needs {info['offset_features']}")
+        raise MissingColumnError(f"the catalogue lacks offset feature column(s) {missing}; the model needs "
+                                 f"{info['offset_features']}")
     clash = [c for c in ZEROPOINT_COLUMNS if c in columns]
     if clash:
         raise ValueError(f"frame already has column(s) {clash}; drop or rename them first")

@@ -3,36 +3,11 @@ import os
 
 from astroNN.models import load_folder
 
-from ..io.model_folders import (  # noqa: F401  (the folder format, re-exported for models.*)
-    MANIFEST,
-    PARAMETER_FILE,
-    PLUGIN_KEY,
-    WEIGHTS_FILE,
-    ZEROPOINT_KEY,
-    folder_kind,
-    member_folders,
-    read_manifest,
-    read_plugin_config,
-    weights_checksum,
-    write_manifest,
-    write_plugin_config,
-)
+from ..io import model_folders
+from ..io.model_folders import *  # noqa: F401,F403  (the folder format, re-exported for models.*)
+from ..io.model_folders import WEIGHTS_FILE, read_plugin_config, weights_checksum
 
-__all__ = [
-    "MANIFEST",
-    "PARAMETER_FILE",
-    "PLUGIN_KEY",
-    "WEIGHTS_FILE",
-    "ZEROPOINT_KEY",
-    "folder_kind",
-    "load_model_folder",
-    "member_folders",
-    "read_manifest",
-    "read_plugin_config",
-    "weights_checksum",
-    "write_manifest",
-    "write_plugin_config",
-]
+__all__ = [*model_folders.__all__, "load_model_folder"]
 
 
 def load_model_folder(folder):
