@@ -18,6 +18,7 @@ from .io.quality import (feature_range_flags, magnitude_flags, parallax_unit_pro
                          spectrum_flags)
 from .models import DeepEnsemble
 from .models.calibration import UncalibratedWarning
+from .models.luminosity_check import flagged_stars
 from .models.protocol import LEARNED, ZeropointCalibrationWarning
 from .models.workers import TrainJob, train_jobs
 from .nn.losses import DEFAULT_LOSS
@@ -358,7 +359,8 @@ def predict_stars(model, ds, mc_num=None, batch_size=None):
         have an NN distance); ``zeropoint``/``zeropoint_error`` (Quantity, mas;
         per star for a multivariate model, broadcast for a constant one, absent
         for 'none'; :func:`~astronn_gaiacal.pipeline.table_zeropoints`); the boolean flags
-        ``flag_spectrum``, ``flag_magnitude``, ``flag_duplicate`` and, for a
+        ``flag_spectrum``, ``flag_magnitude``, ``flag_duplicate``,
+        ``flag_luminosity`` (:func:`~astronn_gaiacal.models.luminosity_check.flagged_stars`) and, for a
         multivariate model, ``out_of_range``.
 
     Raises
@@ -386,6 +388,8 @@ def predict_stars(model, ds, mc_num=None, batch_size=None):
         for name, values in (("fakemag", fakemag), ("fakemag_error", err["total"]),
                              ("fakemag_model_error", err["model"]), ("fakemag_predictive_error", err["predictive"]))
     }
+    cal = model.uncertainty_calibration
+    flags["flag_luminosity"] = flagged_stars(None if cal is None else cal.luminosity_check, out["fakemag"])
     if model.offset in ("constant", "multivariate"):
         out["zeropoint"], out["zeropoint_error"] = table_zeropoints(model, ds)
     if model.offset == "multivariate":
@@ -407,7 +411,7 @@ def catalogue_for(model, ds, mc_num=100, batch_size=None):
         zeropoint=stars.get("zeropoint"), zeropoint_error=stars.get("zeropoint_error"),
         gaia_columns=GAIA_PASSTHROUGH_COLUMNS + LABEL_PASSTHROUGH_COLUMNS,
     )
-    for name in ("flag_spectrum", "flag_magnitude", "flag_duplicate", "out_of_range"):
+    for name in ("flag_spectrum", "flag_magnitude", "flag_duplicate", "flag_luminosity", "out_of_range"):
         if name in stars:
             catalogue[name] = stars[name]
     # the NN uncertainties come calibrated by the model's scale (models.calibration); the header says which

@@ -14,6 +14,9 @@ flagged with one boolean column per reason, and counted in the summaries:
 ``out_of_range``          an offset feature outside the model's training range (stored in the
                           model folder as ``feature_ranges``): an extrapolation
 ``flag_duplicate``        a repeated ``source_id`` (or ``apogee_id``): every copy after the first
+``flag_luminosity``       a predicted fakemag in a range where the model's luminosity check on
+                          held-out Gaia parallaxes found a bias (stored in the model folder;
+                          :mod:`~astronn_gaiacal.models.luminosity_check`): distance biased
 ========================  ==================================================================
 
 Examples
@@ -63,6 +66,7 @@ FLAG_COLUMNS = {
     "flag_magnitude": f"magnitude outside {MAGNITUDE_RANGE[0]:g}..{MAGNITUDE_RANGE[1]:g} (e.g. a 99.99 sentinel)",
     "out_of_range": "an offset feature outside the model's training range (extrapolated zero-point)",
     "flag_duplicate": "a repeated star (source_id or apogee_id seen on an earlier row)",
+    "flag_luminosity": "predicted fakemag where the model's luminosity check against Gaia found a bias",
 }
 
 

@@ -38,9 +38,8 @@ stars at their S/N and with noise injected into their spectra down to
 :data:`INJECTION_SNR` (no truth needed); :meth:`UncertaintyCalibration.scale_at`.
 """
 import contextlib
-import dataclasses
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from astropy import units as u
@@ -51,6 +50,7 @@ from ..constants import is_missing
 from ..conversions import mas_values
 from ..metrics import sigma_mad
 from .inputs import feature_matrix, spectra_and_magnitude
+from .luminosity_check import luminosity_bias, warn_luminosity_bias
 
 __all__ = ["CLIP_Z", "INJECTION_SNR", "MIN_CALIBRATION_STARS", "UNCERTAINTY_KEY", "VALIDATION_SEED",
            "CalibratedUncertainty", "UncalibratedWarning", "UncertaintyCalibration", "coverage", "degrade_spectra",
@@ -100,9 +100,10 @@ class UncertaintyCalibration:
         Which stars (e.g. ``'validation split of fit (300 of 3000, seed 0)'``).
     zeropoint_mas : float
         Median zero-point subtracted from the Gaia parallaxes.
-    method : str
-    n_clipped : int
-        Stars left out of the likelihood as outliers.
+    method, n_clipped : str, int
+        How it was fitted; the stars left out of the likelihood as outliers.
+    luminosity_check : dict or None
+        :func:`~astronn_gaiacal.models.luminosity_check.luminosity_bias` on the same stars.
     """
 
     scale: float
@@ -119,6 +120,7 @@ class UncertaintyCalibration:
     n_clipped: int = 0
     #: The S/N-dependent scale (:func:`fit_snr_uncertainty_scale`'s dict), or ``None``: the constant ``scale``.
     snr_dependence: dict = None
+    luminosity_check: dict = None
 
     def scale_at(self, snr=None):
         """The scale at each star's S/N (:func:`snr_scale`); the constant ``scale`` without an S/N form, where
@@ -551,8 +553,11 @@ class CalibratedUncertainty:
         zp = self._calibration_zeropoint(feats, idx.size)
         cal = fit_uncertainty_scale(plx, plx_err, fakemag[:, 0] * factor, err["total"][:, 0] * factor, zeropoint=zp,
                                     stars=label)
+        cal = replace(cal, luminosity_check=luminosity_bias(
+            plx, plx_err, fakemag[:, 0] * factor, err["total"][:, 0] * factor * cal.scale, fakemag[:, 0], zeropoint=zp))
+        warn_luminosity_bias(cal.luminosity_check, type(self).__name__)
         if spectra_err is not None and snr is not None:
-            cal = dataclasses.replace(cal, snr_dependence=self._fit_snr_dependence(
+            cal = replace(cal, snr_dependence=self._fit_snr_dependence(
                 spectra[idx], np.asarray(spectra_err)[idx], np.asarray(snr, float)[idx], injection_snr,
                 (plx, plx_err, zp, factor), (fakemag[:, 0], err["total"][:, 0]), batch_size))
         self.uncertainty_calibration = cal
@@ -589,6 +594,6 @@ class CalibratedUncertainty:
 def warn_uncalibrated(what):
     """Warn that ``what`` (a folder) carries no uncertainty calibration."""
     warnings.warn(f"{what} has no uncertainty calibration (saved before the calibration existed, or it was "
-                  f"impossible or switched off): its uncertainties are the network's own (scale 1), which on the "
-                  f"mock survey are ~2.5x too wide; calibrate_uncertainties() on held-out stars fixes that",
-                  UncalibratedWarning, stacklevel=3)
+                  f"impossible or switched off): its uncertainties are the network's own (scale 1), ~2.5x too wide "
+                  f"on the mock survey; calibrate_uncertainties() on held-out stars fixes that", UncalibratedWarning,
+                  stacklevel=3)

@@ -253,6 +253,10 @@ def _text_report(r):
             lines.append(f"  at the star's S/N: k^2 = ({snr['scale_inf']:.3f} +- {snr['scale_inf_error']:.3f})^2 + "
                          f"(({snr['noise']:.1f} +- {snr['noise_error']:.1f}) / S/N)^2 (k = {k_at}); the same stars "
                          f"with noise injected down to S/N {snr['snr_range'][0]:g}")
+        for b in (c.get("luminosity_check") or {}).get("bins", []):
+            lines.append(f"  luminosity check, log10 fakemag {b['log10_fakemag'][0]:.2f}-{b['log10_fakemag'][1]:.2f} "
+                         f"(n={b['n']}): Gaia/NN parallax - 1 = {100 * b['bias']:+.1f} +- {100 * b['bias_error']:.1f}%"
+                         f"{' FLAGGED' if b['flagged'] else ''}")
     else:
         lines.append("  UNCALIBRATED: the network's own uncertainties (scale 1)")
     lines.append(f"  target {100 * TARGET_1SIGMA[0]:.0f} +- {100 * TARGET_1SIGMA[1]:.0f}% / {100 * TARGET_2SIGMA[0]:.0f} +- "
@@ -489,6 +493,7 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
         zeropoint=np.full(n_test, value.to_value(u.mas)) * u.mas,
         zeropoint_error=np.full(n_test, error.to_value(u.mas)) * u.mas,
     )
+    cat["flag_luminosity"] = fits["constant"]["flag_luminosity"]
     cat.meta["ERRSCALE"] = (models["constant"].uncertainty_scale, "NN uncertainties = network's x ERRSCALE")
     cat.meta["ERRCALIB"] = (bool(models["constant"].uncertainty_calibrated), "ERRSCALE fitted on held-out Gaia data")
     write_catalogue(cat, os.path.join(out, "catalogue.fits"), overwrite=True)
