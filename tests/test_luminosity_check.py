@@ -156,3 +156,13 @@ def test_catalogue_flags_the_stars_of_a_flagged_range(tmp_path, capsys):
     assert code == 0 and 0 < expected.sum() < len(cat)  # the edge splits the toy stars
     np.testing.assert_array_equal(np.asarray(cat["flag_luminosity"]), expected)
     assert report["flags"]["flag_luminosity"] == int(expected.sum())
+
+
+def test_tied_or_noise_dominated_predictions_give_no_false_numbers():
+    """A network that predicts one fakemag for every star (dead units) gets one bin, not empty ones; one whose own
+    scatter is as large as its parallaxes gets no check at all."""
+    rng = np.random.default_rng(6)
+    gaia, gerr, nn, nerr, _, _ = _stars(rng, n=300)
+    one = luminosity_bias(gaia, gerr, nn, nerr, np.full(300, 50.0), zeropoint=-0.05)
+    assert len(one["bins"]) == 1 and one["bins"][0]["n"] > 280 and abs(one["bins"][0]["bias"]) < 0.02
+    assert luminosity_bias(gaia, gerr, nn, 3 * nn, 10 ** rng.uniform(1, 3, 300), zeropoint=-0.05) is None

@@ -54,9 +54,10 @@ def _fit(delta, model, model_error, sigma):
     """Least squares of ``delta = b model`` with weights ``sigma**-2``, corrected for the noise of ``model`` itself
     (the regressor: its scatter ``model_error`` would otherwise pull :math:`b` down by about its variance)."""
     w = sigma**-2.0
-    noise = np.sum(w * model_error**2)
-    b = (np.sum(w * model * delta) + noise) / (np.sum(w * model**2) - noise)
-    return float(b), float(np.sum(w * model**2) ** -0.5)
+    signal, noise = np.sum(w * model**2), np.sum(w * model_error**2)
+    if not signal > noise:  # the network's own scatter as large as its parallaxes: no bias can be stated
+        return float("nan"), float("nan")
+    return float((np.sum(w * model * delta) + noise) / (signal - noise)), float(signal**-0.5)
 
 
 def luminosity_bias(parallax, parallax_error, model_parallax, model_error, fakemag, zeropoint=0.0,
@@ -80,7 +81,8 @@ def luminosity_bias(parallax, parallax_error, model_parallax, model_error, fakem
     dict
         ``bins``: per bin ``log10_fakemag`` (its range), ``n``, ``bias``,
         ``bias_error``, ``flagged``; ``n_flagged``; ``method``;
-        ``None`` with fewer than 10 usable stars per bin (fewer bins are used down to 2).
+        Bins of fewer than 10 stars (ties) are left out; ``None`` with fewer than 20 usable stars or no bin left
+        (fewer bins are used down to 2 where the stars are few).
     """
     arrays = [np.broadcast_to(np.asarray(a, float), np.shape(fakemag)).ravel()
               for a in (parallax, parallax_error, model_parallax, model_error, fakemag, zeropoint)]
@@ -98,12 +100,18 @@ def luminosity_bias(parallax, parallax_error, model_parallax, model_error, fakem
     bins = []
     for i in range(n_bins):
         sel = index == i
+        if sel.sum() < 10:  # tied fakemags (e.g. a network that predicts one value) leave bins empty
+            continue
         b, _ = _fit(delta[sel], model[sel], model_err[sel], sigma[sel])
         sel &= np.abs(delta - b * model) < CLIP * sigma  # catalogue outliers (binaries, mismatches) out
         b, err = _fit(delta[sel], model[sel], model_err[sel], sigma[sel])
+        if not np.isfinite(b):
+            continue
         flagged = abs(b) > BIAS_TOLERANCE and abs(b) > BIAS_SIGNIFICANCE * err
         bins.append({"log10_fakemag": [float(edges[i]), float(edges[i + 1])], "n": int(sel.sum()), "bias": b,
                      "bias_error": err, "flagged": bool(flagged)})
+    if not bins:
+        return None
     return {"bins": bins, "n_flagged": sum(b["flagged"] for b in bins), "method": METHOD}
 
 
