@@ -165,4 +165,6 @@ def test_tied_or_noise_dominated_predictions_give_no_false_numbers():
     gaia, gerr, nn, nerr, _, _ = _stars(rng, n=300)
     one = luminosity_bias(gaia, gerr, nn, nerr, np.full(300, 50.0), zeropoint=-0.05)
     assert len(one["bins"]) == 1 and one["bins"][0]["n"] > 280 and abs(one["bins"][0]["bias"]) < 0.02
+    with pytest.warns(LuminosityBiasWarning, match="the same fakemag for every held-out star"):
+        warn_luminosity_bias(one, "M")
     assert luminosity_bias(gaia, gerr, nn, 3 * nn, 10 ** rng.uniform(1, 3, 300), zeropoint=-0.05) is None

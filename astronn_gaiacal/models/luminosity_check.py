@@ -40,6 +40,8 @@ LUMINOSITY_BINS = 4
 BIAS_TOLERANCE = 0.03
 #: ... and this many standard errors.
 BIAS_SIGNIFICANCE = 3.0
+#: Held-out stars whose predicted log10 fakemag spans less than this: the network predicts one value (failed).
+COLLAPSED_DEX = 0.01
 #: Stars further than this (in units of their combined error) from the bin's fit are left out, once.
 CLIP = 4.0
 METHOD = ("inverse-variance least squares of parallax_gaia - zero-point = (1 + b) parallax_NN in quantile bins of the "
@@ -116,8 +118,14 @@ def luminosity_bias(parallax, parallax_error, model_parallax, model_error, fakem
 
 
 def warn_luminosity_bias(check, what="the network"):
-    """A :class:`LuminosityBiasWarning` naming each flagged bin of ``check`` (:func:`luminosity_bias`); none if none."""
-    flagged = [b for b in (check or {}).get("bins", []) if b["flagged"]]
+    """A :class:`LuminosityBiasWarning` naming each flagged bin of ``check`` (:func:`luminosity_bias`), and one if the
+    held-out stars' fakemags span less than :data:`COLLAPSED_DEX`; none otherwise."""
+    bins = (check or {}).get("bins", [])
+    if bins and bins[-1]["log10_fakemag"][1] - bins[0]["log10_fakemag"][0] < COLLAPSED_DEX:
+        warnings.warn(f"{what}: the network predicts the same fakemag for every held-out star (its training "
+                      f"failed, e.g. dead units); retrain it (another seed, more epochs) before using it",
+                      LuminosityBiasWarning, stacklevel=3)
+    flagged = [b for b in bins if b["flagged"]]
     if flagged:
         parts = "; ".join(f"log10 fakemag {b['log10_fakemag'][0]:.2f}-{b['log10_fakemag'][1]:.2f}: Gaia's parallaxes "
                           f"{100 * b['bias']:+.1f} +- {100 * b['bias_error']:.1f} % from the network's"
