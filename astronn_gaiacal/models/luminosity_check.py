@@ -31,8 +31,8 @@ import warnings
 
 import numpy as np
 
-__all__ = ["BIAS_SIGNIFICANCE", "BIAS_TOLERANCE", "LUMINOSITY_BINS", "LuminosityBiasWarning", "flagged_stars",
-           "luminosity_bias", "warn_luminosity_bias"]
+__all__ = ["BIAS_SIGNIFICANCE", "BIAS_TOLERANCE", "COLLAPSED_DEX", "LUMINOSITY_BINS", "LuminosityBiasWarning",
+           "flagged_stars", "luminosity_bias", "warn_luminosity_bias"]
 
 #: Quantile bins of the predicted fakemag.
 LUMINOSITY_BINS = 4
