@@ -1,4 +1,5 @@
 """The luminosity check: the network's parallaxes against Gaia's in bins of the predicted fakemag."""
+import itertools
 import json
 import warnings
 
@@ -6,8 +7,13 @@ import numpy as np
 import pytest
 
 from astronn_gaiacal.models.calibration import UncertaintyCalibration
-from astronn_gaiacal.models.luminosity_check import (BIAS_TOLERANCE, LuminosityBiasWarning, flagged_stars,
-                                                     luminosity_bias, warn_luminosity_bias)
+from astronn_gaiacal.models.luminosity_check import (
+    BIAS_TOLERANCE,
+    LuminosityBiasWarning,
+    flagged_stars,
+    luminosity_bias,
+    warn_luminosity_bias,
+)
 
 
 def _stars(rng, n=1200, bias_top=0.0, zeropoint=-0.05, outliers=0.0):
@@ -35,7 +41,7 @@ def test_injected_bias_is_recovered_in_its_bin_only():
     assert all(abs(b["bias"]) < 3 * b["bias_error"] + 0.005 and not b["flagged"] for b in rest)
     assert check["n_flagged"] == 1 and sum(b["n"] for b in check["bins"]) == fm.size
     edges = [b["log10_fakemag"] for b in check["bins"]]
-    assert all(a[1] == b[0] for a, b in zip(edges, edges[1:]))  # contiguous quantile bins
+    assert all(a[1] == b[0] for a, b in itertools.pairwise(edges))  # contiguous quantile bins
 
 
 def test_bias_is_the_weighted_least_squares_slope():
@@ -83,7 +89,8 @@ def test_few_stars_use_fewer_bins_and_too_few_none():
     gaia = args[0].copy()
     gaia[:10] = np.nan  # missing parallaxes are left out, not propagated
     check = luminosity_bias(gaia, *args[1:], zeropoint=-0.05)
-    assert len(check["bins"]) == 2 and sum(b["n"] for b in check["bins"]) <= 25 and np.isfinite([b["bias"] for b in check["bins"]]).all()
+    assert len(check["bins"]) == 2 and sum(b["n"] for b in check["bins"]) <= 25
+    assert np.isfinite([b["bias"] for b in check["bins"]]).all()
 
 
 def test_warning_names_the_flagged_bins_only():
@@ -120,13 +127,12 @@ def test_flagged_stars_are_those_in_flagged_bins_and_beyond_the_ends():
 
 def test_catalogue_flags_the_stars_of_a_flagged_range(tmp_path, capsys):
     """Through the CLI: a model whose stored check flags the top of its range flags exactly those stars."""
+    from _toy import N_PIX, toy_survey
     from astropy.table import QTable
 
     from astronn_gaiacal.cli import main
     from astronn_gaiacal.io.dataset import Dataset
     from astronn_gaiacal.models import DenseGaiaBNN, load
-
-    from _toy import N_PIX, toy_survey
 
     d = toy_survey(200, seed=4, n_pixels=N_PIX)
     net = DenseGaiaBNN(hidden=(16,), offset="constant")
