@@ -174,3 +174,35 @@ def test_tied_or_noise_dominated_predictions_give_no_false_numbers():
     with pytest.warns(LuminosityBiasWarning, match="the same fakemag for every held-out star"):
         warn_luminosity_bias(one, "M")
     assert luminosity_bias(gaia, gerr, nn, 3 * nn, 10 ** rng.uniform(1, 3, 300), zeropoint=-0.05) is None
+
+
+def test_a_corrupted_check_in_a_folder_is_refused_at_load(tmp_path, capsys):
+    """A hand-edited or corrupted ``luminosity_check`` is a one-line usage error (exit 2) when the folder is opened."""
+    from _toy import N_PIX, toy_survey
+
+    from astronn_gaiacal.cli import main
+    from astronn_gaiacal.models import DenseGaiaBNN
+
+    good = luminosity_bias(*_stars(np.random.default_rng(3), bias_top=0.06)[:5], zeropoint=-0.05)
+    block = UncertaintyCalibration(0.4, 0.02, 300, 0.5, 1.0, 0.0, 0.68, 0.95, "given stars", -0.05,
+                                   luminosity_check=good).to_dict()
+    assert UncertaintyCalibration.from_dict(block).luminosity_check == good
+    for bad in ({"bins": [{"log10_fakemag": "x"}]}, {"bins": [{**good["bins"][0], "flagged": "yes"}]}, {"no": 1}):
+        with pytest.raises(ValueError, match="luminosity_check is malformed"):
+            UncertaintyCalibration.from_dict({**block, "luminosity_check": bad})
+    d = toy_survey(120, seed=4, n_pixels=N_PIX)
+    net = DenseGaiaBNN(hidden=(8,), offset="constant")
+    net.max_epochs, net.verbose, net.batch_size, net.calibrate_at_fit = 1, 0, 64, False
+    net.fit(d["spectra"], d["parallax"], d["parallax_error"], magnitude=d["mag"])
+    net.uncertainty_calibration = UncertaintyCalibration.from_dict(block)
+    folder = net.save(str(tmp_path / "m"))
+    capsys.readouterr()  # astroNN's training messages
+    corrupted = []
+    for path in (tmp_path / "m").iterdir():  # the file that holds the calibration, whatever its name
+        if path.suffix == ".json" and "luminosity_check" in path.read_text():
+            path.write_text(path.read_text().replace('"flagged": true', '"flagged": "yes"'))
+            corrupted.append(path)
+    assert corrupted
+    code = main(["zeropoint", folder, "--json"])
+    err = capsys.readouterr().err
+    assert code == 2 and "luminosity_check is malformed" in err and "Traceback" not in err

@@ -50,7 +50,7 @@ from ..constants import is_missing
 from ..conversions import mas_values
 from ..metrics import sigma_mad
 from .inputs import feature_matrix, spectra_and_magnitude
-from .luminosity_check import luminosity_bias, warn_luminosity_bias
+from .luminosity_check import checked, luminosity_bias, warn_luminosity_bias
 
 __all__ = ["CLIP_Z", "INJECTION_SNR", "MIN_CALIBRATION_STARS", "UNCERTAINTY_KEY", "VALIDATION_SEED",
            "CalibratedUncertainty", "UncalibratedWarning", "UncertaintyCalibration", "coverage", "degrade_spectra",
@@ -139,7 +139,7 @@ class UncertaintyCalibration:
     @classmethod
     def from_dict(cls, block):
         """From :meth:`to_dict`'s output (``None`` gives ``None``)."""
-        return None if block is None else cls(**block)
+        return None if block is None else cls(**{**block, "luminosity_check": checked(block.get("luminosity_check"))})
 
 
 def gaia_z_scores(parallax, parallax_error, model_parallax, model_error, zeropoint=0.0, scale=1.0):

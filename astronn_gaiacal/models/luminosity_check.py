@@ -32,7 +32,7 @@ import warnings
 import numpy as np
 
 __all__ = ["BIAS_SIGNIFICANCE", "BIAS_TOLERANCE", "COLLAPSED_DEX", "LUMINOSITY_BINS", "LuminosityBiasWarning",
-           "flagged_stars", "luminosity_bias", "warn_luminosity_bias"]
+           "checked", "flagged_stars", "luminosity_bias", "warn_luminosity_bias"]
 
 #: Quantile bins of the predicted fakemag.
 LUMINOSITY_BINS = 4
@@ -133,6 +133,21 @@ def warn_luminosity_bias(check, what="the network"):
         warnings.warn(f"{what}: luminosities biased against Gaia on the held-out stars ({parts}); distances there "
                       f"are off by about that fraction (more epochs or training stars in that range help)",
                       LuminosityBiasWarning, stacklevel=3)
+
+
+def checked(check):
+    """``check`` (:func:`luminosity_bias`'s dict, e.g. read from a model folder) if well formed, else ValueError."""
+    if check is None:
+        return None
+    try:
+        for b in check["bins"]:
+            lo, hi = (float(v) for v in b["log10_fakemag"])
+            if not (lo <= hi and isinstance(b["flagged"], bool) and np.isfinite([b["bias"], b["bias_error"]]).all()):
+                raise ValueError
+    except (KeyError, TypeError, ValueError):
+        raise ValueError("the uncertainty calibration's luminosity_check is malformed (a corrupted or hand-edited "
+                         "model folder): retrain, or calibrate_uncertainties() again and save") from None
+    return check
 
 
 def flagged_stars(check, fakemag):
