@@ -47,6 +47,9 @@ DR3_OFFSET_FEATURES = ("nu_eff_used_in_astrometry", "pseudocolour", "ecl_lat", "
 
 #: Paper's selection thresholds (Section 2).
 PAPER_SNR_SPLIT = 200.0
+#: Lowest S/N the training spectra are degraded to, so that the luminosity network is trained at the
+#: S/N it is applied at (:mod:`astronn_gaiacal.nn.noise`); the lowest S/N of the uncertainty calibration.
+TRAINING_NOISE_SNR = 50.0
 PAPER_MAX_PARALLAX_ERROR_MAS = 0.1
 PAPER_MIN_VISIBILITY_PERIODS = 11
 PAPER_MAX_VSCATTER_KMS = 1.0

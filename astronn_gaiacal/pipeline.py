@@ -22,6 +22,7 @@ from .models.luminosity_check import flagged_stars
 from .models.protocol import LEARNED, ZeropointCalibrationWarning
 from .models.workers import TrainJob, train_jobs
 from .nn.losses import DEFAULT_LOSS
+from .nn.noise import TrainingNoiseWarning
 from .registry import get_model_class
 from .summaries import zeropoint_estimate
 from .zeropoint.trends import fit_quadratic_trend
@@ -83,11 +84,18 @@ def build_model(model=DEFAULT_MODEL, offset=None, features=None, loss=DEFAULT_LO
     return cls(**options)
 
 
+#: ``training_noise_snr`` of :func:`train`: the model class's own ``training_noise_snr``.
+MODEL_DEFAULT = "model default"
+
+
 def configured_model(model, offset, features, loss=DEFAULT_LOSS, loss_config=None, lr=None, epochs=None,
-                     batch_size=None, verbose=0, weight_averaging=None, offset_head=None):
+                     batch_size=None, verbose=0, weight_averaging=None, offset_head=None,
+                     training_noise_snr=MODEL_DEFAULT):
     """:func:`build_model` with the training settings applied (a picklable factory via ``functools.partial``)."""
     extra = {} if offset_head is None else {"offset_head": offset_head}
     net = build_model(model, offset, features, loss=loss, loss_config=loss_config, lr=lr, **extra)
+    if training_noise_snr != MODEL_DEFAULT:
+        net.training_noise_snr = None if training_noise_snr is None else float(training_noise_snr)
     if weight_averaging is not None:
         net.weight_averaging = float(weight_averaging)
     if epochs is not None:
@@ -108,6 +116,11 @@ def fit_arguments(net, ds):
     )
     if net.offset == "multivariate":
         args["offset_features"] = {name: ds[name] for name in net.offset_features}
+    if getattr(net, "training_noise_snr", None) is not None:  # training at the S/N of application
+        if "spectra_err" in ds:
+            args["spectra_err"] = ds["spectra_err"]
+        if _has_column(ds, "snr"):
+            args["snr"] = _float_column(ds, "snr")
     return args
 
 
@@ -131,6 +144,7 @@ def train(
     freeze_luminosity=True,
     recipe=True,
     offset_head=None,
+    training_noise_snr=MODEL_DEFAULT,
 ):
     """Train a model (or a deep ensemble of ``ensemble`` members) on a dataset.
 
@@ -169,6 +183,11 @@ def train(
         not given, from the validated recipe for the number of usable stars
         (:func:`~astronn_gaiacal.constants.training_recipe`); False: the
         model class's defaults and one model.
+    training_noise_snr : float or None, optional
+        Lowest S/N the training spectra are degraded to (the model's
+        ``training_noise_snr``, :mod:`astronn_gaiacal.nn.noise`; needs the dataset's
+        ``spectra_err``); ``None`` trains on the spectra as given.  Default the
+        model class's (:data:`~astronn_gaiacal.constants.TRAINING_NOISE_SNR`).
 
     The trained model carries its calibrated zero-point (constant) or trend
     (multivariate), refitted on the training stars
@@ -196,9 +215,19 @@ def train(
         ensemble = chosen["ensemble"] if ensemble is None else ensemble
     ensemble = 1 if ensemble is None else ensemble
 
+    if training_noise_snr != MODEL_DEFAULT:
+        if training_noise_snr is not None and not float(training_noise_snr) > 0:
+            raise ValueError(f"training_noise_snr must be a positive S/N or None, got {training_noise_snr!r}")
+        probe.training_noise_snr = training_noise_snr
     factory = functools.partial(configured_model, model, offset, features, loss=loss, loss_config=loss_config,
                                 lr=lr, epochs=epochs, batch_size=batch_size, verbose=verbose,
-                                weight_averaging=weight_averaging, offset_head=offset_head)
+                                weight_averaging=weight_averaging, offset_head=offset_head,
+                                training_noise_snr=training_noise_snr)
+    if probe.training_noise_snr is not None and "spectra_err" not in train_ds and not _has_column(train_ds, "snr"):
+        warnings.warn("the training set has neither spectra_err nor snr, so the network is trained only at the S/N "
+                      "of its spectra and its luminosities are biased low on noisier ones: add the spectra's errors "
+                      "or S/N, or set training_noise_snr=None (--training-noise-snr none)", TrainingNoiseWarning,
+                      stacklevel=2)
     fit_kwargs = fit_arguments(probe, train_ds)
     if luminosity_from is not None:
         fit_kwargs.update(luminosity_from=os.fspath(luminosity_from), freeze_luminosity=bool(freeze_luminosity))

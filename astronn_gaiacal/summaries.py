@@ -60,7 +60,7 @@ def model_summary(model, folder=None):
         ``model_class``, ``folder``, ``offset``, ``offset_features``,
         ``ensemble_members``, ``loss``, ``zeropoint_convention``, the keys of
         :func:`uncertainty_summary`; ``training`` (``ensemble``, ``epochs``,
-        ``lr``, ``weight_averaging``: the settings); ``final_loss``
+        ``lr``, ``weight_averaging``, ``training_noise_snr``: the settings); ``final_loss``
         and ``epochs`` when the training history is there;
         ``zeropoint_calibrated`` (whether the model carries a calibrated
         zero-point) and ``zeropoint_calibration`` (its numbers, or None).
@@ -85,7 +85,8 @@ def model_summary(model, folder=None):
         **uncertainty_summary(model),
     }
     summary["training"] = {"ensemble": len(model.members) if ensemble else 1, "epochs": int(first.max_epochs),
-                           "lr": float(first.lr), "weight_averaging": float(first.weight_averaging)}
+                           "lr": float(first.lr), "weight_averaging": float(first.weight_averaging),
+                           "training_noise_snr": getattr(first, "training_noise_snr", None)}
     history = getattr(first, "history", None)
     if history is not None and getattr(history, "history", None):
         summary["final_loss"] = float(history.history["loss"][-1])

@@ -205,7 +205,8 @@ def _fit_rate(kind, data, epochs):
     else:
         net = ApogeeGaiaBCNN(offset="constant")
         net.train_fused = None if kind == "plugin" else False
-        fit = lambda: net.fit(spec, plx, plx_err, magnitude=mag)  # noqa: E731
+        # the default training: spectra degraded to the S/N of application every step (astronn_gaiacal.nn.noise)
+        fit = lambda: net.fit(spec, plx, plx_err, magnitude=mag, snr=np.full(n, 300.0))  # noqa: E731
     net.verbose, net.max_epochs, net.batch_size, net.callbacks = 0, epochs, 64, [timer]
     with peak_memory() as mem, contextlib.redirect_stdout(open(os.devnull, "w")):
         fit()

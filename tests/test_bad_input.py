@@ -88,6 +88,8 @@ REFUSALS = [
     (["train", "{w}/toy.h5", "--model", "ToyApogeeBCNN", "--lr", "0", "--out", "{w}/new"], "--lr"),
     (["train", "{w}/toy.h5", "--model", "ToyApogeeBCNN", "--lr", "-1", "--out", "{w}/new"], "--lr"),
     (["train", "{w}/toy.h5", "--model", "ToyApogeeBCNN", "--epochs", "0", "--out", "{w}/new"], "--epochs"),
+    (["train", "{w}/toy.h5", "--model", "ToyApogeeBCNN", "--training-noise-snr", "0", "--out", "{w}/new"],
+     "--training-noise-snr"),
     (["train", "{w}/string_parallax.fits", "--model", "ToyApogeeBCNN", "--out", "{w}/new"], "'parallax'"),
     (["train", "{w}/arcsec.h5", "--model", "ToyApogeeBCNN", "--out", "{w}/new"], "'parallax_error'"),
     (["zeropoint", "{w}/multivariate", "{w}/string_feature.fits", "--out", "{w}/new.fits"], "'phot_g_mean_mag'"),

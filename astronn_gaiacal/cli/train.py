@@ -9,6 +9,19 @@ NAME = "train"
 HELP = "train a joint distance + zero-point model on a dataset (HDF5 dataset format or a table)"
 
 
+def _noise_snr(text):
+    """``--training-noise-snr``: 'none' (None) or a positive finite S/N."""
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise UsageError(f"--training-noise-snr must be a positive S/N or 'none', got {text!r}")
+    return value
+
+
 def add_arguments(parser):
     parser.add_argument("data", metavar="DATA", help="training set: HDF5 dataset format, or FITS/ECSV/CSV/Parquet table")
     parser.add_argument("--offset", choices=["none", "constant", "multivariate"], default=None,
@@ -36,6 +49,10 @@ def add_arguments(parser):
     parser.add_argument("--weight-averaging", type=float, default=None, metavar="FRAC",
                         help="average the weights over this fraction of the last epochs (default: the recipe's, "
                              "0.35; 0 turns it off)")
+    parser.add_argument("--training-noise-snr", default=None, metavar="SNR",
+                        help="lowest S/N the training spectra are degraded to, so that the network is trained at the "
+                             "S/N it is applied at (default: the model's, 50; needs the data's spectra_err); "
+                             "'none' trains on the spectra as given")
     parser.add_argument("--luminosity-from", metavar="MODEL_DIR",
                         help="start from the luminosity network of this trained model, held fixed: calibrate the "
                              "zero-point of a new catalogue of the same kind of stars with a trained network")
@@ -49,6 +66,10 @@ def add_arguments(parser):
 
 def _check_options(args):
     check_positive(args, "epochs", "batch_size", "lr", "nu")
+    if args.training_noise_snr is not None:
+        args.noise = {"training_noise_snr": _noise_snr(args.training_noise_snr)}
+    else:
+        args.noise = {}
     args.replace = check_output(args.out, args.overwrite, inputs=[args.data, args.luminosity_from],
                                 what="output folder")
     if args.offset_head and args.offset != "multivariate":
@@ -113,6 +134,7 @@ def run(args):
             lr=args.lr, seed=args.seed, ensemble=args.ensemble, verbose=0, n_jobs=n_jobs,
             weight_averaging=args.weight_averaging, luminosity_from=args.luminosity_from,
             freeze_luminosity=not args.fine_tune_luminosity, offset_head=args.offset_head,
+            **args.noise,
         )
         folder = net.save(args.out, overwrite=args.replace)
     summary = summaries.model_summary(net, folder)
@@ -127,6 +149,9 @@ def run(args):
         t = summary["training"]
         print(f"  {t['ensemble']} model(s), {t['epochs']} epochs, lr {t['lr']:g}, weights averaged over the last "
               f"{t['weight_averaging']:.0%} of the epochs")
+        noise = t.get("training_noise_snr")
+        print(f"  training spectra degraded to S/N {noise:g} and above each step" if noise is not None else
+              "  training spectra used as given (no S/N degradation)")
         if "zeropoint_uas" in summary:
             print(f"  zero-point: {summary['zeropoint_uas']:.2f} +- {summary['zeropoint_err_uas']:.2f} uas "
                   f"(estimate '{summary['zeropoint_estimate']}'; learned offset {summary['learned_zeropoint_uas']:.2f}"

@@ -41,12 +41,14 @@ from ..constants import (
     OFFSET_HEADS,
     PAPER_FAKEMAG_SCALE,
     PAPER_OFFSET_FEATURES,
+    TRAINING_NOISE_SNR,
     ZEROPOINT_CONVENTION,
 )
 from ..io.atomic import atomic_directory
 from ..nn.callbacks import WeightAveraging
 from ..nn.layers import BlockConv1D, FastMaxPooling1D, FastMCDropout
 from ..nn.losses import DEFAULT_LOSS, LOSS_CLASSES, loss_from_name
+from ..nn.noise import TrainingNoiseWarning, spectra_snr
 from .calibration import UNCERTAINTY_KEY, CalibratedUncertainty, UncertaintyCalibration, warn_uncalibrated
 from ..zeropoint.calibrated import CalibratedZeropoint
 from .folders import PLUGIN_KEY, ZEROPOINT_KEY, read_plugin_config, write_plugin_config
@@ -155,6 +157,13 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
     standardize_spectra : bool
         Divide inputs by their standard deviation (dense models) or only
         centre them (spectra, as the paper).
+    training_noise_snr : float or None
+        Lowest S/N ``fit`` degrades the training spectra to: every step, each
+        star gets Gaussian noise down to an S/N drawn log-uniformly between this
+        and its own (:mod:`astronn_gaiacal.nn.noise`; needs ``spectra_err``), so that
+        the network is trained at the S/N it is applied at.  Default
+        :data:`~astronn_gaiacal.constants.TRAINING_NOISE_SNR`; ``None`` trains on the
+        spectra as given (the paper).
     jit_compile : bool
         Compile the whole training step with XLA (off by default: on CPU the
         per-layer XLA kernels below are faster, see :doc:`/performance`).
@@ -191,6 +200,7 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
     default_offset_features = PAPER_OFFSET_FEATURES
     gaia_release = "dr2"
     standardize_spectra = False
+    training_noise_snr = TRAINING_NOISE_SNR
     offset_hidden = (32, 16)
     inference_bf16 = False
     inference_fused = None
@@ -255,6 +265,7 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
         self.offset_model = None
         self._plugin_config_restored = False
         self._fused_stacks = False
+        self._noise_source = None  # (errors, snr) of the training noise during fit
         self.validation_split = None  # {'n_stars', 'val_size', 'seed'} of the last fit
 
     # ------------------------------------------------------------------ options
@@ -308,6 +319,7 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
             "weight_averaging": float(self.weight_averaging),
             "max_epochs": int(self.max_epochs),
             "lr": float(self.lr),
+            "training_noise_snr": None if self.training_noise_snr is None else float(self.training_noise_snr),
             "luminosity_from": self.luminosity_from,
             "luminosity_frozen": bool(self.luminosity_frozen),
             "parallax_unit": "mas",
@@ -338,6 +350,10 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
         self.weight_averaging = float(block.get("weight_averaging", 0.0))
         self.max_epochs = int(block.get("max_epochs", self.max_epochs))
         self.lr = float(block.get("lr", self.lr))
+        if "training_noise_snr" in block:  # folders written before the option trained without the noise
+            self.training_noise_snr = block["training_noise_snr"]
+        else:
+            self.training_noise_snr = None
         self.luminosity_from = block.get("luminosity_from")
         self.luminosity_frozen = bool(block.get("luminosity_frozen", False))
         self.validation_split = block.get("validation_split")
@@ -403,6 +419,7 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
         freeze_luminosity=True,
         validation_seed=None,
         calibrate_zeropoint=True,
+        snr=None,
     ):
         """Train on Gaia catalogue parallaxes with astroNN's training loop, then calibrate the uncertainties.
 
@@ -426,7 +443,9 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
         offset_features : ndarray, Table, DataFrame or dict, optional
             Required for ``offset='multivariate'`` (see :meth:`feature_matrix`).
         spectra_err : ndarray, optional
-            Spectra uncertainties (kept for astroNN's interface; unused by the network).
+            Spectra uncertainties: the noise of ``training_noise_snr`` scales with
+            them (without them, with flux / ``snr``; without either the spectra
+            are used as given, with a :class:`~astronn_gaiacal.nn.noise.TrainingNoiseWarning`).
         sample_weight : ndarray, optional
         luminosity_from : GaiaCalBCNNBase or str, optional
             A trained model (or its folder) whose luminosity network this one
@@ -447,6 +466,10 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
             (:meth:`~astronn_gaiacal.models.ZeropointModel.calibrate_zeropoint`;
             also off with ``calibrate_at_fit = False``); an ensemble's members
             leave it to the ensemble.
+        snr : array_like, shape (N,), optional
+            The spectra's S/N (default: from ``spectra_err``,
+            :func:`~astronn_gaiacal.nn.noise.spectra_snr`).  Stars without a
+            finite positive S/N are not degraded.
 
         Raises
         ------
@@ -478,14 +501,7 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
         x[:, : spec.shape[1]] = spec
         x[:, spec.shape[1]] = mag
         x[:, spec.shape[1] + 1 :] = feats
-        x_err = None
-        if spectra_err is not None:
-            err = as_2d_float(spectra_err, "spectra_err")
-            if err.shape[0] != n:
-                raise ValueError(f"spectra_err has {err.shape[0]} rows; spectra has {n}")
-            if self.pixel_mask is not None:
-                err = err[:, np.asarray(self.pixel_mask, dtype=bool)]
-            x_err = np.concatenate([err, np.zeros((n, 1 + feats.shape[1]))], axis=1).astype(np.float32)
+        self._noise_source = self._training_noise_source(spec, spectra_err, snr, n)
         n_train = n - int(n * (self.val_size or 0))
         if n_train < self.batch_size:
             raise ValueError(
@@ -502,11 +518,12 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
             extra = callbacks if isinstance(callbacks, list) else ([] if callbacks is None else [callbacks])
             self.callbacks = [*extra, WeightAveraging(min(start, self.max_epochs - 1))]
         try:
-            # no spectra errors: one zero column instead of astroNN's full-size zeros (unused by the network)
-            inputs_err = np.zeros((n, 1), np.float32) if x_err is None else x_err
+            # one zero column instead of astroNN's full-size input errors (the network does not read them)
+            inputs_err = np.zeros((n, 1), np.float32)
             super().fit(x, labels, inputs_err=inputs_err, labels_err=labels_err, sample_weight=sample_weight)
         finally:
             self.reduce_lr_patience, self.callbacks = patience, callbacks
+            self._noise_source = None
         self.uncertainty_calibration = None  # the scale of an earlier fit does not hold any more
         self._calibrate_after_fit(spectra, labels[:, 0], labels_err[:, 0], mag, feats)  # docs/calibration.rst
         self.zeropoint_calibration = None
@@ -514,6 +531,34 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
             self._calibrate_zeropoint_after_fit(spec, labels[:, 0], labels_err[:, 0], mag,
                                                 dict(zip(self.offset_features, feats.T)))
         return self
+
+    def _training_noise_source(self, spec, spectra_err, snr, n):
+        """``(errors, snr)`` of the training noise (:mod:`astronn_gaiacal.nn.noise`), or None."""
+        if self.training_noise_snr is None:
+            return None
+        if spectra_err is None and snr is None:
+            warnings.warn(
+                f"{type(self).__name__}.fit got neither spectra_err nor snr, so the network is trained only at the "
+                f"S/N of the training spectra and its luminosities are biased low on noisier ones: pass spectra_err "
+                f"or snr, or set training_noise_snr = None to train on the spectra as given", TrainingNoiseWarning,
+                stacklevel=3)
+            return None
+        if spectra_err is None:  # pixel errors from the S/N: flux / (S/N)
+            snr = np.asarray(getattr(snr, "value", snr), float).reshape(-1)
+            if snr.shape != (n,):
+                raise ValueError(f"snr has {snr.size} values; spectra has {n} rows")
+            spectra_err = np.abs(spec) / np.where(np.isfinite(snr) & (snr > 0), snr, np.inf)[:, None].astype(np.float32)
+        err = as_2d_float(spectra_err, "spectra_err", dtype=None)
+        if self.pixel_mask is not None and err.shape[1] == self.spectrum_length:
+            err = err[:, np.asarray(self.pixel_mask, dtype=bool)]
+        if err.shape != spec.shape:
+            raise ValueError(f"spectra_err has shape {err.shape}; the spectra the network sees have {spec.shape}")
+        if snr is None:
+            snr = spectra_snr(spec, err)
+        snr = np.asarray(getattr(snr, "value", snr), float).reshape(-1)
+        if snr.shape != (n,):
+            raise ValueError(f"snr has {snr.size} values; spectra has {n} rows")
+        return err, snr
 
     def post_training_checklist_child(self):
         super().post_training_checklist_child()

@@ -46,7 +46,7 @@ from astropy import units as u
 from scipy.optimize import brentq, minimize
 from scipy.special import erf, erfinv
 
-from ..constants import is_missing
+from ..constants import TRAINING_NOISE_SNR, is_missing
 from ..conversions import mas_values
 from ..metrics import sigma_mad
 from .inputs import feature_matrix, spectra_and_magnitude
@@ -68,7 +68,7 @@ CLIP_Z = 4.0
 #: How the scale is fitted (recorded with it).
 METHOD = "Gaussian maximum likelihood of the Gaia z-scores of held-out stars, |z - median| > 4 clipped"
 #: S/N the validation stars' spectra are degraded to for the S/N-dependent scale (each star only below its own S/N).
-INJECTION_SNR = (50.0, 70.0, 100.0, 140.0)
+INJECTION_SNR = (TRAINING_NOISE_SNR, 70.0, 100.0, 140.0)
 #: Seed of the injected noise.
 INJECTION_SEED = 0
 #: How the S/N-dependent scale is fitted (recorded with it).

@@ -13,6 +13,7 @@ from ..nn.batches import training_batches
 from ..nn.device import use_fused_kernels
 from ..nn.fused_training import call_with_fused_stacks, has_conv_stacks
 from ..nn.losses import loss_from_name
+from ..nn.noise import TrainingNoise, noise_errors
 from ..nn.update import FoldedUpdate
 from .calibration import seeded_validation_split
 
@@ -121,6 +122,18 @@ class LikelihoodTraining:
         self.keras_model.compiled_metrics.update_state(y, y_pred, sample_weight)
         return self._metric_results()
 
+    def _training_noise(self):
+        """The training stars' :class:`~astronn_gaiacal.nn.noise.TrainingNoise` (``training_noise_snr``), or None."""
+        source = getattr(self, "_noise_source", None)
+        if source is None:
+            return None
+        err, snr = source
+        rows = np.asarray(self.train_idx)
+        std = np.asarray(self.input_std["input"], float).ravel()
+        scale = std[: err.shape[1]] if std.size > 1 else None
+        return TrainingNoise(noise_errors(err[rows], scale), snr[rows], self.training_noise_snr,
+                             seed=int(np.random.randint(0, 2**31 - 1)))
+
     def pre_training_checklist_child(self, input_data, labels, sample_weight):
         """astroNN's checklist (its validation split seeded), then its batch generators replaced by ``tf.data`` pipelines.
 
@@ -149,7 +162,7 @@ class LikelihoodTraining:
         norm_train, norm_val, labels_train, labels_val, weight_train, weight_val = out
         gen = self.training_generator
         self.training_generator, shared = training_batches(norm_train, labels_train, weight_train, gen.batch_size,
-                                                           len(gen), shuffle=True)
+                                                           len(gen), shuffle=True, noise=self._training_noise())
         norm_train = {**norm_train, "input": shared}  # astroNN keeps what it gets back: one copy, not two
         if self.has_val:
             val = self.validation_generator

@@ -39,7 +39,7 @@ def shared_tensor(array):
     return arr, tf.experimental.dlpack.from_dlpack(arr.__dlpack__())
 
 
-def training_batches(inputs, labels, sample_weight, batch_size, steps, shuffle, seed=None):
+def training_batches(inputs, labels, sample_weight, batch_size, steps, shuffle, seed=None, noise=None):
     """astroNN's training or validation batches as a ``tf.data.Dataset`` for Keras' ``fit``.
 
     Parameters
@@ -58,6 +58,9 @@ def training_batches(inputs, labels, sample_weight, batch_size, steps, shuffle, 
     seed : int, optional
         Seed of the orders; default one draw from NumPy's global generator, so that
         ``np.random.seed`` reproduces a training as it does astroNN's.
+    noise : astronn_gaiacal.nn.noise.TrainingNoise, optional
+        Degrade each batch's spectra (:mod:`astronn_gaiacal.nn.noise`), with new draws every
+        epoch from the same seed.
 
     Returns
     -------
@@ -80,14 +83,21 @@ def training_batches(inputs, labels, sample_weight, batch_size, steps, shuffle, 
     outputs = {name: tf.constant(np.asarray(value, dtype=np.float32)) for name, value in labels.items()}
     weight = None if sample_weight is None else tf.constant(np.asarray(sample_weight, dtype=np.float32))
     order = tf.data.Dataset.range(n)
-    if shuffle:
+    if shuffle or noise is not None:
         seed = int(np.random.randint(0, 2**31 - 1)) if seed is None else int(seed)
+    if shuffle:
         order = order.shuffle(n, seed=seed, reshuffle_each_iteration=True)
     order = order.batch(batch_size, drop_remainder=True).take(steps)
+    if noise is not None:  # one key per batch, new ones every epoch
+        keys = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True)
+        order = tf.data.Dataset.zip((order, keys))
 
     @tf.autograph.experimental.do_not_convert
-    def gather(idx):
-        batch_x = {"input": tf.gather(x, idx), **{k: tf.gather(v, idx) for k, v in columns.items()}}
+    def gather(idx, key=None):
+        batch = tf.gather(x, idx)
+        if noise is not None:
+            batch = noise(batch, idx, key)
+        batch_x = {"input": batch, **{k: tf.gather(v, idx) for k, v in columns.items()}}
         batch_y = {k: tf.gather(v, idx) for k, v in outputs.items()}
         return (batch_x, batch_y) if weight is None else (batch_x, batch_y, tf.gather(weight, idx))
 

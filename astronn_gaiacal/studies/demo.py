@@ -167,12 +167,19 @@ def _trend_line(t):
             f"{t['valid_range'][1]:.3g}")
 
 
+def _noise_line(floor):
+    if floor is None:
+        return "  training spectra used as given (no S/N degradation)"
+    return f"  training spectra degraded each step to an S/N between {floor:g} and their own"
+
+
 def _text_report(r):
     zc = r["zeropoint"]["constant"]
     net, refit = zc["ensemble"], zc["refit_ensemble"]
     lines = [
         "astronn-gaiacal demo: joint spectro-photometric distances and Gaia parallax zero-point",
         f"  mock survey: {r['settings']['n_train']} training stars (S/N > 200), {r['settings']['n_test']} test stars (S/N < 200)",
+        _noise_line(r["settings"].get("training_noise_snr")),
         "",
         f"Zero-point (convention: {ZEROPOINT_CONVENTION})",
         f"  injected constant        {zc['injected_uas']:8.2f} uas",
@@ -431,7 +438,8 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
 
     report = {
         "out": os.path.abspath(final_out or out),
-        "settings": {**cfg, "seed": seed, "full": bool(full)},
+        "settings": {**cfg, "seed": seed, "full": bool(full),
+                     "training_noise_snr": getattr(models["multivariate"], "training_noise_snr", None)},
         "zeropoint": {
             "convention": ZEROPOINT_CONVENTION,
             "constant": {
