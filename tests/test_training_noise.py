@@ -20,8 +20,8 @@ from astronn_gaiacal.nn.noise import TrainingNoise, TrainingNoiseWarning, noise_
 P = 400  # pixels
 
 
-def _noise_of(noise, n_rows, key, extra_columns=2):
-    x = tf.zeros((n_rows, P + extra_columns, 1))
+def _noise_of(noise, n_rows, key):
+    x = tf.zeros((n_rows, noise.columns, 1))
     idx = tf.range(n_rows) % noise._snr.shape[0]
     return noise(x, idx, tf.constant(key, tf.int64)).numpy()[..., 0]
 
@@ -29,7 +29,7 @@ def _noise_of(noise, n_rows, key, extra_columns=2):
 def test_noise_variance_matches_the_log_uniform_law():
     err = np.full((1, P), 0.01, np.float32)
     for snr, floor in [(400.0, 50.0), (120.0, 50.0)]:
-        noise = TrainingNoise(noise_errors(err), [snr], floor, seed=1)
+        noise = TrainingNoise(noise_errors(err), [snr], floor, seed=1, columns=P + 2)
         out = _noise_of(noise, 4000, key=3)
         ratio2 = (out[:, :P] / 0.01) ** 2
         r = snr / floor
@@ -91,6 +91,8 @@ def test_bad_noise_options_are_refused():
         TrainingNoise(np.zeros((2, 3)), [1.0, 2.0], 0.0)
     with pytest.raises(ValueError, match="snr"):
         TrainingNoise(np.zeros((2, 3)), [1.0], 50.0)
+    with pytest.raises(ValueError, match="columns"):
+        TrainingNoise(np.zeros((2, 3)), [1.0, 2.0], 50.0, columns=2)
 
 
 def test_training_batches_draw_new_noise_each_epoch_and_keep_validation_clean():
@@ -98,7 +100,7 @@ def test_training_batches_draw_new_noise_each_epoch_and_keep_validation_clean():
     spectra = np.zeros((n, P + 1), np.float32)
     inputs = {"input": spectra, "labels_err": np.ones((n, 1))}
     labels = {"output": np.arange(n, dtype=np.float32)[:, None]}
-    noise = TrainingNoise(noise_errors(np.full((n, P), 0.01)), np.full(n, 500.0), 50.0, seed=0)
+    noise = TrainingNoise(noise_errors(np.full((n, P), 0.01)), np.full(n, 500.0), 50.0, seed=0, columns=P + 1)
     ds, _ = training_batches(inputs, labels, None, 8, 5, shuffle=True, seed=3, noise=noise)
     epochs = [np.concatenate([b[0]["input"].numpy()[..., 0] for b in ds]) for _ in range(2)]
     assert all(np.all(e[:, :P].std(axis=1) > 0) and np.all(e[:, P] == 0) for e in epochs)

@@ -132,7 +132,7 @@ class LikelihoodTraining:
         std = np.asarray(self.input_std["input"], float).ravel()
         scale = std[: err.shape[1]] if std.size > 1 else None
         return TrainingNoise(noise_errors(err[rows], scale), snr[rows], self.training_noise_snr,
-                             seed=int(np.random.randint(0, 2**31 - 1)))
+                             seed=int(np.random.randint(0, 2**31 - 1)), columns=err.shape[1] + 1 + self.n_features)
 
     def pre_training_checklist_child(self, input_data, labels, sample_weight):
         """astroNN's checklist (its validation split seeded), then its batch generators replaced by ``tf.data`` pipelines.

@@ -89,9 +89,12 @@ class TrainingNoise:
     seed : int
         Seed of the deviate bank.
     bank_rows : int
+    columns : int, optional
+        Columns of the network's input rows (default ``P``): the spectrum first, then
+        columns the noise leaves alone (magnitude, features).
     """
 
-    def __init__(self, errors, snr, floor, seed=0, bank_rows=NOISE_BANK_ROWS):
+    def __init__(self, errors, snr, floor, seed=0, bank_rows=NOISE_BANK_ROWS, columns=None):
         errors = np.asarray(errors)
         snr = np.asarray(snr, float)
         if errors.ndim != 2 or snr.shape != (errors.shape[0],):
@@ -102,14 +105,19 @@ class TrainingNoise:
             raise ValueError(f"bank_rows must be at least 2, got {bank_rows!r}")
         self.floor = float(floor)
         self.n_pixels = int(errors.shape[1])
-        self._errors = tf.constant(errors.astype(np.float16))
+        self.columns = self.n_pixels if columns is None else int(columns)
+        if self.columns < self.n_pixels:
+            raise ValueError(f"columns ({self.columns}) must be at least the {self.n_pixels} pixels")
+        padded = np.zeros((errors.shape[0], self.columns), np.float16)  # no noise on the trailing columns
+        padded[:, : self.n_pixels] = errors
+        self._errors = tf.constant(padded)
         snr = np.where(np.isfinite(snr) & (snr > 0), snr, 0.0)  # 0: at or below any floor, kept as it is
         self._snr = tf.constant(snr.astype(np.float32))
-        bank = np.random.default_rng(seed).standard_normal((int(bank_rows), self.n_pixels), dtype=np.float32)
+        bank = np.random.default_rng(seed).standard_normal((int(bank_rows), self.columns), dtype=np.float32)
         self._bank = tf.constant(bank)
 
     def __call__(self, x, idx, key):
-        """``x`` (B, L, 1) with noise on its first ``n_pixels`` columns for the stars ``idx``; ``key``: int64 seed."""
+        """``x`` (B, columns, 1) with noise on its first ``n_pixels`` columns for the stars ``idx``; ``key``: int64 seed."""
         seeds = tf.stack([tf.cast(key, tf.int64), tf.constant(0, tf.int64)])
         draws = tf.random.stateless_uniform(tf.stack([tf.size(idx), 4]), seed=seeds)
         snr = tf.gather(self._snr, idx)
@@ -124,5 +132,4 @@ class TrainingNoise:
         z = (tf.gather(self._bank, first) * tf.cos(theta)[:, None]
              + tf.gather(self._bank, second) * tf.sin(theta)[:, None])
         noise = z * tf.cast(tf.gather(self._errors, idx), tf.float32) * factor[:, None]
-        spectra = x[:, : self.n_pixels, 0] + noise
-        return tf.concat([spectra, x[:, self.n_pixels:, 0]], axis=1)[:, :, None]
+        return x + noise[:, :, None]
