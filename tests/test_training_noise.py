@@ -15,7 +15,7 @@ import astronn_gaiacal  # noqa: F401
 from astronn_gaiacal._compat import tf
 from astronn_gaiacal.models.calibration import degrade_spectra
 from astronn_gaiacal.nn.batches import training_batches
-from astronn_gaiacal.nn.noise import TrainingNoise, TrainingNoiseWarning, noise_errors, spectra_snr, target_snr
+from astronn_gaiacal.nn.noise import TrainingNoise, TrainingNoiseWarning, noise_errors, spectra_snr
 
 P = 400  # pixels
 
@@ -72,7 +72,7 @@ def test_same_law_as_the_calibration_degradation():
     err = rng.uniform(0.005, 0.02, (1, P)).astype(np.float32)
     snr, floor = 200.0, 199.0  # t is 199-200: almost fixed
     out = _noise_of(TrainingNoise(noise_errors(err), [snr], floor, seed=0), 3000, key=0)
-    target = target_snr(snr, floor, 0.5)
+    target = floor * (snr / floor) ** 0.5  # log-uniform in [floor, snr]: its median
     ref = degrade_spectra(np.zeros((3000, P)), np.repeat(err, 3000, 0), np.full(3000, snr), target, rng)
     assert (out[:, :P] / err).var() == pytest.approx((ref / err).var(), rel=0.05)
 

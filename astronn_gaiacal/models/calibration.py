@@ -49,6 +49,7 @@ from scipy.special import erf, erfinv
 from ..constants import TRAINING_NOISE_SNR, is_missing
 from ..conversions import mas_values
 from ..metrics import sigma_mad
+from ..nn.noise import usable_errors
 from .inputs import feature_matrix, spectra_and_magnitude
 from .luminosity_check import checked, luminosity_bias, warn_luminosity_bias
 
@@ -361,10 +362,9 @@ def degrade_spectra(spectra, spectra_err, snr, target_snr, rng):
     ``target_snr`` and pixels whose error is not finite or not below 1 (masked)
     are left as they are.  ``rng``: a :class:`numpy.random.Generator`.
     """
-    err = np.asarray(spectra_err, np.float32)
+    err = usable_errors(spectra_err)
     factor = np.sqrt(np.clip((np.asarray(snr, float) / np.asarray(target_snr, float)) ** 2 - 1.0, 0.0, None))
-    good = np.isfinite(err) & (err < 1)
-    noise = rng.standard_normal(err.shape, dtype=np.float32) * np.where(good, err, 0.0)
+    noise = rng.standard_normal(err.shape, dtype=np.float32) * err
     return (np.asarray(spectra, np.float32) + noise * factor.astype(np.float32)[:, None]).astype(np.float32)
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from .._compat import tf
 
-__all__ = ["NOISE_BANK_ROWS", "TrainingNoise", "TrainingNoiseWarning", "noise_errors", "spectra_snr", "target_snr"]
+__all__ = ["NOISE_BANK_ROWS", "TrainingNoise", "TrainingNoiseWarning", "noise_errors", "spectra_snr", "usable_errors"]
 
 #: Rows of unit normal deviates the training noise combines.
 NOISE_BANK_ROWS = 512
@@ -47,32 +47,18 @@ def spectra_snr(spectra, spectra_err):
         return np.nanmedian(ratio, axis=1) if ratio.shape[1] else np.full(ratio.shape[0], np.nan)
 
 
-def noise_errors(spectra_err, scale=None):
-    """Pixel errors as :class:`TrainingNoise` reads them: masked pixels 0, divided by ``scale``, float16."""
+def usable_errors(spectra_err):
+    """Pixel errors (float32) with the masked pixels (error not finite or not below 1) set to 0: no noise there."""
     err = np.asarray(spectra_err, np.float32)
-    good = np.isfinite(err) & (err < 1)
-    err = np.where(good, err, np.float32(0.0))
+    return np.where(np.isfinite(err) & (err < 1), err, np.float32(0.0))
+
+
+def noise_errors(spectra_err, scale=None):
+    """Pixel errors as :class:`TrainingNoise` reads them: :func:`usable_errors`, divided by ``scale``, float16."""
+    err = usable_errors(spectra_err)
     if scale is not None:
         err = err / np.asarray(scale, np.float32)
     return err.astype(np.float16)
-
-
-def target_snr(snr, floor, u):
-    """The S/N a star of S/N ``snr`` is degraded to for a uniform deviate ``u``: log-uniform in [floor, snr].
-
-    Stars at or below ``floor`` keep their own S/N.
-
-    Examples
-    --------
-    >>> float(target_snr(200.0, 50.0, 0.5))
-    100.0
-    >>> float(target_snr(40.0, 50.0, 0.3))
-    40.0
-    """
-    snr = np.asarray(snr, float)
-    above = snr > floor
-    ratio = np.where(above, snr / floor, 1.0)
-    return np.where(above, floor * ratio ** np.asarray(u, float), snr)[()]
 
 
 class TrainingNoise:
