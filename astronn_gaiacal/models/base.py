@@ -543,22 +543,18 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
                 f"or snr, or set training_noise_snr = None to train on the spectra as given", TrainingNoiseWarning,
                 stacklevel=3)
             return None
-        if spectra_err is None:  # pixel errors from the S/N: flux / (S/N)
+        if snr is not None:
             snr = np.asarray(getattr(snr, "value", snr), float).reshape(-1)
             if snr.shape != (n,):
                 raise ValueError(f"snr has {snr.size} values; spectra has {n} rows")
+        if spectra_err is None:  # pixel errors from the S/N: flux / (S/N)
             spectra_err = np.abs(spec) / np.where(np.isfinite(snr) & (snr > 0), snr, np.inf)[:, None].astype(np.float32)
         err = as_2d_float(spectra_err, "spectra_err", dtype=None)
         if self.pixel_mask is not None and err.shape[1] == self.spectrum_length:
             err = err[:, np.asarray(self.pixel_mask, dtype=bool)]
         if err.shape != spec.shape:
             raise ValueError(f"spectra_err has shape {err.shape}; the spectra the network sees have {spec.shape}")
-        if snr is None:
-            snr = spectra_snr(spec, err)
-        snr = np.asarray(getattr(snr, "value", snr), float).reshape(-1)
-        if snr.shape != (n,):
-            raise ValueError(f"snr has {snr.size} values; spectra has {n} rows")
-        return err, snr
+        return err, (spectra_snr(spec, err) if snr is None else snr)
 
     def post_training_checklist_child(self):
         super().post_training_checklist_child()
