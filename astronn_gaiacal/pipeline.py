@@ -219,15 +219,16 @@ def train(
         if training_noise_snr is not None and not float(training_noise_snr) > 0:
             raise ValueError(f"training_noise_snr must be a positive S/N or None, got {training_noise_snr!r}")
         probe.training_noise_snr = training_noise_snr
-    factory = functools.partial(configured_model, model, offset, features, loss=loss, loss_config=loss_config,
-                                lr=lr, epochs=epochs, batch_size=batch_size, verbose=verbose,
-                                weight_averaging=weight_averaging, offset_head=offset_head,
-                                training_noise_snr=training_noise_snr)
     if probe.training_noise_snr is not None and "spectra_err" not in train_ds and not _has_column(train_ds, "snr"):
         warnings.warn("the training set has neither spectra_err nor snr, so the network is trained only at the S/N "
                       "of its spectra and its luminosities are biased low on noisier ones: add the spectra's errors "
                       "or S/N, or set training_noise_snr=None (--training-noise-snr none)", TrainingNoiseWarning,
                       stacklevel=2)
+        training_noise_snr = probe.training_noise_snr = None  # once, here; the folders record "as given"
+    factory = functools.partial(configured_model, model, offset, features, loss=loss, loss_config=loss_config,
+                                lr=lr, epochs=epochs, batch_size=batch_size, verbose=verbose,
+                                weight_averaging=weight_averaging, offset_head=offset_head,
+                                training_noise_snr=training_noise_snr)
     fit_kwargs = fit_arguments(probe, train_ds)
     if luminosity_from is not None:
         fit_kwargs.update(luminosity_from=os.fspath(luminosity_from), freeze_luminosity=bool(freeze_luminosity))

@@ -542,6 +542,7 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
                 f"S/N of the training spectra and its luminosities are biased low on noisier ones: pass spectra_err "
                 f"or snr, or set training_noise_snr = None to train on the spectra as given", TrainingNoiseWarning,
                 stacklevel=3)
+            self.training_noise_snr = None  # what the folder records: the spectra were used as given
             return None
         if snr is not None:
             snr = np.asarray(getattr(snr, "value", snr), float).reshape(-1)
