@@ -11,7 +11,8 @@ from .models import DeepEnsemble
 from .models.protocol import LEARNED
 from .zeropoint.estimates import DEFAULT_ESTIMATE
 
-__all__ = ["model_summary", "refit_report", "uncertainty_summary", "zeropoint_estimate", "zeropoint_summary"]
+__all__ = ["convergence_summary", "model_summary", "refit_report", "uncertainty_summary", "zeropoint_estimate",
+           "zeropoint_summary"]
 
 
 def zeropoint_estimate(model, estimate=None):
@@ -45,6 +46,20 @@ def uncertainty_summary(model):
 
 
 
+#: What a single network's zero-point error leaves out (docs/policy.rst has the measurement).
+SINGLE_NETWORK_NOTE = ("one network: the error is statistical only, without the network's own systematic error "
+                       "(an ensemble's member spread, several uas at a few thousand stars); train an ensemble "
+                       "(--ensemble 2 or more; the recipe's default)")
+
+
+def convergence_summary(model):
+    """``training_converged`` (bool, or None when not known) and ``training_convergence`` (the verdict,
+    :mod:`~astronn_gaiacal.models.convergence`) of a model or ensemble."""
+    verdict = getattr(model, "training_convergence", None)
+    return {"training_converged": None if verdict is None else bool(verdict["converged"]),
+            "training_convergence": verdict}
+
+
 def model_summary(model, folder=None):
     """JSON-ready description of a trained model or ensemble, with its learned zero-point if constant.
 
@@ -61,7 +76,9 @@ def model_summary(model, folder=None):
         ``ensemble_members``, ``loss``, ``zeropoint_convention``, the keys of
         :func:`uncertainty_summary`; ``training`` (``ensemble``, ``epochs``,
         ``lr``, ``weight_averaging``, ``training_noise_snr``: the settings); ``final_loss``
-        and ``epochs`` when the training history is there;
+        and ``epochs`` when the training history is there; ``training_converged``
+        (None: not known) and ``training_convergence``
+        (:mod:`~astronn_gaiacal.models.convergence`);
         ``zeropoint_calibrated`` (whether the model carries a calibrated
         zero-point) and ``zeropoint_calibration`` (its numbers, or None).
         For a constant model ``zeropoint_uas``, ``zeropoint_err_uas`` and
@@ -71,6 +88,7 @@ def model_summary(model, folder=None):
         ``learned_zeropoint_err_uas``, ``learned_zeropoint_estimate`` (``'mc'``
         for a single model; ``'ensemble'``, with the parts
         ``zeropoint_mc_err_uas`` and ``zeropoint_ensemble_err_uas``, for an ensemble).
+        A single model's also gets ``zeropoint_note`` (:data:`SINGLE_NETWORK_NOTE`).
     """
     ensemble = isinstance(model, DeepEnsemble)
     first = model.members[0] if ensemble else model
@@ -87,6 +105,7 @@ def model_summary(model, folder=None):
     summary["training"] = {"ensemble": len(model.members) if ensemble else 1, "epochs": int(first.max_epochs),
                            "lr": float(first.lr), "weight_averaging": float(first.weight_averaging),
                            "training_noise_snr": getattr(first, "training_noise_snr", None)}
+    summary.update(convergence_summary(model))
     history = getattr(first, "history", None)
     if history is not None and getattr(history, "history", None):
         summary["final_loss"] = float(history.history["loss"][-1])
@@ -108,6 +127,8 @@ def model_summary(model, folder=None):
         summary["zeropoint_uas"] = float(value.to_value(u.uas))
         summary["zeropoint_err_uas"] = float(error.to_value(u.uas))
         summary["zeropoint_estimate"] = zeropoint_estimate(model)
+        if not ensemble:
+            summary["zeropoint_note"] = SINGLE_NETWORK_NOTE
     return summary
 
 

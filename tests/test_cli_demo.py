@@ -73,6 +73,10 @@ def test_demo_report(demo_run):
     for block in report["distances"].values():
         assert block["all"]["n"] == 150 and block["all"]["sigma_mad"] > 0
     assert report["settings"]["n_train"] == 200 and report["settings"]["epochs"] == 2
+    # two epochs cannot converge: every model is flagged, in the JSON and the text report
+    assert set(report["training_convergence"]) == {"no_offset", "constant", "multivariate"}
+    assert all(v["converged"] is False for v in report["training_convergence"].values())
+    assert "constant model NOT CONVERGED" in (out / "report.txt").read_text()
     with open(out / "report.json") as f:
         saved = json.load(f)
     assert saved["zeropoint"] == report["zeropoint"]

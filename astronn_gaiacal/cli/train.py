@@ -99,6 +99,7 @@ def _check_luminosity_source(args, ds):
 def run(args):
     interrupt_on_sigterm()
     from .. import pipeline, summaries
+    from ..models.convergence import convergence_note
     from ..nn.losses import DEFAULT_LOSS, LOSS_CLASSES
     from ..registry import registered
 
@@ -156,6 +157,8 @@ def run(args):
             print(f"  zero-point: {summary['zeropoint_uas']:.2f} +- {summary['zeropoint_err_uas']:.2f} uas "
                   f"(estimate '{summary['zeropoint_estimate']}'; learned offset {summary['learned_zeropoint_uas']:.2f}"
                   f" +- {summary['learned_zeropoint_err_uas']:.2f} uas)")
+            if "zeropoint_note" in summary:
+                print(f"    NOTE: {summary['zeropoint_note']}")
         cal = summary.get("zeropoint_calibration")
         if cal and "trends" in cal:
             print(f"  calibrated trend (estimate '{cal['estimate']}', on the {cal['data']}):")
@@ -164,4 +167,6 @@ def run(args):
         if summary.get("zeropoint_calibrated") is False:
             print("  WARNING: the zero-point is not calibrated (too few usable stars); the learned offset is "
                   "reported")
+        if summary["training_converged"] is False:
+            print(f"  WARNING: {convergence_note(summary['training_convergence'])}")
     return 0

@@ -52,6 +52,8 @@ def _summary_text(summary):
     if "zeropoint_uas" in summary:
         lines.append(f"zero-point = {summary['zeropoint_uas']:.2f} +- {summary['zeropoint_err_uas']:.2f} uas "
                      f"({summary['zeropoint_convention']}; estimate '{summary['zeropoint_estimate']}')")
+        if "zeropoint_note" in summary:
+            lines.append(f"  NOTE: {summary['zeropoint_note']}")
     if "refit" in summary:
         r = summary["refit"]
         lines.append(f"  refit on {r['n_stars']} stars, {r['members']} member(s): statistical "
@@ -65,6 +67,9 @@ def _summary_text(summary):
         lines += [f"  {line}" for line in trend_lines(cal)]
     if summary.get("zeropoint_calibrated") is False:
         lines.append("WARNING: the model has no calibrated zero-point; the numbers are the learned offset's")
+    if summary.get("training_converged") is False:
+        from ..models.convergence import convergence_note
+        lines.append(f"WARNING: {convergence_note(summary['training_convergence'])}")
     if "refit_trend" in summary:
         lines.append("refit with the network fixed:")
         lines += [f"  {line}" for line in trend_lines(summary["refit_trend"])]
@@ -82,6 +87,10 @@ def _summary_text(summary):
     return "\n".join(lines)
 
 
+_ONE_PASS = ("--mc-num 1 with MC dropout on has no MC-dropout spread (and one noisy pass for the refit's model "
+             "parallaxes): use --mc-num 2 or more (default 100), or --no-dropout with --catalog")
+
+
 def _run_catalogue(args):
     if args.table is not None:
         raise UsageError("give either GAIA_TABLE or --catalog, not both")
@@ -89,6 +98,8 @@ def _run_catalogue(args):
         raise UsageError("--catalog needs --out FOLDER")
     if args.mc_num < 1 or args.batch_size < 1:
         raise UsageError("--mc-num and --batch-size must be positive integers")
+    if args.mc_num < 2 and not args.no_dropout:
+        raise UsageError(_ONE_PASS)
     if not os.path.isdir(args.model):
         raise UsageError(f"no such model folder: {args.model}")
     refuse_input_as_output(args.out, args.catalogue, args.model)
@@ -123,6 +134,11 @@ def run(args):
 
     if args.mc_num < 1:
         raise UsageError("--mc-num must be a positive integer")
+    if args.no_dropout:
+        raise UsageError("--no-dropout applies to --catalog only; without it the learned offset and the refit use "
+                         "--mc-num MC-dropout passes")
+    if args.mc_num < 2:
+        raise UsageError(_ONE_PASS)
     if args.refit is not None and args.table is not None:
         raise UsageError("give either GAIA_TABLE or --refit DATA, not both")
     net = load_model(args.model)

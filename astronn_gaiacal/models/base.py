@@ -50,6 +50,7 @@ from ..nn.layers import BlockConv1D, FastMaxPooling1D, FastMCDropout
 from ..nn.losses import DEFAULT_LOSS, LOSS_CLASSES, loss_from_name
 from ..nn.noise import TrainingNoiseWarning, spectra_snr
 from .calibration import UNCERTAINTY_KEY, CalibratedUncertainty, UncertaintyCalibration, warn_uncalibrated
+from .convergence import CONVERGENCE_KEY, training_convergence, warn_not_converged
 from ..zeropoint.calibrated import CalibratedZeropoint
 from .folders import PLUGIN_KEY, ZEROPOINT_KEY, read_plugin_config, write_plugin_config
 from .inputs import (
@@ -201,6 +202,8 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
     gaia_release = "dr2"
     standardize_spectra = False
     training_noise_snr = TRAINING_NOISE_SNR
+    #: :func:`~astronn_gaiacal.models.convergence.training_convergence` of the last fit (None: not known).
+    training_convergence = None
     offset_hidden = (32, 16)
     inference_bf16 = False
     inference_fused = None
@@ -326,6 +329,7 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
             "zeropoint_convention": ZEROPOINT_CONVENTION,
             "validation_split": self.validation_split,
             UNCERTAINTY_KEY: None if self.uncertainty_calibration is None else self.uncertainty_calibration.to_dict(),
+            CONVERGENCE_KEY: self.training_convergence,
             ZEROPOINT_KEY: None if self.zeropoint_calibration is None else self.zeropoint_calibration.to_dict(),
         }
 
@@ -357,6 +361,7 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
         self.luminosity_from = block.get("luminosity_from")
         self.luminosity_frozen = bool(block.get("luminosity_frozen", False))
         self.validation_split = block.get("validation_split")
+        self.training_convergence = block.get(CONVERGENCE_KEY)  # None in folders saved before the check
         self.uncertainty_calibration = UncertaintyCalibration.from_dict(block.get(UNCERTAINTY_KEY))
         if self.uncertainty_calibration is None:
             warn_uncalibrated(self.fullfilepath)
@@ -524,6 +529,9 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
         finally:
             self.reduce_lr_patience, self.callbacks = patience, callbacks
             self._noise_source = None
+        loss = (getattr(getattr(self, "history", None), "history", None) or {}).get("loss")
+        self.training_convergence = None if loss is None else training_convergence(loss)
+        warn_not_converged(self.training_convergence, type(self).__name__)
         self.uncertainty_calibration = None  # the scale of an earlier fit does not hold any more
         self._calibrate_after_fit(spectra, labels[:, 0], labels_err[:, 0], mag, feats)  # docs/calibration.rst
         self.zeropoint_calibration = None

@@ -34,6 +34,7 @@ from ..zeropoint.calibrated import CalibratedZeropoint
 from ..zeropoint.estimates import DEFAULT_ESTIMATE
 from .calibration import (UNCERTAINTY_KEY, VALIDATION_SEED, CalibratedUncertainty, UncalibratedWarning,
                           UncertaintyCalibration, warn_uncalibrated)
+from .convergence import ensemble_convergence
 from .folders import (
     MANIFEST,
     ZEROPOINT_KEY,
@@ -167,6 +168,11 @@ class DeepEnsemble(CalibratedUncertainty, ZeropointModel):
     loss_name = _member_attribute("loss_name", "The members' training likelihood.")
     mc_num = _member_attribute("mc_num", "MC-dropout passes of each member's predictions.", settable=True)
     verbose = _member_attribute("verbose", "The members' verbosity.", settable=True)
+
+    @property
+    def training_convergence(self):
+        """Whether the members' trainings converged (:func:`~astronn_gaiacal.models.convergence.ensemble_convergence`)."""
+        return ensemble_convergence([m.training_convergence for m in self.members])
 
     # ------------------------------------------------------------------ training
     @classmethod

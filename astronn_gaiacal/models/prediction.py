@@ -10,7 +10,7 @@ from astropy import units as u
 
 from ..constants import is_missing
 from ..nn.device import use_fused_kernels
-from ..nn.inference import mc_predict, mc_predict_shared_masks
+from ..nn.inference import check_mc_passes, dropout_active, mc_predict, mc_predict_shared_masks
 from .inputs import check_spectra, normalised_columns, split_layout
 
 __all__ = ["SHARED_MASKS_BATCH", "JointPrediction"]
@@ -73,6 +73,7 @@ class JointPrediction:
         """
         self.has_model_check()
         spectra, _ = split_layout(self, input_data)
+        check_mc_passes(self.mc_num, dropout_active(self.keras_model_predict))
         x = self._normalise_spectra(check_spectra(self, spectra, dtype=None))  # no full-size copy
         mean, var = mc_predict(
             self.keras_model_predict, x, mc_num=self.mc_num, batch_size=batch_size,

@@ -348,6 +348,27 @@ def _mc_step(model, mc_num, bf16=False, walk=True, generator=None, xla=True, fus
     return step
 
 
+def dropout_active(model):
+    """Whether ``model`` has an MC-dropout layer that is switched on (not inside :func:`dropout_disabled`)."""
+    return any(not getattr(lay, "disable_layer", False) for lay in _mc_dropout_layers(model))
+
+
+def check_mc_passes(mc_num, dropout=True, what="mc_num"):
+    """Refuse fewer than two MC-dropout passes while dropout is on: one pass has no MC-dropout spread.
+
+    Raises
+    ------
+    ValueError
+        ``mc_num`` is not a positive integer, or is 1 with ``dropout``.
+    """
+    if isinstance(mc_num, bool) or int(mc_num) != mc_num or int(mc_num) < 1:
+        raise ValueError(f"{what} must be a positive integer, got {mc_num!r}")
+    if dropout and int(mc_num) < 2:
+        raise ValueError(f"{what}=1 with MC dropout on gives distances without their MC-dropout uncertainty (one "
+                         f"pass has no spread): use at least 2 passes (the default is 100), or switch dropout off "
+                         f"for one deterministic pass")
+
+
 def mc_predict(model, x, mc_num=100, batch_size=None, progress=True, desc="MC dropout", bf16=False,
                fast_graph=True, generator=None, xla=True, fused_kernels=None):
     """Mean and variance of ``mc_num`` stochastic passes of ``model`` over ``x``.

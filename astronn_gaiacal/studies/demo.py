@@ -53,6 +53,7 @@ from ..io.catalogue import catalogue_from_dataset, write_catalogue
 from ..metrics import accuracy
 from ..models import DeepEnsemble
 from ..models.calibration import VALIDATION_SEED, coverage
+from ..models.convergence import convergence_note
 from ..models.workers import TrainJob, default_jobs, train_jobs
 from ..simulate import paper_quadratic_zeropoint, simulate_train_test
 from ..zeropoint.calibrated import CalibratedZeropoint
@@ -173,6 +174,13 @@ def _noise_line(floor):
     return f"  training spectra degraded each step to an S/N between {floor:g} and their own"
 
 
+def _convergence_line(verdicts):
+    bad = {name: v for name, v in verdicts.items() if v is not None and not v["converged"]}
+    if not bad:
+        return "  every training converged (its loss no longer falling)"
+    return "  " + "; ".join(f"{name} model {convergence_note(v)}" for name, v in bad.items())
+
+
 def _text_report(r):
     zc = r["zeropoint"]["constant"]
     net, refit = zc["ensemble"], zc["refit_ensemble"]
@@ -180,6 +188,7 @@ def _text_report(r):
         "astronn-gaiacal demo: joint spectro-photometric distances and Gaia parallax zero-point",
         f"  mock survey: {r['settings']['n_train']} training stars (S/N > 200), {r['settings']['n_test']} test stars (S/N < 200)",
         _noise_line(r["settings"].get("training_noise_snr")),
+        _convergence_line(r.get("training_convergence") or {}),
         "",
         f"Zero-point (convention: {ZEROPOINT_CONVENTION})",
         f"  injected constant        {zc['injected_uas']:8.2f} uas",
@@ -440,6 +449,7 @@ def run_demo(out, full=False, seed=0, progress=True, log=print, config=None, n_j
         "out": os.path.abspath(final_out or out),
         "settings": {**cfg, "seed": seed, "full": bool(full),
                      "training_noise_snr": getattr(models["multivariate"], "training_noise_snr", None)},
+        "training_convergence": {name: model.training_convergence for name, model in models.items()},
         "zeropoint": {
             "convention": ZEROPOINT_CONVENTION,
             "constant": {

@@ -1,0 +1,102 @@
+"""One MC-dropout pass with dropout on is refused; ``--no-dropout`` is one deterministic pass, with a warning."""
+import json
+import warnings
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+import astronn_gaiacal  # noqa: F401
+from astronn_gaiacal.nn.inference import check_mc_passes, dropout_active, dropout_disabled
+
+
+def test_check_mc_passes():
+    check_mc_passes(2)
+    check_mc_passes(1, dropout=False)
+    with pytest.raises(ValueError, match="mc_num=1 with MC dropout on"):
+        check_mc_passes(1)
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match="positive integer"):
+            check_mc_passes(bad)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    from _toy import N_PIX, toy_model, toy_survey
+
+    from astronn_gaiacal.io.dataset import Dataset
+
+    tmp = tmp_path_factory.mktemp("mc")
+    d = toy_survey(300, seed=3, n_pixels=N_PIX, signal=0.2)
+    net = toy_model(epochs=2)
+    net.calibrate_at_fit = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net.fit(d["spectra"], d["parallax"], d["parallax_error"], magnitude=d["mag"])
+    net.save(str(tmp / "m"))
+    ds = Dataset(spectra=d["spectra"][:40], columns={"mag": d["mag"][:40]}, units={"mag": "mag"},
+                 attrs={"band": "Ks"})
+    ds.write(str(tmp / "stars.h5"))
+    return net, str(tmp / "m"), str(tmp / "stars.h5"), d
+
+
+def test_the_api_refuses_one_pass_with_dropout_on(toy):
+    net, _, _, d = toy
+    net.mc_num = 1
+    try:
+        assert dropout_active(net.keras_model_predict)
+        with pytest.raises(ValueError, match="mc_num=1 with MC dropout on"):
+            net.predict(d["spectra"][:5])
+        with dropout_disabled(net.keras_model_predict):
+            assert not dropout_active(net.keras_model_predict)
+            fakemag, err = net.predict(d["spectra"][:5], calibrated=False)
+        assert np.all(err["model"] == 0) and np.all(err["predictive"] > 0)
+    finally:
+        net.mc_num = 100
+
+
+def test_cli_refuses_mc_num_1_and_runs_no_dropout_as_one_deterministic_pass(toy, tmp_path, capsys):
+    from astronn_gaiacal.cli import main
+    from astronn_gaiacal.models import load
+
+    _, folder, stars, d = toy
+    out = str(tmp_path / "cat.fits")
+    assert main(["predict", folder, stars, "--out", out, "--mc-num", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--mc-num 1 with MC dropout on" in err and "--no-dropout" in err and len(err.strip().splitlines()) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["predict", folder, stars, "--out", out, "--no-dropout", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "WARNING: --no-dropout runs one deterministic pass" in captured.err
+    summary = json.loads(captured.out)
+    assert summary["dropout"] is False and summary["mc_num"] == 1
+    # independently: the Keras network's own output with its dropout layers switched off, in this process
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        net = load(folder)
+    x = net._normalise_spectra(np.asarray(d["spectra"][:40], np.float32))
+    with dropout_disabled(net.keras_model_predict):
+        raw = np.asarray(net.keras_model_predict(x, training=False))
+    cat = Table.read(out)
+    np.testing.assert_allclose(np.asarray(cat["fakemag"], float), raw[:, 0] * net._label_std(), rtol=1e-5)
+    # two runs of one deterministic pass agree exactly; MC dropout would not
+    out2 = str(tmp_path / "cat2.fits")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["predict", folder, stars, "--out", out2, "--no-dropout"]) == 0
+    np.testing.assert_array_equal(np.asarray(Table.read(out2)["fakemag"]), np.asarray(cat["fakemag"]))
+
+
+def test_zeropoint_refuses_one_pass_and_a_stray_no_dropout(toy, capsys):
+    from astronn_gaiacal.cli import main
+
+    _, folder, _, _ = toy
+    assert main(["zeropoint", folder, "--mc-num", "1"]) == 2
+    assert "--mc-num 1 with MC dropout on" in capsys.readouterr().err
+    assert main(["zeropoint", folder, "--no-dropout"]) == 2
+    assert "--no-dropout applies to --catalog only" in capsys.readouterr().err
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["zeropoint", folder, "--mc-num", "2", "--json"]) == 0
+    assert np.isfinite(json.loads(capsys.readouterr().out)["zeropoint_uas"])
