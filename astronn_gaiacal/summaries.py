@@ -11,8 +11,8 @@ from .models import DeepEnsemble
 from .models.protocol import LEARNED
 from .zeropoint.estimates import DEFAULT_ESTIMATE
 
-__all__ = ["convergence_summary", "model_summary", "refit_report", "uncertainty_summary", "zeropoint_estimate",
-           "zeropoint_summary"]
+__all__ = ["SINGLE_NETWORK_NOTE", "convergence_summary", "model_summary", "refit_report", "uncertainty_summary",
+           "zeropoint_estimate", "zeropoint_summary"]
 
 
 def zeropoint_estimate(model, estimate=None):
