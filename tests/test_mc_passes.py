@@ -100,3 +100,13 @@ def test_zeropoint_refuses_one_pass_and_a_stray_no_dropout(toy, capsys):
         warnings.simplefilter("ignore")
         assert main(["zeropoint", folder, "--mc-num", "2", "--json"]) == 0
     assert np.isfinite(json.loads(capsys.readouterr().out)["zeropoint_uas"])
+
+
+@pytest.mark.parametrize("command", [["demo", "--out", "D"], ["calibrate-study", "--out", "S"]])
+def test_demo_and_study_refuse_one_pass_before_training(command, tmp_path, monkeypatch, capsys):
+    from astronn_gaiacal.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main([*command, "--mc-num", "1"]) == 2
+    assert "--mc-num 1 has no MC-dropout spread" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # refused before anything was written

@@ -97,6 +97,8 @@ def run(args):
             raise UsageError(f"--{name.replace('_', '-')} must be positive")
     if args.ensemble < 2:
         raise UsageError("--ensemble must be >= 2 (the spread between members is one of the estimates)")
+    if args.mc_num < 2:
+        raise UsageError("--mc-num 1 has no MC-dropout spread for the uncertainties: use 2 or more")
     n_jobs = checked_jobs(args)
     if args.trend_kinds is not None:
         return _trend_study(args, n_jobs)
