@@ -48,7 +48,8 @@ def run(args):
         if value < 1:
             raise UsageError(f"--{key.replace('_', '-')} must be positive, got {value}")
     if config.get("mc_num") == 1:
-        raise UsageError("--mc-num 1 has no MC-dropout spread for the uncertainties: use 2 or more (default 30, 100 with --full)")
+        raise UsageError("--mc-num 1 has no MC-dropout spread for the uncertainties: use 2 or more "
+                         "(default 30, 100 with --full)")
     n_jobs = checked_jobs(args)
     replace = check_output(args.out, args.overwrite, what="output folder")
     from ..io.atomic import atomic_directory

@@ -31,11 +31,10 @@ def add_arguments(parser):
                         help="one deterministic pass with MC dropout off (no MC-dropout uncertainty)")
 
 
-#: Printed (stderr) whenever --no-dropout is given; the measurement is in docs/calibration.rst.
+#: Printed (stderr) whenever --no-dropout is given; docs/calibration.rst has the measurement.
 NO_DROPOUT_WARNING = ("WARNING: --no-dropout runs one deterministic pass, not the MC-dropout mean the model was "
-                      "trained and calibrated for: on the mock survey its distances came out 13 % (giants) to 65 % "
-                      "(dwarfs) too large, scatter 35 % against 5.7 % (docs/calibration.rst); use it to test "
-                      "throughput, not for science")
+                      "trained and calibrated for: its distances are biased by tens of per cent and scatter several "
+                      "times more (docs/calibration.rst); use it to test throughput, not for science")
 
 
 def _check_passes(args):

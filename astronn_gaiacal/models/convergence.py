@@ -14,7 +14,7 @@ window with the fall achieved since the first epoch:
 The training has converged when :math:`r <` :data:`TOLERANCE`.  With fewer
 than :data:`MIN_EPOCHS` epochs there is no trend to judge and the training
 counts as not converged.  The verdict is stored in the model folder
-(:data:`CONVERGENCE_KEY`), printed by ``train`` and ``zeropoint``, and a
+(:data:`CONVERGENCE_KEY`), printed by ``train``, ``zeropoint`` and ``predict``, and a
 :class:`ConvergenceWarning` names the model; docs/policy.rst.
 """
 import warnings
@@ -109,7 +109,7 @@ def ensemble_convergence(verdicts):
 
 
 def convergence_note(verdict):
-    """The one-line flag ``train`` and ``zeropoint`` print for a model that did not converge, or ``''``."""
+    """The one-line flag ``train``, ``zeropoint`` and ``predict`` print for a model that did not converge, or ``''``."""
     if verdict is None or verdict["converged"]:
         return ""
     return (f"NOT CONVERGED ({verdict['reason']}): the luminosities and zero-point are not to be trusted; "

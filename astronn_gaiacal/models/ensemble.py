@@ -171,7 +171,8 @@ class DeepEnsemble(CalibratedUncertainty, ZeropointModel):
 
     @property
     def training_convergence(self):
-        """Whether the members' trainings converged (:func:`~astronn_gaiacal.models.convergence.ensemble_convergence`)."""
+        """Whether the members' trainings converged
+        (:func:`~astronn_gaiacal.models.convergence.ensemble_convergence`)."""
         return ensemble_convergence([m.training_convergence for m in self.members])
 
     # ------------------------------------------------------------------ training
