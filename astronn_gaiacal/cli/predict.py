@@ -68,7 +68,7 @@ def run(args):
     from ..io.catalogue import write_catalogue
     from ..io.quality import FLAG_COLUMNS, catalogue_summary
     from ..models.convergence import convergence_note
-    from ..nn.inference import dropout_disabled
+    from ..models.prediction import without_dropout
 
     check_output(args.out, args.overwrite, inputs=[args.data, args.model])
     if not args.out.lower().endswith((".fits", ".fit")):
@@ -85,12 +85,7 @@ def run(args):
                          f"{', '.join(features)} for its zero-point; add them (e.g. with `astronn-gaiacal xmatch`) "
                          "or use a constant-offset model")
     check_spectra_length(ds, args.data, net.spectrum_length)
-    with contextlib.ExitStack() as stack:
-        if args.no_dropout:  # one deterministic pass, as with --partitioned
-            for part in ("keras_model_predict", "offset_model"):
-                for member in getattr(net, "members", [net]):
-                    if getattr(member, part, None) is not None:
-                        stack.enter_context(dropout_disabled(getattr(member, part)))
+    with without_dropout(net) if args.no_dropout else contextlib.nullcontext():  # as with --partitioned
         catalogue = pipeline.catalogue_for(net, ds, mc_num=1 if args.no_dropout else args.mc_num,
                                            batch_size=args.batch_size)
     write_catalogue(catalogue, args.out, overwrite=args.overwrite)

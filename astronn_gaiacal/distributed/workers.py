@@ -225,15 +225,11 @@ def inference_mode(net, dropout, seed, key, which):
         Attributes of each member holding the Keras models to run without dropout.
     """
     from .._compat import keras
-    from ..models import DeepEnsemble
-    from ..nn.inference import dropout_disabled
+    from ..models.prediction import without_dropout
 
     with _LOCK, contextlib.ExitStack() as stack:
         if not dropout:
-            for member in (net.members if isinstance(net, DeepEnsemble) else [net]):
-                for name in which:
-                    if getattr(member, name, None) is not None:
-                        stack.enter_context(dropout_disabled(getattr(member, name)))
+            stack.enter_context(without_dropout(net, which))
         if seed is not None:
             keras.utils.set_random_seed(partition_seed(seed, key))
         yield

@@ -5,15 +5,17 @@
 prediction methods of :class:`~astronn_gaiacal.models.ZeropointModel` for a
 single network.
 """
+import contextlib
+
 import numpy as np
 from astropy import units as u
 
 from ..constants import is_missing
 from ..nn.device import use_fused_kernels
-from ..nn.inference import check_mc_passes, dropout_active, mc_predict, mc_predict_shared_masks
+from ..nn.inference import check_mc_passes, dropout_active, dropout_disabled, mc_predict, mc_predict_shared_masks
 from .inputs import check_spectra, normalised_columns, split_layout
 
-__all__ = ["SHARED_MASKS_BATCH", "JointPrediction"]
+__all__ = ["SHARED_MASKS_BATCH", "JointPrediction", "without_dropout"]
 
 #: Stars per call of :meth:`JointPrediction.predict_zeropoint` with ``shared_masks`` when no batch size is given.
 SHARED_MASKS_BATCH = 4096
@@ -156,3 +158,23 @@ class JointPrediction:
         if components:
             return zp, zp_err, {"mc": zp_err, "ensemble": np.zeros_like(zp_err)}
         return zp, zp_err
+
+
+@contextlib.contextmanager
+def without_dropout(net, which=("keras_model_predict", "offset_model")):
+    """MC dropout switched off in the sub-models ``which`` of a model, or of each member of an ensemble.
+
+    Inside the block a prediction with ``mc_num=1`` is one deterministic pass.
+
+    Parameters
+    ----------
+    net : GaiaCalBCNNBase or DeepEnsemble
+    which : tuple of str
+        Attributes of each member holding the Keras models to run without dropout.
+    """
+    with contextlib.ExitStack() as stack:
+        for member in getattr(net, "members", [net]):
+            for name in which:
+                if getattr(member, name, None) is not None:
+                    stack.enter_context(dropout_disabled(getattr(member, name)))
+        yield net
