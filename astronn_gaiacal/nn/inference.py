@@ -420,8 +420,7 @@ def mc_predict(model, x, mc_num=100, batch_size=None, progress=True, desc="MC dr
         Float64 (``k`` = product of the output's non-batch dimensions); empty
         ``(0, k)`` arrays when ``N == 0``.
     """
-    if isinstance(mc_num, bool) or int(mc_num) != mc_num or int(mc_num) < 1:
-        raise ValueError(f"mc_num must be a positive integer, got {mc_num!r}")
+    check_mc_passes(mc_num, dropout=False)  # one pass is the caller's choice here (e.g. dropout switched off)
     mc_num = int(mc_num)
     fused_kernels = use_fused_kernels(fused_kernels, "inference")
     chain = dense_chain(model) if fast_graph and fused_kernels and not bf16 else None
