@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 
 import astronn_gaiacal  # noqa: F401
-from astronn_gaiacal.models.convergence import (MIN_EPOCHS, TOLERANCE, ConvergenceWarning, convergence_note,
-                                                ensemble_convergence, training_convergence)
+from astronn_gaiacal.models.convergence import (MIN_EPOCHS, TOLERANCE, ConvergenceWarning,
+                                                constant_luminosity_loss, convergence_note, ensemble_convergence,
+                                                training_convergence)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -24,6 +25,13 @@ CNN_LOSS_70 = [
     -2.1261, -2.1501, -2.1429, -2.1627, -2.1925, -2.1326, -2.1472, -2.1672, -2.1329, -2.1479, -2.171, -2.1639,
     -2.2487, -2.2289, -2.2249, -2.2508, -2.215, -2.237, -2.2563, -2.2447, -2.2446, -2.2573, -2.2217, -2.2975,
     -2.2839, -2.2281, -2.3064, -2.2839, -2.255, -2.2793, -2.244, -2.2599, -2.2603, -2.2761]
+
+#: Training loss of the same CNN with ``--lr 10`` on 300 stars of the mock survey (`simulate tr.h5 -n 300 --seed 5`,
+#: then `train tr.h5 --lr 10 --epochs 12 --ensemble 1`): it diverged, then levelled off far above any useful loss.
+CNN_LOSS_LR10 = [4.92188e11, 1.25292e7, 6.35464e6, 6.55733e6, 3.55108e6, 1.84262e6, 1.62012e6, 818903.0, 354865.0,
+                 227937.0, 153189.0, 131156.0]
+#: constant_luminosity_loss of those 300 stars (parallaxes / labels_std, Gaussian loss); 0.493 for the 3,000.
+BASELINE_300 = 0.4847
 
 
 def _decay(n, tau, a=2.0, c=-2.0):
@@ -67,6 +75,32 @@ def test_a_loss_that_does_not_fall_or_is_not_finite_is_not_converged():
     assert "not below" in training_convergence(np.linspace(-2.0, -1.0, 20))["reason"]
     bad = training_convergence([1.0] * 10 + [np.nan] * 5)
     assert not bad["converged"] and "not finite" in bad["reason"]
+
+
+def test_constant_luminosity_loss_is_half_one_plus_log_residual_variance():
+    # independent computation: with one Gaia error for every star, the best s makes sigma^2 + e^s the residual
+    # variance of the least-squares line parallax = a 10^(-m/5) + b, so the Gaussian loss is (1 + ln var) / 2
+    rng = np.random.default_rng(3)
+    m = rng.uniform(7.0, 13.0, 4000)
+    plx = 80.0 * 10 ** (-m / 5) - 0.05 + rng.normal(0.0, 0.2, m.size) * rng.uniform(0.5, 1.5, m.size)
+    a, b = np.polyfit(10 ** (-m / 5), plx, 1)
+    expected = 0.5 * (1.0 + np.log(np.mean((plx - a * 10 ** (-m / 5) - b) ** 2)))
+    assert constant_luminosity_loss(plx, np.full(m.size, 0.05), m) == pytest.approx(expected, abs=1e-4)
+    # masked parallaxes (-9999, NaN) are left out as in training
+    plx_masked = np.concatenate([plx, [-9999.0, np.nan]])
+    got = constant_luminosity_loss(plx_masked, np.full(plx_masked.size, 0.05), np.concatenate([m, [9.0, 9.0]]))
+    assert got == pytest.approx(expected, abs=1e-4)
+    # the Student-t loss is at least as low (it discounts the widest residuals)
+    assert constant_luminosity_loss(plx, np.full(m.size, 0.05), m, "gaia_student_t_nll") < expected
+
+
+def test_a_diverged_training_is_not_converged_however_flat_its_end():
+    assert training_convergence(CNN_LOSS_LR10)["converged"]  # by its trend alone: the fall since epoch 1 is huge
+    v = training_convergence(CNN_LOSS_LR10, baseline=BASELINE_300)
+    assert not v["converged"] and "learnt nothing from the spectra" in v["reason"]
+    assert v["baseline_loss"] == BASELINE_300 and v["final_loss"] > 1e5
+    good = training_convergence(CNN_LOSS_70, baseline=0.493)
+    assert good["converged"] and good["final_loss"] < good["baseline_loss"] - 2.0
 
 
 def test_ensemble_verdict_and_note():
@@ -128,6 +162,28 @@ def test_cli_flags_it_in_train_and_in_a_second_process(tmp_path, capsys):
     assert summary["training_converged"] is False
     assert summary["training_convergence"]["reason"].startswith("2 epochs")
     assert summary["zeropoint_note"].startswith("one network")
+
+
+def test_cli_flags_a_diverged_training(tmp_path, capsys):
+    from _toy import N_PIX, toy_survey
+
+    from astronn_gaiacal.cli import main
+    from astronn_gaiacal.io.dataset import Dataset
+
+    d = toy_survey(300, seed=5, n_pixels=N_PIX, signal=0.2)
+    ds = Dataset(spectra=d["spectra"], columns={"mag": d["mag"], "parallax": d["parallax"],
+                                                "parallax_error": d["parallax_error"], "snr": np.full(300, 200.0)},
+                 units={"parallax": "mas", "parallax_error": "mas", "mag": "mag"}, attrs={"band": "Ks"})
+    ds.write(str(tmp_path / "toy.h5"))
+    out = str(tmp_path / "m")
+    argv = ["train", str(tmp_path / "toy.h5"), "--model", "ToyApogeeBCNN", "--ensemble", "1", "--epochs", "12",
+            "--lr", "10", "--out", out, "--json"]
+    with pytest.warns(ConvergenceWarning, match="learnt nothing from the spectra"):
+        assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["training_converged"] is False
+    verdict = summary["training_convergence"]
+    assert verdict["final_loss"] > 1e3 * abs(verdict["baseline_loss"])
 
 
 def test_folders_saved_before_the_check_are_not_flagged(capsys):

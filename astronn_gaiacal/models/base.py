@@ -50,7 +50,7 @@ from ..nn.layers import BlockConv1D, FastMaxPooling1D, FastMCDropout
 from ..nn.losses import DEFAULT_LOSS, LOSS_CLASSES, loss_from_name
 from ..nn.noise import TrainingNoiseWarning, spectra_snr
 from .calibration import UNCERTAINTY_KEY, CalibratedUncertainty, UncertaintyCalibration, warn_uncalibrated
-from .convergence import CONVERGENCE_KEY, training_convergence, warn_not_converged
+from .convergence import CONVERGENCE_KEY, constant_luminosity_loss, training_convergence, warn_not_converged
 from ..zeropoint.calibrated import CalibratedZeropoint
 from .folders import PLUGIN_KEY, ZEROPOINT_KEY, read_plugin_config, write_plugin_config
 from .inputs import (
@@ -530,7 +530,8 @@ class GaiaCalBCNNBase(JointNetwork, LikelihoodTraining, JointPrediction, Luminos
             self.reduce_lr_patience, self.callbacks = patience, callbacks
             self._noise_source = None
         loss = (getattr(getattr(self, "history", None), "history", None) or {}).get("loss")
-        self.training_convergence = None if loss is None else training_convergence(loss)
+        self.training_convergence = None if loss is None else training_convergence(loss, constant_luminosity_loss(
+            labels[:, 0], labels_err[:, 0], mag, self.loss_name, self.loss_config, self._label_std()))
         warn_not_converged(self.training_convergence, type(self).__name__)
         self.uncertainty_calibration = None  # the scale of an earlier fit does not hold any more
         self._calibrate_after_fit(spectra, labels[:, 0], labels_err[:, 0], mag, feats)  # docs/calibration.rst
