@@ -34,6 +34,20 @@ CNN_LOSS_LR10 = [4.92188e11, 1.25292e7, 6.35464e6, 6.55733e6, 3.55108e6, 1.84262
 BASELINE_300 = 0.4847
 
 
+def _toy_file(tmp_path, n, seed):
+    """A toy survey written as a dataset file, for the CLI."""
+    from _toy import N_PIX, toy_survey
+
+    from astronn_gaiacal.io.dataset import Dataset
+
+    d = toy_survey(n, seed=seed, n_pixels=N_PIX, signal=0.2)
+    ds = Dataset(spectra=d["spectra"], columns={"mag": d["mag"], "parallax": d["parallax"],
+                                                "parallax_error": d["parallax_error"], "snr": np.full(n, 200.0)},
+                 units={"parallax": "mas", "parallax_error": "mas", "mag": "mag"}, attrs={"band": "Ks"})
+    ds.write(str(tmp_path / "toy.h5"))
+    return str(tmp_path / "toy.h5")
+
+
 def _decay(n, tau, a=2.0, c=-2.0):
     return a * np.exp(-np.arange(n) / tau) + c
 
@@ -136,18 +150,11 @@ def test_fit_records_the_verdict_warns_and_the_folder_keeps_it(tmp_path):
 
 
 def test_cli_flags_it_in_train_and_in_a_second_process(tmp_path, capsys):
-    from _toy import N_PIX, toy_survey
-
     from astronn_gaiacal.cli import main
-    from astronn_gaiacal.io.dataset import Dataset
 
-    d = toy_survey(200, seed=8, n_pixels=N_PIX, signal=0.2)
-    ds = Dataset(spectra=d["spectra"], columns={"mag": d["mag"], "parallax": d["parallax"],
-                                                "parallax_error": d["parallax_error"], "snr": np.full(200, 200.0)},
-                 units={"parallax": "mas", "parallax_error": "mas", "mag": "mag"}, attrs={"band": "Ks"})
-    ds.write(str(tmp_path / "toy.h5"))
+    data = _toy_file(tmp_path, 200, seed=8)
     out = str(tmp_path / "m")
-    argv = ["train", str(tmp_path / "toy.h5"), "--model", "ToyApogeeBCNN", "--ensemble", "1", "--epochs", "2",
+    argv = ["train", data, "--model", "ToyApogeeBCNN", "--ensemble", "1", "--epochs", "2",
             "--out", out]
     with pytest.warns(ConvergenceWarning):
         assert main(argv) == 0
@@ -165,18 +172,11 @@ def test_cli_flags_it_in_train_and_in_a_second_process(tmp_path, capsys):
 
 
 def test_cli_flags_a_diverged_training(tmp_path, capsys):
-    from _toy import N_PIX, toy_survey
-
     from astronn_gaiacal.cli import main
-    from astronn_gaiacal.io.dataset import Dataset
 
-    d = toy_survey(300, seed=5, n_pixels=N_PIX, signal=0.2)
-    ds = Dataset(spectra=d["spectra"], columns={"mag": d["mag"], "parallax": d["parallax"],
-                                                "parallax_error": d["parallax_error"], "snr": np.full(300, 200.0)},
-                 units={"parallax": "mas", "parallax_error": "mas", "mag": "mag"}, attrs={"band": "Ks"})
-    ds.write(str(tmp_path / "toy.h5"))
+    data = _toy_file(tmp_path, 300, seed=5)
     out = str(tmp_path / "m")
-    argv = ["train", str(tmp_path / "toy.h5"), "--model", "ToyApogeeBCNN", "--ensemble", "1", "--epochs", "12",
+    argv = ["train", data, "--model", "ToyApogeeBCNN", "--ensemble", "1", "--epochs", "12",
             "--lr", "10", "--out", out, "--json"]
     with pytest.warns(ConvergenceWarning, match="learnt nothing from the spectra"):
         assert main(argv) == 0

@@ -15,12 +15,13 @@ The training has converged when :math:`r <` :data:`TOLERANCE`.  With fewer
 than :data:`MIN_EPOCHS` epochs there is no trend to judge and the training
 counts as not converged.  A loss that has stopped falling can still be
 useless: a training that diverged (too high a learning rate) and a network
-whose units died both level off.  Given the loss of the best model that does
-not read the spectra (one luminosity and one offset for every star,
-:func:`constant_luminosity_loss`), a training whose final loss is no lower
-than that has learnt nothing from the spectra and counts as not converged.  The verdict is stored in the model folder
-(:data:`CONVERGENCE_KEY`), printed by ``train``, ``zeropoint`` and ``predict``, and a
-:class:`ConvergenceWarning` names the model; docs/policy.rst.
+whose units died both level off.  So a training whose final loss is no lower
+than that of the best model that does not read the spectra (one luminosity
+and one offset for every star, :func:`constant_luminosity_loss`) has learnt
+nothing from them and counts as not converged.  The verdict is stored in the
+model folder (:data:`CONVERGENCE_KEY`), printed by ``train``, ``zeropoint``
+and ``predict``, and a :class:`ConvergenceWarning` names the model;
+docs/policy.rst.
 """
 import warnings
 
@@ -52,7 +53,8 @@ BASELINE_STARS = 20000
 
 
 class ConvergenceWarning(UserWarning):
-    """A model's training stopped while its loss was still falling: its numbers are not to be trusted."""
+    """A model's training did not converge (its loss still falling, or no lower than a constant luminosity's): its
+    numbers are not to be trusted."""
 
 
 def constant_luminosity_loss(parallax, parallax_error, magnitude, loss="gaia_gaussian_nll", loss_config=None,
@@ -99,7 +101,7 @@ def constant_luminosity_loss(parallax, parallax_error, magnitude, loss="gaia_gau
     valid = ~is_missing(plx) & np.isfinite(factor)
     if valid.sum() < 2:
         return float("nan")
-    plx, err = np.where(valid, plx / label_scale, plx), err / label_scale
+    plx, err = plx / label_scale, err / label_scale  # the masked ones are replaced below
     fn = loss_from_name(loss, **(loss_config or {}))
     y_true = np.stack([np.where(valid, plx, MAGIC_NUMBER), np.where(valid, err, 0.0)], axis=1)
     ratio = plx[valid] / factor[valid]
@@ -117,7 +119,7 @@ def constant_luminosity_loss(parallax, parallax_error, magnitude, loss="gaia_gau
                         start + [0, 0, 1.0]])
     fit = minimize(mean_loss, start, method="Nelder-Mead",
                    options=dict(initial_simplex=simplex, maxiter=3000, xatol=1e-8, fatol=1e-8))
-    return float(min(fit.fun, mean_loss(start)))
+    return float(fit.fun)
 
 
 def training_convergence(loss, baseline=None):
