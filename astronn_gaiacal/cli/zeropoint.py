@@ -1,5 +1,6 @@
 """``astronn-gaiacal zeropoint``: the model's Gaia parallax zero-point."""
 import os
+import sys
 
 from ._common import (UsageError, add_cluster_arguments, trend_lines, check_output, check_spectra_length, interrupt_on_sigterm,
                       load_dataset, load_model, load_table, numeric_columns, print_json, refuse_input_as_output,
@@ -42,8 +43,8 @@ def add_arguments(parser):
                        help="Parquet file, folder or glob, or a HATS catalogue folder, with the feature columns")
     add_cluster_arguments(scale)
     scale.add_argument("--no-dropout", action="store_true",
-                       help="one deterministic pass with MC dropout off (for a model without a calibrated zero-point; "
-                            "its zeropoint_error is then 0)")
+                       help="one deterministic pass with MC dropout off (for the learned offset: --learned or a model "
+                            "without a calibrated zero-point; its zeropoint_error is then NaN, unknown)")
     scale.add_argument("--batch-size", type=int, default=65536, help="stars per inference call (default 65536)")
 
 
@@ -87,6 +88,12 @@ def _summary_text(summary):
     return "\n".join(lines)
 
 
+#: Printed (stderr) by ``--catalog --no-dropout``.
+NO_DROPOUT_WARNING = ("WARNING: --no-dropout runs the offset network once with dropout off: where the learned offset is "
+                      "used (--learned, or a model without a calibrated zero-point) the zero-points are not the "
+                      "MC-dropout mean the model was trained for and their zeropoint_error is NaN (unknown); use it to "
+                      "test throughput, not for science")
+
 _ONE_PASS = ("--mc-num 1 with MC dropout on has no MC-dropout spread (and one noisy pass for the refit's model "
              "parallaxes): use --mc-num 2 or more (default 100), or --no-dropout with --catalog")
 
@@ -103,6 +110,8 @@ def _run_catalogue(args):
     if not os.path.isdir(args.model):
         raise UsageError(f"no such model folder: {args.model}")
     refuse_input_as_output(args.out, args.catalogue, args.model)
+    if args.no_dropout:
+        print(NO_DROPOUT_WARNING, file=sys.stderr)
     from .. import distributed
 
     return run_scaled("zeropoint",

@@ -83,6 +83,8 @@ def _zeropoint_frame(df, folder, ranges, mc_num, dropout, seed, key, batch_size,
         with inference_mode(net, dropout, seed, key, ("offset_model",)):
             zp_q, err_q = table_zeropoints(net, feats, mc_num=mc, batch_size=batch_size, estimate=LEARNED)
         flag = _out_of_range(feats, ranges)
+    if not dropout:  # one deterministic pass has no MC-dropout spread: the error is unknown, not 0
+        err_q = np.full(n, np.nan) * err_q.unit
     return _with_columns(out, df, zp_q, err_q, flag)
 
 
@@ -137,7 +139,7 @@ def add_zeropoint(frame, model, mc_num=100, dropout=True, seed=0, batch_size=655
         MC-dropout passes per star (with ``dropout=True``) of the learned offset.
     dropout : bool
         ``False`` runs the offset network once with dropout off:
-        deterministic, ``zeropoint_error`` = 0 (the learned offset only).
+        deterministic, ``zeropoint_error`` NaN (unknown without the passes; the learned offset only).
     seed : int or None
         Partition ``key`` is computed after
         ``keras.utils.set_random_seed(partition_seed(seed, key))``; ``None``
