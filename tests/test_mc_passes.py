@@ -55,6 +55,18 @@ def test_the_api_refuses_one_pass_with_dropout_on(toy):
         net.mc_num = 100
 
 
+def test_the_zeropoint_api_refuses_one_pass_and_a_deterministic_pass_has_no_error(toy):
+    net = toy[0]
+    assert dropout_active(net.offset_model)
+    with pytest.raises(ValueError, match="mc_num=1 with MC dropout on"):
+        net.predict_zeropoint(mc_num=1)
+    with dropout_disabled(net.offset_model):
+        zp, err = net.predict_zeropoint(mc_num=1)
+    assert np.isfinite(zp.value) and np.isnan(err.value)  # no spread measured: unknown, not 0
+    _, err = net.predict_zeropoint(mc_num=20)
+    assert err.value > 0
+
+
 def test_cli_refuses_mc_num_1_and_runs_no_dropout_as_one_deterministic_pass(toy, tmp_path, capsys):
     from astronn_gaiacal.cli import main
     from astronn_gaiacal.models import load

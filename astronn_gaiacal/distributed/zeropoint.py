@@ -83,8 +83,6 @@ def _zeropoint_frame(df, folder, ranges, mc_num, dropout, seed, key, batch_size,
         with inference_mode(net, dropout, seed, key, ("offset_model",)):
             zp_q, err_q = table_zeropoints(net, feats, mc_num=mc, batch_size=batch_size, estimate=LEARNED)
         flag = _out_of_range(feats, ranges)
-    if not dropout:  # one deterministic pass has no MC-dropout spread: the error is unknown, not 0
-        err_q = np.full(n, np.nan) * err_q.unit
     return _with_columns(out, df, zp_q, err_q, flag)
 
 

@@ -105,7 +105,9 @@ class JointPrediction:
             Offset features of any Gaia stars (multivariate); ignored for the
             constant model, which returns one value.
         mc_num : int, optional
-            Stochastic passes; defaults to ``mc_num``.
+            Stochastic passes; defaults to ``mc_num``.  1 only with the offset
+            network's dropout switched off (:func:`without_dropout`): one
+            deterministic pass, its error NaN (no spread measured).
         batch_size : int, optional
             Stars per compiled call (default: chosen by
             :func:`~astronn_gaiacal.nn.inference.mc_predict`; :data:`SHARED_MASKS_BATCH`
@@ -128,11 +130,17 @@ class JointPrediction:
             Shape (N,) (multivariate) or scalar (constant).  Rows with
             NaN/-9999 features come back as NaN.  Convention:
             ``parallax_gaia = parallax_true + zeropoint``.
+
+        Raises
+        ------
+        ValueError
+            ``mc_num=1`` with MC dropout on (:func:`~astronn_gaiacal.nn.inference.check_mc_passes`).
         """
         self.has_model_check()
         if self.offset == "none":
             raise ValueError("this model was trained with offset='none': it has no zero-point model")
         mc_num = int(mc_num or self.mc_num)
+        check_mc_passes(mc_num, dropout_active(self.offset_model))
         scale = self._label_std()
         if self.offset == "constant":
             mean, var = mc_predict(self.offset_model, np.ones((1, 1), np.float32), mc_num=mc_num, progress=False)
@@ -155,6 +163,8 @@ class JointPrediction:
                                        progress=self.verbose > 0, desc="zero-point")
             zp = np.where(bad, np.nan, mean[:, 0] * scale) * u.mas
             zp_err = np.where(bad, np.nan, np.sqrt(var[:, 0]) * scale) * u.mas
+        if mc_num == 1:  # one deterministic pass (dropout off): no spread measured, the error is unknown, not 0
+            zp_err = np.full(np.shape(zp_err), np.nan) * u.mas
         if components:
             return zp, zp_err, {"mc": zp_err, "ensemble": np.zeros_like(zp_err)}
         return zp, zp_err

@@ -364,7 +364,7 @@ def check_mc_passes(mc_num, dropout=True, what="mc_num"):
     if isinstance(mc_num, bool) or int(mc_num) != mc_num or int(mc_num) < 1:
         raise ValueError(f"{what} must be a positive integer, got {mc_num!r}")
     if dropout and int(mc_num) < 2:
-        raise ValueError(f"{what}=1 with MC dropout on gives distances without their MC-dropout uncertainty (one "
+        raise ValueError(f"{what}=1 with MC dropout on gives results without their MC-dropout uncertainty (one "
                          f"pass has no spread): use at least 2 passes (the default is 100), or switch dropout off "
                          f"for one deterministic pass")
 
