@@ -65,6 +65,9 @@ def test_the_zeropoint_api_refuses_one_pass_and_a_deterministic_pass_has_no_erro
     assert np.isfinite(zp.value) and np.isnan(err.value)  # no spread measured: unknown, not 0
     _, err = net.predict_zeropoint(mc_num=20)
     assert err.value > 0
+    for bad in (0, 2.5):  # refused, not cast to another number of passes
+        with pytest.raises(ValueError, match="positive integer"):
+            net.predict_zeropoint(mc_num=bad)
 
 
 def test_cli_refuses_mc_num_1_and_runs_no_dropout_as_one_deterministic_pass(toy, tmp_path, capsys):

@@ -139,8 +139,9 @@ class JointPrediction:
         self.has_model_check()
         if self.offset == "none":
             raise ValueError("this model was trained with offset='none': it has no zero-point model")
-        mc_num = int(mc_num or self.mc_num)
-        check_mc_passes(mc_num, dropout_active(self.offset_model))
+        mc_num = self.mc_num if mc_num is None else mc_num
+        check_mc_passes(mc_num, dropout_active(self.offset_model))  # before int(): 2.5 or 0 are refused, not cast
+        mc_num = int(mc_num)
         scale = self._label_std()
         if self.offset == "constant":
             mean, var = mc_predict(self.offset_model, np.ones((1, 1), np.float32), mc_num=mc_num, progress=False)
