@@ -7,6 +7,7 @@ import pytest
 from astropy.table import Table
 
 import astronn_gaiacal  # noqa: F401
+from astronn_gaiacal.constants import is_missing
 from astronn_gaiacal.nn.inference import check_mc_passes, dropout_active, dropout_disabled
 
 
@@ -50,7 +51,11 @@ def test_the_api_refuses_one_pass_with_dropout_on(toy):
         with dropout_disabled(net.keras_model_predict):
             assert not dropout_active(net.keras_model_predict)
             fakemag, err = net.predict(d["spectra"][:5], calibrated=False)
-        assert np.all(err["model"] == 0) and np.all(err["predictive"] > 0)
+        # no spread measured: the model part and the total are unknown (NaN), not 0; the predictive part stays
+        assert np.all(np.isnan(err["model"])) and np.all(np.isnan(err["total"])) and np.all(err["predictive"] > 0)
+        net.mc_num = 20
+        _, err = net.predict(d["spectra"][:5], calibrated=False)
+        assert np.all(err["model"] > 0) and np.all(err["total"] > err["predictive"])
     finally:
         net.mc_num = 100
 
@@ -95,6 +100,12 @@ def test_cli_refuses_mc_num_1_and_runs_no_dropout_as_one_deterministic_pass(toy,
         raw = np.asarray(net.keras_model_predict(x, training=False))
     cat = Table.read(out)
     np.testing.assert_allclose(np.asarray(cat["fakemag"], float), raw[:, 0] * net._label_std(), rtol=1e-5)
+    # no MC spread was measured: the errors are missing (-9999), not 0, and the weighting falls back on Gaia
+    has_dist = ~is_missing(np.asarray(cat["dist"].value, float))
+    assert has_dist.sum() > 30 and summary["n_with_distance"] == has_dist.sum()
+    for name in ("fakemag_error", "nn_parallax_model_error", "nn_parallax_error", "dist_model_error", "dist_error"):
+        assert np.all(is_missing(np.asarray(getattr(cat[name], "value", cat[name]), float))), name
+    assert summary["median_fractional_dist_error"] is None
     # two runs of one deterministic pass agree exactly; MC dropout would not
     out2 = str(tmp_path / "cat2.fits")
     with warnings.catch_warnings():

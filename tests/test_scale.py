@@ -12,6 +12,7 @@ pd = pytest.importorskip("pandas")
 
 from astronn_gaiacal import distributed as scale  # noqa: E402
 from astronn_gaiacal._compat import keras  # noqa: E402
+from astronn_gaiacal.constants import is_missing  # noqa: E402
 from astronn_gaiacal.io.dataset import Dataset, read_dataset  # noqa: E402
 from astronn_gaiacal.models import DenseGaiaBNN, load  # noqa: E402,I001  (before nn.inference: circular import)
 from astronn_gaiacal.nn.inference import dropout_disabled  # noqa: E402
@@ -461,6 +462,9 @@ def test_cli_zeropoint_catalog_and_predict_partitioned(net, model_folder, parque
                  "--scheduler", address, "--no-dropout", "--json"])
     summary = json.loads(capsys.readouterr().out)
     assert code == 0 and summary["complete"] and summary["rows"] == 870
+    parts = pd.concat([pd.read_parquet(f) for f in sorted((tmp_path / "dist").glob("part.*.parquet"))])
+    assert len(parts) == 870 and not is_missing(parts["dist"].to_numpy()).any()
+    assert is_missing(parts["dist_error"].to_numpy()).all()  # one deterministic pass: no spread measured, not 0
     # bad combinations are one-line usage errors
     assert main(["zeropoint", model_folder, "table.fits", "--catalog", parquet_dir, "--out", str(out)]) == 2
     assert main(["zeropoint", model_folder, "--catalog", parquet_dir]) == 2

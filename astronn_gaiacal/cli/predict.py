@@ -34,7 +34,8 @@ def add_arguments(parser):
 #: Printed (stderr) whenever --no-dropout is given; docs/calibration.rst has the measurement.
 NO_DROPOUT_WARNING = ("WARNING: --no-dropout runs one deterministic pass, not the MC-dropout mean the model was "
                       "trained and calibrated for: its distances are biased by tens of per cent and scatter several "
-                      "times more (docs/calibration.rst); use it to test throughput, not for science")
+                      "times more (docs/calibration.rst), and their errors are missing (no MC spread measured); "
+                      "use it to test throughput, not for science")
 
 
 def _check_passes(args):

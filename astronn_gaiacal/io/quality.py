@@ -195,9 +195,10 @@ def row_duplicates(ds):
 def catalogue_summary(catalogue):
     """Counts of a catalogue: stars, stars with an NN distance, median fractional error, and each flag."""
     dist, dist_err = catalogue["dist"].value, catalogue["dist_error"].value
-    ok = ~is_missing(dist) & ~is_missing(dist_err) & np.isfinite(dist) & np.isfinite(dist_err)
+    has_dist = ~is_missing(dist) & np.isfinite(dist)
+    ok = has_dist & ~is_missing(dist_err) & np.isfinite(dist_err)
     return {
-        "n_stars": len(catalogue), "n_with_distance": int(ok.sum()),
+        "n_stars": len(catalogue), "n_with_distance": int(has_dist.sum()),
         "median_fractional_dist_error": float(np.median(dist_err[ok] / dist[ok])) if ok.any() else None,
         "flags": flag_counts(catalogue),
     }

@@ -12,7 +12,8 @@ from astropy import units as u
 
 from ..constants import is_missing
 from ..nn.device import use_fused_kernels
-from ..nn.inference import check_mc_passes, dropout_active, dropout_disabled, mc_predict, mc_predict_shared_masks
+from ..nn.inference import (check_mc_passes, dropout_active, dropout_disabled, dropout_switched_off, mc_predict,
+                             mc_predict_shared_masks)
 from .inputs import check_spectra, normalised_columns, split_layout
 
 __all__ = ["SHARED_MASKS_BATCH", "JointPrediction", "without_dropout"]
@@ -72,6 +73,8 @@ class JointPrediction:
             ``{'total', 'model', 'predictive'}``, each ``(N, 1)``: the
             predictive (aleatoric) and MC-dropout model (epistemic) standard
             deviations and their quadrature sum, each times the uncertainty scale.
+            With the network's dropout switched off (:func:`without_dropout`),
+            ``'model'`` and ``'total'`` are NaN: no MC spread was measured.
         """
         self.has_model_check()
         spectra, _ = split_layout(self, input_data)
@@ -85,6 +88,8 @@ class JointPrediction:
         scale = self._label_std()
         fakemag = mean[:, :1] * scale
         model_var = var[:, :1] * scale**2
+        if dropout_switched_off(self.keras_model_predict):  # one deterministic pass: no spread measured
+            model_var = np.full_like(model_var, np.nan)
         predictive_var = np.exp(mean[:, 1:2]) * scale**2
         return fakemag, self._scaled({
             "total": np.sqrt(model_var + predictive_var),

@@ -353,6 +353,12 @@ def dropout_active(model):
     return any(not getattr(lay, "disable_layer", False) for lay in _mc_dropout_layers(model))
 
 
+def dropout_switched_off(model):
+    """Whether ``model`` has MC-dropout layers and all are switched off: its passes have no spread to measure."""
+    layers = _mc_dropout_layers(model)
+    return bool(layers) and all(getattr(lay, "disable_layer", False) for lay in layers)
+
+
 def check_mc_passes(mc_num, dropout=True, what="mc_num"):
     """Refuse fewer than two MC-dropout passes while dropout is on: one pass has no MC-dropout spread.
 
