@@ -177,7 +177,7 @@ def _noise_line(floor):
 def _convergence_line(verdicts):
     bad = {name: v for name, v in verdicts.items() if v is not None and not v["converged"]}
     if not bad:
-        return "  every training converged (its loss no longer falling)"
+        return "  every training converged (its loss no longer falling, and below that of a fit without the spectra)"
     return "  " + "; ".join(f"{name} model {convergence_note(v)}" for name, v in bad.items())
 
 
