@@ -14,7 +14,7 @@ from astronn_gaiacal import distributed as scale  # noqa: E402
 from astronn_gaiacal._compat import keras  # noqa: E402
 from astronn_gaiacal.constants import is_missing  # noqa: E402
 from astronn_gaiacal.io.dataset import Dataset, read_dataset  # noqa: E402
-from astronn_gaiacal.models import DenseGaiaBNN, load  # noqa: E402,I001  (before nn.inference: circular import)
+from astronn_gaiacal.models import DenseGaiaBNN, load  # noqa: E402
 from astronn_gaiacal.nn.inference import dropout_disabled  # noqa: E402
 
 from _toy import toy_survey  # noqa: E402
