@@ -14,8 +14,8 @@ from astropy import units as u
 from .constants import DEFAULT_MODEL, is_missing, training_recipe
 from .io.catalogue import GAIA_PASSTHROUGH_COLUMNS, LABEL_PASSTHROUGH_COLUMNS, catalogue_from_dataset
 from .io.dataset import DatasetError, MissingColumnError
-from .io.quality import (feature_range_flags, magnitude_flags, parallax_unit_problem, row_duplicates,
-                         spectrum_flags)
+from .io.quality import (feature_range_flags, magnitude_flags, parallax_flags, parallax_unit_problem,
+                         row_duplicates, spectrum_flags)
 from .models import DeepEnsemble
 from .models.calibration import UncalibratedWarning
 from .models.luminosity_check import flagged_stars
@@ -60,10 +60,10 @@ def trainable_mask(ds, offset, features=()):
             bad = is_missing(ds[name]) & keep
             reasons[f"missing {name}"] = int(bad.sum())
             keep &= ~bad
-    err_bad = keep & ~is_missing(ds["parallax"]) & (is_missing(ds["parallax_error"])
-                                                     | (np.asarray(ds["parallax_error"]) <= 0))
-    reasons["parallax without a positive error"] = int(err_bad.sum())
-    keep &= ~err_bad
+    plx_bad = keep & parallax_flags(ds["parallax"], ds["parallax_error"])
+    reasons["unusable Gaia parallax: error missing or not positive, or implausible value (flag_parallax)"] = \
+        int(plx_bad.sum())
+    keep &= ~plx_bad
     return keep, {k: v for k, v in reasons.items() if v}
 
 
@@ -390,6 +390,7 @@ def predict_stars(model, ds, mc_num=None, batch_size=None):
         per star for a multivariate model, broadcast for a constant one, absent
         for 'none'; :func:`~astronn_gaiacal.pipeline.table_zeropoints`); the boolean flags
         ``flag_spectrum``, ``flag_magnitude``, ``flag_duplicate``,
+        ``flag_parallax`` (with Gaia parallaxes: :func:`~astronn_gaiacal.io.quality.parallax_flags`),
         ``flag_luminosity`` (:func:`~astronn_gaiacal.models.luminosity_check.flagged_stars`) and, for a
         multivariate model, ``out_of_range``.
 
@@ -407,6 +408,8 @@ def predict_stars(model, ds, mc_num=None, batch_size=None):
         model.mc_num = int(mc_num)
     flags = {"flag_spectrum": spectrum_flags(ds["spectra"]), "flag_magnitude": magnitude_flags(ds.corrected_mag()),
              "flag_duplicate": row_duplicates(ds)}
+    if "parallax" in ds and "parallax_error" in ds:  # unusable rows are left out of the weighting
+        flags["flag_parallax"] = parallax_flags(ds["parallax"], ds["parallax_error"])
     spectra = ds["spectra"]
     if flags["flag_spectrum"].any():  # the network runs on a flat placeholder; those stars get no NN value
         spectra = np.where(flags["flag_spectrum"][:, None], np.ones(1, spectra.dtype), spectra)
@@ -441,7 +444,8 @@ def catalogue_for(model, ds, mc_num=100, batch_size=None):
         zeropoint=stars.get("zeropoint"), zeropoint_error=stars.get("zeropoint_error"),
         gaia_columns=GAIA_PASSTHROUGH_COLUMNS + LABEL_PASSTHROUGH_COLUMNS,
     )
-    for name in ("flag_spectrum", "flag_magnitude", "flag_duplicate", "flag_luminosity", "out_of_range"):
+    for name in ("flag_spectrum", "flag_magnitude", "flag_duplicate", "flag_parallax", "flag_luminosity",
+                 "out_of_range"):
         if name in stars:
             catalogue[name] = stars[name]
     # the NN uncertainties come calibrated by the model's scale (models.calibration); the header says which

@@ -88,6 +88,16 @@ REFUSALS = [
     (["train", "{w}/toy.h5", "--model", "ToyApogeeBCNN", "--lr", "0", "--out", "{w}/new"], "--lr"),
     (["train", "{w}/toy.h5", "--model", "ToyApogeeBCNN", "--lr", "-1", "--out", "{w}/new"], "--lr"),
     (["train", "{w}/toy.h5", "--model", "ToyApogeeBCNN", "--epochs", "0", "--out", "{w}/new"], "--epochs"),
+    # non-finite floats and out-of-range seeds are refused for every command, before anything runs
+    (["train", "{w}/toy.h5", "--model", "ToyApogeeBCNN", "--lr", "inf", "--out", "{w}/new"], "--lr must be a finite"),
+    (["train", "{w}/toy.h5", "--model", "ToyApogeeBCNN", "--loss", "gaia_student_t_nll", "--nu", "inf", "--out",
+      "{w}/new"], "--nu must be a finite"),
+    (["train", "{w}/toy.h5", "--model", "ToyApogeeBCNN", "--seed", "-1", "--out", "{w}/new"], "--seed"),
+    (["simulate", "{w}/new.h5", "-n", "10", "--seed", "-1"], "--seed must be an integer from 0"),
+    (["simulate", "{w}/new.h5", "-n", "10", "--seed", str(2**32)], "--seed"),
+    (["simulate", "{w}/new.h5", "-n", "10", "--zeropoint-uas", "nan"], "--zeropoint-uas must be a finite"),
+    (["simulate", "{w}/new.h5", "-n", "10", "--zeropoint-uas", "1e9"], "--zeropoint-uas 1e+09 is implausible"),
+    (["zeropoint", "{w}/multivariate", "{w}/userdir/notes.fits", "--out", "{w}/new.fits", "--seed", "-1"], "--seed"),
     (["train", "{w}/toy.h5", "--model", "ToyApogeeBCNN", "--training-noise-snr", "0", "--out", "{w}/new"],
      "--training-noise-snr"),
     (["train", "{w}/string_parallax.fits", "--model", "ToyApogeeBCNN", "--out", "{w}/new"], "'parallax'"),
@@ -156,6 +166,10 @@ def _corrupted(work):
     columns["source_id"] = columns["source_id"].copy()
     columns["source_id"][5] = columns["source_id"][4]  # the same Gaia star twice
     rows["duplicate"] = 5
+    plx, plx_err = columns["parallax"].copy(), columns["parallax_error"].copy()
+    rows.update(negative_error=6, zero_error=7, huge_parallax=8)
+    plx_err[6], plx_err[7], plx[8] = -plx_err[6], 0.0, 1e6  # one bad Gaia row each; the column's unit is fine
+    columns["parallax"], columns["parallax_error"] = plx, plx_err
     path = work / "corrupted.h5"
     Dataset(spectra=spectra, columns=columns, units=ds.units, attrs=ds.attrs).write(str(path), overwrite=True)
     return path, rows
@@ -188,6 +202,15 @@ def test_predict_flags_every_implausible_star_and_prints_valid_json(work, capsys
     assert summary["n_with_distance"] == N - no_nn.sum()
     assert summary["flags"]["flag_spectrum"] == 2 and summary["flags"]["flag_magnitude"] == 1
     assert summary["flags"]["flag_duplicate"] == 1
+    # an unusable Gaia parallax is flagged, counted and left out of the weighting: the NN value alone remains
+    bad_plx = [rows["negative_error"], rows["zero_error"], rows["huge_parallax"]]
+    assert np.flatnonzero(cat["flag_parallax"]).tolist() == bad_plx and summary["flags"]["flag_parallax"] == 3
+    np.testing.assert_allclose(cat["weighted_parallax"].value[bad_plx], cat["nn_parallax"].value[bad_plx], rtol=1e-6)
+    np.testing.assert_allclose(cat["weighted_parallax_error"].value[bad_plx], cat["nn_parallax_error"].value[bad_plx],
+                               rtol=1e-6)
+    good = ~no_nn
+    good[bad_plx] = False
+    assert np.all(cat["weighted_parallax_error"].value[good] < cat["nn_parallax_error"].value[good])  # Gaia helps
 
 
 def test_zeropoint_table_flags_extrapolation_against_the_models_stored_ranges(work, capsys):

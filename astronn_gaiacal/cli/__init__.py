@@ -29,8 +29,8 @@ import traceback
 
 from .._compat import quiet_tensorflow
 from .._versions import __version__
-from ._common import (EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR, EXIT_OK, EXIT_UNAVAILABLE, ServiceUnavailable,
-                      UsageError)
+from ._common import (EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR, EXIT_OK, EXIT_UNAVAILABLE, ServiceUnavailable, UsageError,
+                      check_common_options)
 
 __all__ = ["main", "build_parser", "UsageError", "ServiceUnavailable", "EXIT_CODES"]
 
@@ -102,6 +102,7 @@ def main(argv=None):
         parser.print_help()
         return EXIT_OK
     try:
+        check_common_options(args)
         return int(args.func(args) or EXIT_OK)
     except UsageError as err:
         print(f"astronn-gaiacal {args.command}: error: {err}", file=sys.stderr)

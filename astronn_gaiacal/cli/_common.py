@@ -71,6 +71,20 @@ def _json_ready(obj):
     return obj
 
 
+#: Seeds go to NumPy's and Keras's generators, which take 0 .. 2**32 - 1.
+SEED_RANGE = (0, 2**32 - 1)
+
+
+def check_common_options(args):
+    """UsageError naming the flag when a float option is not finite (nan, inf) or ``--seed`` is out of range."""
+    for name, value in vars(args).items():
+        if isinstance(value, float) and not np.isfinite(value):
+            raise UsageError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+    seed = getattr(args, "seed", None)
+    if isinstance(seed, int) and not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+        raise UsageError(f"--seed must be an integer from {SEED_RANGE[0]} to {SEED_RANGE[1]}, got {seed}")
+
+
 def check_positive(args, *names, allow_none=True):
     """UsageError naming ``--name`` when an integer/float option is not > 0."""
     for name in names:

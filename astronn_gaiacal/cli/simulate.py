@@ -40,6 +40,10 @@ def add_arguments(parser):
     parser.add_argument("--json", action="store_true", help="print a JSON summary")
 
 
+#: Largest injected constant zero-point (uas): Gaia's are tens of uas.
+MAX_ZEROPOINT_UAS = 10_000.0
+
+
 def _zeropoint(args):
     from astropy import units as u
 
@@ -47,6 +51,9 @@ def _zeropoint(args):
 
     if args.zeropoint == "constant":
         value = PAPER_ZEROPOINT_UAS if args.zeropoint_uas is None else args.zeropoint_uas
+        if abs(value) > MAX_ZEROPOINT_UAS:
+            raise UsageError(f"--zeropoint-uas {value:g} is implausible for a Gaia parallax zero-point (tens of uas); "
+                             f"give at most {MAX_ZEROPOINT_UAS:g} uas in size")
         return value * u.uas
     if args.zeropoint_uas is not None:
         raise UsageError(f"--zeropoint-uas applies to --zeropoint constant, not {args.zeropoint}")

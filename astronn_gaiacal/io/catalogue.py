@@ -47,6 +47,7 @@ from ..conversions import fakemag_to_distance, fakemag_to_parallax, mas_values, 
 from .atomic import atomic_path
 from .dataset import read_dataset
 from .figures import new_figure, save_figure
+from .quality import parallax_flags
 
 __all__ = ["CATALOGUE_COLUMNS", "DATASET_POSITIONS", "GAIA_PASSTHROUGH_COLUMNS", "LABEL_PASSTHROUGH_COLUMNS",
            "weighted_parallax", "build_catalogue", "catalogue_from_dataset", "write_catalogue", "plot_catalogue"]
@@ -183,7 +184,9 @@ def build_catalogue(fakemag, fakemag_error, fakemag_model_error, mag, *, paralla
     parallax, parallax_error : array_like or Quantity, optional
         Gaia parallax and uncertainty as published (uncorrected; mas if plain
         numbers).  Copied into the catalogue and used, corrected by the
-        zero-point, for ``weighted_parallax``/``weighted_dist``.
+        zero-point, for ``weighted_parallax``/``weighted_dist``, except where
+        unusable (:func:`~astronn_gaiacal.io.quality.parallax_flags`: an error
+        that is not positive, or an impossible value), where they use the NN alone.
     zeropoint, zeropoint_error : scalar or (N,) array_like or Quantity, optional
         The model's parallax zero-point :math:`\varpi_0` and its uncertainty
         (mas if plain numbers); the corrected parallax is ``parallax - zeropoint``.
@@ -270,7 +273,7 @@ def build_catalogue(fakemag, fakemag_error, fakemag_model_error, mag, *, paralla
             raise ValueError("parallax given without parallax_error; the weighting needs both")
         g = mas_values(parallax, "parallax", n)
         g_err = mas_values(parallax_error, "parallax_error", n)
-        ok = _valid(g, g_err, zp, zp_err)
+        ok = _valid(g, g_err, zp, zp_err) & ~parallax_flags(g, g_err)  # flag_parallax rows: NN only
         with np.errstate(all="ignore"):
             gaia_c = np.where(ok, g - zp, MAGIC_NUMBER)
             gaia_c_err = np.where(ok, np.sqrt(g_err**2 + zp_err**2), MAGIC_NUMBER)

@@ -44,6 +44,8 @@ __all__ = [
     "feature_range_flags",
     "flag_counts",
     "magnitude_flags",
+    "PARALLAX_RANGE_MAS",
+    "parallax_flags",
     "parallax_unit_problem",
     "row_duplicates",
     "spectrum_flags",
@@ -60,6 +62,8 @@ MAGNITUDE_RANGE = (-2.0, 25.0)
 #: Median Gaia parallax error (mas) a table in mas can have: Gaia's errors lie between ~0.01 and ~2 mas;
 #: a median outside this range means the column is in another unit (arcsec, uas) without saying so.
 PARALLAX_ERROR_RANGE_MAS = (1e-3, 20.0)
+#: Largest |parallax| (mas) a star can have: the nearest star, Proxima Centauri, has 768 mas.
+PARALLAX_RANGE_MAS = 1000.0
 #: The flag columns, with what each means (the summaries count them under these names).
 FLAG_COLUMNS = {
     "flag_spectrum": "not a usable continuum-normalised spectrum (missing pixels, all zero, or flux far from 1)",
@@ -67,6 +71,8 @@ FLAG_COLUMNS = {
     "out_of_range": "an offset feature outside the model's training range (extrapolated zero-point)",
     "flag_duplicate": "a repeated star (source_id or apogee_id seen on an earlier row)",
     "flag_luminosity": "predicted fakemag where the model's luminosity check against Gaia found a bias",
+    "flag_parallax": f"a Gaia parallax that cannot be used (its error missing or not positive, or |parallax| above "
+                     f"{PARALLAX_RANGE_MAS:g} mas); left out of the weighting",
 }
 
 
@@ -100,6 +106,22 @@ def magnitude_flags(mag):
     m = np.asarray(mag, dtype=np.float64)
     present = ~is_missing(m) & np.isfinite(m)
     return present & ((m < MAGNITUDE_RANGE[0]) | (m > MAGNITUDE_RANGE[1]))
+
+
+def parallax_flags(parallax, parallax_error):
+    """True where a Gaia parallax is present but unusable (:data:`FLAG_COLUMNS`: ``flag_parallax``).
+
+    Examples
+    --------
+    >>> parallax_flags([1.0, 1.0, 1.0, 2e6, -9999.0], [0.05, 0.0, -0.02, 0.05, 0.05])
+    array([False,  True,  True,  True, False])
+    """
+    plx = np.asarray(parallax, dtype=np.float64)
+    err = np.asarray(parallax_error, dtype=np.float64)
+    present = ~is_missing(plx) & np.isfinite(plx)
+    with np.errstate(invalid="ignore"):
+        err_ok = ~is_missing(err) & np.isfinite(err) & (err > 0)
+        return present & (~err_ok | (np.abs(plx) > PARALLAX_RANGE_MAS))
 
 
 def feature_range_flags(features, ranges):
