@@ -97,6 +97,7 @@ REFUSALS = [
     (["simulate", "{w}/new.h5", "-n", "10", "--seed", str(2**32)], "--seed"),
     (["simulate", "{w}/new.h5", "-n", "10", "--zeropoint-uas", "nan"], "--zeropoint-uas must be a finite"),
     (["simulate", "{w}/new.h5", "-n", "10", "--zeropoint-uas", "1e9"], "--zeropoint-uas 1e+09 is implausible"),
+    (["simulate", "{w}/new.h5", "-n", "10000000000000"], "GB for their spectra"),
     (["zeropoint", "{w}/multivariate", "{w}/userdir/notes.fits", "--out", "{w}/new.fits", "--seed", "-1"], "--seed"),
     (["train", "{w}/toy.h5", "--model", "ToyApogeeBCNN", "--training-noise-snr", "0", "--out", "{w}/new"],
      "--training-noise-snr"),
@@ -409,6 +410,27 @@ def test_weights_are_checked_against_the_saved_checksum(work, tmp_path, capsys):
     weights.write_bytes(bytes(data))  # random bytes inside the weights: h5py may still read them
     code, _, err = _run(capsys, "predict", folder, work / "toy.h5", "--out", tmp_path / "c.fits")
     assert code == 2 and "checksum" in err and not (tmp_path / "c.fits").exists()
+    weights.unlink()  # a deleted weights file is named as missing, not as a checksum mismatch
+    code, _, err = _run(capsys, "predict", folder, work / "toy.h5", "--out", tmp_path / "c.fits")
+    assert code == 2 and f"{WEIGHTS_FILE} is missing" in err and len(err.strip().splitlines()) == 1
+
+
+def test_an_edited_zeropoint_calibration_is_refused(work, tmp_path, capsys):
+    import shutil
+
+    for offset, block in (("constant", "constant"), ("multivariate", "trend")):
+        folder = tmp_path / offset
+        shutil.copytree(work / offset, folder)
+        path = folder / "astroNN_model_parameter.json"
+        params = json.loads(path.read_text())
+        cal = params["astronn_gaiacal"]["zeropoint_calibration"]
+        if block == "constant":
+            cal["constant"]["error_uas"] = -5.0
+        else:
+            cal["trend"]["coefficients_uas"][0] = float("nan")
+        path.write_text(json.dumps(params))
+        code, _, err = _run(capsys, "zeropoint", folder, "--json")
+        assert code == 2 and "stored zero-point calibration" in err and "Traceback" not in err, err
 
 
 def _python_m(argv, env_extra, **kwargs):

@@ -143,7 +143,7 @@ def test_demo_catalogue_and_plots(demo_run):
 
 def test_demo_bad_sizes(tmp_path, capsys):
     code, _, err = _run(capsys, "demo", "--out", str(tmp_path / "d"), "--epochs", "0")
-    assert code == 2 and "--epochs must be positive" in err
+    assert code == 2 and "--epochs must be a positive integer" in err
     assert not (tmp_path / "d").exists()
 
 
@@ -181,7 +181,7 @@ def test_simulate_train_test_paper_trend(tmp_path, capsys):
     "argv, message",
     [
         (["mock.csv"], "must be an HDF5 file"),
-        (["mock.h5", "-n", "0"], "must be positive"),
+        (["mock.h5", "-n", "0"], "--n-stars must be a positive integer"),
         (["mock.h5", "--zeropoint", "paper-g", "--zeropoint-uas", "-30"], "--zeropoint-uas applies"),
         (["mock.h5", "--n-test", "10"], "--n-test needs --test-out"),
         (["mock.h5", "--plot", "x.pdf"], "must be a .png file"),

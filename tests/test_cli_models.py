@@ -161,7 +161,7 @@ def test_bad_cli_input(tmp_path, data_file, capsys):
          "--features only applies"),
         (["train", data_file, "--model", "ToyApogeeBCNN", "--offset", "multivariate", "--features", "ruwe",
           "--out", str(tmp_path / "d")], "ruwe"),
-        (["train", data_file, "--ensemble", "2", "--jobs", "0", "--out", str(tmp_path / "f")], "--jobs must be >= 1"),
+        (["train", data_file, "--ensemble", "2", "--jobs", "0", "--out", str(tmp_path / "f")], "--jobs must be a positive integer (>= 1)"),
         (["train", data_file, "--luminosity-from", str(tmp_path / "nowhere"), "--out", str(tmp_path / "g")],
          "no such model folder"),
         (["train", data_file, "--fine-tune-luminosity", "--out", str(tmp_path / "h")], "needs --luminosity-from"),

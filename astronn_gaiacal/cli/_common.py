@@ -75,11 +75,22 @@ def _json_ready(obj):
 SEED_RANGE = (0, 2**32 - 1)
 
 
+#: Integer options that count something (at least 1 when given), checked whether or not the mode uses them.
+COUNT_OPTIONS = ("batch_size", "chunk_rows", "chunk_size", "ensemble", "epochs", "jobs", "k", "max_partitions",
+                 "mc_num", "n_stars", "n_test", "n_train", "workers")
+
+
 def check_common_options(args):
-    """UsageError naming the flag when a float option is not finite (nan, inf) or ``--seed`` is out of range."""
+    """UsageError naming the flag when a float option is not finite (nan, inf), a count is below 1, ``--retries``
+    is negative or ``--seed`` is out of range."""
     for name, value in vars(args).items():
+        flag = "-k" if name == "k" else "--" + name.replace("_", "-")
         if isinstance(value, float) and not np.isfinite(value):
-            raise UsageError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+            raise UsageError(f"{flag} must be a finite number, got {value}")
+        if name in COUNT_OPTIONS and isinstance(value, int) and value < 1:
+            raise UsageError(f"{flag} must be a positive integer (>= 1), got {value}")
+        if name == "retries" and isinstance(value, int) and value < 0:
+            raise UsageError(f"{flag} must be 0 or more, got {value}")
     seed = getattr(args, "seed", None)
     if isinstance(seed, int) and not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
         raise UsageError(f"--seed must be an integer from {SEED_RANGE[0]} to {SEED_RANGE[1]}, got {seed}")

@@ -3,7 +3,7 @@ import os
 
 import numpy as np
 
-from ..constants import HDF5_EXTENSIONS, PAPER_ZEROPOINT_UAS
+from ..constants import APOGEE_SPECTRUM_LENGTH, HDF5_EXTENSIONS, PAPER_ZEROPOINT_UAS
 from ._common import OUTLIER_FLAGS, UsageError, check_output, interrupt_on_sigterm, outliers_from_args, print_json
 
 NAME = "simulate"
@@ -66,6 +66,21 @@ def _outlier_counts(codes):
     return {kind: int(np.sum(np.asarray(codes) == code)) for kind, code in OUTLIER_CODES.items() if code}
 
 
+def _check_disk(args):
+    """UsageError when the spectra alone (float32, 7514 pixels a star) would not fit on the output's disk."""
+    import shutil
+
+    n = args.n_stars + ((args.n_test or args.n_stars) if args.test_out else 0)
+    need = n * APOGEE_SPECTRUM_LENGTH * 4
+    folder = os.path.dirname(os.path.abspath(args.out))
+    while not os.path.isdir(folder):  # the output's folder is made later
+        folder = os.path.dirname(folder)
+    free = shutil.disk_usage(folder).free
+    if need > free:
+        raise UsageError(f"{n} stars need at least {need / 1e9:.3g} GB for their spectra and the disk of {args.out} "
+                         f"has {free / 1e9:.3g} GB free: lower --n-stars/--n-test or write elsewhere")
+
+
 def run(args):
     interrupt_on_sigterm()
     if args.n_stars < 1 or (args.n_test is not None and args.n_test < 1):
@@ -85,6 +100,7 @@ def run(args):
             raise UsageError(f"{path} exists; pass --overwrite to replace it")
     if args.n_test is not None and not args.test_out:
         raise UsageError("--n-test needs --test-out")
+    _check_disk(args)
     zeropoint = _zeropoint(args)
     outliers = outliers_from_args(args)
 

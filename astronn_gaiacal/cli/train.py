@@ -165,8 +165,8 @@ def run(args):
             for line in trend_lines(cal):
                 print(f"    {line}")
         if summary.get("zeropoint_calibrated") is False:
-            print("  WARNING: the zero-point is not calibrated (too few usable stars); the learned offset is "
-                  "reported")
+            print("  WARNING: the zero-point is not calibrated (the ZeropointCalibrationWarning above says why); "
+                  "the learned offset is reported")
         if summary["training_converged"] is False:
             print(f"  WARNING: {convergence_note(summary['training_convergence'])}")
     return 0

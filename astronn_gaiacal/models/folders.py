@@ -16,13 +16,19 @@ def load_model_folder(folder):
     Raises
     ------
     ValueError
-        The weights file does not match the checksum the folder was saved with (corrupted or replaced).
+        The weights file is missing or does not match the checksum the folder was saved with (corrupted or
+        replaced).
     """
     try:
         expected = (read_plugin_config(folder) or {}).get("weights_sha256")
     except ValueError:  # a plain astroNN folder: nothing to check
         expected = None
-    if expected is not None and weights_checksum(folder) != expected:
-        raise ValueError(f"{os.path.join(os.fspath(folder), WEIGHTS_FILE)} does not match the checksum saved with "
-                         "the model (the file is corrupted or was replaced): train or copy the model again")
+    actual = None if expected is None else weights_checksum(folder)
+    path = os.path.join(os.fspath(folder), WEIGHTS_FILE)
+    if expected is not None and actual is None:
+        raise ValueError(f"{path} is missing (the folder's settings say it was saved with weights): train or copy "
+                         "the model again")
+    if expected is not None and actual != expected:
+        raise ValueError(f"{path} does not match the checksum saved with the model (the file is corrupted or was "
+                         "replaced): train or copy the model again")
     return load_folder(os.fspath(folder))

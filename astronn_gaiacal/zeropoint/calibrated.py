@@ -134,6 +134,7 @@ class CalibratedZeropoint:
                                float(c["scatter_error"]), int(c["n_stars"]), float(c["scale"]),
                                float(c["scale_error"]), float(c["curvature"]), float(c["curvature_error"]),
                                str(c["likelihood"]))
+        _check_numbers(fit)
         return cls(str(block["estimate"]), fit, str(block.get("data", "training set")))
 
     def __eq__(self, other):
@@ -142,3 +143,14 @@ class CalibratedZeropoint:
         return self.to_dict() == other.to_dict()
 
     __hash__ = None
+
+
+def _check_numbers(fit):
+    """ValueError when a stored calibration holds numbers no fit can give (edited or corrupted settings)."""
+    if isinstance(fit, ZeropointTrendFit):
+        values, errors = np.asarray(fit.coefficients, float), np.diag(np.asarray(fit.covariance, float))
+    else:
+        values, errors = np.atleast_1d(fit.value.to_value(u.uas)), np.atleast_1d(fit.error.to_value(u.uas))
+    if not (np.all(np.isfinite(values)) and np.all(np.isfinite(errors)) and np.all(errors >= 0)):
+        raise ValueError("the folder's stored zero-point calibration holds a non-finite value or a negative or "
+                         "non-finite error (the settings file was edited or corrupted): train or copy the model again")
