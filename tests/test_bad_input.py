@@ -70,6 +70,7 @@ def work(tmp_path_factory):
 def _bad_files(folder):
     """Inputs with a structural fault, written once into ``folder``."""
     ds = toy_dataset()
+    (folder / "a_folder.h5").mkdir(exist_ok=True)  # a folder named like a dataset file
     table = ds.to_table()
     strings = table.copy()
     strings["parallax"] = np.array(["n/a"] * len(strings))
@@ -98,6 +99,7 @@ REFUSALS = [
     (["simulate", "{w}/new.h5", "-n", "10", "--zeropoint-uas", "nan"], "--zeropoint-uas must be a finite"),
     (["simulate", "{w}/new.h5", "-n", "10", "--zeropoint-uas", "1e9"], "--zeropoint-uas 1e+09 is implausible"),
     (["simulate", "{w}/new.h5", "-n", "10000000000000"], "GB for their spectra"),
+    (["predict", "{w}/constant", "{w}/a_folder.h5", "--out", "{w}/new.fits"], "is a folder, not an HDF5"),
     (["zeropoint", "{w}/multivariate", "{w}/userdir/notes.fits", "--out", "{w}/new.fits", "--seed", "-1"], "--seed"),
     (["train", "{w}/toy.h5", "--model", "ToyApogeeBCNN", "--training-noise-snr", "0", "--out", "{w}/new"],
      "--training-noise-snr"),

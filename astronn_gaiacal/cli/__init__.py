@@ -104,8 +104,8 @@ def main(argv=None):
     try:
         check_common_options(args)
         return int(args.func(args) or EXIT_OK)
-    except UsageError as err:
-        print(f"astronn-gaiacal {args.command}: error: {err}", file=sys.stderr)
+    except UsageError as err:  # one line, whatever a library's message holds
+        print(f"astronn-gaiacal {args.command}: error: {' '.join(str(err).splitlines())}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except ServiceUnavailable as err:
         print(f"astronn-gaiacal {args.command}: error: {err}", file=sys.stderr)

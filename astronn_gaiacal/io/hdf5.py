@@ -163,12 +163,14 @@ def spectra_writer(path, n_stars, n_pixels):
 # ---------------------------------------------------------------------- reading
 @contextlib.contextmanager
 def _open(path):
+    if os.path.isdir(path):
+        raise DatasetError(f"'{path}' is a folder, not an HDF5 dataset file")
     try:
         f = h5py.File(path, "r")
     except FileNotFoundError:
         raise
     except OSError as err:
-        raise DatasetError(f"cannot read '{path}' as HDF5: {err}") from None
+        raise DatasetError(f"cannot read '{path}' as HDF5: {' '.join(str(err).split())}") from None
     with f:
         yield f
 
