@@ -457,6 +457,9 @@ def catalogue_for(model, ds, mc_num=100, batch_size=None):
         catalogue.meta["ERRSNOIS"] = (float(snr_form["noise"]), "S/N term: k^2 = ERRSKINF^2 + (ERRSNOIS/snr)^2")
     if model.offset != "none":
         catalogue.meta["ZPESTIM"] = (zeropoint_estimate(model), "zero-point estimate of the corrected parallaxes")
+    verdict = getattr(model, "training_convergence", None)
+    if verdict is not None:  # a NOT CONVERGED model's catalogue says so in its own header
+        catalogue.meta["CONVERGD"] = (bool(verdict["converged"]), "the model's training converged (docs/policy)")
     return catalogue
 
 

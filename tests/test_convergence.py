@@ -169,6 +169,15 @@ def test_cli_flags_it_in_train_and_in_a_second_process(tmp_path, capsys):
     assert summary["training_converged"] is False
     assert summary["training_convergence"]["reason"].startswith("2 epochs")
     assert summary["zeropoint_note"].startswith("one network")
+    # the catalogue made from it says so in its own header, where a reader of the file will see it
+    cat = str(tmp_path / "cat.fits")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["predict", out, data, "--out", cat, "--mc-num", "5"]) == 0
+    assert "NOT CONVERGED" in capsys.readouterr().out
+    from astropy.io import fits
+
+    assert fits.getheader(cat, 1)["CONVERGD"] is False
 
 
 def test_cli_flags_a_diverged_training(tmp_path, capsys):
