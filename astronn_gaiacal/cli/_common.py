@@ -269,9 +269,7 @@ def add_jobs_argument(parser):
 
 
 def checked_jobs(args):
-    """The ``--jobs`` value, refused if < 1."""
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError(f"--jobs must be >= 1, got {args.jobs}")
+    """The ``--jobs`` value (a count: :func:`check_common_options` has refused it if < 1)."""
     return args.jobs
 
 
@@ -324,8 +322,6 @@ def run_scaled(kind, func, args, model, data, **kwargs):
     from ..distributed import PartitionFailure, cluster_client
     from ..io.columns import DatasetError
 
-    if args.workers is not None and args.workers < 1:
-        raise UsageError(f"--workers must be a positive integer, got {args.workers}")
     if args.scheduler is not None and not args.scheduler.strip():
         raise UsageError("--scheduler needs an address, e.g. tcp://host:8786")
     if args.scheduler and args.workers is not None:

@@ -92,9 +92,6 @@ def run(args):
 
     from ..studies.calibration import calibration_study
 
-    for name in ("k", "n_train", "epochs", "mc_num"):
-        if getattr(args, name) < 1:
-            raise UsageError(f"--{name.replace('_', '-')} must be positive")
     if args.ensemble < 2:
         raise UsageError("--ensemble must be >= 2 (the spread between members is one of the estimates)")
     if args.mc_num < 2:

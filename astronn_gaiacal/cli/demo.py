@@ -44,9 +44,6 @@ def run(args):
 
     config = {k: getattr(args, k) for k in ("n_train", "n_test", "epochs", "ensemble", "mc_num")
               if getattr(args, k) is not None}
-    for key, value in config.items():
-        if value < 1:
-            raise UsageError(f"--{key.replace('_', '-')} must be positive, got {value}")
     if config.get("mc_num") == 1:
         raise UsageError("--mc-num 1 has no MC-dropout spread for the uncertainties: use 2 or more "
                          "(default 30, 100 with --full)")

@@ -47,8 +47,6 @@ def _check_passes(args):
 
 
 def _run_partitioned(args):
-    if args.mc_num < 1 or args.chunk_rows < 1 or (args.batch_size is not None and args.batch_size < 1):
-        raise UsageError("--mc-num, --chunk-rows and --batch-size must be positive integers")
     _check_passes(args)
     if not os.path.isdir(args.model):
         raise UsageError(f"no such model folder: {args.model}")
@@ -74,8 +72,6 @@ def run(args):
     check_output(args.out, args.overwrite, inputs=[args.data, args.model])
     if not args.out.lower().endswith((".fits", ".fit")):
         raise UsageError(f"--out must be a .fits file, got {args.out}")
-    if args.mc_num < 1 or (args.batch_size is not None and args.batch_size < 1):
-        raise UsageError("--mc-num and --batch-size must be positive integers")
     _check_passes(args)
     net = load_model(args.model)
     features = list(net.offset_features) if net.offset == "multivariate" else []

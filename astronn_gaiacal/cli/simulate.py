@@ -83,8 +83,6 @@ def _check_disk(args):
 
 def run(args):
     interrupt_on_sigterm()
-    if args.n_stars < 1 or (args.n_test is not None and args.n_test < 1):
-        raise UsageError("--n-stars and --n-test must be positive")
     outs = [args.out] + ([args.test_out] if args.test_out else [])
     if args.plot and not args.plot.endswith(".png"):
         raise UsageError(f"--plot {args.plot} must be a .png file")

@@ -76,8 +76,6 @@ def _check_options(args):
         raise UsageError("--offset-head only applies to --offset multivariate")
     if args.features and args.offset not in (None, "multivariate"):
         raise UsageError(f"--features only applies to --offset multivariate, not --offset {args.offset}")
-    if args.ensemble is not None and args.ensemble < 1:
-        raise UsageError("--ensemble must be >= 1")
     if args.weight_averaging is not None and not 0 <= args.weight_averaging < 1:
         raise UsageError(f"--weight-averaging must be a fraction in [0, 1), got {args.weight_averaging}")
     if args.fine_tune_luminosity and args.luminosity_from is None:

@@ -125,8 +125,6 @@ def _check_arguments(args):
         raise UsageError(f"no such Gaia file: {args.local}")
     if args.radius is not None and not args.radius > 0:
         raise UsageError(f"--radius must be a positive number of arcsec, got {args.radius}")
-    if args.chunk_size < 1 or args.retries < 0:
-        raise UsageError("--chunk-size must be >= 1 and --retries >= 0")
 
 
 def run(args):

@@ -103,8 +103,6 @@ def _run_catalogue(args):
         raise UsageError("give either GAIA_TABLE or --catalog, not both")
     if not args.out:
         raise UsageError("--catalog needs --out FOLDER")
-    if args.mc_num < 1 or args.batch_size < 1:
-        raise UsageError("--mc-num and --batch-size must be positive integers")
     if args.mc_num < 2 and not args.no_dropout:
         raise UsageError(_ONE_PASS)
     if not os.path.isdir(args.model):
@@ -141,8 +139,6 @@ def run(args):
     from .. import pipeline, summaries
     from ..io.tables import write_table
 
-    if args.mc_num < 1:
-        raise UsageError("--mc-num must be a positive integer")
     if args.no_dropout:
         raise UsageError("--no-dropout applies to --catalog only; without it the learned offset and the refit use "
                          "--mc-num MC-dropout passes")
