@@ -26,6 +26,10 @@ PAPER_FAKEMAG_SCALE = 73.85
 #: Absolute magnitude of the Sun in 2MASS Ks (astroNN.gaia's value).
 SOLAR_ABSMAG_KS = 3.27
 
+#: Red-clump absolute magnitude in 2MASS Ks (Hawkins et al. 2017, -1.61 +/- 0.01; Ruiz-Dern et al. 2018,
+#: -1.606 +/- 0.009): the standard candle that anchors an additive luminosity error (zeropoint.trends).
+RED_CLUMP_ABSMAG_KS = -1.61
+
 #: Published constant zero-point, Leung & Bovy (2019): -52.3 +/- 2.0 micro-arcsec.
 PAPER_ZEROPOINT_UAS = -52.3
 PAPER_ZEROPOINT_ERR_UAS = 2.0

@@ -143,6 +143,17 @@ def test_model_refit_uses_mc_mean_parallaxes_and_skips_missing():
     again = fit_zeropoint_trend(plx[keep], data["parallax_error"][keep], model_plx, feats, names=["phot_g_mean_mag", "teff"])
     np.testing.assert_allclose(trend.coefficients, again.coefficients, rtol=1e-6, atol=1e-6)
     assert trend.n_stars == 298 and trend.features == ("phot_g_mean_mag", "teff")
+    # anchored: the stars' magnitudes and known fakemag reach the fitter, the star without a parallax left out
+    known = np.where(np.arange(300) % 10 == 0, 30.0, np.nan)
+    tf.keras.utils.set_random_seed(5)
+    anchored = net.refit_zeropoint_trend(data["spectra"], plx, data["parallax_error"], data["features"],
+                                         magnitude=data["mag"], names=["phot_g_mean_mag"], anchor_fakemag=known,
+                                         anchor_fakemag_error=1.5)
+    again = fit_zeropoint_trend(plx[keep], data["parallax_error"][keep], model_plx, feats, names=["phot_g_mean_mag"],
+                                magnitude=data["mag"][keep], anchor_fakemag=known[keep], anchor_fakemag_error=1.5)
+    np.testing.assert_allclose(anchored.coefficients, again.coefficients, rtol=1e-6, atol=1e-6)
+    assert anchored.luminosity_offset == pytest.approx(again.luminosity_offset, rel=1e-6)
+    assert anchored.n_anchors == 30
     # separately: one fit per feature on the same model parallaxes
     tf.keras.utils.set_random_seed(5)
     each = net.refit_zeropoint_trend(data["spectra"], plx, data["parallax_error"], data["features"],
@@ -273,6 +284,101 @@ def test_trend_fit_bad_input():
         fit_zeropoint_trend(plx, err, model, dict(feats, bp_rp=feats["bp_rp"][:-1]))
     with pytest.raises(ValueError, match="at least 8 stars"):
         fit_zeropoint_trend(plx[:5], err[:5], model[:5], {k: v[:5] for k, v in feats.items()})
+
+
+def _additive_error_stars(n, seed, offset=4.0, n_clump=300, clump=40.0):
+    """Fakemag 10-500 (true ones 5 % about the spectrum's), of which ``n_clump`` red-clump stars at ``clump``
+    (0.1 mag intrinsic spread); the network's fakemag ``offset`` low; G = K + 2 carries the paper's eq. 7.
+    Returns Gaia parallaxes, errors, model parallaxes, G, K, anchors."""
+    rng = np.random.default_rng(seed)
+    k = rng.uniform(7.0, 12.5, n)
+    lum = 10 ** rng.uniform(1.0, 2.7, n)
+    lum[:n_clump] = clump
+    true_lum = lum * (1 + rng.normal(0, 0.05, n))
+    true_lum[:n_clump] = clump * 10 ** rng.normal(0, 0.02, n_clump)
+    true = true_lum * 10 ** (-k / 5)
+    g = k + 2.0
+    zp = 0.001 * (-55.49 - 0.92 * (g - 16) + 1.18 * (g - 16) ** 2)
+    err = rng.uniform(0.02, 0.06, n)
+    model = (lum - offset) * 10 ** (-k / 5)
+    anchors = np.where(np.arange(n) < n_clump, clump, np.nan)
+    return true + zp + rng.normal(0, err), err, model, g, k, anchors
+
+
+#: The paper's eq. 7 at the pivot G = 12: value and slope (uas, uas/mag).
+EQ7_AT_12 = (-55.49 + 0.92 * 4 + 1.18 * 16, -0.92 - 2 * 1.18 * 4)
+
+
+def test_anchored_trend_fit_at_fixed_scatter_is_weighted_least_squares():
+    """Parallax rows and anchor rows s (L + c) = L_anchor, solved independently by weighted least squares."""
+    plx, err, model, g, k, anchors = _additive_error_stars(2000, 1)
+    fit = fit_zeropoint_trend(plx, err, model, {"phot_g_mean_mag": g}, scatter=0.05, magnitude=k,
+                              anchor_fakemag=anchors, anchor_fakemag_error=1.9, pivots={"phot_g_mean_mag": 12.0})
+    p = 10 ** (-k / 5)
+    x = g - 12.0
+    rows = np.stack([np.ones_like(x), x, x**2, model, p], axis=1)
+    known = np.isfinite(anchors)
+    extra = np.zeros((known.sum(), 5))
+    extra[:, 3], extra[:, 4] = model[known] / p[known], 1.0
+    design = np.concatenate([rows, extra])
+    sigma = np.concatenate([np.sqrt(err**2 + (0.05 * model) ** 2), np.full(known.sum(), 1.9)])
+    target = np.concatenate([plx, anchors[known]])
+    coef, *_ = np.linalg.lstsq(design / sigma[:, None], target / sigma, rcond=None)
+    cov = np.linalg.inv((design / sigma[:, None]).T @ (design / sigma[:, None]))
+    np.testing.assert_allclose(fit.coefficients, coef[:3] * 1000, rtol=1e-7)
+    np.testing.assert_allclose(fit.covariance, cov[:3, :3] * 1e6, rtol=1e-7)
+    assert fit.scale == pytest.approx(coef[3], rel=1e-9)
+    assert fit.luminosity_offset == pytest.approx(coef[4] / coef[3], rel=1e-7) and fit.n_anchors == 300
+    grad = np.array([0, 0, 0, -coef[4] / coef[3] ** 2, 1 / coef[3]])
+    assert fit.luminosity_offset_error == pytest.approx(np.sqrt(grad @ cov @ grad), rel=1e-7)
+    assert fit.to_dict()["n_anchors"] == 300 and fit.to_dict()["luminosity_offset"] == pytest.approx(fit.luminosity_offset)
+
+
+@pytest.mark.parametrize("likelihood", [None, "student_t"])
+def test_anchors_take_an_additive_luminosity_error_out_of_the_trend(likelihood):
+    """A network 4 fakemag low (a tenth of a red-clump star) puts a false trend in G into the plain refit;
+    anchored on 300 red-clump stars, the level and slope at the pivot and the offset have unit pulls."""
+    pulls, plain_slopes = [], []
+    for seed in range(12):
+        plx, err, model, g, k, anchors = _additive_error_stars(6000, 40 + seed)
+        feats, piv = {"phot_g_mean_mag": g}, {"phot_g_mean_mag": 12.0}
+        fit = fit_zeropoint_trend(plx, err, model, feats, magnitude=k, anchor_fakemag=anchors,
+                                  anchor_fakemag_error=40.0 * 0.046, pivots=piv, likelihood=likelihood)
+        c, b = fit.coefficients[:2]
+        ce, be = np.sqrt(np.diag(fit.covariance))[:2]
+        pulls.append([(c - EQ7_AT_12[0]) / ce, (b - EQ7_AT_12[1]) / be,
+                      (fit.luminosity_offset - 4.0) / fit.luminosity_offset_error])
+        plain_slopes.append(fit_zeropoint_trend(plx, err, model, feats, pivots=piv).coefficients[1])
+    pulls = np.array(pulls)
+    assert np.all(np.abs(pulls.mean(axis=0)) < 0.7) and np.all(pulls.std(axis=0) < 1.5), pulls
+    assert np.median(plain_slopes) < 2 * EQ7_AT_12[1]  # the partner: more than twice the true slope
+
+
+def test_anchored_trend_fit_bad_input():
+    plx, err, model, g, k, anchors = _additive_error_stars(400, 2)
+    feats = {"phot_g_mean_mag": g}
+    with pytest.raises(ValueError, match="anchor_fakemag needs magnitude"):
+        fit_zeropoint_trend(plx, err, model, feats, anchor_fakemag=anchors, anchor_fakemag_error=2.0)
+    with pytest.raises(ValueError, match="anchor_fakemag needs anchor_fakemag_error"):
+        fit_zeropoint_trend(plx, err, model, feats, magnitude=k, anchor_fakemag=anchors)
+    with pytest.raises(ValueError, match="anchor_fakemag has 399 values"):
+        fit_zeropoint_trend(plx, err, model, feats, magnitude=k, anchor_fakemag=anchors[:-1], anchor_fakemag_error=2.0)
+    with pytest.raises(ValueError, match="magnitude must hold 400 finite values"):
+        fit_zeropoint_trend(plx, err, model, feats, magnitude=np.where(np.arange(400) == 3, np.nan, k))
+    with pytest.raises(ValueError, match="anchor_fakemag must be positive"):
+        fit_zeropoint_trend(plx, err, model, feats, magnitude=k, anchor_fakemag=-anchors, anchor_fakemag_error=2.0)
+    with pytest.raises(ValueError, match="anchor_fakemag_error finite and positive"):
+        fit_zeropoint_trend(plx, err, model, feats, magnitude=k, anchor_fakemag=anchors, anchor_fakemag_error=0.0)
+    free = fit_zeropoint_trend(plx, err, model, feats, magnitude=k)  # the term without anchors: fitted, no anchor
+    assert free.n_anchors == 0 and np.isfinite(free.luminosity_offset) and free.luminosity_offset_error > 0
+    plain = fit_zeropoint_trend(plx, err, model, feats)
+    assert np.isnan(plain.luminosity_offset) and "luminosity_offset" not in plain.to_dict()
+    with pytest.raises(ValueError, match="anchor_fakemag_error has 3 values"):
+        fit_zeropoint_trend(plx, err, model, feats, magnitude=k, anchor_fakemag=anchors, anchor_fakemag_error=[1, 2, 3])
+    per_star = fit_zeropoint_trend(plx, err, model, feats, magnitude=k, anchor_fakemag=anchors,
+                                   anchor_fakemag_error=np.full(400, 2.0))
+    same = fit_zeropoint_trend(plx, err, model, feats, magnitude=k, anchor_fakemag=anchors, anchor_fakemag_error=2.0)
+    np.testing.assert_allclose(per_star.coefficients, same.coefficients, rtol=1e-10)
 
 
 def test_curved_fit_removes_a_parallax_dependent_luminosity_error():

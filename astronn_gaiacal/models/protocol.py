@@ -22,7 +22,7 @@ from ..zeropoint.estimates import ENSEMBLE_REFITS, combine_fits, refits_from_par
 from ..zeropoint.fit import fit_zeropoint
 from ..zeropoint.likelihood import likelihood_for_loss
 from ..zeropoint.trends import feature_column, fit_zeropoint_trend
-from .inputs import refit_inputs, spectra_and_magnitude
+from .inputs import as_1d_float, refit_inputs, spectra_and_magnitude
 
 __all__ = ["DESCRIPTIVE_ATTRIBUTES", "LEARNED", "OWN_REFIT", "ZeropointCalibrationWarning", "ZeropointModel"]
 
@@ -264,7 +264,8 @@ class ZeropointModel(abc.ABC):
         return (combined, parts) if components else combined
 
     def refit_zeropoint_trend(self, input_data, parallax, parallax_error, features, magnitude=None, names=None,
-                              fit_scale=True, batch_size=None, separately=False, likelihood=None, pivots=None):
+                              fit_scale=True, batch_size=None, separately=False, likelihood=None, pivots=None,
+                              anchor_fakemag=None, anchor_fakemag_error=None):
         """Zero-point quadratic in each feature (and a luminosity scale) with the luminosity network held fixed.
 
         The additive form of the paper's eqs. 7-9, fitted by maximum likelihood
@@ -294,6 +295,12 @@ class ZeropointModel(abc.ABC):
         pivots : dict, optional
             ``{feature: pivot}``; default the paper's pivots
             (:func:`~astronn_gaiacal.zeropoint.trends.fit_zeropoint_trend`).
+        anchor_fakemag, anchor_fakemag_error : array_like, optional
+            Known fakemag of some of the stars (NaN elsewhere; e.g. red-clump stars,
+            :data:`~astronn_gaiacal.constants.RED_CLUMP_ABSMAG_KS`) and its 1-sigma
+            error: the fit then frees an additive fakemag term, which these pin
+            (:func:`~astronn_gaiacal.zeropoint.trends.fit_zeropoint_trend`;
+            docs/calibration.rst, "The partner: an additive luminosity error").
 
         Returns
         -------
@@ -306,12 +313,18 @@ class ZeropointModel(abc.ABC):
         model_plx = np.mean(self.member_parallaxes(spectra, magnitude=mag, batch_size=batch_size), axis=0)
         columns = {name: col[has] for name, col in columns.items()}
         likelihood = self.refit_likelihood if likelihood is None else likelihood
+        anchored = {}
+        if anchor_fakemag is not None:
+            known = as_1d_float(anchor_fakemag, "anchor_fakemag", n)
+            error = None if anchor_fakemag_error is None else \
+                as_1d_float(anchor_fakemag_error, "anchor_fakemag_error", n)[has]
+            anchored = dict(magnitude=mag, anchor_fakemag=known[has], anchor_fakemag_error=error)
         if separately:
             return {name: fit_zeropoint_trend(plx, plx_err, model_plx, {name: columns[name]}, names=[name],
-                                              fit_scale=fit_scale, likelihood=likelihood, pivots=pivots)
+                                              fit_scale=fit_scale, likelihood=likelihood, pivots=pivots, **anchored)
                     for name in names}
         return fit_zeropoint_trend(plx, plx_err, model_plx, columns, names=names, fit_scale=fit_scale,
-                                   likelihood=likelihood, pivots=pivots)
+                                   likelihood=likelihood, pivots=pivots, **anchored)
 
     def calibrate_zeropoint(self, input_data, parallax, parallax_error, magnitude=None, offset_features=None,
                             batch_size=None, data="training set"):

@@ -155,6 +155,11 @@ class ZeropointTrendFit:
     n_stars : int
     likelihood : str
         ``'gaussian'`` or ``'student_t(nu=...)'``.
+    luminosity_offset, luminosity_offset_error : float
+        The additive fakemag term :math:`c` (fakemag units) when it was fitted
+        (``magnitude`` given to :func:`fit_zeropoint_trend`), else NaN.
+    n_anchors : int
+        Stars of known fakemag that pinned it.
     """
 
     features: tuple
@@ -168,6 +173,9 @@ class ZeropointTrendFit:
     scatter_error: float
     n_stars: int
     likelihood: str = "gaussian"
+    luminosity_offset: float = float("nan")
+    luminosity_offset_error: float = float("nan")
+    n_anchors: int = 0
 
     def _design(self, features, n=None):
         cols = [feature_column(features, name, n) for name in self.features]
@@ -206,10 +214,14 @@ class ZeropointTrendFit:
 
     def to_dict(self):
         """Plain numbers for JSON: the per-feature quadratics, the scale and the scatter."""
-        return {"trends": {f: self.trend(f).to_dict() for f in self.features}, "scale": float(self.scale),
-                "scale_error": float(self.scale_error), "scatter": float(self.scatter),
-                "scatter_error": float(self.scatter_error), "n_stars": int(self.n_stars),
-                "likelihood": str(self.likelihood)}
+        out = {"trends": {f: self.trend(f).to_dict() for f in self.features}, "scale": float(self.scale),
+               "scale_error": float(self.scale_error), "scatter": float(self.scatter),
+               "scatter_error": float(self.scatter_error), "n_stars": int(self.n_stars),
+               "likelihood": str(self.likelihood)}
+        if np.isfinite(self.luminosity_offset):  # the additive fakemag term was fitted
+            out.update(luminosity_offset=float(self.luminosity_offset),
+                       luminosity_offset_error=float(self.luminosity_offset_error), n_anchors=int(self.n_anchors))
+        return out
 
 
 def feature_column(features, name, n=None, allow_missing=False):
@@ -232,7 +244,8 @@ def feature_column(features, name, n=None, allow_missing=False):
 
 
 def fit_zeropoint_trend(parallax, parallax_error, model_parallax, features, names=None, fit_scale=True, scatter=None,
-                        pivots=None, coverage=0.98, likelihood=None):
+                        pivots=None, coverage=0.98, likelihood=None, magnitude=None, anchor_fakemag=None,
+                        anchor_fakemag_error=None):
     r"""Fit a zero-point quadratic in each feature, with the luminosity network held fixed.
 
     Maximises the same likelihood as :func:`~astronn_gaiacal.zeropoint.fit.fit_zeropoint` with the constant
@@ -243,6 +256,16 @@ def fit_zeropoint_trend(parallax, parallax_error, model_parallax, features, name
     more; only the spread of the parallaxes at fixed G separates them, and a
     jointly trained network can settle on a wrong mixture
     (docs/calibration.rst).  The covariance carries that degeneracy.
+
+    With ``magnitude`` the fit also frees an additive fakemag term :math:`c`,
+    model parallax :math:`s (L + c) 10^{-m/5}`.  A network's additive luminosity
+    error is exactly degenerate with a zero-point :math:`-c\,10^{-m/5}`, a
+    smooth function of magnitude that G, BP−RP and Teff can mimic, so the
+    likelihood alone hardly fixes :math:`c`: stars of known fakemag do
+    (``anchor_fakemag``, e.g. red-clump stars,
+    :data:`~astronn_gaiacal.constants.RED_CLUMP_ABSMAG_KS` through
+    :func:`~astronn_gaiacal.conversions.absmag_to_fakemag`).  Each anchor adds
+    the term :math:`s (L_i + c) = L_{{\rm anchor}, i} \pm \sigma_i` to the likelihood.
 
     Parameters
     ----------
@@ -262,6 +285,13 @@ def fit_zeropoint_trend(parallax, parallax_error, model_parallax, features, name
         Central fraction of the stars (per feature) over which the fit is stated valid.
     likelihood : None, str or Likelihood
         Gaussian (default) or ``'student_t'``, as :func:`~astronn_gaiacal.zeropoint.fit.fit_zeropoint`.
+    magnitude : array_like, optional
+        The apparent magnitudes of the model parallaxes (:math:`L = \varpi_{\rm model} 10^{m/5}`):
+        fit the additive fakemag term.
+    anchor_fakemag : array_like, optional
+        Known fakemag per star, NaN where unknown; needs ``magnitude``.
+    anchor_fakemag_error : float or array_like, optional
+        Their 1-sigma errors (fakemag units), required with ``anchor_fakemag``.
 
     Returns
     -------
@@ -288,37 +318,113 @@ def fit_zeropoint_trend(parallax, parallax_error, model_parallax, features, name
     >>> fixed = fit_zeropoint_trend(gaia, 0.04, model, {"phot_g_mean_mag": g}, scatter=0.0, fit_scale=False)
     >>> round(fixed.trend("phot_g_mean_mag").coeffs[1])   # uas/mag at G = 16, against -0.92
     -41
+
+    An additive luminosity error (4 fakemag units, a tenth of a red-clump star's
+    40) moves the parallaxes of bright (near) stars the most, and the trend takes
+    it up; 300 red-clump stars of known fakemag give it back, and the trend with
+    it (its slope at G = 12 is -10.4 uas/mag):
+
+    >>> rng = np.random.default_rng(5)
+    >>> m = rng.uniform(7.0, 12.5, 20000)
+    >>> lum = 10 ** rng.uniform(1.0, 2.7, m.size)                 # true fakemag
+    >>> lum[:300] = 40.0                                           # the first 300: red-clump stars
+    >>> g = m + 2.0
+    >>> zp = 0.001 * (-55.49 - 0.92 * (g - 16) + 1.18 * (g - 16) ** 2)
+    >>> gaia = lum * 10 ** (-m / 5) + zp + rng.normal(0, 0.02, m.size)
+    >>> model = (lum - 4.0) * 10 ** (-m / 5)
+    >>> plain = fit_zeropoint_trend(gaia, 0.02, model, {"phot_g_mean_mag": g}, scatter=0.0,
+    ...                             pivots={"phot_g_mean_mag": 12.0})
+    >>> round(plain.trend("phot_g_mean_mag").coeffs[1])
+    -32
+    >>> anchors = np.where(np.arange(m.size) < 300, 40.0, np.nan)
+    >>> fit = fit_zeropoint_trend(gaia, 0.02, model, {"phot_g_mean_mag": g}, scatter=0.0,
+    ...                           pivots={"phot_g_mean_mag": 12.0}, magnitude=m,
+    ...                           anchor_fakemag=anchors, anchor_fakemag_error=2.0)
+    >>> round(fit.luminosity_offset, 1), round(fit.trend("phot_g_mean_mag").coeffs[1])
+    (4.1, -10)
     """
     names = tuple(names) if names is not None else tuple(getattr(features, "colnames", None) or list(features))
     if not names:
         raise ValueError("features has no columns")
-    n_coef = 1 + 2 * len(names) + bool(fit_scale)
+    n_coef = 1 + 2 * len(names) + bool(fit_scale) + (magnitude is not None)
     plx, err, model = checked_stars(parallax, parallax_error, model_parallax, n_coef + 2,
                                      f"{n_coef} coefficients and a scatter")
+    anchors = _anchors(plx.size, magnitude, anchor_fakemag, anchor_fakemag_error)
     cols = {name: feature_column(features, name, plx.size) for name in names}
     pivots = dict(pivots or {})
     piv = tuple(float(pivots.get(n, PAPER_QUADRATIC_TRENDS.get(n, {}).get("pivot", np.median(cols[n]))))
                 for n in names)
     ranges = {n: tuple(float(v) for v in np.quantile(cols[n], [(1 - coverage) / 2, 1 - (1 - coverage) / 2]))
               for n in names}
-    return _trend_fit(plx, err, model, cols, piv, ranges, fit_scale, scatter, likelihood)
+    return _trend_fit(plx, err, model, cols, piv, ranges, fit_scale, scatter, likelihood, anchors)
 
 
-def _trend_fit(target, err, model, cols, pivots, ranges, fit_scale, scatter, likelihood=None):
-    """The one trend fitter: ``target = c + sum_j b_j dx_j + a_j dx_j^2 (+ s model)``, by :func:`~astronn_gaiacal.zeropoint.fit.profile_fit`.
+def _anchors(n, magnitude, anchor_fakemag, anchor_fakemag_error):
+    """``(p, rows, fakemag, error)`` of the additive term (``p = 10^(-m/5)``), or None without ``magnitude``."""
+    if magnitude is None:
+        if anchor_fakemag is not None:
+            raise ValueError("anchor_fakemag needs magnitude (the fakemag of the model parallaxes)")
+        return None
+    mag = np.asarray(getattr(magnitude, "value", magnitude), dtype=float).ravel()
+    if mag.size != n or not np.all(np.isfinite(mag)):
+        raise ValueError(f"magnitude must hold {n} finite values, one per star")
+    p = 10.0 ** (-0.2 * mag)
+    if anchor_fakemag is None:
+        return p, np.zeros(0, int), np.zeros(0), np.zeros(0)
+    if anchor_fakemag_error is None:
+        raise ValueError("anchor_fakemag needs anchor_fakemag_error (1-sigma, fakemag units)")
+    known = np.asarray(anchor_fakemag, dtype=float).ravel()
+    if known.size != n:
+        raise ValueError(f"anchor_fakemag has {known.size} values; parallax has {n}")
+    rows = np.flatnonzero(~is_missing(known))
+    error = np.asarray(anchor_fakemag_error, dtype=float).ravel()
+    if error.size == 1:
+        error = np.full(n, error[0])
+    if error.size != n:
+        raise ValueError(f"anchor_fakemag_error has {error.size} values; parallax has {n}")
+    error = error[rows]
+    if np.any(known[rows] <= 0) or not np.all(np.isfinite(error) & (error > 0)):
+        raise ValueError("anchor_fakemag must be positive and anchor_fakemag_error finite and positive")
+    return p, rows, known[rows], error
+
+
+def _trend_fit(target, err, model, cols, pivots, ranges, fit_scale, scatter, likelihood=None, anchors=None):
+    """The one trend fitter: ``target = c + sum_j b_j dx_j + a_j dx_j^2 (+ s model) (+ s c p)``, by :func:`~astronn_gaiacal.zeropoint.fit.profile_fit`.
 
     Values in mas; ``fit_scale=False`` fits ``target - model``.  Coefficients come back in uas.
+    ``anchors`` (:func:`_anchors`) adds the additive fakemag term and the rows of the stars of known fakemag.
     """
     names = tuple(cols)
-    n_coef = 1 + 2 * len(names) + bool(fit_scale)
-    shell = ZeropointTrendFit(names, pivots, ranges, np.zeros(n_coef), np.eye(n_coef), 1.0, 0.0, 0.0, 0.0, target.size)
+    k = 1 + 2 * len(names)
+    shell = ZeropointTrendFit(names, pivots, ranges, np.zeros(k), np.eye(k), 1.0, 0.0, 0.0, 0.0, target.size)
     design, _ = shell._design(cols)
+    y = target if fit_scale else target - model
+    noise, spread = err, model
     if fit_scale:
         design = np.concatenate([design, model[:, None]], axis=1)
+    if anchors is not None:
+        p, rows, known, error = anchors
+        design = np.concatenate([design, p[:, None]], axis=1)
+        lum = model[rows] / p[rows]
+        extra = np.zeros((rows.size, design.shape[1]))
+        extra[:, -1] = 1.0
+        if fit_scale:
+            extra[:, -2] = lum
+        design = np.concatenate([design, extra])
+        y = np.concatenate([y, known if fit_scale else known - lum])
+        noise, spread = np.concatenate([err, error]), np.concatenate([model, np.zeros(rows.size)])
     likelihood = as_likelihood(likelihood)
-    coef, cov, tau, tau_err = profile_fit(target if fit_scale else target - model, design, model, err, scatter,
-                                          likelihood)
-    k = n_coef - bool(fit_scale)
-    return ZeropointTrendFit(names, pivots, ranges, coef[:k] * 1000, cov[:k, :k] * 1e6,
-                             float(coef[k]) if fit_scale else 1.0, float(np.sqrt(cov[k, k])) if fit_scale else 0.0,
-                             tau, tau_err, target.size, str(likelihood))
+    coef, cov, tau, tau_err = profile_fit(y, design, spread, noise, scatter, likelihood)
+    scale, scale_err = (float(coef[k]), float(np.sqrt(cov[k, k]))) if fit_scale else (1.0, 0.0)
+    offset = offset_err = float("nan")
+    if anchors is not None:  # c = (s c) / s, to first order
+        j = design.shape[1] - 1
+        offset = float(coef[j] / scale)
+        grad = np.zeros(design.shape[1])
+        grad[j] = 1.0 / scale
+        if fit_scale:
+            grad[k] = -coef[j] / scale**2
+        offset_err = float(np.sqrt(grad @ cov @ grad))
+    return ZeropointTrendFit(names, pivots, ranges, coef[:k] * 1000, cov[:k, :k] * 1e6, scale, scale_err,
+                             tau, tau_err, target.size, str(likelihood), offset, offset_err,
+                             0 if anchors is None else int(anchors[1].size))
