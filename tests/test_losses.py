@@ -115,3 +115,32 @@ def test_compiled_model_with_loss_saves_and_loads(tmp_path):
 def test_unknown_loss_name():
     with pytest.raises(ValueError, match="unknown loss"):
         L.loss_from_name("huber")
+
+
+@pytest.mark.parametrize("loss", [L.gaia_gaussian_nll, L.gaia_student_t_nll])
+def test_an_additive_fakemag_error_is_exactly_the_partner_of_a_magnitude_trend(loss):
+    """Fakemag + c with the offset - c 10^(-m/5): the same parallaxes and the same loss for every star, under
+    either variance rule, so one catalogue cannot fix c (docs/calibration.rst, "The partner"); a plain
+    offset change alone does change the loss."""
+    from astronn_gaiacal.nn.layers import FakemagToParallax
+
+    rng = np.random.default_rng(3)
+    n = 64
+    fakemag = rng.uniform(10.0, 500.0, (n, 1)).astype(np.float32)
+    mag = rng.uniform(7.0, 12.5, (n, 1)).astype(np.float32)
+    offset = rng.normal(-0.05, 0.02, (n, 1)).astype(np.float32)
+    logvar = np.log((0.08 * fakemag) ** 2).astype(np.float32)
+    true_plx = fakemag[:, 0] * 10 ** (-mag[:, 0] / 5)
+    err = rng.uniform(0.02, 0.1, n)
+    y_true = np.stack([true_plx + rng.normal(0, err), err], -1).astype(np.float32)
+    c = np.float32(-6.0)
+    partner = (offset - c * 10 ** (-mag / 5)).astype(np.float32)
+    for rule in ("exact", "astronn"):
+        layer = FakemagToParallax(with_offset=True, with_variance=True, variance_propagation=rule)
+        plx0, s0 = layer([fakemag, mag, offset, logvar])
+        plx1, s1 = layer([fakemag + c, mag, partner, logvar])
+        np.testing.assert_allclose(plx1.numpy(), plx0.numpy(), rtol=2e-5, atol=1e-7)
+        before = loss(y_true, tf.concat([plx0, s0], -1)).numpy()
+        np.testing.assert_allclose(loss(y_true, tf.concat([plx1, s1], -1)).numpy(), before, rtol=1e-4, atol=1e-5)
+        plx2, s2 = layer([fakemag, mag, partner, logvar])  # the offset's change without the fakemag's
+        assert np.max(np.abs(loss(y_true, tf.concat([plx2, s2], -1)).numpy() - before)) > 0.01

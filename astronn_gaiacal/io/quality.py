@@ -62,7 +62,7 @@ MAGNITUDE_RANGE = (-2.0, 25.0)
 #: Median Gaia parallax error (mas) a table in mas can have: Gaia's errors lie between ~0.01 and ~2 mas;
 #: a median outside this range means the column is in another unit (arcsec, uas) without saying so.
 PARALLAX_ERROR_RANGE_MAS = (1e-3, 20.0)
-#: Largest |parallax| (mas) a star can have: the nearest star, Proxima Centauri, has 768 mas.
+#: Largest absolute parallax (mas) a star can have: the nearest star, Proxima Centauri, has 768 mas.
 PARALLAX_RANGE_MAS = 1000.0
 #: The flag columns, with what each means (the summaries count them under these names).
 FLAG_COLUMNS = {
