@@ -154,6 +154,12 @@ def test_model_refit_uses_mc_mean_parallaxes_and_skips_missing():
     np.testing.assert_allclose(anchored.coefficients, again.coefficients, rtol=1e-6, atol=1e-6)
     assert anchored.luminosity_offset == pytest.approx(again.luminosity_offset, rel=1e-6)
     assert anchored.n_anchors == 30
+    with pytest.raises(ValueError, match="anchor_fakemag must have shape"):
+        net.refit_zeropoint_trend(data["spectra"], plx, data["parallax_error"], data["features"], magnitude=data["mag"],
+                                  anchor_fakemag=known[:-1], anchor_fakemag_error=1.5)
+    with pytest.raises(ValueError, match="anchor_fakemag needs anchor_fakemag_error"):
+        net.refit_zeropoint_trend(data["spectra"], plx, data["parallax_error"], data["features"], magnitude=data["mag"],
+                                  anchor_fakemag=known)
     # separately: one fit per feature on the same model parallaxes
     tf.keras.utils.set_random_seed(5)
     each = net.refit_zeropoint_trend(data["spectra"], plx, data["parallax_error"], data["features"],

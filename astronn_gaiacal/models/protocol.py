@@ -309,16 +309,18 @@ class ZeropointModel(abc.ABC):
         n = spectra_and_magnitude(self, input_data, magnitude)[0].shape[0]
         names = list(names or self.offset_features)
         columns = {name: feature_column(features, name, n) for name in names}
+        if anchor_fakemag is not None:  # checked before the prediction
+            known = as_1d_float(anchor_fakemag, "anchor_fakemag", n)
+            if anchor_fakemag_error is None:
+                raise ValueError("anchor_fakemag needs anchor_fakemag_error (1-sigma, fakemag units)")
+            error = as_1d_float(anchor_fakemag_error, "anchor_fakemag_error", n)
         has, spectra, mag, plx, plx_err = refit_inputs(self, input_data, parallax, parallax_error, magnitude)
         model_plx = np.mean(self.member_parallaxes(spectra, magnitude=mag, batch_size=batch_size), axis=0)
         columns = {name: col[has] for name, col in columns.items()}
         likelihood = self.refit_likelihood if likelihood is None else likelihood
         anchored = {}
         if anchor_fakemag is not None:
-            known = as_1d_float(anchor_fakemag, "anchor_fakemag", n)
-            error = None if anchor_fakemag_error is None else \
-                as_1d_float(anchor_fakemag_error, "anchor_fakemag_error", n)[has]
-            anchored = dict(magnitude=mag, anchor_fakemag=known[has], anchor_fakemag_error=error)
+            anchored = dict(magnitude=mag, anchor_fakemag=known[has], anchor_fakemag_error=error[has])
         if separately:
             return {name: fit_zeropoint_trend(plx, plx_err, model_plx, {name: columns[name]}, names=[name],
                                               fit_scale=fit_scale, likelihood=likelihood, pivots=pivots, **anchored)
