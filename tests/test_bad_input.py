@@ -457,6 +457,26 @@ def _wait_for(predicate, proc, seconds=240):
     return False
 
 
+@pytest.mark.parametrize("sig, code", [("SIGINT", 130), ("SIGTERM", 143)])
+def test_an_interrupted_command_says_so_in_one_line_and_leaves_nothing(tmp_path, sig, code):
+    """Ctrl-C (SIGINT) or SIGTERM while simulate writes: exit 130 / 143, one line, no traceback, no partial file."""
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "big.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "astronn_gaiacal", "simulate", str(out), "-n", "30000", "--seed", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    started = _wait_for(lambda: any(p.startswith(".") for p in os.listdir(tmp_path)), proc)
+    assert started, "simulate finished or failed before it could be interrupted"
+    os.kill(proc.pid, getattr(signal, sig))
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err[-2000:]
+    assert err.strip().splitlines()[-1] == "astronn-gaiacal simulate: interrupted" and "Traceback" not in err
+    assert os.listdir(tmp_path) == []
+
+
 def test_interrupted_ensemble_training_leaves_no_copy_of_the_spectra(work, tmp_path):
     """SIGTERM: the workers are stopped and the temporary folder removed; SIGKILL: removed by the next start."""
     import signal

@@ -28,9 +28,9 @@ def test_version_and_help():
     res = _python_m("--help")
     assert res.returncode == 0 and "usage: astronn-gaiacal" in res.stdout
     assert "exit codes:" in res.stdout
-    for code in (0, 1, 2, 3):
+    for code in (0, 1, 2, 3, 130, 143):
         assert f"  {code}  " in res.stdout
-    assert set(EXIT_CODES) == {0, 1, 2, 3}
+    assert set(EXIT_CODES) == {0, 1, 2, 3, 130, 143}
 
 
 def test_bad_argument_exits_2_with_one_line_naming_it(tmp_path):

@@ -18,7 +18,8 @@ processes too.
 Exit codes (:data:`EXIT_CODES`): 0 success; 2 bad input (:class:`UsageError`:
 one-line reason on stderr, no partial output files left behind); 3 the Gaia
 archive or the Dask cluster is unavailable (:class:`ServiceUnavailable`); 1 an
-internal error, with its traceback on stderr.
+internal error, with its traceback on stderr; 130 (Ctrl-C) or 143 (SIGTERM)
+interrupted, its partial files removed.
 """
 import argparse
 import importlib
@@ -29,8 +30,8 @@ import traceback
 
 from .._compat import quiet_tensorflow
 from .._versions import __version__
-from ._common import (EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR, EXIT_OK, EXIT_UNAVAILABLE, ServiceUnavailable, UsageError,
-                      check_common_options)
+from ._common import (EXIT_BAD_INPUT, EXIT_INTERNAL_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED, EXIT_UNAVAILABLE,
+                      ServiceUnavailable, UsageError, check_common_options, interrupted_exit_code)
 
 __all__ = ["main", "build_parser", "UsageError", "ServiceUnavailable", "EXIT_CODES"]
 
@@ -40,6 +41,8 @@ EXIT_CODES = {
     EXIT_BAD_INPUT: "bad input: an argument or input file is wrong (one-line reason on stderr)",
     EXIT_UNAVAILABLE: "the Gaia archive or the Dask cluster is unavailable (or partitions failed on it); retry later",
     EXIT_INTERNAL_ERROR: "internal error (traceback on stderr): please report it",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C); the command's partial files were removed",
+    EXIT_TERMINATED: "terminated (SIGTERM); the command's partial files were removed",
 }
 
 
@@ -92,7 +95,7 @@ def main(argv=None):
     int
         Exit code (:data:`EXIT_CODES`): 0 success, 2 bad input, 3 archive or
         cluster unavailable (a one-line reason on stderr for both), 1 internal
-        error (its traceback on stderr).
+        error (its traceback on stderr), 130 / 143 interrupted by Ctrl-C / SIGTERM.
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -110,6 +113,9 @@ def main(argv=None):
     except ServiceUnavailable as err:
         print(f"astronn-gaiacal {args.command}: error: {err}", file=sys.stderr)
         return EXIT_UNAVAILABLE
+    except KeyboardInterrupt as err:  # the command's context managers have removed its partial files by now
+        print(f"astronn-gaiacal {args.command}: interrupted", file=sys.stderr)
+        return interrupted_exit_code(err)
     except BrokenPipeError:  # output piped into e.g. `head`, which has closed it: not an error
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115  (the interpreter's final flush must not fail)
         return EXIT_OK

@@ -18,6 +18,9 @@ EXIT_OK = 0
 EXIT_INTERNAL_ERROR = 1
 EXIT_BAD_INPUT = 2
 EXIT_UNAVAILABLE = 3
+#: 128 + the signal number, as shells report a process stopped by it.
+EXIT_INTERRUPTED = 128 + signal.SIGINT
+EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
 class UsageError(Exception):
@@ -30,6 +33,11 @@ class ServiceUnavailable(Exception):
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def interrupted_exit_code(err):
+    """:data:`EXIT_TERMINATED` for the ``KeyboardInterrupt`` that SIGTERM raises here, else :data:`EXIT_INTERRUPTED`."""
+    return EXIT_TERMINATED if str(err) == f"signal {int(signal.SIGTERM)}" else EXIT_INTERRUPTED
 
 
 def interrupt_on_sigterm():
