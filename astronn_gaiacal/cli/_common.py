@@ -31,13 +31,17 @@ class ServiceUnavailable(Exception):
     """The Gaia archive or the Dask cluster could not be used: one line on stderr, exit code 3."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as an interrupt so that the same clean-up runs (:func:`interrupt_on_sigterm`)."""
+
+
 def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
+    raise Terminated(f"signal {signum}")
 
 
 def interrupted_exit_code(err):
-    """:data:`EXIT_TERMINATED` for the ``KeyboardInterrupt`` that SIGTERM raises here, else :data:`EXIT_INTERRUPTED`."""
-    return EXIT_TERMINATED if str(err) == f"signal {int(signal.SIGTERM)}" else EXIT_INTERRUPTED
+    """:data:`EXIT_TERMINATED` after SIGTERM (:class:`Terminated`), :data:`EXIT_INTERRUPTED` after Ctrl-C."""
+    return EXIT_TERMINATED if isinstance(err, Terminated) else EXIT_INTERRUPTED
 
 
 def interrupt_on_sigterm():
