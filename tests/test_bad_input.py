@@ -465,9 +465,11 @@ def test_an_interrupted_command_says_so_in_one_line_and_leaves_nothing(tmp_path,
     import sys
 
     out = tmp_path / "big.h5"
+    # as from a terminal: a shell's background jobs (CI's included) start with SIGINT ignored, which Python keeps
     proc = subprocess.Popen([sys.executable, "-m", "astronn_gaiacal", "simulate", str(out), "-n", "30000", "--seed", "1"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+                            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     started = _wait_for(lambda: any(p.startswith(".") for p in os.listdir(tmp_path)), proc)
     assert started, "simulate finished or failed before it could be interrupted"
     os.kill(proc.pid, getattr(signal, sig))
