@@ -48,7 +48,7 @@ from .fast import keep_threshold
 __all__ = ["DenseChainSpec", "chain_spec", "mc_dense_chain", "mc_predict_chain"]
 
 #: Kernel source version: bump when the generated code changes.
-_SOURCE_VERSION = 2
+_SOURCE_VERSION = 3
 #: Activations the kernel computes itself.
 ACTIVATIONS = ("linear", "relu", "tanh")
 
@@ -146,7 +146,10 @@ def kernel_source(spec):
     lanes: the random words, the masks, the products (one multiply-add per weight and block), the
     activations.  The draws of pass ``p`` do not depend on the block it is computed in.
     """
+    from .vector_width import source_line
+
     spec.check()
+    simd = source_line()
     widths, n_layers, n_w = spec.widths, len(spec.activations), spec.words
     args = ", ".join(f"w{i}, b{i}" for i in range(n_layers))
     lines = [_HEADER.format(version=_SOURCE_VERSION), f'''
@@ -155,7 +158,7 @@ def kernel_source(spec):
 def rows(x, {args}, key, thr, scale, mc, nl, first_row, mean, var, row0, row1):
     """Mean and variance over ``mc`` passes of rows ``row0:row1`` of ``x`` (row ``r`` is star ``first_row + r``);
     ``thr[w]``, ``scale[w]``: threshold and keep scale of the dropout that random word ``w`` of a pass serves."""
-    gamma = np.uint64(0x9E3779B97F4A7C15)
+{simd}    gamma = np.uint64(0x9E3779B97F4A7C15)
     gamma2 = np.uint64(0xD1B54A32D192ED03)
     mask = np.empty(({4 * max(n_w, 1)}, nl), np.float32)
     outs = np.empty((mc + nl, {widths[-1]}), np.float64)

@@ -10,7 +10,7 @@ from .fused import KERNEL_HEADER, check_positive
 __all__ = ["ConvStackSpec", "SOURCE_VERSION", "kernel_source"]
 
 #: Generated source version: bump when the code changes.
-SOURCE_VERSION = 3
+SOURCE_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,10 @@ def _sum(terms):
 
 def kernel_source(spec):
     """Python source of the forward and backward Numba kernels for ``spec``."""
+    from .vector_width import source_line
+
     spec.check()
+    simd = source_line()
     L, k, c0n, c1n, c2n, p = spec.length, spec.kernel_size, spec.in_channels, spec.filters1, spec.filters2, spec.pool
     left, n, padded, outputs = spec.left, spec.pooled, spec.padded, spec.outputs
     w_in, w_out = spec.words
@@ -167,7 +170,7 @@ def _first(xb, xpad, hb, u1, thr1, scale1, {", ".join(w1)}, {", ".join(f"bias1_{
 def forward(x, w1, b1, w2, b2, out, arg, key, thr1, scale1, thr2, scale2, row0, row1):
     """Rows ``row0:row1`` of ``x`` (B, {L}, {c0n}); writes ``out`` (B, {outputs}) and ``arg`` (B, {c2n}, {n}),
     the position of each pool maximum in its window or -1 where no gradient flows."""
-''')
+{simd}''')
     g += load1 + load2 + [f"    bias2_{o} = b2[{o}]" for o in range(c2n)]
     g.append(f'''    zero = np.float32(0)
     xpad = np.zeros(({c0n}, {padded}), np.float32)
@@ -204,7 +207,7 @@ def forward(x, w1, b1, w2, b2, out, arg, key, thr1, scale1, thr2, scale2, row0, 
 def backward(x, arg, gout, w1, b1, w2, key, thr1, scale1, scale2, gw1, gb1, gw2, gb2, row0, row1):
     """Rows ``row0:row1``: add the kernel and bias gradients to the float64 ``gw1`` ({k}, {c0n}, {c1n}),
     ``gb1`` ({c1n},), ``gw2`` ({k}, {c1n}, {c2n}), ``gb2`` ({c2n},).  Recomputes the first convolution."""
-''')
+{simd}''')
     g += load1 + load2
     g.append(f'''    zero = np.float32(0)
     xpad = np.zeros(({c0n}, {padded}), np.float32)
