@@ -144,6 +144,22 @@ def test_refused_with_exit_2_one_line_and_nothing_touched(work, capsys, argv, te
     assert _snapshot(work) == before  # no partial output, nothing else touched
 
 
+def test_a_model_class_the_process_does_not_know_is_exit_2_naming_it(work, tmp_path):
+    """A folder saved by a user's own subclass, opened by the CLI in a process that never imported it."""
+    import os
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "astronn_gaiacal", "predict", str(work / "constant"),
+                           str(work / "toy.h5"), "--out", str(tmp_path / "c.fits")], capture_output=True, text=True,
+                          timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and len(lines) == 1
+    assert "model class ToyApogeeBCNN" in lines[0] and "after importing the module that defines it" in lines[0]
+    assert not (tmp_path / "c.fits").exists()
+
+
 def test_a_bug_inside_training_is_exit_1_with_traceback(work, capsys, monkeypatch):
     from astronn_gaiacal import pipeline
 

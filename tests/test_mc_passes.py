@@ -136,3 +136,50 @@ def test_demo_and_study_refuse_one_pass_before_training(command, tmp_path, monke
     assert main([*command, "--mc-num", "1"]) == 2
     assert "--mc-num 1 has no MC-dropout spread" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []  # refused before anything was written
+
+
+def _subprocess_main(*argv):
+    """The CLI in a new Python process, with the tests' toy model class registered (as a user's own would be)."""
+    import os
+    import subprocess
+    import sys
+
+    code = "import sys, _toy; from astronn_gaiacal.cli import main; sys.exit(main(sys.argv[1:]))"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": os.pathsep.join([os.path.dirname(__file__), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code, *map(str, argv)], capture_output=True, text=True, timeout=600,
+                          env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def test_the_same_seed_gives_the_same_numbers_in_another_process(toy, tmp_path, capsys):
+    """``--seed`` seeds the in-process MC dropout of predict and zeropoint, not only Dask partitions."""
+    from astronn_gaiacal.cli import main
+
+    _, folder, stars, _ = toy
+    cats = {}
+    for name, seed, here in (("a", 3, True), ("b", 3, False), ("c", 4, True)):
+        out = tmp_path / f"{name}.fits"
+        args = ["predict", folder, stars, "--out", out, "--mc-num", "8", "--seed", seed]
+        if here:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                assert main([str(a) for a in args]) == 0
+        else:
+            _subprocess_main(*args)
+        cats[name] = Table.read(out)
+    for col in ("fakemag", "fakemag_error", "nn_parallax"):
+        a, b, c = (np.asarray(cats[k][col], float) for k in "abc")
+        np.testing.assert_allclose(b, a, rtol=1e-5)  # another process, the same seed: the same MC draws
+        assert np.max(np.abs(c - a) / np.abs(a)) > 1e-3  # another seed: other draws (8 passes: per-cent noise)
+    capsys.readouterr()
+    learned = {}
+    for seed in (3, 3, 4):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert main(["zeropoint", folder, "--learned", "--mc-num", "8", "--seed", str(seed), "--json"]) == 0
+        learned.setdefault(seed, []).append(json.loads(capsys.readouterr().out))
+    first, again = learned[3]
+    assert first == again
+    assert first != learned[4][0]

@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import signal
 import sys
 import threading
@@ -255,6 +256,14 @@ def load_model(path):
             net = load(path)
     except (OSError, KeyError, ValueError) as err:
         raise UsageError(f"cannot load model {path}: {err}") from None
+    except AttributeError as err:  # astroNN looks the saved class up by name among its models
+        unknown = re.fullmatch(r"module 'astroNN\.models' has no attribute '(\w+)'", str(err))
+        if unknown is None:
+            raise
+        raise UsageError(f"cannot load model {path}: it was saved by model class {unknown.group(1)}, which this "
+                         "process does not know; in Python, after importing the module that defines it, use "
+                         "astronn_gaiacal.models.load or astronn_gaiacal.cli.main (the command line knows only the "
+                         "plugin's own models)") from None
     if not isinstance(net, (GaiaCalBCNNBase, DeepEnsemble)):
         raise UsageError(f"{path} holds an astroNN {type(net).__name__}, not an astronn_gaiacal model; train one "
                          "with `astronn-gaiacal train`")
@@ -285,14 +294,26 @@ def checked_jobs(args):
     return args.jobs
 
 
+def add_seed_argument(parser):
+    """``--seed`` of the commands that run MC dropout (predict, zeropoint)."""
+    parser.add_argument("--seed", type=int, default=0, help="MC-dropout seed: the same seed gives the same numbers "
+                        "(default 0); with --partitioned or --catalog, partition k uses a seed derived from it and "
+                        "its key, so results do not depend on the worker")
+
+
+def seed_mc_dropout(args):
+    """Seed this process's MC-dropout draws from ``--seed`` (the in-process paths; Dask partitions seed their own)."""
+    from .._compat import keras
+
+    keras.utils.set_random_seed(args.seed)
+
+
 def add_cluster_arguments(group):
     """Options shared by the Dask-backed subcommands (zeropoint --catalog, predict --partitioned)."""
     group.add_argument("--scheduler", metavar="ADDRESS",
                        help="address of a running Dask scheduler (default: a LocalCluster on this machine)")
     group.add_argument("--workers", type=int, default=None,
                        help="LocalCluster workers, one thread each (default: one per CPU core)")
-    group.add_argument("--seed", type=int, default=0, help="MC-dropout seed; partition k uses a seed derived "
-                       "from it and its key, so results do not depend on the worker (default 0)")
     group.add_argument("--retries", type=int, default=2, help="Dask retries of a failed partition (default 2)")
     group.add_argument("--max-partitions", type=int, default=None,
                        help="compute at most this many of the remaining partitions, then stop (rerun to continue)")

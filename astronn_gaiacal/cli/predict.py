@@ -4,7 +4,8 @@ import os
 import sys
 
 from ._common import (UsageError, add_cluster_arguments, check_output, check_spectra_length, interrupt_on_sigterm,
-                      load_dataset, load_model, print_json, refuse_input_as_output, run_scaled)
+                      load_dataset, load_model, print_json, refuse_input_as_output, run_scaled, add_seed_argument,
+                      seed_mc_dropout)
 
 NAME = "predict"
 HELP = "NN distances and parallaxes (with uncertainties) for a dataset, written as a Table-1 FITS catalogue"
@@ -20,6 +21,7 @@ def add_arguments(parser):
     parser.add_argument("--batch-size", type=int, default=None, help="stars per inference batch")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_seed_argument(parser)
     scale = parser.add_argument_group(
         "partitioned inputs (Dask)", "with --partitioned, every file of DATA is one Dask task, written to --out as "
         "one Parquet file (the catalogue's columns), resumable: a rerun skips the files already done")
@@ -82,6 +84,7 @@ def run(args):
                          f"{', '.join(features)} for its zero-point; add them (e.g. with `astronn-gaiacal xmatch`) "
                          "or use a constant-offset model")
     check_spectra_length(ds, args.data, net.spectrum_length)
+    seed_mc_dropout(args)
     with without_dropout(net) if args.no_dropout else contextlib.nullcontext():  # as with --partitioned
         catalogue = pipeline.catalogue_for(net, ds, mc_num=1 if args.no_dropout else args.mc_num,
                                            batch_size=args.batch_size)

@@ -4,7 +4,7 @@ import sys
 
 from ._common import (UsageError, add_cluster_arguments, trend_lines, check_output, check_spectra_length, interrupt_on_sigterm,
                       load_dataset, load_model, load_table, numeric_columns, print_json, refuse_input_as_output,
-                      run_scaled)
+                      run_scaled, add_seed_argument, seed_mc_dropout)
 
 NAME = "zeropoint"
 HELP = ("the zero-point of a trained model: one value for a constant model, per-star values and "
@@ -35,6 +35,7 @@ def add_arguments(parser):
                              "correlated); on a CPU the default per-star masks run in a fused kernel at most ~1.5x "
                              "slower (docs/performance.rst), on a GPU or without Numba several times slower")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    add_seed_argument(parser)
     scale = parser.add_argument_group(
         "catalogue scale (Dask/LSDB)", "with --catalog, per-star zero-points of a whole catalogue are computed on a "
         "Dask cluster and written to the folder --out, one Parquet file per partition (a HATS catalogue for a "
@@ -165,6 +166,7 @@ def run(args):
             numeric_columns(table, net.offset_features, args.table)
         out = args.out or "{0}_zeropoint{1}".format(*os.path.splitext(args.table))
         check_output(out, args.overwrite, inputs=[args.table, args.model])
+    seed_mc_dropout(args)
     summary = summaries.zeropoint_summary(net, args.model, refit=refit, refit_source=args.refit)
     if table is not None:
         summary.update(pipeline.add_zeropoint_columns(net, table, shared_masks=args.shared_masks,
