@@ -59,3 +59,17 @@ def test_every_generated_kernel_asks_for_them_where_the_cpu_has_them(monkeypatch
     assert calls == ([1, 1, 2] if wide else [0, 0, 0])  # the training source has a forward and a backward kernel
     for source in sources:
         compile(source, "<kernel>", "exec")  # still valid Python either way
+
+
+def test_machines_with_and_without_avx512_keep_separate_kernel_files(monkeypatch):
+    from astronn_gaiacal.nn import fused_training
+
+    specs = [(fused._module_name, fused.ConvPoolSpec(64, 8, 2, 4, 3, 64, 4, True)),
+             (fused_dense._module_name, fused_dense.DenseChainSpec((3, 8, 1), ("tanh", "linear"), (False, True))),
+             (fused_training._module_name, fused_training_source.ConvStackSpec(64, 8, 1, 2, 4, 4))]
+    for module_name, spec in specs:
+        names = {}
+        for wide in (True, False):
+            monkeypatch.setattr(vector_width, "wide_vectors", lambda wide=wide: wide)
+            names[wide] = module_name(spec)
+        assert names[True] == names[False] + "_w512"

@@ -268,8 +268,11 @@ _LOCK = threading.Lock()
 
 
 def _module_name(spec):
+    from .vector_width import module_suffix
+
     return (f"astronn_gaiacal_fused_v{_SOURCE_VERSION}_L{spec.length}_k{spec.kernel_size}_c{spec.in_channels}"
-            f"_f{spec.filters}_l{spec.left}_o{spec.out_length}_p{spec.pool}_{'relu' if spec.relu else 'linear'}")
+            f"_f{spec.filters}_l{spec.left}_o{spec.out_length}_p{spec.pool}_{'relu' if spec.relu else 'linear'}"
+            f"{module_suffix()}")
 
 
 def load_module(name, source):

@@ -232,8 +232,10 @@ _LOCK = threading.Lock()
 
 
 def _module_name(spec):
+    from .vector_width import module_suffix
+
     digest = hashlib.sha256(repr(spec).encode()).hexdigest()[:12]
-    return f"astronn_gaiacal_fused_dense_v{_SOURCE_VERSION}_{'x'.join(map(str, spec.widths))}_{digest}"
+    return f"astronn_gaiacal_fused_dense_v{_SOURCE_VERSION}_{'x'.join(map(str, spec.widths))}_{digest}{module_suffix()}"
 
 
 def load_kernel(spec):

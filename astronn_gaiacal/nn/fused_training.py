@@ -49,11 +49,16 @@ __all__ = ["ConvStackSpec", "conv_stack", "conv_stack_backward", "conv_stack_for
 _MODULES = {}
 
 
+def _module_name(spec):
+    from .vector_width import module_suffix
+
+    return (f"astronn_gaiacal_stack_v{SOURCE_VERSION}_L{spec.length}_k{spec.kernel_size}_c{spec.in_channels}"
+            f"_f{spec.filters1}x{spec.filters2}_p{spec.pool}{module_suffix()}")
+
+
 def _module(spec):
     if spec not in _MODULES:
-        name = (f"astronn_gaiacal_stack_v{SOURCE_VERSION}_L{spec.length}_k{spec.kernel_size}_c{spec.in_channels}"
-                f"_f{spec.filters1}x{spec.filters2}_p{spec.pool}")
-        _MODULES[spec] = load_module(name, kernel_source(spec))
+        _MODULES[spec] = load_module(_module_name(spec), kernel_source(spec))
     return _MODULES[spec]
 
 

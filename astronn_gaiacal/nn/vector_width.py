@@ -17,7 +17,7 @@ from numba import types
 from numba.core import config
 from numba.extending import intrinsic
 
-__all__ = ["ATTRIBUTE", "prefer_wide_vectors", "source_line", "wide_vectors"]
+__all__ = ["ATTRIBUTE", "module_suffix", "prefer_wide_vectors", "source_line", "wide_vectors"]
 
 #: The LLVM function attribute :func:`prefer_wide_vectors` sets.
 ATTRIBUTE = '"prefer-vector-width"="512"'
@@ -44,3 +44,9 @@ def prefer_wide_vectors(typingctx):
 def source_line(indent="    "):
     """The line a generated kernel starts with: the call where :func:`wide_vectors`, else nothing."""
     return f"{indent}prefer_wide_vectors()\n" if wide_vectors() else ""
+
+
+def module_suffix():
+    """Suffix of a generated kernel module's name: ``'_w512'`` where :func:`wide_vectors`, else ``''``.  Machines
+    that share a kernel cache folder but differ in AVX-512 then keep separate files instead of rewriting one."""
+    return "_w512" if wide_vectors() else ""
