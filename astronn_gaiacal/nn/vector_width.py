@@ -4,9 +4,8 @@ LLVM vectorises with 256-bit registers on most AVX-512 CPUs unless a function as
 more (its tuning assumes wide instructions lower the clock).  The fused kernels
 (:mod:`~astronn_gaiacal.nn.fused`, :mod:`~astronn_gaiacal.nn.fused_dense`,
 :mod:`~astronn_gaiacal.nn.fused_training`) spend their time in long float32 loops that
-gain from twice the lanes, so their generated source calls
-:func:`prefer_wide_vectors` first where the CPU has AVX-512 (:func:`wide_vectors`).
-It sets LLVM's ``"prefer-vector-width"="512"`` attribute on the calling function
+gain from twice the lanes, so their generated source calls ``prefer_wide_vectors()``
+(a Numba intrinsic) first where the CPU has AVX-512 (:func:`wide_vectors`).  It sets LLVM's ``"prefer-vector-width"="512"`` attribute on the calling function
 only, like clang's ``-mprefer-vector-width=512``: other Numba code in the process
 keeps Numba's settings.  Imported only by the generated kernels (it imports Numba);
 Numba's on-disk cache of a kernel does not see changes here, so bump the kernels'
@@ -19,7 +18,7 @@ from numba.extending import intrinsic
 
 __all__ = ["ATTRIBUTE", "module_suffix", "prefer_wide_vectors", "source_line", "wide_vectors"]
 
-#: The LLVM function attribute :func:`prefer_wide_vectors` sets.
+#: The LLVM function attribute ``prefer_wide_vectors()`` sets.
 ATTRIBUTE = '"prefer-vector-width"="512"'
 
 
