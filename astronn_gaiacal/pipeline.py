@@ -29,6 +29,8 @@ from .zeropoint.trends import fit_quadratic_trend
 
 #: Fewest stars with a zero-point, and distinct feature values, for a quadratic summary of a feature.
 MIN_TREND_STARS = 4
+#: Header comment of ``ZPESTIM``; short enough for the longest estimate name on one 80-character FITS card.
+ZPESTIM_COMMENT = "estimate behind ZEROPT / zeropoint"
 
 
 def trainable_mask(ds, offset, features=()):
@@ -456,7 +458,7 @@ def catalogue_for(model, ds, mc_num=100, batch_size=None):
         catalogue.meta["ERRSKINF"] = (float(snr_form["scale_inf"]), "NN error scale at high S/N (S/N form)")
         catalogue.meta["ERRSNOIS"] = (float(snr_form["noise"]), "S/N term: k^2 = ERRSKINF^2 + (ERRSNOIS/snr)^2")
     if model.offset != "none":
-        catalogue.meta["ZPESTIM"] = (zeropoint_estimate(model), "zero-point estimate of the corrected parallaxes")
+        catalogue.meta["ZPESTIM"] = (zeropoint_estimate(model), ZPESTIM_COMMENT)
     verdict = getattr(model, "training_convergence", None)
     if verdict is not None:  # a NOT CONVERGED model's catalogue says so in its own header
         catalogue.meta["CONVERGD"] = (bool(verdict["converged"]), "the model's training converged (docs/policy)")

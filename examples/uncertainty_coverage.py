@@ -1,13 +1,14 @@
 """Acceptance of issue 25 on fresh mock test sets: coverage of the catalogue's dist_error against the truth.
 
-usage: python examples/uncertainty_coverage.py MODEL_FOLDER MC_NUM seeds...   (e.g. demo_out/models/constant 100 77 78 79)
+usage: python examples/uncertainty_coverage.py MODEL_FOLDER MC_NUM SEED [SEED ...] [--n-test N]
+       (e.g. demo_out/models/constant 30 77 78 79; --n-test: fresh test stars per seed, default 2000)
 The catalogue is made as `astronn-gaiacal predict` makes it (pipeline.catalogue_for: for a model with an S/N-dependent
 scale, the scale at each star's S/N); "const_*" are the same with the constant scale instead (dist_error times the
 constant scale / uncertainty_scale_at(snr)).  "ok": within the issue's 68 +- 5 % and 95 +- 3 % (checked for groups of >= 200 stars); "median_z": the median
-of (dist - true) / dist_error (a bias in units of the errors).
+of (dist - true) / dist_error (a bias in units of the errors).  The last line counts the groups in target.
 """
+import argparse
 import json
-import sys
 import warnings
 
 import numpy as np
@@ -23,14 +24,19 @@ from astronn_gaiacal.simulate import simulate_train_test
 from astronn_gaiacal.studies.demo import coverage_groups, within_target
 
 warnings.simplefilter("ignore")
-folder, mc_num = sys.argv[1], int(sys.argv[2])
-seeds = [int(s) for s in sys.argv[3:]]
-model = load(folder)
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("folder")
+parser.add_argument("mc_num", type=int)
+parser.add_argument("seeds", type=int, nargs="+")
+parser.add_argument("--n-test", type=int, default=2000)
+args = parser.parse_args()
+model = load(args.folder)
+counted = passed = 0
 print(json.dumps(summaries.uncertainty_summary(model)), flush=True)
-for seed in seeds:
+for seed in args.seeds:
     keras.utils.set_random_seed(seed)
-    _, te = simulate_train_test(100, 2000, seed=seed, zeropoint=-52.3 * u.uas)
-    cat = pipeline.catalogue_for(model, te, mc_num=mc_num)
+    _, te = simulate_train_test(100, args.n_test, seed=seed, zeropoint=-52.3 * u.uas)
+    cat = pipeline.catalogue_for(model, te, mc_num=args.mc_num)
     d, e = cat["dist"].to_value(u.pc), cat["dist_error"].to_value(u.pc)
     w, we = cat["weighted_dist"].to_value(u.pc), cat["weighted_dist_error"].to_value(u.pc)
     truth = np.asarray(te["true_distance"], float)
@@ -52,4 +58,8 @@ for seed in seeds:
                                "median_z": float(np.median((d[sel] - truth[sel]) / e[sel])),
                                "rstd": c["robust_std_z"], "sigma_mad": sigma_mad(d[sel] / truth[sel] - 1),
                                "weighted_c1": cw["within_1sigma"], "weighted_c2": cw["within_2sigma"]}
+        if within_target(c) is not None:
+            counted += 1
+            passed += bool(within_target(c))
     print(json.dumps(res), flush=True)
+print(json.dumps({"groups_with_enough_stars": counted, "in_target": passed}))

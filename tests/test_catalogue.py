@@ -19,6 +19,8 @@ from astronn_gaiacal.io.catalogue import (
 )
 from astronn_gaiacal.constants import MAGIC_NUMBER as M
 from astronn_gaiacal.io.dataset import Dataset
+from astronn_gaiacal.pipeline import ZPESTIM_COMMENT
+from astronn_gaiacal.zeropoint.estimates import ESTIMATES
 
 # All stars have corrected K = 10, so parallax [mas] = fakemag / 100 and distance [pc] = 1e5 / fakemag.
 # fakemag 500 +- 25 (total) +- 10 (model): NN parallax 5 +- 0.25 (total) +- 0.1 (model) mas, 200 +- 10 +- 4 pc.
@@ -188,6 +190,21 @@ def test_fits_file(cat, tmp_path):
     png = tmp_path / "cat.png"
     plot_catalogue(cat, str(png))
     assert png.stat().st_size > 10000
+
+
+@pytest.mark.parametrize("name", (*ESTIMATES, "trend_refit", "network"))
+def test_zeropoint_estimate_card_is_not_truncated(cat, tmp_path, name):
+    """The header names the estimate behind ZEROPT; the longest name and its comment fit on one FITS card."""
+    import warnings
+
+    cat = cat.copy()
+    cat.meta["ZPESTIM"] = (name, ZPESTIM_COMMENT)
+    path = tmp_path / "cat.fits"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", fits.verify.VerifyWarning)
+        write_catalogue(cat, path)
+    card = fits.getheader(path, 1).cards["ZPESTIM"]
+    assert (card.value, card.comment) == (name, ZPESTIM_COMMENT)
 
 
 def test_write_is_atomic(cat, tmp_path):
