@@ -29,6 +29,9 @@ SOLAR_ABSMAG_KS = 3.27
 #: Red-clump absolute magnitude in 2MASS Ks (Hawkins et al. 2017, -1.61 +/- 0.01; Ruiz-Dern et al. 2018,
 #: -1.606 +/- 0.009): the standard candle that anchors an additive luminosity error (zeropoint.trends).
 RED_CLUMP_ABSMAG_KS = -1.61
+#: Intrinsic spread of the red clump's Ks absolute magnitude (Hawkins et al. 2017, 0.17 +/- 0.03 mag): the
+#: per-star error of a red-clump anchor.
+RED_CLUMP_ABSMAG_KS_SPREAD = 0.17
 
 #: Published constant zero-point, Leung & Bovy (2019): -52.3 +/- 2.0 micro-arcsec.
 PAPER_ZEROPOINT_UAS = -52.3

@@ -6,10 +6,11 @@ reported one.
 """
 from astropy import units as u
 
-from .constants import ZEROPOINT_CONVENTION
+from .constants import RED_CLUMP_ABSMAG_KS, RED_CLUMP_ABSMAG_KS_SPREAD, ZEROPOINT_CONVENTION
 from .models import DeepEnsemble
 from .models.protocol import LEARNED
 from .zeropoint.estimates import DEFAULT_ESTIMATE
+from .zeropoint.trends import red_clump_anchors
 
 __all__ = ["SINGLE_NETWORK_NOTE", "convergence_summary", "model_summary", "refit_report", "uncertainty_summary",
            "zeropoint_estimate", "zeropoint_summary"]
@@ -133,7 +134,7 @@ def model_summary(model, folder=None):
 
 
 
-def refit_report(model, ds, source=None):
+def refit_report(model, ds, source=None, red_clump=None):
     """Refit of a model's zero-point on a dataset's Gaia parallaxes, its network(s) held fixed.
 
     Parameters
@@ -149,6 +150,11 @@ def refit_report(model, ds, source=None):
         multivariate, the feature columns.
     source : str, optional
         Recorded as ``data`` (e.g. the dataset's file name).
+    red_clump : str, optional
+        Multivariate only: a boolean column of ``ds`` marking red-clump stars, whose known
+        luminosity pins the additive fakemag term of the trend refit
+        (:func:`~astronn_gaiacal.zeropoint.trends.red_clump_anchors`; docs/calibration.rst,
+        "The partner: an additive luminosity error").
 
     Returns
     -------
@@ -162,12 +168,22 @@ def refit_report(model, ds, source=None):
     Raises
     ------
     ValueError
-        The model has offset ``'none'``.
+        The model has offset ``'none'``, or ``red_clump`` is given for a constant model.
     """
     if model.offset == "multivariate":
+        anchors, extra = {}, {}
+        if red_clump is not None:
+            fakemag, error = red_clump_anchors(ds[red_clump])
+            anchors = dict(anchor_fakemag=fakemag, anchor_fakemag_error=error)
+            extra = {"anchors": {"column": red_clump, "red_clump_absmag_ks": RED_CLUMP_ABSMAG_KS,
+                                 "red_clump_spread_mag": RED_CLUMP_ABSMAG_KS_SPREAD}}
         fit = model.refit_zeropoint_trend(ds["spectra"], ds["parallax"], ds["parallax_error"],
-                                          {f: ds[f] for f in model.offset_features}, magnitude=ds.corrected_mag())
-        return {"refit_trend": {**fit.to_dict(), "data": source}}
+                                          {f: ds[f] for f in model.offset_features}, magnitude=ds.corrected_mag(),
+                                          **anchors)
+        return {"refit_trend": {**fit.to_dict(), "data": source, **extra}}
+    if red_clump is not None:
+        raise ValueError("red-clump anchors pin the trend refit of a multivariate model; a constant zero-point "
+                         "cannot take up an additive luminosity error and needs none")
     if model.offset != "constant":
         raise ValueError(f"the model has offset={model.offset!r}: it has no zero-point to refit")
     ensemble = DeepEnsemble.of(model)
@@ -187,8 +203,8 @@ def refit_report(model, ds, source=None):
 
 
 
-def zeropoint_summary(model, folder=None, refit=None, refit_source=None):
-    """:func:`model_summary`, and with ``refit`` the :func:`refit_report` on that dataset.
+def zeropoint_summary(model, folder=None, refit=None, refit_source=None, red_clump=None):
+    """:func:`model_summary`, and with ``refit`` the :func:`refit_report` on that dataset (``red_clump``: its anchors).
 
     With a refit of a constant model the refit on that dataset becomes the
     reported ``zeropoint_uas``/``zeropoint_err_uas``/``zeropoint_estimate``
@@ -201,5 +217,5 @@ def zeropoint_summary(model, folder=None, refit=None, refit_source=None):
     """
     summary = model_summary(model, folder)
     if refit is not None:
-        summary.update(refit_report(model, refit, source=refit_source))
+        summary.update(refit_report(model, refit, source=refit_source, red_clump=red_clump))
     return summary

@@ -138,6 +138,57 @@ def test_train_multivariate_and_zeropoint_table(tmp_path, data_file, capsys):
     assert refit["trends"]["teff"]["b"] == pytest.approx(expected.trend("teff").coeffs[1], rel=1e-5, abs=1e-9)
 
 
+def test_red_clump_anchors_pin_the_multivariate_refit(tmp_path, data_file, capsys, data_path):
+    """``zeropoint --refit DATA --red-clump COLUMN``: the anchored trend refit, with anchors computed here by hand."""
+    import tensorflow as tf
+
+    from astronn_gaiacal.io.dataset import read_dataset
+    from astronn_gaiacal.models import load
+
+    out = tmp_path / "mv"
+    assert _run(capsys, "train", data_file, "--model", "ToyApogeeBCNN", "--ensemble", "1", "--offset", "multivariate",
+                "--epochs", "2", "--out", str(out))[0] == 0
+    ds = read_dataset(data_file)
+    clump = np.zeros(len(ds), bool)
+    clump[::4] = True  # 40 stars
+    anchored_file = str(tmp_path / "rc.h5")
+    ds.with_columns(is_rc=clump, rc_int=clump.astype(int), rc_bad=np.where(clump, 1.0, 0.5),
+                    rc_none=np.zeros(len(ds), bool)).write(anchored_file)
+    capsys.readouterr()
+    code, stdout, _ = _run(capsys, "zeropoint", str(out), "--refit", anchored_file, "--red-clump", "is_rc", "--json",
+                           "--mc-num", "10", "--seed", "5")
+    refit = json.loads(stdout)["refit_trend"]
+    assert code == 0 and refit["n_anchors"] == 40 and refit["anchors"]["column"] == "is_rc"
+    # M_Ks = -1.61 +- 0.17 mag: fakemag 10^(M/5 + 2), its error ln(10)/5 fakemag sigma_M
+    fakemag = 10 ** (0.2 * -1.61 + 2)
+    known = np.where(clump, fakemag, np.nan)
+    net = load(str(out))
+    net.mc_num = 10
+    tf.keras.utils.set_random_seed(5)
+    expected = net.refit_zeropoint_trend(ds["spectra"], ds["parallax"], ds["parallax_error"],
+                                         {f: ds[f] for f in net.offset_features}, magnitude=ds.corrected_mag(),
+                                         anchor_fakemag=known, anchor_fakemag_error=np.log(10) / 5 * fakemag * 0.17)
+    assert refit["luminosity_offset"] == pytest.approx(expected.luminosity_offset, rel=1e-5, abs=1e-6)
+    assert refit["trends"]["phot_g_mean_mag"]["b"] == pytest.approx(expected.trend("phot_g_mean_mag").coeffs[1],
+                                                                     rel=1e-5, abs=1e-9)
+    code, stdout, _ = _run(capsys, "zeropoint", str(out), "--refit", anchored_file, "--red-clump", "rc_int",
+                           "--mc-num", "10", "--seed", "5")
+    assert code == 0 and "pinned by 40 anchor star(s)" in stdout
+    cases = [
+        (["--refit", anchored_file, "--red-clump", "rc_bad"], "'rc_bad'"),
+        (["--refit", anchored_file, "--red-clump", "rc_none"], "marks no star"),
+        (["--refit", anchored_file, "--red-clump", "no_such_column"], "no_such_column"),
+        (["--red-clump", "is_rc"], "needs --refit"),
+    ]
+    for argv, message in cases:
+        code, _, err = _run(capsys, "zeropoint", str(out), *argv, "--mc-num", "10")
+        assert code == 2 and message in err and len(err.strip().splitlines()) == 1, argv
+    with pytest.warns(Warning):  # a folder saved before the calibrations existed
+        code, _, err = _run(capsys, "zeropoint", data_path("saved_0.1.0", "dense_constant"), "--refit", anchored_file,
+                            "--red-clump", "is_rc")
+    assert code == 2 and "multivariate" in err.splitlines()[-1]
+
+
 def test_train_with_a_fixed_luminosity_network(tmp_path, data_file, capsys):
     first, second = tmp_path / "const", tmp_path / "mv"
     assert _run(capsys, "train", data_file, "--model", "ToyApogeeBCNN", "--ensemble", "1", "--offset", "constant", "--epochs", "2",

@@ -5,7 +5,7 @@ from astropy import units as u
 
 import astronn_gaiacal  # noqa: F401
 from astronn_gaiacal.zeropoint.fit import ZeropointFit, _hessian, _information, fit_zeropoint
-from astronn_gaiacal.zeropoint.trends import fit_zeropoint_trend
+from astronn_gaiacal.zeropoint.trends import fit_zeropoint_trend, red_clump_anchors
 from astronn_gaiacal.zeropoint.estimates import combine_fits, student_t_factor
 
 from _toy import N_PIX, ToyApogeeBCNN, toy_survey
@@ -358,6 +358,18 @@ def test_anchors_take_an_additive_luminosity_error_out_of_the_trend(likelihood):
     pulls = np.array(pulls)
     assert np.all(np.abs(pulls.mean(axis=0)) < 0.7) and np.all(pulls.std(axis=0) < 1.5), pulls
     assert np.median(plain_slopes) < 2 * EQ7_AT_12[1]  # the partner: more than twice the true slope
+
+
+def test_red_clump_anchors_are_the_clump_luminosity():
+    """M_Ks = -1.61 +- 0.17 mag: fakemag 10^(M/5 + 2) = 47.64 on the clump, its error ln(10)/5 x 47.64 x 0.17."""
+    fakemag, error = red_clump_anchors(np.array([1, 0, 1]))
+    np.testing.assert_allclose(fakemag[[0, 2]], 10 ** 1.678, rtol=1e-12)
+    np.testing.assert_allclose(error[[0, 2]], np.log(10) / 5 * 10 ** 1.678 * 0.17, rtol=1e-12)
+    assert np.isnan(fakemag[1]) and np.isnan(error[1])
+    np.testing.assert_allclose(red_clump_anchors([True], absmag=-1.0, spread=0.1)[0], [10 ** 1.8])
+    for bad in ([1, 2], [1.0, np.nan]):
+        with pytest.raises(ValueError, match="boolean"):
+            red_clump_anchors(bad)
 
 
 def test_anchored_trend_fit_bad_input():

@@ -387,6 +387,9 @@ def trend_lines(fit):
     """Text lines of a trend fit's JSON (``ZeropointTrendFit.to_dict()``): the scale, then one quadratic per feature."""
     lines = [f"{fit['n_stars']} stars, luminosity scale {fit['scale']:.4f} +- {fit['scale_error']:.4f}, scatter "
              f"{100 * fit['scatter']:.1f}%"]
+    if "luminosity_offset" in fit:
+        lines.append(f"additive luminosity term {fit['luminosity_offset']:.3g} +- {fit['luminosity_offset_error']:.2g} "
+                     f"fakemag, pinned by {fit['n_anchors']} anchor star(s)")
     for t in fit["trends"].values():
         lines.append(f"{t['feature']}: {t['a']:.4g}({t['a_err']:.2g})(x-{t['pivot']:g})^2 + {t['b']:.4g}"
                      f"({t['b_err']:.2g})(x-{t['pivot']:g}) + {t['c']:.4g}({t['c_err']:.2g}) uas, valid "

@@ -2,6 +2,8 @@
 import os
 import sys
 
+import numpy as np
+
 from ._common import (UsageError, add_cluster_arguments, trend_lines, check_output, check_spectra_length, interrupt_on_sigterm,
                       load_dataset, load_model, load_table, numeric_columns, print_json, refuse_input_as_output,
                       run_scaled, add_seed_argument, seed_mc_dropout)
@@ -23,6 +25,11 @@ def add_arguments(parser):
                              "e.g. the training set) with the luminosity network(s) held fixed: for a constant model "
                              "the calibrated estimate; for a multivariate model a quadratic in each feature with a "
                              "free luminosity scale (docs/calibration.rst)")
+    parser.add_argument("--red-clump", metavar="COLUMN",
+                        help="with --refit, multivariate: a boolean column of DATA marking red-clump stars (e.g. from "
+                             "a cross-match with Bovy et al. 2014's APOGEE-RC catalogue); their known luminosity (M_Ks "
+                             "-1.61, spread 0.17 mag) pins an additive luminosity error of the network, which a trend "
+                             "in the zero-point can otherwise take up (docs/calibration.rst)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file (with --catalog: "
                         "an output folder of another run)")
     parser.add_argument("--learned", action="store_true",
@@ -128,9 +135,26 @@ def _refit_data(net, args):
     require = ["spectra", "mag", "parallax", "parallax_error"]
     if net.offset == "multivariate":
         require += list(net.offset_features)
+    if args.red_clump is not None:
+        if net.offset != "multivariate":
+            raise UsageError("--red-clump anchors the trend refit of a multivariate model; a constant zero-point "
+                             "cannot take up an additive luminosity error and needs no anchor")
+        require.append(args.red_clump)
     ds = load_dataset(args.refit, require=require)
     check_spectra_length(ds, args.refit, net.spectrum_length)
+    if args.red_clump is not None:
+        _check_red_clump(ds[args.red_clump], args)
     return ds
+
+
+def _check_red_clump(column, args):
+    values = np.asarray(getattr(column, "value", column))
+    if values.dtype != bool and not (values.dtype.kind in "iuf" and np.all(np.isin(values, (0, 1)))):
+        raise UsageError(f"--red-clump column {args.red_clump!r} of {args.refit} must be boolean (or 0/1) with no "
+                         "missing values: mark the red-clump stars True, all others False")
+    if not np.any(values.astype(bool)):
+        raise UsageError(f"--red-clump column {args.red_clump!r} of {args.refit} marks no star: give the column "
+                         "that flags the red-clump members, or leave --red-clump out")
 
 
 def run(args):
@@ -147,6 +171,8 @@ def run(args):
         raise UsageError(_ONE_PASS)
     if args.refit is not None and args.table is not None:
         raise UsageError("give either GAIA_TABLE or --refit DATA, not both")
+    if args.red_clump is not None and args.refit is None:
+        raise UsageError("--red-clump needs --refit DATA: the anchors are stars of DATA")
     net = load_model(args.model)
     net.mc_num = args.mc_num
     if net.offset == "none":
@@ -167,7 +193,8 @@ def run(args):
         out = args.out or "{0}_zeropoint{1}".format(*os.path.splitext(args.table))
         check_output(out, args.overwrite, inputs=[args.table, args.model])
     seed_mc_dropout(args)
-    summary = summaries.zeropoint_summary(net, args.model, refit=refit, refit_source=args.refit)
+    summary = summaries.zeropoint_summary(net, args.model, refit=refit, refit_source=args.refit,
+                                          red_clump=args.red_clump)
     if table is not None:
         summary.update(pipeline.add_zeropoint_columns(net, table, shared_masks=args.shared_masks,
                                                       estimate="learned" if args.learned else None),

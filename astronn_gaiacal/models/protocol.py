@@ -21,7 +21,7 @@ from ..zeropoint.calibrated import TREND_ESTIMATE, CalibratedZeropoint
 from ..zeropoint.estimates import ENSEMBLE_REFITS, combine_fits, refits_from_parallaxes
 from ..zeropoint.fit import fit_zeropoint
 from ..zeropoint.likelihood import likelihood_for_loss
-from ..zeropoint.trends import feature_column, fit_zeropoint_trend
+from ..zeropoint.trends import MISSING_ANCHOR_ERROR, feature_column, fit_zeropoint_trend
 from .inputs import as_1d_float, refit_inputs, spectra_and_magnitude
 
 __all__ = ["DESCRIPTIVE_ATTRIBUTES", "LEARNED", "OWN_REFIT", "ZeropointCalibrationWarning", "ZeropointModel"]
@@ -312,7 +312,7 @@ class ZeropointModel(abc.ABC):
         if anchor_fakemag is not None:  # checked before the prediction
             known = as_1d_float(anchor_fakemag, "anchor_fakemag", n)
             if anchor_fakemag_error is None:
-                raise ValueError("anchor_fakemag needs anchor_fakemag_error (1-sigma, fakemag units)")
+                raise ValueError(MISSING_ANCHOR_ERROR)
             error = as_1d_float(anchor_fakemag_error, "anchor_fakemag_error", n)
         has, spectra, mag, plx, plx_err = refit_inputs(self, input_data, parallax, parallax_error, magnitude)
         model_plx = np.mean(self.member_parallaxes(spectra, magnitude=mag, batch_size=batch_size), axis=0)

@@ -21,13 +21,17 @@ from dataclasses import dataclass, field
 import numpy as np
 from astropy import units as u
 
-from ..constants import PAPER_QUADRATIC_TRENDS, is_missing
-from ..conversions import mas_values
+from ..constants import PAPER_QUADRATIC_TRENDS, RED_CLUMP_ABSMAG_KS, RED_CLUMP_ABSMAG_KS_SPREAD, is_missing
+from ..conversions import absmag_to_fakemag, mas_values
 from .fit import checked_stars, profile_fit
 from .likelihood import as_likelihood
 
 __all__ = ["QuadraticTrend", "ZeropointTrendFit", "feature_column", "fit_quadratic_trend", "fit_zeropoint_trend",
-           "paper_trend", "quadratic"]
+           "paper_trend", "quadratic", "red_clump_anchors"]
+
+
+#: The error of anchors given without their 1-sigma errors (also raised before a model's prediction).
+MISSING_ANCHOR_ERROR = "anchor_fakemag needs anchor_fakemag_error (1-sigma, fakemag units)"
 
 
 def quadratic(x, coeffs, pivot=0.0):
@@ -359,6 +363,40 @@ def fit_zeropoint_trend(parallax, parallax_error, model_parallax, features, name
     return _trend_fit(plx, err, model, cols, piv, ranges, fit_scale, scatter, likelihood, anchors)
 
 
+def red_clump_anchors(is_red_clump, absmag=RED_CLUMP_ABSMAG_KS, spread=RED_CLUMP_ABSMAG_KS_SPREAD):
+    """Anchors of :func:`fit_zeropoint_trend` from red-clump membership: the clump's fakemag, NaN elsewhere.
+
+    Parameters
+    ----------
+    is_red_clump : array_like of bool
+        Membership per star, e.g. from a cross-match with a red-clump catalogue
+        (Bovy et al. 2014's APOGEE-RC); no missing values.
+    absmag, spread : float
+        The clump's Ks absolute magnitude and its intrinsic spread (mag), the per-star error.
+
+    Returns
+    -------
+    anchor_fakemag, anchor_fakemag_error : ndarray
+        Per star; NaN off the clump.
+
+    Examples
+    --------
+    >>> from astronn_gaiacal.zeropoint.trends import red_clump_anchors
+    >>> fakemag, error = red_clump_anchors([True, False])
+    >>> [round(float(v), 2) for v in fakemag[:1]], bool(np.isnan(fakemag[1])), round(float(error[0]), 2)
+    ([47.64], True, 3.73)
+    """
+    member = np.asarray(is_red_clump)
+    if member.dtype != bool:
+        values = np.asarray(member, dtype=float)
+        if not np.all(np.isin(values, (0.0, 1.0))):
+            raise ValueError("is_red_clump must be boolean (or 0/1) with no missing values")
+        member = values == 1.0
+    fakemag, error = (np.asarray(v, dtype=float) for v in absmag_to_fakemag(np.full(member.shape, float(absmag)),
+                                                                            np.full(member.shape, float(spread))))
+    return np.where(member, fakemag, np.nan), np.where(member, error, np.nan)
+
+
 def _anchors(n, magnitude, anchor_fakemag, anchor_fakemag_error):
     """``(p, rows, fakemag, error)`` of the additive term (``p = 10^(-m/5)``), or None without ``magnitude``."""
     if magnitude is None:
@@ -372,7 +410,7 @@ def _anchors(n, magnitude, anchor_fakemag, anchor_fakemag_error):
     if anchor_fakemag is None:
         return p, np.zeros(0, int), np.zeros(0), np.zeros(0)
     if anchor_fakemag_error is None:
-        raise ValueError("anchor_fakemag needs anchor_fakemag_error (1-sigma, fakemag units)")
+        raise ValueError(MISSING_ANCHOR_ERROR)
     known = np.asarray(anchor_fakemag, dtype=float).ravel()
     if known.size != n:
         raise ValueError(f"anchor_fakemag has {known.size} values; parallax has {n}")
