@@ -367,7 +367,7 @@ def test_red_clump_anchors_are_the_clump_luminosity():
     np.testing.assert_allclose(error[[0, 2]], np.log(10) / 5 * 10 ** 1.678 * 0.17, rtol=1e-12)
     assert np.isnan(fakemag[1]) and np.isnan(error[1])
     np.testing.assert_allclose(red_clump_anchors([True], absmag=-1.0, spread=0.1)[0], [10 ** 1.8])
-    for bad in ([1, 2], [1.0, np.nan]):
+    for bad in ([1, 2], [1.0, np.nan], ["rc", "rgb"]):
         with pytest.raises(ValueError, match="boolean"):
             red_clump_anchors(bad)
 

@@ -148,11 +148,14 @@ def _refit_data(net, args):
 
 
 def _check_red_clump(column, args):
-    values = np.asarray(getattr(column, "value", column))
-    if values.dtype != bool and not (values.dtype.kind in "iuf" and np.all(np.isin(values, (0, 1)))):
+    from ..zeropoint.trends import red_clump_anchors
+
+    try:
+        fakemag, _ = red_clump_anchors(getattr(column, "value", column))
+    except (TypeError, ValueError):
         raise UsageError(f"--red-clump column {args.red_clump!r} of {args.refit} must be boolean (or 0/1) with no "
-                         "missing values: mark the red-clump stars True, all others False")
-    if not np.any(values.astype(bool)):
+                         "missing values: mark the red-clump stars True, all others False") from None
+    if not np.any(np.isfinite(fakemag)):
         raise UsageError(f"--red-clump column {args.red_clump!r} of {args.refit} marks no star: give the column "
                          "that flags the red-clump members, or leave --red-clump out")
 

@@ -388,7 +388,10 @@ def red_clump_anchors(is_red_clump, absmag=RED_CLUMP_ABSMAG_KS, spread=RED_CLUMP
     """
     member = np.asarray(is_red_clump)
     if member.dtype != bool:
-        values = np.asarray(member, dtype=float)
+        try:
+            values = np.asarray(member, dtype=float)
+        except (TypeError, ValueError):
+            values = np.full(member.shape, np.nan)
         if not np.all(np.isin(values, (0.0, 1.0))):
             raise ValueError("is_red_clump must be boolean (or 0/1) with no missing values")
         member = values == 1.0
