@@ -10,7 +10,7 @@ from .constants import RED_CLUMP_ABSMAG_KS, RED_CLUMP_ABSMAG_KS_SPREAD, ZEROPOIN
 from .models import DeepEnsemble
 from .models.protocol import LEARNED
 from .zeropoint.estimates import DEFAULT_ESTIMATE
-from .zeropoint.trends import red_clump_anchors
+from .zeropoint.trends import CONSTANT_NEEDS_NO_ANCHOR, red_clump_anchors
 
 __all__ = ["SINGLE_NETWORK_NOTE", "convergence_summary", "model_summary", "refit_report", "uncertainty_summary",
            "zeropoint_estimate", "zeropoint_summary"]
@@ -182,8 +182,7 @@ def refit_report(model, ds, source=None, red_clump=None):
                                           **anchors)
         return {"refit_trend": {**fit.to_dict(), "data": source, **extra}}
     if red_clump is not None:
-        raise ValueError("red-clump anchors pin the trend refit of a multivariate model; a constant zero-point "
-                         "cannot take up an additive luminosity error and needs none")
+        raise ValueError(CONSTANT_NEEDS_NO_ANCHOR)
     if model.offset != "constant":
         raise ValueError(f"the model has offset={model.offset!r}: it has no zero-point to refit")
     ensemble = DeepEnsemble.of(model)

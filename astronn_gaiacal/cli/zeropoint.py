@@ -137,21 +137,24 @@ def _refit_data(net, args):
         require += list(net.offset_features)
     if args.red_clump is not None:
         if net.offset != "multivariate":
-            raise UsageError("--red-clump anchors the trend refit of a multivariate model; a constant zero-point "
-                             "cannot take up an additive luminosity error and needs no anchor")
-        require.append(args.red_clump)
+            from ..zeropoint.trends import CONSTANT_NEEDS_NO_ANCHOR
+
+            raise UsageError(f"--red-clump: {CONSTANT_NEEDS_NO_ANCHOR}")
     ds = load_dataset(args.refit, require=require)
     check_spectra_length(ds, args.refit, net.spectrum_length)
     if args.red_clump is not None:
-        _check_red_clump(ds[args.red_clump], args)
+        _check_red_clump(ds, args)
     return ds
 
 
-def _check_red_clump(column, args):
+def _check_red_clump(ds, args):
     from ..zeropoint.trends import red_clump_anchors
 
+    if args.red_clump not in ds:
+        raise UsageError(f"{args.refit} has no column {args.red_clump!r} (--red-clump): add a boolean column "
+                         "marking the red-clump stars")
     try:
-        fakemag, _ = red_clump_anchors(getattr(column, "value", column))
+        fakemag, _ = red_clump_anchors(getattr(ds[args.red_clump], "value", ds[args.red_clump]))
     except (TypeError, ValueError):
         raise UsageError(f"--red-clump column {args.red_clump!r} of {args.refit} must be boolean (or 0/1) with no "
                          "missing values: mark the red-clump stars True, all others False") from None

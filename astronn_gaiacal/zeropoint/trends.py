@@ -32,6 +32,9 @@ __all__ = ["QuadraticTrend", "ZeropointTrendFit", "feature_column", "fit_quadrat
 
 #: The error of anchors given without their 1-sigma errors (also raised before a model's prediction).
 MISSING_ANCHOR_ERROR = "anchor_fakemag needs anchor_fakemag_error (1-sigma, fakemag units)"
+#: Why a constant model takes no red-clump anchors (the API's ValueError and the CLI's usage error).
+CONSTANT_NEEDS_NO_ANCHOR = ("red-clump anchors pin the trend refit of a multivariate model; a constant zero-point "
+                            "cannot take up an additive luminosity error and needs no anchor")
 
 
 def quadratic(x, coeffs, pivot=0.0):
@@ -395,9 +398,8 @@ def red_clump_anchors(is_red_clump, absmag=RED_CLUMP_ABSMAG_KS, spread=RED_CLUMP
         if not np.all(np.isin(values, (0.0, 1.0))):
             raise ValueError("is_red_clump must be boolean (or 0/1) with no missing values")
         member = values == 1.0
-    fakemag, error = (np.asarray(v, dtype=float) for v in absmag_to_fakemag(np.full(member.shape, float(absmag)),
-                                                                            np.full(member.shape, float(spread))))
-    return np.where(member, fakemag, np.nan), np.where(member, error, np.nan)
+    fakemag, error = absmag_to_fakemag(float(absmag), float(spread))
+    return np.where(member, float(fakemag), np.nan), np.where(member, float(error), np.nan)
 
 
 def _anchors(n, magnitude, anchor_fakemag, anchor_fakemag_error):
